@@ -1,0 +1,793 @@
+//! The simulated radio: in-process virtual peripherals with real GATT databases,
+//! realistic timing and switchable faults. It is the embedded default (`--backend
+//! sim`) and the test bed, so it behaves like a radio: devices advertise with drifting
+//! RSSI and stop while connected, links take time to come up, the MTU is negotiated,
+//! notifications arrive at each sensor's own rate, one device wanders out of range,
+//! and tests can make connects fail, links drop and reads hang ([`SimDeviceControl`]).
+//!
+//! `time_scale` speeds everything up (tests use 100: a 1 s heart-rate period becomes
+//! 10 ms). Delays that scale below the timer's 1 ms resolution are skipped.
+
+pub mod cs108;
+mod generators;
+pub mod profiles;
+pub mod spec;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::BroadcastStream;
+
+use self::spec::{DeviceSpec, GeneratorKind, WriteAction};
+use super::{
+    well_known, Advertisement, Backend, BackendEvent, BleError, BleResult, CharProps, Characteristic,
+    Descriptor, DeviceId, DisconnectReason, Notification, NotificationStream, ScanFilter, Service, Uuid,
+    WriteKind,
+};
+
+/// The MTU the simulated central asks for (what Android and iOS ask for).
+const CENTRAL_MTU: u16 = 247;
+/// Advertising interval before time scaling.
+const ADV_INTERVAL_MS: u64 = 100;
+/// The world never ticks faster than this, whatever the time scale, so a fast
+/// simulation does not eat a core.
+const MIN_TICK: Duration = Duration::from_millis(5);
+
+/// How to build the simulated world.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimConfig {
+    /// Speed-up of every latency and period (1.0 = real time).
+    pub time_scale: f64,
+    /// Include the built-in devices.
+    pub builtin: bool,
+    /// Devices to add (see [`spec`]).
+    pub devices: Vec<DeviceSpec>,
+    /// Seed for RSSI drift and sensor values; random when absent.
+    pub seed: Option<u64>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            time_scale: 1.0,
+            builtin: true,
+            devices: Vec::new(),
+            seed: None,
+        }
+    }
+}
+
+/// Faults a test switches on for one device.
+#[derive(Debug, Default)]
+struct Faults {
+    /// The next N connection attempts fail.
+    fail_connects: u32,
+    /// The next GATT operation drops the link instead of completing.
+    drop_on_next_op: bool,
+    /// The next N reads never answer.
+    hang_reads: u32,
+    /// Added to every GATT operation (not scaled).
+    extra_delay: Duration,
+}
+
+/// An open link to a device; dropping it stops the device's generators and ends the
+/// notification stream.
+struct Link {
+    mtu: u16,
+    notify_tx: broadcast::Sender<Notification>,
+    /// (service, characteristic) with notifications enabled.
+    subscribed: HashSet<(Uuid, Uuid)>,
+    _generators: Vec<AbortOnDrop>,
+}
+
+struct DeviceState {
+    link: Option<Link>,
+    values: HashMap<(Uuid, Uuid), Vec<u8>>,
+    descriptor_values: HashMap<(Uuid, Uuid, Uuid), Vec<u8>>,
+    /// Current RSSI; drifts around the spec's mean.
+    rssi: f64,
+    /// Set by a test to force the device in or out of range.
+    in_range_override: Option<bool>,
+    /// Present on devices that speak CS108.
+    reader: Option<cs108::ReaderState>,
+    rng: fastrand::Rng,
+}
+
+struct SimDevice {
+    id: DeviceId,
+    spec: DeviceSpec,
+    gatt: Vec<Service>,
+    time_scale: f64,
+    started: Instant,
+    events: broadcast::Sender<BackendEvent>,
+    state: Mutex<DeviceState>,
+    faults: Mutex<Faults>,
+}
+
+/// Aborts a task when dropped, so a task's owner stops it by letting go.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Locks a mutex, recovering the data if a holder panicked: every critical section
+/// here leaves the state consistent at each statement, so the data is still valid.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The simulated adapter.
+pub struct SimBackend {
+    devices: BTreeMap<DeviceId, Arc<SimDevice>>,
+    events: broadcast::Sender<BackendEvent>,
+    scanning: Arc<std::sync::atomic::AtomicBool>,
+    _world: AbortOnDrop,
+}
+
+impl SimBackend {
+    /// Builds the world and starts its clock. Must run inside a tokio runtime.
+    pub fn new(config: &SimConfig) -> Result<Arc<Self>, BleError> {
+        if !(config.time_scale.is_finite() && config.time_scale > 0.0) {
+            return Err(BleError::Other(format!(
+                "sim.time_scale must be a positive number, not {}",
+                config.time_scale
+            )));
+        }
+        let mut specs = if config.builtin { profiles::builtin() } else { Vec::new() };
+        specs.extend(config.devices.iter().cloned());
+        let (events, _) = broadcast::channel(4096);
+        let mut seeder = config.seed.map(fastrand::Rng::with_seed).unwrap_or_default();
+        let started = Instant::now();
+        let mut devices = BTreeMap::new();
+        for spec in specs {
+            spec.validate().map_err(BleError::Other)?;
+            let id = DeviceId::new(&spec.address);
+            if devices.contains_key(&id) {
+                return Err(BleError::Other(format!("two simulated devices share address {id}")));
+            }
+            let dev = SimDevice::new(spec, config.time_scale, started, events.clone(), seeder.u64(..))
+                .map_err(BleError::Other)?;
+            devices.insert(id, Arc::new(dev));
+        }
+        let scanning = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tick = scaled(ADV_INTERVAL_MS, config.time_scale)
+            .unwrap_or(MIN_TICK)
+            .max(MIN_TICK);
+        let weak: Vec<Weak<SimDevice>> = devices.values().map(Arc::downgrade).collect();
+        let world = tokio::spawn(run_world(weak, scanning.clone(), events.clone(), tick));
+        Ok(Arc::new(SimBackend {
+            devices,
+            events,
+            scanning,
+            _world: AbortOnDrop(world),
+        }))
+    }
+
+    /// Controls for one device's faults and range, for tests and demos.
+    pub fn control(&self, id: &DeviceId) -> Option<SimDeviceControl> {
+        self.devices.get(id).map(|d| SimDeviceControl(d.clone()))
+    }
+
+    /// Every simulated device's id and name.
+    pub fn device_ids(&self) -> Vec<(DeviceId, String)> {
+        self.devices
+            .values()
+            .map(|d| (d.id.clone(), d.spec.name.clone()))
+            .collect()
+    }
+
+    fn device(&self, id: &DeviceId) -> BleResult<&Arc<SimDevice>> {
+        self.devices
+            .get(id)
+            .ok_or_else(|| BleError::DeviceNotFound(id.clone()))
+    }
+}
+
+/// Switches faults and range on one simulated device.
+#[derive(Clone)]
+pub struct SimDeviceControl(Arc<SimDevice>);
+
+impl SimDeviceControl {
+    /// The next `n` connection attempts fail.
+    pub fn fail_next_connects(&self, n: u32) {
+        lock(&self.0.faults).fail_connects = n;
+    }
+
+    /// The next GATT operation drops the link instead of completing.
+    pub fn drop_link_on_next_op(&self) {
+        lock(&self.0.faults).drop_on_next_op = true;
+    }
+
+    /// The next `n` reads never answer.
+    pub fn hang_next_reads(&self, n: u32) {
+        lock(&self.0.faults).hang_reads = n;
+    }
+
+    /// Every GATT operation takes this much longer.
+    pub fn set_response_delay(&self, delay: Duration) {
+        lock(&self.0.faults).extra_delay = delay;
+    }
+
+    /// Forces the device in or out of range (`None`: back to its own schedule).
+    /// Going out of range drops an open link at the next world tick.
+    pub fn set_in_range(&self, in_range: Option<bool>) {
+        lock(&self.0.state).in_range_override = in_range;
+    }
+
+    /// Drops the link now, as a supervision timeout would.
+    pub fn drop_link(&self) {
+        self.0.drop_link(DisconnectReason::LinkLost);
+    }
+
+    pub fn is_connected(&self) -> bool {
+        lock(&self.0.state).link.is_some()
+    }
+}
+
+/// A delay in ms scaled by the time scale; `None` when it scales below 1 ms.
+fn scaled(ms: u64, time_scale: f64) -> Option<Duration> {
+    let d = Duration::from_secs_f64(ms as f64 / 1000.0 / time_scale);
+    (d >= Duration::from_millis(1)).then_some(d)
+}
+
+async fn pause(d: Option<Duration>) {
+    if let Some(d) = d {
+        tokio::time::sleep(d).await;
+    }
+}
+
+/// The world's clock: RSSI drift, range changes (dropping links that go out of
+/// range) and advertising while a scan runs.
+async fn run_world(
+    devices: Vec<Weak<SimDevice>>,
+    scanning: Arc<std::sync::atomic::AtomicBool>,
+    events: broadcast::Sender<BackendEvent>,
+    tick: Duration,
+) {
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        let scanning = scanning.load(std::sync::atomic::Ordering::Relaxed);
+        for weak in &devices {
+            let Some(dev) = weak.upgrade() else { return };
+            if let Some(adv) = dev.tick(scanning) {
+                // No receiver is fine: nobody is listening yet.
+                let _ = events.send(BackendEvent::Advertisement(adv));
+            }
+        }
+    }
+}
+
+impl SimDevice {
+    fn new(
+        spec: DeviceSpec,
+        time_scale: f64,
+        started: Instant,
+        events: broadcast::Sender<BackendEvent>,
+        seed: u64,
+    ) -> Result<Self, String> {
+        let mut gatt = Vec::new();
+        let mut values = HashMap::new();
+        let mut descriptor_values = HashMap::new();
+        for s in &spec.services {
+            let mut characteristics = Vec::new();
+            for c in &s.characteristics {
+                let props = c.props()?;
+                values.insert((s.uuid, c.uuid), c.initial_value()?);
+                let mut descriptors = Vec::new();
+                if props.can_subscribe() {
+                    descriptors.push(Descriptor { uuid: well_known::CCCD });
+                }
+                for d in &c.descriptors {
+                    descriptors.push(Descriptor { uuid: d.uuid });
+                    descriptor_values.insert((s.uuid, c.uuid, d.uuid), d.initial_value()?);
+                }
+                characteristics.push(Characteristic {
+                    uuid: c.uuid,
+                    service: s.uuid,
+                    props,
+                    descriptors,
+                    max_len: Some(c.max_len),
+                });
+            }
+            gatt.push(Service {
+                uuid: s.uuid,
+                primary: true,
+                characteristics,
+            });
+        }
+        let has_reader = spec
+            .services
+            .iter()
+            .flat_map(|s| &s.characteristics)
+            .any(|c| matches!(c.on_write, WriteAction::Cs108 { .. }));
+        let state = DeviceState {
+            link: None,
+            values,
+            descriptor_values,
+            rssi: spec.rssi as f64,
+            in_range_override: None,
+            reader: has_reader.then(|| cs108::ReaderState::new(&spec.name)),
+            rng: fastrand::Rng::with_seed(seed),
+        };
+        Ok(SimDevice {
+            id: DeviceId::new(&spec.address),
+            spec,
+            gatt,
+            time_scale,
+            started,
+            events,
+            state: Mutex::new(state),
+            faults: Mutex::new(Faults::default()),
+        })
+    }
+
+    fn in_range(&self, state: &DeviceState) -> bool {
+        if let Some(forced) = state.in_range_override {
+            return forced;
+        }
+        match self.spec.range_cycle {
+            None => true,
+            Some(cycle) => {
+                let period = (cycle.in_ms + cycle.out_ms).max(1) as f64;
+                let elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0 * self.time_scale;
+                elapsed_ms % period < cycle.in_ms as f64
+            }
+        }
+    }
+
+    /// One world tick: drift, range, and the advertisement to send if any.
+    fn tick(&self, scanning: bool) -> Option<Advertisement> {
+        let mut st = lock(&self.state);
+        let mean = self.spec.rssi as f64;
+        let noise = st.rng.f64() * 4.0 - 2.0;
+        st.rssi = (mean + 0.85 * (st.rssi - mean) + noise).clamp(mean - 8.0, mean + 8.0);
+        let in_range = self.in_range(&st);
+        if !in_range && st.link.is_some() {
+            drop(st);
+            self.drop_link(DisconnectReason::LinkLost);
+            return None;
+        }
+        // Connected peripherals stop advertising; one packet in ten is lost.
+        if !scanning || !in_range || st.link.is_some() || st.rng.u8(0..10) == 0 {
+            return None;
+        }
+        Some(self.advertisement(st.rssi.round() as i16))
+    }
+
+    fn advertisement(&self, rssi: i16) -> Advertisement {
+        Advertisement {
+            id: self.id.clone(),
+            name: Some(self.spec.name.clone()),
+            rssi,
+            tx_power: self.spec.tx_power,
+            services: self.spec.advertised_services.clone(),
+            manufacturer_data: self
+                .spec
+                .manufacturer_data
+                .iter()
+                .filter_map(|m| Some((m.company_id, hex::decode(&m.data).ok()?)))
+                .collect(),
+            service_data: BTreeMap::new(),
+        }
+    }
+
+    fn drop_link(&self, reason: DisconnectReason) -> bool {
+        let link = {
+            let mut st = lock(&self.state);
+            if let Some(r) = st.reader.as_mut() {
+                r.inventory_running = false;
+            }
+            st.link.take()
+        };
+        let had_link = link.is_some();
+        drop(link);
+        if had_link {
+            let _ = self.events.send(BackendEvent::Disconnected {
+                id: self.id.clone(),
+                reason,
+            });
+        }
+        had_link
+    }
+
+    fn characteristic(&self, service: Uuid, characteristic: Uuid) -> BleResult<&Characteristic> {
+        let svc = self
+            .gatt
+            .iter()
+            .find(|s| s.uuid == service)
+            .ok_or(BleError::ServiceNotFound(service))?;
+        svc.characteristics
+            .iter()
+            .find(|c| c.uuid == characteristic)
+            .ok_or(BleError::CharacteristicNotFound { service, characteristic })
+    }
+
+    fn write_action(&self, service: Uuid, characteristic: Uuid) -> WriteAction {
+        self.spec
+            .services
+            .iter()
+            .find(|s| s.uuid == service)
+            .and_then(|s| s.characteristics.iter().find(|c| c.uuid == characteristic))
+            .map(|c| c.on_write.clone())
+            .unwrap_or_default()
+    }
+
+    fn op_latency(&self) -> Option<Duration> {
+        scaled(self.spec.op_latency_ms, self.time_scale)
+    }
+
+    /// Waits out one GATT round trip, applying faults; fails if the link is not up
+    /// (or goes down meanwhile).
+    async fn round_trip(&self, round_trips: u32) -> BleResult<()> {
+        let extra = {
+            let mut f = lock(&self.faults);
+            if lock(&self.state).link.is_none() {
+                return Err(BleError::NotConnected(self.id.clone()));
+            }
+            if std::mem::take(&mut f.drop_on_next_op) {
+                drop(f);
+                self.drop_link(DisconnectReason::LinkLost);
+                return Err(BleError::LinkLost(self.id.clone()));
+            }
+            f.extra_delay
+        };
+        pause(self.op_latency().map(|d| d * round_trips)).await;
+        if !extra.is_zero() {
+            tokio::time::sleep(extra).await;
+        }
+        if lock(&self.state).link.is_none() {
+            return Err(BleError::LinkLost(self.id.clone()));
+        }
+        Ok(())
+    }
+
+    /// Sends a notification if the client enabled them on that characteristic.
+    fn notify(&self, st: &DeviceState, service: Uuid, characteristic: Uuid, value: Vec<u8>) {
+        if let Some(link) = &st.link {
+            if link.subscribed.contains(&(service, characteristic)) {
+                let _ = link.notify_tx.send(Notification {
+                    device: self.id.clone(),
+                    service,
+                    characteristic,
+                    value: Bytes::from(value),
+                    at: SystemTime::now(),
+                });
+            }
+        }
+    }
+
+    /// Produces the next generated value of one characteristic.
+    fn generate(&self, service: Uuid, characteristic: Uuid, kind: GeneratorKind) {
+        let mut st = lock(&self.state);
+        if st.link.is_none() {
+            return;
+        }
+        let key = (service, characteristic);
+        let value = if kind == GeneratorKind::Cs108Inventory {
+            let rssi = (st.rssi + 100.0).clamp(0.0, 127.0) as u8;
+            match st.reader.as_mut().and_then(|r| r.next_tag_report(rssi)) {
+                Some(frame) => frame,
+                None => return,
+            }
+        } else {
+            let st = &mut *st;
+            let current = st.values.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+            let next = generators::next_value(kind, current, &mut st.rng);
+            st.values.insert(key, next.clone());
+            next
+        };
+        self.notify(&st, service, characteristic, value);
+    }
+
+    fn spawn_generators(self: &Arc<Self>) -> Vec<AbortOnDrop> {
+        let mut tasks = Vec::new();
+        for s in &self.spec.services {
+            for c in &s.characteristics {
+                let Some(g) = &c.generator else { continue };
+                let period = scaled(g.period_ms, self.time_scale).unwrap_or(Duration::from_millis(1));
+                let (weak, svc, chr, kind) = (Arc::downgrade(self), s.uuid, c.uuid, g.kind);
+                tasks.push(AbortOnDrop(tokio::spawn(async move {
+                    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+                    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        interval.tick().await;
+                        let Some(dev) = weak.upgrade() else { return };
+                        dev.generate(svc, chr, kind);
+                    }
+                })));
+            }
+        }
+        tasks
+    }
+
+    fn connected_mtu(&self) -> Option<u16> {
+        lock(&self.state).link.as_ref().map(|l| l.mtu)
+    }
+}
+
+#[async_trait]
+impl Backend for SimBackend {
+    fn name(&self) -> &str {
+        "sim"
+    }
+
+    fn events(&self) -> broadcast::Receiver<BackendEvent> {
+        self.events.subscribe()
+    }
+
+    async fn start_scan(&self, _filter: &ScanFilter) -> BleResult<()> {
+        self.scanning.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn stop_scan(&self) -> BleResult<()> {
+        self.scanning.store(false, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn connect(&self, id: &DeviceId) -> BleResult<u16> {
+        let dev = self.device(id)?;
+        if let Some(mtu) = dev.connected_mtu() {
+            return Ok(mtu);
+        }
+        let jitter = 0.8 + lock(&dev.state).rng.f64() * 0.4;
+        let latency = scaled((dev.spec.connect_latency_ms as f64 * jitter) as u64, dev.time_scale);
+        let fail = {
+            let mut f = lock(&dev.faults);
+            let fail = f.fail_connects > 0;
+            f.fail_connects = f.fail_connects.saturating_sub(1);
+            fail
+        };
+        pause(latency).await;
+        if fail {
+            return Err(BleError::ConnectFailed {
+                id: id.clone(),
+                reason: "connection failed to be established (0x3e, injected fault)".into(),
+            });
+        }
+        let mtu = {
+            let mut st = lock(&dev.state);
+            if !dev.in_range(&st) {
+                return Err(BleError::ConnectFailed {
+                    id: id.clone(),
+                    reason: "no answer from the device: it is out of range".into(),
+                });
+            }
+            if let Some(link) = &st.link {
+                return Ok(link.mtu);
+            }
+            let mtu = dev.spec.mtu.min(CENTRAL_MTU);
+            let (notify_tx, _) = broadcast::channel(1024);
+            st.link = Some(Link {
+                mtu,
+                notify_tx,
+                subscribed: HashSet::new(),
+                _generators: dev.spawn_generators(),
+            });
+            mtu
+        };
+        let _ = self.events.send(BackendEvent::Connected(id.clone()));
+        Ok(mtu)
+    }
+
+    async fn disconnect(&self, id: &DeviceId) -> BleResult<()> {
+        let dev = self.device(id)?;
+        dev.drop_link(DisconnectReason::Requested);
+        Ok(())
+    }
+
+    async fn is_connected(&self, id: &DeviceId) -> bool {
+        self.devices.get(id).is_some_and(|d| d.connected_mtu().is_some())
+    }
+
+    async fn discover(&self, id: &DeviceId) -> BleResult<Vec<Service>> {
+        let dev = self.device(id)?;
+        // One round trip per service, plus the primary-service discovery itself.
+        dev.round_trip(1 + dev.gatt.len() as u32).await?;
+        Ok(dev.gatt.clone())
+    }
+
+    async fn read(&self, id: &DeviceId, service: Uuid, characteristic: Uuid) -> BleResult<Bytes> {
+        let dev = self.device(id)?;
+        let c = dev.characteristic(service, characteristic)?;
+        if !c.props.contains(CharProps::READ) {
+            return Err(BleError::NotPermitted {
+                characteristic,
+                operation: "read",
+            });
+        }
+        let hang = {
+            let mut f = lock(&dev.faults);
+            let hang = f.hang_reads > 0;
+            f.hang_reads = f.hang_reads.saturating_sub(1);
+            hang
+        };
+        if hang {
+            std::future::pending::<()>().await;
+        }
+        dev.round_trip(1).await?;
+        let st = lock(&dev.state);
+        Ok(Bytes::from(
+            st.values.get(&(service, characteristic)).cloned().unwrap_or_default(),
+        ))
+    }
+
+    async fn write(
+        &self,
+        id: &DeviceId,
+        service: Uuid,
+        characteristic: Uuid,
+        value: &[u8],
+        kind: WriteKind,
+    ) -> BleResult<()> {
+        let dev = self.device(id)?;
+        let c = dev.characteristic(service, characteristic)?;
+        if !c.props.contains(kind.required_prop()) {
+            return Err(BleError::NotPermitted {
+                characteristic,
+                operation: match kind {
+                    WriteKind::WithResponse => "write",
+                    WriteKind::WithoutResponse => "write without response",
+                },
+            });
+        }
+        let max = match (kind, dev.connected_mtu()) {
+            // A write command must fit in one ATT packet.
+            (WriteKind::WithoutResponse, Some(mtu)) => (mtu as usize - 3).min(c.max_len.unwrap_or(512)),
+            _ => c.max_len.unwrap_or(512),
+        };
+        if value.len() > max {
+            return Err(BleError::ValueTooLong {
+                characteristic,
+                len: value.len(),
+                max,
+            });
+        }
+        dev.round_trip(1).await?;
+        let mut st = lock(&dev.state);
+        st.values.insert((service, characteristic), value.to_vec());
+        match dev.write_action(service, characteristic) {
+            WriteAction::Store => {}
+            WriteAction::Echo { to } => {
+                st.values.insert((service, to), value.to_vec());
+                dev.notify(&st, service, to, value.to_vec());
+            }
+            WriteAction::Cs108 { to } => {
+                let answers = st.reader.as_mut().map(|r| r.handle(value)).unwrap_or_default();
+                for frame in answers {
+                    dev.notify(&st, service, to, frame);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn read_descriptor(
+        &self,
+        id: &DeviceId,
+        service: Uuid,
+        characteristic: Uuid,
+        descriptor: Uuid,
+    ) -> BleResult<Bytes> {
+        let dev = self.device(id)?;
+        let c = dev.characteristic(service, characteristic)?;
+        if !c.descriptors.iter().any(|d| d.uuid == descriptor) {
+            return Err(BleError::DescriptorNotFound {
+                characteristic,
+                descriptor,
+            });
+        }
+        dev.round_trip(1).await?;
+        let st = lock(&dev.state);
+        if descriptor == well_known::CCCD {
+            let on = st
+                .link
+                .as_ref()
+                .is_some_and(|l| l.subscribed.contains(&(service, characteristic)));
+            return Ok(Bytes::from_static(if on { &[0x01, 0x00] } else { &[0x00, 0x00] }));
+        }
+        Ok(Bytes::from(
+            st.descriptor_values
+                .get(&(service, characteristic, descriptor))
+                .cloned()
+                .unwrap_or_default(),
+        ))
+    }
+
+    async fn write_descriptor(
+        &self,
+        id: &DeviceId,
+        service: Uuid,
+        characteristic: Uuid,
+        descriptor: Uuid,
+        value: &[u8],
+    ) -> BleResult<()> {
+        let dev = self.device(id)?;
+        let c = dev.characteristic(service, characteristic)?;
+        if !c.descriptors.iter().any(|d| d.uuid == descriptor) {
+            return Err(BleError::DescriptorNotFound {
+                characteristic,
+                descriptor,
+            });
+        }
+        if descriptor == well_known::CCCD {
+            let enable = match value {
+                [0, 0] => false,
+                [1 | 2, 0] => true,
+                _ => {
+                    return Err(BleError::Other(
+                        "the Client Characteristic Configuration takes 0000, 0100 or 0200".into(),
+                    ))
+                }
+            };
+            return if enable {
+                self.subscribe(id, service, characteristic).await
+            } else {
+                self.unsubscribe(id, service, characteristic).await
+            };
+        }
+        dev.round_trip(1).await?;
+        lock(&dev.state)
+            .descriptor_values
+            .insert((service, characteristic, descriptor), value.to_vec());
+        Ok(())
+    }
+
+    async fn subscribe(&self, id: &DeviceId, service: Uuid, characteristic: Uuid) -> BleResult<()> {
+        let dev = self.device(id)?;
+        let c = dev.characteristic(service, characteristic)?;
+        if !c.props.can_subscribe() {
+            return Err(BleError::NotPermitted {
+                characteristic,
+                operation: "notify",
+            });
+        }
+        dev.round_trip(1).await?;
+        let mut st = lock(&dev.state);
+        let link = st.link.as_mut().ok_or_else(|| BleError::LinkLost(id.clone()))?;
+        link.subscribed.insert((service, characteristic));
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, id: &DeviceId, service: Uuid, characteristic: Uuid) -> BleResult<()> {
+        let dev = self.device(id)?;
+        dev.characteristic(service, characteristic)?;
+        dev.round_trip(1).await?;
+        let mut st = lock(&dev.state);
+        if let Some(link) = st.link.as_mut() {
+            link.subscribed.remove(&(service, characteristic));
+        }
+        Ok(())
+    }
+
+    async fn notifications(&self, id: &DeviceId) -> BleResult<NotificationStream> {
+        let dev = self.device(id)?;
+        let st = lock(&dev.state);
+        let link = st.link.as_ref().ok_or_else(|| BleError::NotConnected(id.clone()))?;
+        let rx = link.notify_tx.subscribe();
+        // A consumer that falls 1024 behind the radio loses the oldest, as an
+        // adapter's own queue would.
+        Ok(BroadcastStream::new(rx)
+            .filter_map(|n| async move { n.ok() })
+            .boxed())
+    }
+
+    async fn rssi(&self, id: &DeviceId) -> Option<i16> {
+        self.devices
+            .get(id)
+            .map(|d| lock(&d.state).rssi.round() as i16)
+    }
+}

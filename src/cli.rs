@@ -1,0 +1,113 @@
+//! The command line: global flags and the subcommands. Flags override the config
+//! file and `GATTWAY_*` variables.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{BackendKind, Config};
+
+/// gattway: share this machine's Bluetooth LE adapter (or built-in simulated
+/// devices) with AI assistants, web apps and IoT back ends.
+///
+/// Every config key can also be set with a GATTWAY_* environment variable
+/// (e.g. GATTWAY_GATEWAY_MAX_CONNECTIONS=4); see README.md.
+#[derive(Debug, Parser)]
+#[command(name = "gattway", version, about, long_about)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "GATTWAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Radio to use: sim (built-in simulated devices), native (this machine's
+    /// adapter) or auto (native when an adapter exists, else sim). [default: auto]
+    #[arg(long, global = true, value_enum)]
+    pub backend: Option<BackendKind>,
+
+    /// Log filter, e.g. info, debug, gattway=debug. Logs go to stderr. [default: info]
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scan for advertising devices and print them, strongest first.
+    Scan(ScanArgs),
+    /// Run the HTTP server (health endpoint now; the front ends mount here).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScanArgs {
+    /// How long to scan, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout: f64,
+    /// Only devices whose name starts with this.
+    #[arg(long, value_name = "PREFIX")]
+    pub name: Option<String>,
+    /// Only devices advertising this service (16-, 32- or 128-bit UUID); repeatable.
+    #[arg(long = "service", value_name = "UUID")]
+    pub services: Vec<crate::ble::Uuid>,
+    /// Only devices at least this strong (dBm, e.g. -70).
+    #[arg(long, value_name = "DBM", allow_hyphen_values = true)]
+    pub min_rssi: Option<i16>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the bound address is
+    /// logged). [env: GATTWAY_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+}
+
+impl Cli {
+    /// Applies the flags over a loaded configuration.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(b) = self.backend {
+            config.backend = b;
+        }
+        if let Some(l) = &self.log_level {
+            config.log_level = l.clone();
+        }
+        if let Command::Serve(ServeArgs { listen: Some(addr) }) = &self.command {
+            config.listen = *addr;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_override_config() {
+        let cli = Cli::parse_from(["gattway", "--backend", "sim", "serve", "--listen", "127.0.0.1:0"]);
+        let mut c = Config::default();
+        cli.apply(&mut c);
+        assert_eq!(c.backend, BackendKind::Sim);
+        assert_eq!(c.listen.port(), 0);
+    }
+
+    #[test]
+    fn scan_takes_filters() {
+        let cli = Cli::parse_from(["gattway", "scan", "--service", "180d", "--min-rssi", "-70", "--json"]);
+        let Command::Scan(args) = cli.command else { panic!("not scan") };
+        assert_eq!(args.services, vec![crate::ble::Uuid::from_u16(0x180d)]);
+        assert_eq!(args.min_rssi, Some(-70));
+        assert!(args.json);
+    }
+}

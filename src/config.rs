@@ -1,0 +1,276 @@
+//! The one configuration: defaults, then a TOML file, then `GATTWAY_*` environment
+//! variables, then command-line flags, each overriding the one before.
+//!
+//! Every key of the file has a variable: `GATTWAY_` + the key's path joined by `_`,
+//! upper-cased: `listen` → `GATTWAY_LISTEN`, `gateway.max_connections` →
+//! `GATTWAY_GATEWAY_MAX_CONNECTIONS`, `sim.time_scale` → `GATTWAY_SIM_TIME_SCALE`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ble::sim::SimConfig;
+use crate::gateway::GatewayConfig;
+
+/// Which radio to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Built-in simulated devices.
+    Sim,
+    /// The machine's Bluetooth adapter.
+    Native,
+    /// The adapter when there is one, else the simulator (with a warning).
+    Auto,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server listens on. Loopback by default: exposing the radio
+    /// to a network is a decision, not a default.
+    pub listen: SocketAddr,
+    pub backend: BackendKind,
+    /// A tracing filter: `info`, `debug`, `gattway=debug,tower=warn`.
+    pub log_level: String,
+    pub gateway: GatewayConfig,
+    pub sim: SimConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            backend: BackendKind::Auto,
+            log_level: "info".into(),
+            gateway: GatewayConfig::default(),
+            sim: SimConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {var}={value:?}: expected {expected}")]
+    Env {
+        var: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// The loaded configuration and the `GATTWAY_*` variables that named no key (worth
+/// a warning: likely a typo).
+pub struct Loaded {
+    pub config: Config,
+    pub unknown_env: Vec<String>,
+}
+
+/// Variables that are not config keys but are read elsewhere.
+const NON_KEY_VARS: &[&str] = &["GATTWAY_CONFIG"];
+
+impl Config {
+    /// Defaults ← file ← environment. Flags are applied by the caller afterwards.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Loaded, ConfigError> {
+        let mut value = toml::Value::try_from(Config::default())
+            .map_err(|e| ConfigError::Invalid(format!("defaults do not serialise: {e}")))?;
+        let path_str = || file.map(|p| p.display().to_string()).unwrap_or_default();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path_str(),
+                source,
+            })?;
+            let overlay: toml::Value = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path_str(),
+                message: e.to_string(),
+            })?;
+            merge(&mut value, overlay);
+        }
+        let mut unknown_env = Vec::new();
+        let mut leaves = Vec::new();
+        collect_leaves(&value, &mut Vec::new(), &mut leaves);
+        for (var, raw) in env {
+            if !var.starts_with("GATTWAY_") || NON_KEY_VARS.contains(&var.as_str()) {
+                continue;
+            }
+            match leaves.iter().find(|(name, _)| *name == var) {
+                Some((_, path)) => set_leaf(&mut value, path, &var, &raw)?,
+                None => unknown_env.push(var),
+            }
+        }
+        let config: Config = value.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: if file.is_some() { path_str() } else { "(environment)".into() },
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(Loaded { config, unknown_env })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.gateway.validate().map_err(ConfigError::Invalid)?;
+        for d in &self.sim.devices {
+            d.validate().map_err(ConfigError::Invalid)?;
+        }
+        Ok(())
+    }
+}
+
+fn merge(base: &mut toml::Value, overlay: toml::Value) {
+    match (base, overlay) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// Every scalar leaf as (variable name, key path).
+fn collect_leaves(v: &toml::Value, path: &mut Vec<String>, out: &mut Vec<(String, Vec<String>)>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, child) in t {
+                path.push(k.clone());
+                collect_leaves(child, path, out);
+                path.pop();
+            }
+        }
+        toml::Value::Array(_) => {}
+        _ => out.push((format!("GATTWAY_{}", path.join("_").to_uppercase()), path.clone())),
+    }
+}
+
+fn set_leaf(root: &mut toml::Value, path: &[String], var: &str, raw: &str) -> Result<(), ConfigError> {
+    let mut cur = root;
+    for key in path {
+        // collect_leaves found this path in this very tree.
+        let Some(next) = cur.get_mut(key.as_str()) else {
+            return Err(ConfigError::Invalid(format!("{var} names no key")));
+        };
+        cur = next;
+    }
+    let bad = |expected| ConfigError::Env {
+        var: var.to_string(),
+        value: raw.to_string(),
+        expected,
+    };
+    *cur = match cur {
+        toml::Value::Integer(_) => toml::Value::Integer(raw.trim().parse().map_err(|_| bad("an integer"))?),
+        toml::Value::Float(_) => toml::Value::Float(raw.trim().parse().map_err(|_| bad("a number"))?),
+        toml::Value::Boolean(_) => toml::Value::Boolean(match raw.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            _ => return Err(bad("true or false")),
+        }),
+        _ => toml::Value::String(raw.to_string()),
+    };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_then_file_then_environment() {
+        let dir = std::env::temp_dir().join(format!("gattway-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("g.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\n[gateway]\nmax_connections = 3\nop_timeout_ms = 500\n[sim]\ntime_scale = 10.0\n",
+        )
+        .unwrap();
+        let loaded = Config::load(
+            Some(&file),
+            env(&[
+                ("GATTWAY_GATEWAY_MAX_CONNECTIONS", "5"),
+                ("GATTWAY_SIM_BUILTIN", "false"),
+                ("GATTWAY_BACKEND", "sim"),
+                ("GATTWAY_TYPO", "1"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        let c = loaded.config;
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.gateway.max_connections, 5, "env beats file");
+        assert_eq!(c.gateway.op_timeout_ms, 500, "file beats default");
+        assert_eq!(c.gateway.connect_retries, GatewayConfig::default().connect_retries);
+        assert!(!c.sim.builtin);
+        assert_eq!(c.sim.time_scale, 10.0);
+        assert_eq!(c.backend, BackendKind::Sim);
+        assert_eq!(loaded.unknown_env, vec!["GATTWAY_TYPO".to_string()]);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = Config::load(None, env(&[("GATTWAY_GATEWAY_MAX_CONNECTIONS", "many")]))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("GATTWAY_GATEWAY_MAX_CONNECTIONS"), "{e}");
+        let e = Config::load(None, env(&[("GATTWAY_BACKEND", "bluetooth")])).err().unwrap();
+        assert!(e.to_string().contains("backend"), "{e}");
+        let e = Config::load(None, env(&[("GATTWAY_GATEWAY_MAX_CONNECTIONS", "0")])).err().unwrap();
+        assert!(e.to_string().contains("max_connections"), "{e}");
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let dir = std::env::temp_dir().join(format!("gattway-config-typo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("g.toml");
+        std::fs::write(&file, "[gateway]\nmax_conections = 3\n").unwrap();
+        let e = Config::load(Some(&file), env(&[])).err().unwrap();
+        assert!(e.to_string().contains("max_conections"), "{e}");
+    }
+
+    #[test]
+    fn simulated_devices_come_from_the_file() {
+        let dir = std::env::temp_dir().join(format!("gattway-config-dev-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("g.toml");
+        std::fs::write(
+            &file,
+            r#"
+[[sim.devices]]
+name = "Probe"
+address = "AA:BB:CC:00:00:01"
+[[sim.devices.services]]
+uuid = "181a"
+[[sim.devices.services.characteristics]]
+uuid = "2a6e"
+properties = ["read", "notify"]
+value = "3408"
+generator = { kind = "temperature", period_ms = 500 }
+"#,
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), env(&[])).unwrap().config;
+        assert_eq!(c.sim.devices.len(), 1);
+        assert_eq!(c.sim.devices[0].services[0].characteristics[0].initial_value().unwrap(), vec![0x34, 0x08]);
+    }
+}

@@ -1,0 +1,19 @@
+//! gattway: one binary that owns a machine's Bluetooth LE adapter and shares it,
+//! safely and fast, with AI assistants, web apps and IoT back ends.
+//!
+//! # Layout
+//!
+//! - [`ble`]: the radio. The [`ble::Backend`] trait, the plain data types every layer
+//!   reuses, and the backends (`ble::sim`: simulated devices).
+//! - [`gateway`]: the core service and the only owner of the backends. One actor task
+//!   per connected device; scans, connects with retries, subscriptions with fan-out,
+//!   leases, LRU and idle clean-up.
+//! - [`http`]: the HTTP server every network front end is mounted on.
+//! - [`config`]: the one `Config`, from a TOML file, `GATTWAY_*` variables and flags.
+//! - [`cli`]: the command line (`gattway scan`, `gattway serve`).
+
+pub mod ble;
+pub mod cli;
+pub mod config;
+pub mod gateway;
+pub mod http;

@@ -1,0 +1,133 @@
+//! The `gattway` binary: parses the command line, loads the configuration, opens
+//! the radio and runs the subcommand.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use gattway::ble::{open_backend, ScanFilter};
+use gattway::cli::{Cli, Command, ScanArgs};
+use gattway::config::Config;
+use gattway::gateway::{DeviceInfo, Gateway};
+use gattway::http::{self, AppState};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let loaded = Config::load(cli.config.as_deref(), std::env::vars())?;
+    let mut config = loaded.config;
+    cli.apply(&mut config);
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_new(&config.log_level)
+                .with_context(|| format!("invalid log level {:?}", config.log_level))?,
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    for var in &loaded.unknown_env {
+        tracing::warn!(%var, "environment variable names no config key; ignored");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(cli.command, config))
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    let backend = open_backend(config.backend, &config.sim)?;
+    let gateway = Gateway::new(backend, config.gateway.clone())?;
+    let result = match command {
+        Command::Scan(args) => scan(&gateway, args).await,
+        Command::Serve(_) => serve(&gateway, &config).await,
+    };
+    gateway.shutdown().await;
+    result
+}
+
+async fn scan(gateway: &Gateway, args: ScanArgs) -> anyhow::Result<()> {
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        anyhow::bail!("--timeout must be a positive number of seconds");
+    }
+    let filter = ScanFilter {
+        name_prefix: args.name,
+        services: args.services,
+        min_rssi: args.min_rssi,
+    };
+    let devices = gateway
+        .scan(filter, Duration::from_secs_f64(args.timeout))
+        .await?
+        .collect()
+        .await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&devices)?);
+    } else {
+        print_table(&devices);
+    }
+    Ok(())
+}
+
+fn print_table(devices: &[DeviceInfo]) {
+    println!("{:<20} {:>5}  {:<20} SERVICES", "ID", "RSSI", "NAME");
+    for d in devices {
+        let services: Vec<String> = d
+            .services
+            .iter()
+            .map(|u| match u.name() {
+                Some(n) => format!("{} ({n})", u.short()),
+                None => u.short(),
+            })
+            .collect();
+        println!(
+            "{:<20} {:>5}  {:<20} {}",
+            d.id,
+            d.rssi,
+            d.name.as_deref().unwrap_or("-"),
+            services.join(", ")
+        );
+    }
+    println!("{} device(s)", devices.len());
+}
+
+async fn serve(gateway: &Gateway, config: &Config) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, backend = gateway.backend_name(), "listening on http://{addr}");
+    let state = AppState {
+        gateway: gateway.clone(),
+    };
+    http::serve(listener, state, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

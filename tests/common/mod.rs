@@ -1,0 +1,101 @@
+//! Shared test harness: a gateway over the simulator running 100× real time, and
+//! helpers that wait on events (with a timeout) instead of sleeping.
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gattway::ble::sim::spec::DeviceSpec;
+use gattway::ble::sim::{SimBackend, SimConfig, SimDeviceControl};
+use gattway::ble::DeviceId;
+use gattway::gateway::{Gateway, GatewayConfig, GatewayEvent};
+use tokio::sync::broadcast;
+
+pub const HRM: &str = "C0:FF:EE:00:00:01";
+pub const BATTERY: &str = "C0:FF:EE:00:00:02";
+pub const ENV: &str = "C0:FF:EE:00:00:03";
+pub const UART: &str = "C0:FF:EE:00:00:04";
+pub const ROAMER: &str = "C0:FF:EE:00:00:05";
+pub const CS108: &str = "C0:FF:EE:00:01:08";
+
+/// Generous: a loaded CI machine must not turn a working feature red.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct Rig {
+    pub gateway: Gateway,
+    pub sim: Arc<SimBackend>,
+}
+
+impl Rig {
+    pub fn control(&self, id: &str) -> SimDeviceControl {
+        self.sim.control(&DeviceId::new(id)).expect("simulated device")
+    }
+}
+
+/// Gateway settings for tests: fast back-off, short timeouts, no idle clean-up.
+pub fn fast_gateway() -> GatewayConfig {
+    GatewayConfig {
+        connect_timeout_ms: 3_000,
+        op_timeout_ms: 2_000,
+        backoff_initial_ms: 5,
+        backoff_max_ms: 50,
+        idle_timeout_ms: 0,
+        ..GatewayConfig::default()
+    }
+}
+
+pub fn sim_config(time_scale: f64, extra: Vec<DeviceSpec>) -> SimConfig {
+    SimConfig {
+        time_scale,
+        builtin: true,
+        devices: extra,
+        seed: Some(42),
+    }
+}
+
+pub fn rig_with(gateway: GatewayConfig, sim: SimConfig) -> Rig {
+    let sim = SimBackend::new(&sim).expect("simulator");
+    let gateway = Gateway::new(sim.clone(), gateway).expect("gateway");
+    Rig { gateway, sim }
+}
+
+pub fn rig() -> Rig {
+    rig_with(fast_gateway(), sim_config(100.0, vec![]))
+}
+
+/// Awaits `fut`, failing the test if it takes longer than [`WAIT`].
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(WAIT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Waits for the first gateway event that satisfies `pred`.
+pub async fn wait_event(
+    rx: &mut broadcast::Receiver<GatewayEvent>,
+    what: &str,
+    pred: impl Fn(&GatewayEvent) -> bool,
+) -> GatewayEvent {
+    within(what, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if pred(&e) => return e,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => panic!("event channel closed waiting for {what}"),
+            }
+        }
+    })
+    .await
+}
+
+/// Polls a condition the code under test updates without an event of its own
+/// (counters); fails after [`WAIT`].
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    within(what, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+}
