@@ -104,8 +104,18 @@ mod tests {
 
     #[test]
     fn scan_takes_filters() {
-        let cli = Cli::parse_from(["gattway", "scan", "--service", "180d", "--min-rssi", "-70", "--json"]);
-        let Command::Scan(args) = cli.command else { panic!("not scan") };
+        let cli = Cli::parse_from([
+            "gattway",
+            "scan",
+            "--service",
+            "180d",
+            "--min-rssi",
+            "-70",
+            "--json",
+        ]);
+        let Command::Scan(args) = cli.command else {
+            panic!("not scan")
+        };
         assert_eq!(args.services, vec![crate::ble::Uuid::from_u16(0x180d)]);
         assert_eq!(args.min_rssi, Some(-70));
         assert!(args.json);

@@ -53,10 +53,7 @@ impl Default for Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    Read { path: String, source: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("environment variable {var}={value:?}: expected {expected}")]
@@ -111,10 +108,16 @@ impl Config {
                 None => unknown_env.push(var),
             }
         }
-        let config: Config = value.try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
-            path: if file.is_some() { path_str() } else { "(environment)".into() },
-            message: e.to_string(),
-        })?;
+        let config: Config = value
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: if file.is_some() {
+                    path_str()
+                } else {
+                    "(environment)".into()
+                },
+                message: e.to_string(),
+            })?;
         config.validate()?;
         Ok(Loaded { config, unknown_env })
     }
@@ -191,7 +194,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -219,7 +225,10 @@ mod tests {
         assert_eq!(c.listen.port(), 9000);
         assert_eq!(c.gateway.max_connections, 5, "env beats file");
         assert_eq!(c.gateway.op_timeout_ms, 500, "file beats default");
-        assert_eq!(c.gateway.connect_retries, GatewayConfig::default().connect_retries);
+        assert_eq!(
+            c.gateway.connect_retries,
+            GatewayConfig::default().connect_retries
+        );
         assert!(!c.sim.builtin);
         assert_eq!(c.sim.time_scale, 10.0);
         assert_eq!(c.backend, BackendKind::Sim);
@@ -232,9 +241,13 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("GATTWAY_GATEWAY_MAX_CONNECTIONS"), "{e}");
-        let e = Config::load(None, env(&[("GATTWAY_BACKEND", "bluetooth")])).err().unwrap();
+        let e = Config::load(None, env(&[("GATTWAY_BACKEND", "bluetooth")]))
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("backend"), "{e}");
-        let e = Config::load(None, env(&[("GATTWAY_GATEWAY_MAX_CONNECTIONS", "0")])).err().unwrap();
+        let e = Config::load(None, env(&[("GATTWAY_GATEWAY_MAX_CONNECTIONS", "0")]))
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("max_connections"), "{e}");
     }
 
@@ -271,6 +284,11 @@ generator = { kind = "temperature", period_ms = 500 }
         .unwrap();
         let c = Config::load(Some(&file), env(&[])).unwrap().config;
         assert_eq!(c.sim.devices.len(), 1);
-        assert_eq!(c.sim.devices[0].services[0].characteristics[0].initial_value().unwrap(), vec![0x34, 0x08]);
+        assert_eq!(
+            c.sim.devices[0].services[0].characteristics[0]
+                .initial_value()
+                .unwrap(),
+            vec![0x34, 0x08]
+        );
     }
 }

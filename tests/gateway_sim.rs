@@ -51,7 +51,10 @@ async fn scan_finds_every_simulated_device_with_plausible_rssi() {
         assert!((-100..=-30).contains(&d.rssi), "{} rssi {}", d.id, d.rssi);
         assert!(d.name.is_some());
     }
-    assert!(found.windows(2).all(|w| w[0].rssi >= w[1].rssi), "strongest first");
+    assert!(
+        found.windows(2).all(|w| w[0].rssi >= w[1].rssi),
+        "strongest first"
+    );
 }
 
 #[tokio::test]
@@ -66,7 +69,10 @@ async fn scan_filters_by_name_service_and_rssi() {
     .unwrap()
     .collect()
     .await;
-    assert_eq!(by_service.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), vec![HRM]);
+    assert_eq!(
+        by_service.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        vec![HRM]
+    );
     let by_name = scan(ScanFilter {
         name_prefix: Some("CS108".into()),
         ..Default::default()
@@ -86,8 +92,14 @@ async fn scan_filters_by_name_service_and_rssi() {
     .collect()
     .await;
     assert!(strong.iter().all(|d| d.rssi >= -70));
-    assert!(strong.iter().any(|d| d.id.as_str() == CS108), "the reader sits near -55 dBm");
-    assert!(!strong.iter().any(|d| d.id.as_str() == ROAMER), "the roamer sits near -80 dBm (never above -72)");
+    assert!(
+        strong.iter().any(|d| d.id.as_str() == CS108),
+        "the reader sits near -55 dBm"
+    );
+    assert!(
+        !strong.iter().any(|d| d.id.as_str() == ROAMER),
+        "the roamer sits near -80 dBm (never above -72)"
+    );
 }
 
 #[tokio::test]
@@ -97,16 +109,32 @@ async fn heart_rate_monitor_reads_and_notifies() {
     let dev = rig.gateway.device(&id(HRM));
     let services = dev.services().await.unwrap();
     let uuids: Vec<Uuid> = services.iter().map(|s| s.uuid).collect();
-    assert_eq!(uuids, vec![wk::HEART_RATE_SERVICE, wk::BATTERY_SERVICE, wk::DEVICE_INFORMATION]);
-    let location = dev.read(wk::HEART_RATE_SERVICE, wk::BODY_SENSOR_LOCATION).await.unwrap();
+    assert_eq!(
+        uuids,
+        vec![
+            wk::HEART_RATE_SERVICE,
+            wk::BATTERY_SERVICE,
+            wk::DEVICE_INFORMATION
+        ]
+    );
+    let location = dev
+        .read(wk::HEART_RATE_SERVICE, wk::BODY_SENSOR_LOCATION)
+        .await
+        .unwrap();
     assert_eq!(&location[..], &[0x01], "chest");
-    let mut sub = dev.subscribe(wk::HEART_RATE_SERVICE, wk::HEART_RATE_MEASUREMENT).await.unwrap();
+    let mut sub = dev
+        .subscribe(wk::HEART_RATE_SERVICE, wk::HEART_RATE_MEASUREMENT)
+        .await
+        .unwrap();
     for _ in 0..3 {
         let v = next_value(&mut sub).await;
         assert_eq!(v[0] & 0x01, 0, "u8 heart-rate format");
         assert!((40..=200).contains(&v[1]), "bpm {}", v[1]);
     }
-    let maker = dev.read(wk::DEVICE_INFORMATION, wk::MANUFACTURER_NAME).await.unwrap();
+    let maker = dev
+        .read(wk::DEVICE_INFORMATION, wk::MANUFACTURER_NAME)
+        .await
+        .unwrap();
     assert_eq!(&maker[..], b"gattway simulator");
 }
 
@@ -123,7 +151,10 @@ async fn battery_and_environmental_sensor_values_are_plausible() {
         .unwrap();
     assert!((1..=100).contains(&level[0]));
     let env = rig.gateway.device(&id(ENV));
-    let t = env.read(wk::ENVIRONMENTAL_SENSING, wk::TEMPERATURE).await.unwrap();
+    let t = env
+        .read(wk::ENVIRONMENTAL_SENSING, wk::TEMPERATURE)
+        .await
+        .unwrap();
     let celsius = i16::from_le_bytes([t[0], t[1]]) as f64 / 100.0;
     assert!((15.0..=30.0).contains(&celsius), "{celsius} °C");
     let h = env.read(wk::ENVIRONMENTAL_SENSING, wk::HUMIDITY).await.unwrap();
@@ -134,7 +165,10 @@ async fn battery_and_environmental_sensor_values_are_plausible() {
         .await
         .unwrap();
     assert_eq!(&desc[..], b"Air temperature");
-    let mut sub = env.subscribe(wk::ENVIRONMENTAL_SENSING, wk::TEMPERATURE).await.unwrap();
+    let mut sub = env
+        .subscribe(wk::ENVIRONMENTAL_SENSING, wk::TEMPERATURE)
+        .await
+        .unwrap();
     assert_eq!(next_value(&mut sub).await.len(), 2);
     let cccd = env
         .read_descriptor(wk::ENVIRONMENTAL_SENSING, wk::TEMPERATURE, wk::CCCD)
@@ -149,13 +183,23 @@ async fn nordic_uart_echoes_what_is_written() {
     connect(&rig, "Gattway UART").await;
     let dev = rig.gateway.device(&id(UART));
     let mut tx = dev.subscribe(wk::NUS_SERVICE, wk::NUS_TX).await.unwrap();
-    dev.write(wk::NUS_SERVICE, wk::NUS_RX, &b"hello"[..], WriteKind::WithResponse)
-        .await
-        .unwrap();
+    dev.write(
+        wk::NUS_SERVICE,
+        wk::NUS_RX,
+        &b"hello"[..],
+        WriteKind::WithResponse,
+    )
+    .await
+    .unwrap();
     assert_eq!(&next_value(&mut tx).await[..], b"hello");
-    dev.write(wk::NUS_SERVICE, wk::NUS_RX, &b"again"[..], WriteKind::WithoutResponse)
-        .await
-        .unwrap();
+    dev.write(
+        wk::NUS_SERVICE,
+        wk::NUS_RX,
+        &b"again"[..],
+        WriteKind::WithoutResponse,
+    )
+    .await
+    .unwrap();
     assert_eq!(&next_value(&mut tx).await[..], b"again");
 }
 
@@ -166,16 +210,25 @@ async fn cs108_reader_answers_command_frames_and_streams_inventory() {
     let dev = rig.gateway.device(&id(CS108));
     let mut rx = dev.subscribe(wk::CS108_SERVICE, wk::CS108_NOTIFY).await.unwrap();
     let battery = hex::decode("A7B302D982370000A000").unwrap();
-    dev.write(wk::CS108_SERVICE, wk::CS108_WRITE, battery, WriteKind::WithResponse)
-        .await
-        .unwrap();
+    dev.write(
+        wk::CS108_SERVICE,
+        wk::CS108_WRITE,
+        battery,
+        WriteKind::WithResponse,
+    )
+    .await
+    .unwrap();
     let answer = next_value(&mut rx).await;
     assert_eq!(&answer[..6], &[0xA7, 0xB3, 0x04, 0xD9, 0x82, 0x9E]);
     assert_eq!(&answer[8..10], &[0xA0, 0x00]);
     let mv = u16::from_be_bytes([answer[10], answer[11]]);
     assert!((3000..=4300).contains(&mv), "{mv} mV");
 
-    let start = cs108::downlink(cs108::MODULE_RFID, cs108::EV_RFID_COMMAND, &[0x70, 0x01, 0x00, 0xF0, 0x0F, 0, 0, 0]);
+    let start = cs108::downlink(
+        cs108::MODULE_RFID,
+        cs108::EV_RFID_COMMAND,
+        &[0x70, 0x01, 0x00, 0xF0, 0x0F, 0, 0, 0],
+    );
     dev.write(wk::CS108_SERVICE, wk::CS108_WRITE, start, WriteKind::WithResponse)
         .await
         .unwrap();
@@ -185,7 +238,11 @@ async fn cs108_reader_answers_command_frames_and_streams_inventory() {
         let tag = next_value(&mut rx).await;
         assert_eq!(&tag[8..10], &[0x81, 0x00], "tag report");
     }
-    let abort = cs108::downlink(cs108::MODULE_RFID, cs108::EV_RFID_COMMAND, &[0x40, 0x03, 0, 0, 0, 0, 0, 0]);
+    let abort = cs108::downlink(
+        cs108::MODULE_RFID,
+        cs108::EV_RFID_COMMAND,
+        &[0x40, 0x03, 0, 0, 0, 0, 0, 0],
+    );
     dev.write(wk::CS108_SERVICE, wk::CS108_WRITE, abort, WriteKind::WithResponse)
         .await
         .unwrap();
@@ -200,10 +257,19 @@ async fn cs108_reader_answers_command_frames_and_streams_inventory() {
     assert_eq!(&abort_answer[8..12], &[0x81, 0x00, 0x40, 0x03]);
 
     let unknown = cs108::downlink(cs108::MODULE_NOTIFICATION, 0xA0EE, &[]);
-    dev.write(wk::CS108_SERVICE, wk::CS108_WRITE, unknown, WriteKind::WithResponse)
-        .await
-        .unwrap();
-    assert_eq!(&next_value(&mut rx).await[8..10], &[0xA1, 0x01], "error notification");
+    dev.write(
+        wk::CS108_SERVICE,
+        wk::CS108_WRITE,
+        unknown,
+        WriteKind::WithResponse,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        &next_value(&mut rx).await[8..10],
+        &[0xA1, 0x01],
+        "error notification"
+    );
 }
 
 #[tokio::test]
@@ -211,9 +277,19 @@ async fn two_subscribers_both_receive_every_notification() {
     let rig = rig();
     connect(&rig, HRM).await;
     let dev = rig.gateway.device(&id(HRM));
-    let mut a = dev.subscribe(wk::HEART_RATE_SERVICE, wk::HEART_RATE_MEASUREMENT).await.unwrap();
-    let mut b = dev.subscribe(wk::HEART_RATE_SERVICE, wk::HEART_RATE_MEASUREMENT).await.unwrap();
-    assert_eq!(rig.gateway.stats().radio_subscriptions, 1, "one radio subscription shared");
+    let mut a = dev
+        .subscribe(wk::HEART_RATE_SERVICE, wk::HEART_RATE_MEASUREMENT)
+        .await
+        .unwrap();
+    let mut b = dev
+        .subscribe(wk::HEART_RATE_SERVICE, wk::HEART_RATE_MEASUREMENT)
+        .await
+        .unwrap();
+    assert_eq!(
+        rig.gateway.stats().radio_subscriptions,
+        1,
+        "one radio subscription shared"
+    );
     assert_eq!(rig.gateway.stats().subscribers, 2);
     let mut seen_a = Vec::new();
     let mut seen_b = Vec::new();
@@ -230,7 +306,10 @@ async fn two_subscribers_both_receive_every_notification() {
     assert_eq!(seen_a, seen_b);
     drop(a);
     drop(b);
-    wait_until("radio unsubscribed", || rig.gateway.stats().radio_subscriptions == 0).await;
+    wait_until("radio unsubscribed", || {
+        rig.gateway.stats().radio_subscriptions == 0
+    })
+    .await;
     assert_eq!(rig.gateway.stats().subscribers, 0);
 }
 
@@ -245,8 +324,14 @@ async fn a_lagging_subscriber_is_told_how_many_it_missed() {
     );
     connect(&rig, HRM).await;
     let dev = rig.gateway.device(&id(HRM));
-    let mut fast = dev.subscribe(wk::HEART_RATE_SERVICE, wk::HEART_RATE_MEASUREMENT).await.unwrap();
-    let mut slow = dev.subscribe(wk::HEART_RATE_SERVICE, wk::HEART_RATE_MEASUREMENT).await.unwrap();
+    let mut fast = dev
+        .subscribe(wk::HEART_RATE_SERVICE, wk::HEART_RATE_MEASUREMENT)
+        .await
+        .unwrap();
+    let mut slow = dev
+        .subscribe(wk::HEART_RATE_SERVICE, wk::HEART_RATE_MEASUREMENT)
+        .await
+        .unwrap();
     for _ in 0..12 {
         next_value(&mut fast).await;
     }
@@ -255,7 +340,10 @@ async fn a_lagging_subscriber_is_told_how_many_it_missed() {
         other => panic!("expected Lagged, got {other:?}"),
     }
     // Then it carries on with what is buffered.
-    assert!(matches!(within("slow", slow.recv()).await, Some(SubscriptionEvent::Notification(_))));
+    assert!(matches!(
+        within("slow", slow.recv()).await,
+        Some(SubscriptionEvent::Notification(_))
+    ));
 }
 
 #[tokio::test]
@@ -288,10 +376,16 @@ async fn a_dropped_link_reconnects_and_notifications_resume() {
     let mut events = rig.gateway.events();
     connect(&rig, HRM).await;
     let dev = rig.gateway.device(&id(HRM));
-    let mut sub = dev.subscribe(wk::HEART_RATE_SERVICE, wk::HEART_RATE_MEASUREMENT).await.unwrap();
+    let mut sub = dev
+        .subscribe(wk::HEART_RATE_SERVICE, wk::HEART_RATE_MEASUREMENT)
+        .await
+        .unwrap();
     next_value(&mut sub).await;
     rig.control(HRM).drop_link();
-    let e = wait_event(&mut events, "disconnect", |e| matches!(e, GatewayEvent::Disconnected { .. })).await;
+    let e = wait_event(&mut events, "disconnect", |e| {
+        matches!(e, GatewayEvent::Disconnected { .. })
+    })
+    .await;
     assert_eq!(
         e,
         GatewayEvent::Disconnected {
@@ -300,12 +394,20 @@ async fn a_dropped_link_reconnects_and_notifications_resume() {
             will_reconnect: true
         }
     );
-    wait_event(&mut events, "reconnect", |e| matches!(e, GatewayEvent::Reconnected { .. })).await;
+    wait_event(&mut events, "reconnect", |e| {
+        matches!(e, GatewayEvent::Reconnected { .. })
+    })
+    .await;
     assert!(rig.control(HRM).is_connected());
     // The same subscription keeps delivering: the gateway re-enabled notifications.
     next_value(&mut sub).await;
     next_value(&mut sub).await;
-    assert_eq!(dev.read(wk::HEART_RATE_SERVICE, wk::BODY_SENSOR_LOCATION).await.unwrap()[0], 1);
+    assert_eq!(
+        dev.read(wk::HEART_RATE_SERVICE, wk::BODY_SENSOR_LOCATION)
+            .await
+            .unwrap()[0],
+        1
+    );
 }
 
 #[tokio::test]
@@ -320,10 +422,22 @@ async fn without_auto_reconnect_a_drop_ends_subscriptions() {
     let mut events = rig.gateway.events();
     connect(&rig, ENV).await;
     let dev = rig.gateway.device(&id(ENV));
-    let mut sub = dev.subscribe(wk::ENVIRONMENTAL_SENSING, wk::HUMIDITY).await.unwrap();
+    let mut sub = dev
+        .subscribe(wk::ENVIRONMENTAL_SENSING, wk::HUMIDITY)
+        .await
+        .unwrap();
     rig.control(ENV).drop_link();
-    let e = wait_event(&mut events, "disconnect", |e| matches!(e, GatewayEvent::Disconnected { .. })).await;
-    assert!(matches!(e, GatewayEvent::Disconnected { will_reconnect: false, .. }));
+    let e = wait_event(&mut events, "disconnect", |e| {
+        matches!(e, GatewayEvent::Disconnected { .. })
+    })
+    .await;
+    assert!(matches!(
+        e,
+        GatewayEvent::Disconnected {
+            will_reconnect: false,
+            ..
+        }
+    ));
     within("subscription end", async {
         while let Some(ev) = sub.recv().await {
             let _ = ev;
@@ -331,7 +445,10 @@ async fn without_auto_reconnect_a_drop_ends_subscriptions() {
     })
     .await;
     wait_until("actor gone", || rig.gateway.stats().device_tasks == 0).await;
-    let err = dev.read(wk::ENVIRONMENTAL_SENSING, wk::HUMIDITY).await.unwrap_err();
+    let err = dev
+        .read(wk::ENVIRONMENTAL_SENSING, wk::HUMIDITY)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "not_connected");
 }
 
@@ -347,9 +464,22 @@ async fn a_read_that_never_answers_times_out_and_the_device_stays_usable() {
     connect(&rig, BATTERY).await;
     let dev = rig.gateway.device(&id(BATTERY));
     rig.control(BATTERY).hang_next_reads(1);
-    let err = within("read", dev.read(wk::BATTERY_SERVICE, wk::BATTERY_LEVEL)).await.unwrap_err();
-    assert!(matches!(err, GatewayError::Timeout { operation: "read", .. }), "{err:?}");
-    dev.read(wk::BATTERY_SERVICE, wk::BATTERY_LEVEL).await.expect("next read answers");
+    let err = within("read", dev.read(wk::BATTERY_SERVICE, wk::BATTERY_LEVEL))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            GatewayError::Timeout {
+                operation: "read",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    dev.read(wk::BATTERY_SERVICE, wk::BATTERY_LEVEL)
+        .await
+        .expect("next read answers");
 }
 
 #[tokio::test]
@@ -359,10 +489,18 @@ async fn a_link_dropped_mid_operation_fails_that_operation_then_recovers() {
     connect(&rig, BATTERY).await;
     let dev = rig.gateway.device(&id(BATTERY));
     rig.control(BATTERY).drop_link_on_next_op();
-    let err = dev.read(wk::BATTERY_SERVICE, wk::BATTERY_LEVEL).await.unwrap_err();
+    let err = dev
+        .read(wk::BATTERY_SERVICE, wk::BATTERY_LEVEL)
+        .await
+        .unwrap_err();
     assert_eq!(err, GatewayError::Ble(BleError::LinkLost(id(BATTERY))));
-    wait_event(&mut events, "reconnect", |e| matches!(e, GatewayEvent::Reconnected { .. })).await;
-    dev.read(wk::BATTERY_SERVICE, wk::BATTERY_LEVEL).await.expect("works after reconnect");
+    wait_event(&mut events, "reconnect", |e| {
+        matches!(e, GatewayEvent::Reconnected { .. })
+    })
+    .await;
+    dev.read(wk::BATTERY_SERVICE, wk::BATTERY_LEVEL)
+        .await
+        .expect("works after reconnect");
 }
 
 #[tokio::test]
@@ -372,26 +510,56 @@ async fn bad_requests_get_distinct_clear_errors() {
         timeout: Some(Duration::from_millis(200)),
         ..Default::default()
     };
-    let err = rig.gateway.connect("AA:AA:AA:AA:AA:AA", quick.clone()).await.unwrap_err();
+    let err = rig
+        .gateway
+        .connect("AA:AA:AA:AA:AA:AA", quick.clone())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "device_not_found", "{err}");
     let dev = rig.gateway.device(&id(HRM));
-    let err = dev.read(wk::HEART_RATE_SERVICE, wk::BODY_SENSOR_LOCATION).await.unwrap_err();
+    let err = dev
+        .read(wk::HEART_RATE_SERVICE, wk::BODY_SENSOR_LOCATION)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), "not_connected");
     assert!(err.to_string().contains("not connected"));
 
     connect(&rig, HRM).await;
     let cases: Vec<(GatewayError, &str)> = vec![
-        (dev.read(Uuid::from_u16(0x1234), wk::BATTERY_LEVEL).await.unwrap_err(), "service_not_found"),
-        (dev.read(wk::HEART_RATE_SERVICE, Uuid::from_u16(0x2A99)).await.unwrap_err(), "characteristic_not_found"),
         (
-            dev.write(wk::HEART_RATE_SERVICE, wk::BODY_SENSOR_LOCATION, vec![2], WriteKind::WithResponse)
+            dev.read(Uuid::from_u16(0x1234), wk::BATTERY_LEVEL)
+                .await
+                .unwrap_err(),
+            "service_not_found",
+        ),
+        (
+            dev.read(wk::HEART_RATE_SERVICE, Uuid::from_u16(0x2A99))
+                .await
+                .unwrap_err(),
+            "characteristic_not_found",
+        ),
+        (
+            dev.write(
+                wk::HEART_RATE_SERVICE,
+                wk::BODY_SENSOR_LOCATION,
+                vec![2],
+                WriteKind::WithResponse,
+            )
+            .await
+            .unwrap_err(),
+            "not_permitted",
+        ),
+        (
+            dev.read(wk::HEART_RATE_SERVICE, wk::HEART_RATE_MEASUREMENT)
                 .await
                 .unwrap_err(),
             "not_permitted",
         ),
-        (dev.read(wk::HEART_RATE_SERVICE, wk::HEART_RATE_MEASUREMENT).await.unwrap_err(), "not_permitted"),
         (
-            dev.subscribe(wk::HEART_RATE_SERVICE, wk::BODY_SENSOR_LOCATION).await.err().unwrap(),
+            dev.subscribe(wk::HEART_RATE_SERVICE, wk::BODY_SENSOR_LOCATION)
+                .await
+                .err()
+                .unwrap(),
             "not_permitted",
         ),
         (
@@ -408,7 +576,12 @@ async fn bad_requests_get_distinct_clear_errors() {
     let err = rig
         .gateway
         .device(&id(UART))
-        .write(wk::NUS_SERVICE, wk::NUS_RX, vec![0u8; 300], WriteKind::WithResponse)
+        .write(
+            wk::NUS_SERVICE,
+            wk::NUS_RX,
+            vec![0u8; 300],
+            WriteKind::WithResponse,
+        )
         .await
         .unwrap_err();
     assert_eq!(
@@ -424,9 +597,12 @@ async fn bad_requests_get_distinct_clear_errors() {
 #[tokio::test]
 async fn connect_by_name_prefix_and_ambiguity() {
     let rig = rig();
-    let info = within("connect", rig.gateway.connect("Gattway H", ConnectOptions::default()))
-        .await
-        .unwrap();
+    let info = within(
+        "connect",
+        rig.gateway.connect("Gattway H", ConnectOptions::default()),
+    )
+    .await
+    .unwrap();
     assert_eq!(info.id.as_str(), HRM);
     assert_eq!(info.name.as_deref(), Some("Gattway HRM"));
     // Hear everyone, then a prefix that several share is refused with the list.
@@ -436,7 +612,11 @@ async fn connect_by_name_prefix_and_ambiguity() {
         .unwrap()
         .collect()
         .await;
-    let err = rig.gateway.connect("Gattway", ConnectOptions::default()).await.unwrap_err();
+    let err = rig
+        .gateway
+        .connect("Gattway", ConnectOptions::default())
+        .await
+        .unwrap_err();
     match err {
         GatewayError::Ambiguous { candidates, .. } => assert!(candidates.len() >= 4, "{candidates:?}"),
         other => panic!("{other:?}"),
@@ -479,17 +659,34 @@ async fn a_lease_makes_a_device_exclusive() {
         .read(wk::HEART_RATE_SERVICE, wk::BODY_SENSOR_LOCATION)
         .await
         .expect("the holder may");
-    assert_eq!(rig.gateway.connections()[0].lease_holder.as_deref(), Some("alice"));
+    assert_eq!(
+        rig.gateway.connections()[0].lease_holder.as_deref(),
+        Some("alice")
+    );
     let err = rig.gateway.lease(&id(HRM), "bob", false).err().unwrap();
     assert_eq!(err.code(), "busy");
 
-    let bob = rig.gateway.lease(&id(HRM), "bob", true).expect("forced take-over");
+    let bob = rig
+        .gateway
+        .lease(&id(HRM), "bob", true)
+        .expect("forced take-over");
     assert!(!alice.is_valid());
-    assert_eq!(alice.device().read(wk::HEART_RATE_SERVICE, wk::BODY_SENSOR_LOCATION).await.unwrap_err().code(), "busy");
+    assert_eq!(
+        alice
+            .device()
+            .read(wk::HEART_RATE_SERVICE, wk::BODY_SENSOR_LOCATION)
+            .await
+            .unwrap_err()
+            .code(),
+        "busy"
+    );
     drop(alice);
     assert!(bob.is_valid(), "dropping the old lease leaves the new one alone");
 
-    assert_eq!(rig.gateway.revoke_lease("not-the-token").unwrap_err(), GatewayError::InvalidLease);
+    assert_eq!(
+        rig.gateway.revoke_lease("not-the-token").unwrap_err(),
+        GatewayError::InvalidLease
+    );
     assert_eq!(rig.gateway.revoke_lease(bob.token()).unwrap(), id(HRM));
     assert_eq!(rig.gateway.stats().leases, 0);
     rig.gateway
@@ -517,13 +714,22 @@ async fn the_connection_limit_closes_the_least_recently_used_link() {
         .await
         .unwrap();
     connect(&rig, ENV).await;
-    let open: Vec<String> = rig.gateway.connections().iter().map(|c| c.id.to_string()).collect();
+    let open: Vec<String> = rig
+        .gateway
+        .connections()
+        .iter()
+        .map(|c| c.id.to_string())
+        .collect();
     assert_eq!(open, vec![HRM.to_string(), ENV.to_string()]);
     assert!(!rig.control(BATTERY).is_connected());
 
     let _a = rig.gateway.lease(&id(HRM), "a", false).unwrap();
     let _b = rig.gateway.lease(&id(ENV), "b", false).unwrap();
-    let err = rig.gateway.connect(UART, ConnectOptions::default()).await.unwrap_err();
+    let err = rig
+        .gateway
+        .connect(UART, ConnectOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err, GatewayError::ConnectionLimit(2));
 }
 
@@ -546,7 +752,10 @@ async fn an_idle_link_is_closed() {
         .subscribe(wk::HEART_RATE_SERVICE, wk::HEART_RATE_MEASUREMENT)
         .await
         .unwrap();
-    let e = wait_event(&mut events, "idle disconnect", |e| matches!(e, GatewayEvent::Disconnected { .. })).await;
+    let e = wait_event(&mut events, "idle disconnect", |e| {
+        matches!(e, GatewayEvent::Disconnected { .. })
+    })
+    .await;
     assert_eq!(
         e,
         GatewayEvent::Disconnected {
@@ -602,9 +811,14 @@ async fn long_writes_without_response_are_chunked_to_the_mtu() {
     let dev = rig.gateway.device(&info.id);
     let mut echo = dev.subscribe(Uuid::from_u16(0xFFF0), tx).await.unwrap();
     let payload: Vec<u8> = (0..100u8).collect();
-    dev.write(Uuid::from_u16(0xFFF0), Uuid::from_u16(0xFFF1), payload.clone(), WriteKind::WithoutResponse)
-        .await
-        .unwrap();
+    dev.write(
+        Uuid::from_u16(0xFFF0),
+        Uuid::from_u16(0xFFF1),
+        payload.clone(),
+        WriteKind::WithoutResponse,
+    )
+    .await
+    .unwrap();
     let mut got = Vec::new();
     while got.len() < payload.len() {
         let chunk = next_value(&mut echo).await;
@@ -627,12 +841,25 @@ async fn a_device_out_of_range_drops_and_cannot_be_reached() {
     connect(&rig, HRM).await;
     rig.control(HRM).set_in_range(Some(false));
     wait_event(&mut events, "given up", |e| {
-        matches!(e, GatewayEvent::Disconnected { will_reconnect: false, .. })
+        matches!(
+            e,
+            GatewayEvent::Disconnected {
+                will_reconnect: false,
+                ..
+            }
+        )
     })
     .await;
-    let err = rig.gateway.connect(HRM, ConnectOptions::default()).await.unwrap_err();
+    let err = rig
+        .gateway
+        .connect(HRM, ConnectOptions::default())
+        .await
+        .unwrap_err();
     match err {
-        GatewayError::ConnectFailed { last: BleError::ConnectFailed { reason, .. }, .. } => {
+        GatewayError::ConnectFailed {
+            last: BleError::ConnectFailed { reason, .. },
+            ..
+        } => {
             assert!(reason.contains("out of range"), "{reason}")
         }
         other => panic!("{other:?}"),
@@ -653,6 +880,10 @@ async fn shutdown_disconnects_everything() {
         assert!(!rig.control(d).is_connected(), "{d} still connected");
     }
     wait_until("actors gone", || rig.gateway.stats().device_tasks == 0).await;
-    let err = rig.gateway.connect(HRM, ConnectOptions::default()).await.unwrap_err();
+    let err = rig
+        .gateway
+        .connect(HRM, ConnectOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err, GatewayError::ShuttingDown);
 }

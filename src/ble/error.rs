@@ -17,15 +17,25 @@ pub enum BleError {
     #[error("descriptor {descriptor} not found on characteristic {characteristic}")]
     DescriptorNotFound { characteristic: Uuid, descriptor: Uuid },
     #[error("characteristic {characteristic} does not permit {operation}")]
-    NotPermitted { characteristic: Uuid, operation: &'static str },
+    NotPermitted {
+        characteristic: Uuid,
+        operation: &'static str,
+    },
     #[error("value of {len} bytes is longer than the {max} bytes characteristic {characteristic} accepts")]
-    ValueTooLong { characteristic: Uuid, len: usize, max: usize },
+    ValueTooLong {
+        characteristic: Uuid,
+        len: usize,
+        max: usize,
+    },
     #[error("connection to {id} failed: {reason}")]
     ConnectFailed { id: DeviceId, reason: String },
     #[error("link to {0} was lost during the operation")]
     LinkLost(DeviceId),
     #[error("{operation} timed out after {after:?}")]
-    Timeout { operation: &'static str, after: Duration },
+    Timeout {
+        operation: &'static str,
+        after: Duration,
+    },
     #[error("Bluetooth adapter unavailable: {0}")]
     AdapterUnavailable(String),
     #[error("{0}")]

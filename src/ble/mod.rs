@@ -4,8 +4,8 @@
 //! the test bed) and, later, `native/` (btleplug).
 
 pub mod error;
-mod open;
 pub mod names;
+mod open;
 pub mod sim;
 pub mod types;
 pub mod uuid;
@@ -18,11 +18,11 @@ use futures::Stream;
 use tokio::sync::broadcast;
 
 pub use error::{BleError, BleResult};
-pub use open::open_backend;
 pub use names::well_known;
+pub use open::open_backend;
 pub use types::{
-    Advertisement, BackendEvent, CharProps, Characteristic, Descriptor, DeviceId, DisconnectReason,
-    GattTree, Notification, ScanFilter, Service, WriteKind,
+    Advertisement, BackendEvent, CharProps, Characteristic, Descriptor, DeviceId, DisconnectReason, GattTree,
+    Notification, ScanFilter, Service, WriteKind,
 };
 pub use uuid::{Uuid, UuidParseError};
 

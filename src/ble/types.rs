@@ -104,10 +104,7 @@ impl CharProps {
     /// `write-without-response`, `notify`, `indicate`, `broadcast`).
     pub fn from_name(name: &str) -> Option<CharProps> {
         let norm = name.trim().to_ascii_lowercase().replace('-', "_");
-        Self::NAMES
-            .iter()
-            .find(|(_, n)| *n == norm)
-            .map(|(p, _)| *p)
+        Self::NAMES.iter().find(|(_, n)| *n == norm).map(|(p, _)| *p)
     }
 }
 
@@ -151,7 +148,11 @@ pub struct ScanFilter {
 impl ScanFilter {
     pub fn matches(&self, adv: &Advertisement) -> bool {
         if let Some(prefix) = &self.name_prefix {
-            if !adv.name.as_deref().is_some_and(|n| n.starts_with(prefix.as_str())) {
+            if !adv
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(prefix.as_str()))
+            {
                 return false;
             }
         }
@@ -250,8 +251,5 @@ pub enum DisconnectReason {
 pub enum BackendEvent {
     Advertisement(Advertisement),
     Connected(DeviceId),
-    Disconnected {
-        id: DeviceId,
-        reason: DisconnectReason,
-    },
+    Disconnected { id: DeviceId, reason: DisconnectReason },
 }

@@ -85,10 +85,7 @@ impl FromStr for Uuid {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || UuidParseError { input: s.to_string() };
         let t = s.trim();
-        let t = t
-            .strip_prefix("0x")
-            .or_else(|| t.strip_prefix("0X"))
-            .unwrap_or(t);
+        let t = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")).unwrap_or(t);
         let is_hex = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_hexdigit());
         match t.len() {
             4 if is_hex(t) => u16::from_str_radix(t, 16).map(Uuid::from_u16).map_err(|_| err()),
@@ -151,7 +148,14 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "18d", "zzzz", "180d0", "not-a-uuid", "0000180d-0000-1000-8000-00805f9b34fg"] {
+        for bad in [
+            "",
+            "18d",
+            "zzzz",
+            "180d0",
+            "not-a-uuid",
+            "0000180d-0000-1000-8000-00805f9b34fg",
+        ] {
             assert!(bad.parse::<Uuid>().is_err(), "{bad:?} parsed");
         }
     }

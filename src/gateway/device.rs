@@ -224,8 +224,12 @@ impl Actor {
     }
 
     fn is_idle(&self) -> bool {
-        let Some(inner) = self.inner.upgrade() else { return true };
-        let Some(idle) = self.config.idle_timeout() else { return false };
+        let Some(inner) = self.inner.upgrade() else {
+            return true;
+        };
+        let Some(idle) = self.config.idle_timeout() else {
+            return false;
+        };
         let used = self.shared.last_used.load(Ordering::Relaxed);
         let quiet = Duration::from_millis(inner.now_ms().saturating_sub(used)) >= idle;
         quiet && lock(&self.shared.subs).is_empty() && !inner.is_leased(&self.id)
@@ -261,7 +265,11 @@ impl Actor {
                 let r = self.write(key, value, kind).await;
                 let _ = reply.send(r);
             }
-            Command::ReadDescriptor { key, descriptor, reply } => {
+            Command::ReadDescriptor {
+                key,
+                descriptor,
+                reply,
+            } => {
                 let r = self.read_descriptor(key, descriptor).await;
                 let _ = reply.send(r);
             }
@@ -372,7 +380,11 @@ impl Actor {
                 .await?;
             self.services = Some(Arc::new(services));
             let stream = self
-                .timed("notifications", self.config.op_timeout(), backend.notifications(&self.id))
+                .timed(
+                    "notifications",
+                    self.config.op_timeout(),
+                    backend.notifications(&self.id),
+                )
                 .await?;
             self.start_forwarder(stream);
             let keys: Vec<CharKey> = lock(&self.shared.subs).keys().copied().collect();
@@ -472,7 +484,10 @@ impl Actor {
 
     /// Closes the link for good.
     async fn close(&mut self, reason: DisconnectReason) {
-        let was_up = matches!(self.shared.state(), LinkState::Connected | LinkState::Reconnecting);
+        let was_up = matches!(
+            self.shared.state(),
+            LinkState::Connected | LinkState::Reconnecting
+        );
         self.forwarder = None;
         self.services = None;
         lock(&self.shared.subs).clear();
@@ -505,14 +520,23 @@ impl Actor {
 
     /// Looks a characteristic up in the cached tree, so that bad input fails the
     /// same way on every backend, before any radio traffic.
-    async fn characteristic(&mut self, (service, characteristic): CharKey) -> GatewayResult<crate::ble::Characteristic> {
+    async fn characteristic(
+        &mut self,
+        (service, characteristic): CharKey,
+    ) -> GatewayResult<crate::ble::Characteristic> {
         let tree = self.services().await?;
         if tree.find_service(service).is_none() {
             return Err(BleError::ServiceNotFound(service).into());
         }
         tree.find_characteristic(service, characteristic)
             .cloned()
-            .ok_or_else(|| BleError::CharacteristicNotFound { service, characteristic }.into())
+            .ok_or_else(|| {
+                BleError::CharacteristicNotFound {
+                    service,
+                    characteristic,
+                }
+                .into()
+            })
     }
 
     async fn read(&mut self, key: CharKey) -> GatewayResult<Bytes> {
@@ -525,8 +549,12 @@ impl Actor {
             .into());
         }
         let backend = self.backend.clone();
-        self.timed("read", self.config.op_timeout(), backend.read(&self.id, key.0, key.1))
-            .await
+        self.timed(
+            "read",
+            self.config.op_timeout(),
+            backend.read(&self.id, key.0, key.1),
+        )
+        .await
     }
 
     async fn write(&mut self, key: CharKey, value: Bytes, kind: WriteKind) -> GatewayResult<()> {
@@ -554,7 +582,9 @@ impl Actor {
         let backend = self.backend.clone();
         // A write command travels in one ATT packet: longer values go as several.
         let chunk = match kind {
-            WriteKind::WithoutResponse => (self.shared.mtu.load(Ordering::Relaxed) as usize).saturating_sub(3).max(20),
+            WriteKind::WithoutResponse => (self.shared.mtu.load(Ordering::Relaxed) as usize)
+                .saturating_sub(3)
+                .max(20),
             WriteKind::WithResponse => value.len().max(1),
         };
         for part in value.chunks(chunk) {

@@ -16,9 +16,17 @@ pub enum GatewayError {
     #[error("name prefix {prefix:?} matches several devices ({}); give the device id", candidates.join(", "))]
     Ambiguous { prefix: String, candidates: Vec<String> },
     #[error("{operation} on {id} timed out after {after:?}")]
-    Timeout { id: DeviceId, operation: &'static str, after: Duration },
+    Timeout {
+        id: DeviceId,
+        operation: &'static str,
+        after: Duration,
+    },
     #[error("connecting to {id} failed after {attempts} attempt(s): {last}")]
-    ConnectFailed { id: DeviceId, attempts: u32, last: BleError },
+    ConnectFailed {
+        id: DeviceId,
+        attempts: u32,
+        last: BleError,
+    },
     #[error("the gateway is shutting down")]
     ShuttingDown,
     #[error("no lease with that token")]

@@ -27,8 +27,8 @@ use tokio::task::JoinHandle;
 
 pub use self::config::GatewayConfig;
 pub use self::device::LinkState;
-pub use self::error::{GatewayError, GatewayResult};
 use self::device::{Command, DeviceHandle, DeviceShared};
+pub use self::error::{GatewayError, GatewayResult};
 use crate::ble::{
     Advertisement, Backend, BackendEvent, BleError, DeviceId, DisconnectReason, Notification, ScanFilter,
     Service, Uuid, WriteKind,
@@ -304,7 +304,12 @@ impl Gateway {
 
     /// Finds the device `target` names: an id, or a name prefix that matches one
     /// device (scanning for it when nothing known matches).
-    pub async fn resolve(&self, target: &str, services: &[Uuid], timeout: Duration) -> GatewayResult<DeviceId> {
+    pub async fn resolve(
+        &self,
+        target: &str,
+        services: &[Uuid],
+        timeout: Duration,
+    ) -> GatewayResult<DeviceId> {
         let target = target.trim();
         if target.is_empty() {
             return Err(GatewayError::InvalidInput("device id or name is empty".into()));
@@ -317,7 +322,11 @@ impl Gateway {
             d.name.as_deref().is_some_and(|n| n.starts_with(target))
                 && (services.is_empty() || services.iter().any(|s| d.services.contains(s)))
         };
-        let mut candidates: Vec<DeviceInfo> = lock(&self.inner.known).values().filter(|d| matches(d)).cloned().collect();
+        let mut candidates: Vec<DeviceInfo> = lock(&self.inner.known)
+            .values()
+            .filter(|d| matches(d))
+            .cloned()
+            .collect();
         match candidates.len() {
             1 => return Ok(candidates.remove(0).id),
             0 => {}
@@ -351,7 +360,9 @@ impl Gateway {
         self.check_lease(&id, None)?;
         // Budget for the link itself: what resolution left, but at least one
         // attempt's worth, plus the retries' back-off.
-        let remaining = timeout.saturating_sub(started.elapsed()).max(self.inner.config.connect_timeout());
+        let remaining = timeout
+            .saturating_sub(started.elapsed())
+            .max(self.inner.config.connect_timeout());
         let limit = remaining + self.retry_budget();
         // An actor that just exited may drop our request; one fresh actor is enough.
         for _ in 0..2 {
@@ -608,7 +619,8 @@ async fn route_backend_events(inner: Weak<Inner>, mut rx: broadcast::Receiver<Ba
                 {
                     let mut known = lock(&inner.known);
                     if known.len() >= KNOWN_DEVICES_MAX && !known.contains_key(&adv.id) {
-                        if let Some(oldest) = known.values().min_by_key(|d| d.last_seen).map(|d| d.id.clone()) {
+                        if let Some(oldest) = known.values().min_by_key(|d| d.last_seen).map(|d| d.id.clone())
+                        {
                             known.remove(&oldest);
                         }
                     }
@@ -677,7 +689,9 @@ struct ScanGuard(Weak<Inner>);
 impl Drop for ScanGuard {
     fn drop(&mut self) {
         let Some(inner) = self.0.upgrade() else { return };
-        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         rt.spawn(async move {
             let mut n = inner.scanners.lock().await;
             *n = n.saturating_sub(1);
@@ -724,7 +738,9 @@ impl Lease {
 
     /// Whether this lease still holds (a forced take-over or revoke ends it).
     pub fn is_valid(&self) -> bool {
-        self.gateway.lease_of(&self.id).is_some_and(|l| l.token == self.info.token)
+        self.gateway
+            .lease_of(&self.id)
+            .is_some_and(|l| l.token == self.info.token)
     }
 
     pub fn device(&self) -> DeviceRef<'_> {
@@ -775,7 +791,13 @@ impl DeviceRef<'_> {
 
     /// Writes a value; without response, values longer than the MTU allows go as
     /// several writes.
-    pub async fn write(&self, service: Uuid, characteristic: Uuid, value: impl Into<Bytes>, kind: WriteKind) -> GatewayResult<()> {
+    pub async fn write(
+        &self,
+        service: Uuid,
+        characteristic: Uuid,
+        value: impl Into<Bytes>,
+        kind: WriteKind,
+    ) -> GatewayResult<()> {
         let value = value.into();
         self.gateway
             .call(&self.id, self.token, "write", |reply| Command::Write {
@@ -787,12 +809,19 @@ impl DeviceRef<'_> {
             .await
     }
 
-    pub async fn read_descriptor(&self, service: Uuid, characteristic: Uuid, descriptor: Uuid) -> GatewayResult<Bytes> {
+    pub async fn read_descriptor(
+        &self,
+        service: Uuid,
+        characteristic: Uuid,
+        descriptor: Uuid,
+    ) -> GatewayResult<Bytes> {
         self.gateway
-            .call(&self.id, self.token, "read descriptor", |reply| Command::ReadDescriptor {
-                key: (service, characteristic),
-                descriptor,
-                reply,
+            .call(&self.id, self.token, "read descriptor", |reply| {
+                Command::ReadDescriptor {
+                    key: (service, characteristic),
+                    descriptor,
+                    reply,
+                }
             })
             .await
     }
@@ -806,11 +835,13 @@ impl DeviceRef<'_> {
     ) -> GatewayResult<()> {
         let value = value.into();
         self.gateway
-            .call(&self.id, self.token, "write descriptor", |reply| Command::WriteDescriptor {
-                key: (service, characteristic),
-                descriptor,
-                value,
-                reply,
+            .call(&self.id, self.token, "write descriptor", |reply| {
+                Command::WriteDescriptor {
+                    key: (service, characteristic),
+                    descriptor,
+                    value,
+                    reply,
+                }
             })
             .await
     }

@@ -87,7 +87,11 @@ fn crc16(data: &[u8]) -> u16 {
     data.iter().fold(0xFFFF_u16, |mut crc, &b| {
         crc ^= (b as u16) << 8;
         for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 { (crc << 1) ^ 0x1021 } else { crc << 1 };
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
         }
         crc
     })
@@ -100,7 +104,14 @@ pub fn uplink(module: u8, event: u16, data: &[u8]) -> Vec<u8> {
     payload.extend_from_slice(data);
     let crc = crc16(&payload);
     let mut out = Vec::with_capacity(8 + payload.len());
-    out.extend_from_slice(&[PREFIX, TRANSPORT_BT, payload.len() as u8, module, RESERVED, UPLINK]);
+    out.extend_from_slice(&[
+        PREFIX,
+        TRANSPORT_BT,
+        payload.len() as u8,
+        module,
+        RESERVED,
+        UPLINK,
+    ]);
     out.extend_from_slice(&crc.to_be_bytes());
     out.extend_from_slice(&payload);
     out
@@ -155,7 +166,11 @@ impl ReaderState {
         let ack = |f: &Frame| uplink(f.module, f.event, &[0x00]);
         match (frame.module, frame.event) {
             (MODULE_NOTIFICATION, EV_BATTERY_VOLTAGE) => {
-                vec![uplink(MODULE_NOTIFICATION, EV_BATTERY_VOLTAGE, &self.battery_mv.to_be_bytes())]
+                vec![uplink(
+                    MODULE_NOTIFICATION,
+                    EV_BATTERY_VOLTAGE,
+                    &self.battery_mv.to_be_bytes(),
+                )]
             }
             (MODULE_NOTIFICATION, EV_TRIGGER_STATE) => {
                 // 0: trigger released.
@@ -216,7 +231,11 @@ impl ReaderState {
                 self.inventory_running = false;
                 vec![
                     ack,
-                    uplink(MODULE_RFID, EV_RFID_DATA, &[0x40, 0x03, 0xBF, 0xFC, 0xBF, 0xFC, 0xBF, 0xFC]),
+                    uplink(
+                        MODULE_RFID,
+                        EV_RFID_DATA,
+                        &[0x40, 0x03, 0xBF, 0xFC, 0xBF, 0xFC, 0xBF, 0xFC],
+                    ),
                 ]
             }
             _ => vec![error(ERR_UNKNOWN_EVENT)],
@@ -267,7 +286,11 @@ mod tests {
     fn inventory_streams_until_aborted() {
         let mut r = ReaderState::new("x");
         assert!(r.next_tag_report(0x40).is_none());
-        let start = downlink(MODULE_RFID, EV_RFID_COMMAND, &[0x70, 0x01, 0x00, 0xF0, 0x0F, 0, 0, 0]);
+        let start = downlink(
+            MODULE_RFID,
+            EV_RFID_COMMAND,
+            &[0x70, 0x01, 0x00, 0xF0, 0x0F, 0, 0, 0],
+        );
         assert_eq!(r.handle(&start).len(), 1);
         let a = r.next_tag_report(0x40).unwrap();
         let b = r.next_tag_report(0x40).unwrap();

@@ -144,7 +144,11 @@ impl SimBackend {
                 config.time_scale
             )));
         }
-        let mut specs = if config.builtin { profiles::builtin() } else { Vec::new() };
+        let mut specs = if config.builtin {
+            profiles::builtin()
+        } else {
+            Vec::new()
+        };
         specs.extend(config.devices.iter().cloned());
         let (events, _) = broadcast::channel(4096);
         let mut seeder = config.seed.map(fastrand::Rng::with_seed).unwrap_or_default();
@@ -154,7 +158,9 @@ impl SimBackend {
             spec.validate().map_err(BleError::Other)?;
             let id = DeviceId::new(&spec.address);
             if devices.contains_key(&id) {
-                return Err(BleError::Other(format!("two simulated devices share address {id}")));
+                return Err(BleError::Other(format!(
+                    "two simulated devices share address {id}"
+                )));
             }
             let dev = SimDevice::new(spec, config.time_scale, started, events.clone(), seeder.u64(..))
                 .map_err(BleError::Other)?;
@@ -288,7 +294,9 @@ impl SimDevice {
                 values.insert((s.uuid, c.uuid), c.initial_value()?);
                 let mut descriptors = Vec::new();
                 if props.can_subscribe() {
-                    descriptors.push(Descriptor { uuid: well_known::CCCD });
+                    descriptors.push(Descriptor {
+                        uuid: well_known::CCCD,
+                    });
                 }
                 for d in &c.descriptors {
                     descriptors.push(Descriptor { uuid: d.uuid });
@@ -412,7 +420,10 @@ impl SimDevice {
         svc.characteristics
             .iter()
             .find(|c| c.uuid == characteristic)
-            .ok_or(BleError::CharacteristicNotFound { service, characteristic })
+            .ok_or(BleError::CharacteristicNotFound {
+                service,
+                characteristic,
+            })
     }
 
     fn write_action(&self, service: Uuid, characteristic: Uuid) -> WriteAction {
@@ -544,7 +555,10 @@ impl Backend for SimBackend {
             return Ok(mtu);
         }
         let jitter = 0.8 + lock(&dev.state).rng.f64() * 0.4;
-        let latency = scaled((dev.spec.connect_latency_ms as f64 * jitter) as u64, dev.time_scale);
+        let latency = scaled(
+            (dev.spec.connect_latency_ms as f64 * jitter) as u64,
+            dev.time_scale,
+        );
         let fail = {
             let mut f = lock(&dev.faults);
             let fail = f.fail_connects > 0;
@@ -621,7 +635,10 @@ impl Backend for SimBackend {
         dev.round_trip(1).await?;
         let st = lock(&dev.state);
         Ok(Bytes::from(
-            st.values.get(&(service, characteristic)).cloned().unwrap_or_default(),
+            st.values
+                .get(&(service, characteristic))
+                .cloned()
+                .unwrap_or_default(),
         ))
     }
 
@@ -776,7 +793,10 @@ impl Backend for SimBackend {
     async fn notifications(&self, id: &DeviceId) -> BleResult<NotificationStream> {
         let dev = self.device(id)?;
         let st = lock(&dev.state);
-        let link = st.link.as_ref().ok_or_else(|| BleError::NotConnected(id.clone()))?;
+        let link = st
+            .link
+            .as_ref()
+            .ok_or_else(|| BleError::NotConnected(id.clone()))?;
         let rx = link.notify_tx.subscribe();
         // A consumer that falls 1024 behind the radio loses the oldest, as an
         // adapter's own queue would.
@@ -786,8 +806,6 @@ impl Backend for SimBackend {
     }
 
     async fn rssi(&self, id: &DeviceId) -> Option<i16> {
-        self.devices
-            .get(id)
-            .map(|d| lock(&d.state).rssi.round() as i16)
+        self.devices.get(id).map(|d| lock(&d.state).rssi.round() as i16)
     }
 }

@@ -186,8 +186,9 @@ impl DescriptorSpec {
 fn initial_value(hex_value: Option<&str>, text: Option<&str>, uuid: Uuid) -> Result<Vec<u8>, String> {
     match (hex_value, text) {
         (Some(_), Some(_)) => Err(format!("{uuid}: give either value (hex) or text, not both")),
-        (Some(h), None) => hex::decode(h.replace([' ', ':'], ""))
-            .map_err(|e| format!("{uuid}: value {h:?} is not hex: {e}")),
+        (Some(h), None) => {
+            hex::decode(h.replace([' ', ':'], "")).map_err(|e| format!("{uuid}: value {h:?} is not hex: {e}"))
+        }
         (None, Some(t)) => Ok(t.as_bytes().to_vec()),
         (None, None) => Ok(Vec::new()),
     }
