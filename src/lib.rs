@@ -11,9 +11,11 @@
 //! - [`http`]: the HTTP server every network front end is mounted on.
 //! - [`config`]: the one `Config`, from a TOML file, `GATTWAY_*` variables and flags.
 //! - [`cli`]: the command line (`gattway scan`, `gattway serve`).
+//! - [`sync`]: task ownership and locking helpers shared by every layer.
 
 pub mod ble;
 pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod http;
+pub mod sync;

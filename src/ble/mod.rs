@@ -3,6 +3,7 @@
 //! in one place ([`open_backend`]): `sim/` (virtual devices, the embedded default and
 //! the test bed) and, later, `native/` (btleplug).
 
+pub mod decode;
 pub mod error;
 pub mod names;
 mod open;

@@ -42,6 +42,25 @@ const VENDOR_NAMES: &[(u128, &str)] = &[
     (0x6e400003_b5a3_f393_e0a9_e50e24dcca9e, "Nordic UART TX"),
 ];
 
+/// Bluetooth SIG company identifiers seen on common devices.
+const COMPANIES: &[(u16, &str)] = &[
+    (0x0006, "Microsoft"),
+    (0x000D, "Texas Instruments"),
+    (0x004C, "Apple"),
+    (0x0059, "Nordic Semiconductor"),
+    (0x0075, "Samsung"),
+    (0x0087, "Garmin"),
+    (0x00E0, "Google"),
+    (0x0131, "Cypress Semiconductor"),
+    (0x0157, "Anhui Huami"),
+    (0x02E5, "Espressif"),
+];
+
+/// The company a manufacturer-data identifier belongs to, when gattway knows it.
+pub fn company_name(id: u16) -> Option<&'static str> {
+    COMPANIES.iter().find(|(c, _)| *c == id).map(|(_, n)| *n)
+}
+
 /// The standard name of `uuid`, when gattway knows it.
 pub fn name_of(uuid: Uuid) -> Option<&'static str> {
     if let Some(short) = uuid.as_u16() {

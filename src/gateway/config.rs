@@ -28,6 +28,8 @@ pub struct GatewayConfig {
     pub idle_timeout_ms: u64,
     /// Notifications a subscriber may fall behind before it is told it lagged.
     pub subscriber_buffer: usize,
+    /// Entries the packet log (every value written and notified) keeps.
+    pub packet_log_size: usize,
 }
 
 impl Default for GatewayConfig {
@@ -43,6 +45,7 @@ impl Default for GatewayConfig {
             max_connections: 8,
             idle_timeout_ms: 300_000,
             subscriber_buffer: 1024,
+            packet_log_size: 10_000,
         }
     }
 }

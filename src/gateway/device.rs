@@ -15,6 +15,7 @@ use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 
 use super::error::{GatewayError, GatewayResult};
+use super::packet_log::Direction;
 use super::{lock, AbortOnDrop, GatewayEvent, Inner, TaskGuard};
 use crate::ble::{BleError, DeviceId, DisconnectReason, GattTree, Notification, Service, Uuid, WriteKind};
 
@@ -138,6 +139,7 @@ pub(crate) fn spawn(inner: &Arc<Inner>, id: DeviceId) -> DeviceHandle {
         services: None,
         forwarder: None,
         global: inner.notifications.clone(),
+        packets: inner.packets.clone(),
         _task: TaskGuard::new(&inner.stats.actors),
         stats: inner.stats.clone(),
     };
@@ -160,6 +162,7 @@ struct Actor {
     forwarder: Option<AbortOnDrop>,
     /// Every notification of every device, for gateway-wide consumers.
     global: broadcast::Sender<Notification>,
+    packets: Arc<super::packet_log::PacketLog>,
     _task: TaskGuard,
     stats: Arc<super::Stats>,
 }
@@ -412,10 +415,18 @@ impl Actor {
     fn start_forwarder(&mut self, mut stream: crate::ble::NotificationStream) {
         let shared = self.shared.clone();
         let global = self.global.clone();
+        let packets = self.packets.clone();
         let guard = TaskGuard::new(&self.stats.forwarders);
         self.forwarder = Some(AbortOnDrop(tokio::spawn(async move {
             let _guard = guard;
             while let Some(n) = stream.next().await {
+                packets.record(
+                    Direction::Rx,
+                    &n.device,
+                    n.service,
+                    n.characteristic,
+                    n.value.clone(),
+                );
                 if let Some(tx) = lock(&shared.subs).get(&(n.service, n.characteristic)) {
                     // No receiver: the last subscriber just left; the sweep follows.
                     let _ = tx.send(n.clone());
@@ -588,6 +599,8 @@ impl Actor {
             WriteKind::WithResponse => value.len().max(1),
         };
         for part in value.chunks(chunk) {
+            self.packets
+                .record(Direction::Tx, &self.id, key.0, key.1, value.slice_ref(part));
             self.timed(
                 "write",
                 self.config.op_timeout(),

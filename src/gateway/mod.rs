@@ -13,41 +13,28 @@
 mod config;
 mod device;
 mod error;
+pub mod packet_log;
 pub mod serde_helpers;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::sync::{broadcast, oneshot};
-use tokio::task::JoinHandle;
 
 pub use self::config::GatewayConfig;
 pub use self::device::LinkState;
 use self::device::{Command, DeviceHandle, DeviceShared};
 pub use self::error::{GatewayError, GatewayResult};
+use self::packet_log::PacketLog;
 use crate::ble::{
     Advertisement, Backend, BackendEvent, BleError, DeviceId, DisconnectReason, Notification, ScanFilter,
     Service, Uuid, WriteKind,
 };
-
-/// Locks a std mutex, recovering from poisoning: no critical section in the gateway
-/// leaves its data half-updated, so the data is valid even after a holder panicked.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Aborts a task when dropped: a task's owner stops it by letting go.
-pub(crate) struct AbortOnDrop(pub JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+pub(crate) use crate::sync::{lock, AbortOnDrop};
 
 /// Counts a live task for [`GatewayStats`]; the count drops with the guard.
 pub(crate) struct TaskGuard(Arc<AtomicUsize>);
@@ -183,6 +170,7 @@ pub(crate) struct Inner {
     /// Callers scanning now; the radio scans while it is above zero.
     scanners: tokio::sync::Mutex<usize>,
     stats: Arc<Stats>,
+    packets: Arc<PacketLog>,
     shutting_down: std::sync::atomic::AtomicBool,
     router: Mutex<Option<AbortOnDrop>>,
 }
@@ -226,6 +214,7 @@ impl Gateway {
     /// Starts the gateway over a backend. Must run inside a tokio runtime.
     pub fn new(backend: Arc<dyn Backend>, config: GatewayConfig) -> Result<Self, GatewayError> {
         config.validate().map_err(GatewayError::InvalidInput)?;
+        let packets = Arc::new(PacketLog::new(config.packet_log_size));
         let inner = Arc::new(Inner {
             backend: backend.clone(),
             adverts: broadcast::channel(1024).0,
@@ -239,6 +228,7 @@ impl Gateway {
             leases: Mutex::new(HashMap::new()),
             scanners: tokio::sync::Mutex::new(0),
             stats: Arc::new(Stats::default()),
+            packets,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             router: Mutex::new(None),
         });
@@ -264,6 +254,16 @@ impl Gateway {
     /// a consumer that falls behind gets `Lagged`.
     pub fn all_notifications(&self) -> broadcast::Receiver<Notification> {
         self.inner.notifications.subscribe()
+    }
+
+    /// Every value written to or notified by any device, bounded.
+    pub fn packet_log(&self) -> &PacketLog {
+        &self.inner.packets
+    }
+
+    /// Seconds since the gateway started.
+    pub fn uptime(&self) -> Duration {
+        self.inner.started.elapsed()
     }
 
     /// Devices heard so far, strongest first.

@@ -14,7 +14,7 @@ pub mod profiles;
 pub mod spec;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -22,7 +22,6 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
 use tokio_stream::wrappers::BroadcastStream;
 
 use self::spec::{DeviceSpec, GeneratorKind, WriteAction};
@@ -31,6 +30,7 @@ use super::{
     Descriptor, DeviceId, DisconnectReason, Notification, NotificationStream, ScanFilter, Service, Uuid,
     WriteKind,
 };
+use crate::sync::{lock, AbortOnDrop};
 
 /// The MTU the simulated central asks for (what Android and iOS ask for).
 const CENTRAL_MTU: u16 = 247;
@@ -110,21 +110,6 @@ struct SimDevice {
     events: broadcast::Sender<BackendEvent>,
     state: Mutex<DeviceState>,
     faults: Mutex<Faults>,
-}
-
-/// Aborts a task when dropped, so a task's owner stops it by letting go.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Locks a mutex, recovering the data if a holder panicked: every critical section
-/// here leaves the state consistent at each statement, so the data is still valid.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The simulated adapter.
