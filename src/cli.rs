@@ -29,6 +29,15 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
 
+    /// Assistants may not write to devices (hides ble_write and
+    /// ble_write_descriptor). Same as mcp.writes = "off".
+    #[arg(long, global = true, conflicts_with = "mcp_allow_writes")]
+    pub mcp_read_only: bool,
+
+    /// Assistants may write to devices, on a real radio too. Same as mcp.writes = "on".
+    #[arg(long, global = true)]
+    pub mcp_allow_writes: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -37,8 +46,11 @@ pub struct Cli {
 pub enum Command {
     /// Scan for advertising devices and print them, strongest first.
     Scan(ScanArgs),
-    /// Run the HTTP server (health endpoint now; the front ends mount here).
+    /// Run the HTTP server: MCP over Streamable HTTP at /mcp, /healthz.
     Serve(ServeArgs),
+    /// Serve MCP on stdin/stdout, for Claude Desktop, Claude Code, Cursor and VS Code.
+    /// Logs go to stderr.
+    Mcp,
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,6 +91,12 @@ impl Cli {
         }
         if let Command::Serve(ServeArgs { listen: Some(addr) }) = &self.command {
             config.listen = *addr;
+        }
+        if self.mcp_read_only {
+            config.mcp.writes = crate::mcp::WritePolicy::Off;
+        }
+        if self.mcp_allow_writes {
+            config.mcp.writes = crate::mcp::WritePolicy::On;
         }
     }
 }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ble::sim::SimConfig;
 use crate::gateway::GatewayConfig;
+use crate::mcp::McpConfig;
 
 /// Which radio to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -36,6 +37,7 @@ pub struct Config {
     pub log_level: String,
     pub gateway: GatewayConfig,
     pub sim: SimConfig,
+    pub mcp: McpConfig,
 }
 
 impl Default for Config {
@@ -46,6 +48,7 @@ impl Default for Config {
             log_level: "info".into(),
             gateway: GatewayConfig::default(),
             sim: SimConfig::default(),
+            mcp: McpConfig::default(),
         }
     }
 }

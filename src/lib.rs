@@ -18,4 +18,5 @@ pub mod cli;
 pub mod config;
 pub mod gateway;
 pub mod http;
+pub mod mcp;
 pub mod sync;

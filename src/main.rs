@@ -12,6 +12,7 @@ use gattway::cli::{Cli, Command, ScanArgs};
 use gattway::config::Config;
 use gattway::gateway::{DeviceInfo, Gateway};
 use gattway::http::{self, AppState};
+use gattway::mcp::McpSettings;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -41,6 +42,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     let result = match command {
         Command::Scan(args) => scan(&gateway, args).await,
         Command::Serve(_) => serve(&gateway, &config).await,
+        Command::Mcp => {
+            let settings = McpSettings::new(&config.mcp, gateway.is_simulated(), "stdio");
+            tracing::info!(writes_enabled = settings.writes_enabled, "serving MCP on stdio");
+            gattway::mcp::serve_stdio(gateway.clone(), settings)
+                .await
+                .map_err(anyhow::Error::from)
+        }
     };
     gateway.shutdown().await;
     result
@@ -95,9 +103,11 @@ async fn serve(gateway: &Gateway, config: &Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, backend = gateway.backend_name(), "listening on http://{addr}");
+    tracing::info!(%addr, backend = gateway.backend_name(), "listening on http://{addr} (MCP at http://{addr}/mcp)");
     let state = AppState {
         gateway: gateway.clone(),
+        mcp: config.mcp.clone(),
+        shutdown: tokio_util::sync::CancellationToken::new(),
     };
     http::serve(listener, state, shutdown_signal()).await?;
     Ok(())

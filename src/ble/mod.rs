@@ -38,6 +38,11 @@ pub trait Backend: Send + Sync + 'static {
     /// A short name for logs and `/readyz` ("sim", "hci0").
     fn name(&self) -> &str;
 
+    /// True for simulated radios: safety defaults (assistant writes) depend on it.
+    fn is_simulated(&self) -> bool {
+        false
+    }
+
     /// Events: advertisements while scanning, connects, and disconnects (including
     /// the ones nobody asked for).
     fn events(&self) -> broadcast::Receiver<BackendEvent>;

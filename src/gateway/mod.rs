@@ -241,6 +241,11 @@ impl Gateway {
         self.inner.backend.name()
     }
 
+    /// True when the radio is the simulator.
+    pub fn is_simulated(&self) -> bool {
+        self.inner.backend.is_simulated()
+    }
+
     pub fn config(&self) -> &GatewayConfig {
         &self.inner.config
     }

@@ -99,3 +99,48 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     })
     .await
 }
+
+/// A running `gattway serve` router on port 0 over a rig's gateway.
+pub struct Server {
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Stops the server and waits for it, failing the test if it does not stop.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            within("server stop", task)
+                .await
+                .expect("server task")
+                .expect("server result");
+        }
+    }
+}
+
+pub async fn start_server(gateway: &Gateway, mcp: gattway::mcp::McpConfig) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let state = gattway::http::AppState {
+        gateway: gateway.clone(),
+        mcp,
+        shutdown: tokio_util::sync::CancellationToken::new(),
+    };
+    let task = tokio::spawn(gattway::http::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    Server {
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}

@@ -520,6 +520,10 @@ impl Backend for SimBackend {
         "sim"
     }
 
+    fn is_simulated(&self) -> bool {
+        true
+    }
+
     fn events(&self) -> broadcast::Receiver<BackendEvent> {
         self.events.subscribe()
     }

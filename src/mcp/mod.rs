@@ -1,0 +1,252 @@
+//! The MCP server: BLE tools for AI assistants, over stdio (`gattway mcp`) and
+//! Streamable HTTP (`/mcp` on `gattway serve`). Both share the one `Gateway`, so a
+//! device connected here is visible to every other front end.
+//!
+//! One file per tool group, each a `#[tool_router]` block merged in [`BleMcp::new`]:
+//! `scan.rs` (ble_scan, scan_devices), `connection.rs` (ble_connect, ble_disconnect,
+//! ble_connections, get_connection_state), `gatt.rs` (ble_services, ble_read,
+//! ble_write, descriptors), `notify.rs` (ble_subscribe, ble_unsubscribe,
+//! ble_notifications), `diagnostics.rs` (get_logs, search_packets, status,
+//! get_metrics). Wire shapes are in `types.rs`; per-session state in `session.rs`.
+
+mod connection;
+mod diagnostics;
+mod error;
+mod gatt;
+mod notify;
+mod scan;
+mod session;
+pub mod types;
+
+use std::sync::Arc;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{tool_handler, ServerHandler, ServiceExt};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use self::error::ToolError;
+use self::session::Session;
+use crate::ble::{DeviceId, Uuid};
+use crate::gateway::Gateway;
+
+/// Whether assistants may write to devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum WritePolicy {
+    /// On for the simulator (so demos work), off for a real radio until the user
+    /// turns it on: a write can damage a real device.
+    #[default]
+    Auto,
+    On,
+    Off,
+}
+
+/// The `[mcp]` table of the config file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpConfig {
+    /// `auto`, `on` or `off`; `--mcp-read-only` sets `off`.
+    pub writes: WritePolicy,
+    /// Characteristic UUIDs writes are limited to (empty: any).
+    pub write_allow_list: Vec<Uuid>,
+    /// Bearer token `/mcp` requires (empty: none). Prefer `GATTWAY_MCP_TOKEN`.
+    pub token: String,
+    /// Host names accepted on `/mcp` besides the loopback ones (DNS-rebinding guard).
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins accepted on `/mcp` besides `http://localhost:*`,
+    /// `http://127.0.0.1:*` and `http://[::1]:*`.
+    pub allowed_origins: Vec<String>,
+}
+
+/// Settings resolved at start-up, shared by every session.
+#[derive(Clone, Debug)]
+pub struct McpSettings {
+    pub writes_enabled: bool,
+    pub write_allow_list: Vec<Uuid>,
+    /// "stdio" or "http", for `status`.
+    pub transport: &'static str,
+}
+
+impl McpSettings {
+    pub fn new(config: &McpConfig, backend_is_simulated: bool, transport: &'static str) -> Self {
+        McpSettings {
+            writes_enabled: match config.writes {
+                WritePolicy::Auto => backend_is_simulated,
+                WritePolicy::On => true,
+                WritePolicy::Off => false,
+            },
+            write_allow_list: config.write_allow_list.clone(),
+            transport,
+        }
+    }
+}
+
+const INSTRUCTIONS: &str = "gattway shares this machine's Bluetooth LE radio. Typical flow: \
+ble_scan to find devices, ble_connect by id or name prefix, ble_services to see the GATT tree, \
+then ble_read / ble_write (hex in `value` or UTF-8 in `text`) and ble_subscribe + ble_notifications \
+to watch values. UUIDs may be short (\"180d\") or long. Standard values (heart rate, battery, \
+temperature, humidity, device information) come back decoded with units. get_logs and \
+search_packets show every byte exchanged.";
+
+/// One MCP session's server: the tools, over the shared gateway.
+#[derive(Clone)]
+pub struct BleMcp {
+    gateway: Gateway,
+    settings: Arc<McpSettings>,
+    session: Arc<Session>,
+    tool_router: ToolRouter<Self>,
+}
+
+impl BleMcp {
+    pub fn new(gateway: Gateway, settings: Arc<McpSettings>) -> Self {
+        let mut tool_router = Self::scan_router()
+            + Self::connection_router()
+            + Self::gatt_router()
+            + Self::notify_router()
+            + Self::diagnostics_router();
+        if !settings.writes_enabled {
+            // Not offered at all: an assistant should not plan around a tool it may not use.
+            tool_router.remove_route("ble_write");
+            tool_router.remove_route("ble_write_descriptor");
+        }
+        BleMcp {
+            gateway,
+            settings,
+            session: Session::new(),
+            tool_router,
+        }
+    }
+
+    /// The device a `device` argument names: a connected device's id or name
+    /// prefix first, then any device the radio has heard, else the text as an id
+    /// (so the operation reports "not connected" with what to do).
+    fn device_arg(&self, device: &str) -> Result<DeviceId, ToolError> {
+        let device = device.trim();
+        if device.is_empty() {
+            return Err(ToolError(
+                "argument device is empty: give a device id or name prefix".into(),
+            ));
+        }
+        let connections = self.gateway.connections();
+        if let Some(c) = connections.iter().find(|c| c.id.as_str() == device) {
+            return Ok(c.id.clone());
+        }
+        let named: Vec<_> = connections
+            .iter()
+            .filter(|c| c.name.as_deref().is_some_and(|n| n.starts_with(device)))
+            .collect();
+        match named.len() {
+            1 => return Ok(named[0].id.clone()),
+            0 => {}
+            _ => {
+                let list: Vec<String> = named.iter().map(|c| c.id.to_string()).collect();
+                return Err(ToolError(format!(
+                    "{device:?} matches several connected devices ({}): give the device id",
+                    list.join(", ")
+                )));
+            }
+        }
+        let known = self.gateway.known_devices();
+        let heard: Vec<_> = known
+            .iter()
+            .filter(|d| d.id.as_str() == device || d.name.as_deref().is_some_and(|n| n.starts_with(device)))
+            .collect();
+        Ok(match heard.as_slice() {
+            [one] => one.id.clone(),
+            _ => DeviceId::new(device),
+        })
+    }
+
+    /// The (device, service, characteristic) three arguments name.
+    fn char_target(
+        &self,
+        device: &str,
+        service: &str,
+        characteristic: &str,
+    ) -> Result<(DeviceId, Uuid, Uuid), ToolError> {
+        Ok((
+            self.device_arg(device)?,
+            error::uuid_arg("service", service)?,
+            error::uuid_arg("characteristic", characteristic)?,
+        ))
+    }
+
+    fn check_write_allowed(&self, characteristic: Uuid) -> Result<(), ToolError> {
+        if !self.settings.writes_enabled {
+            return Err(ToolError(
+                "writes are disabled for assistants on this gateway (mcp.writes = off, or a real radio \
+                 without mcp.writes = on)"
+                    .into(),
+            ));
+        }
+        let allow = &self.settings.write_allow_list;
+        if !allow.is_empty() && !allow.contains(&characteristic) {
+            let list: Vec<String> = allow.iter().map(|u| u.short()).collect();
+            return Err(ToolError(format!(
+                "writing to {} is not allowed: this gateway allows writes only to {}",
+                characteristic.short(),
+                list.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for BleMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("gattway", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+}
+
+/// Serves MCP on stdin/stdout until the client closes it.
+pub async fn serve_stdio(gateway: Gateway, settings: McpSettings) -> Result<(), std::io::Error> {
+    let server = BleMcp::new(gateway, Arc::new(settings));
+    let running = server
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| std::io::Error::other(format!("MCP handshake on stdio failed: {e}")))?;
+    running
+        .waiting()
+        .await
+        .map_err(|e| std::io::Error::other(format!("MCP stdio session ended with an error: {e}")))?;
+    Ok(())
+}
+
+/// The Streamable HTTP service for `/mcp`: one `BleMcp` per MCP session, Host and
+/// Origin checked against the allow-lists (DNS rebinding, cross-site requests).
+pub fn http_service(
+    gateway: Gateway,
+    settings: McpSettings,
+    config: &McpConfig,
+    shutdown: CancellationToken,
+) -> StreamableHttpService<BleMcp, LocalSessionManager> {
+    let settings = Arc::new(settings);
+    let mut hosts = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    hosts.extend(config.allowed_hosts.iter().cloned());
+    let mut origins = vec![
+        "http://localhost:*".to_string(),
+        "http://127.0.0.1:*".to_string(),
+        "http://[::1]:*".to_string(),
+    ];
+    origins.extend(config.allowed_origins.iter().cloned());
+    let http_config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(hosts)
+        .with_allowed_origins(origins)
+        .with_cancellation_token(shutdown);
+    StreamableHttpService::new(
+        move || Ok(BleMcp::new(gateway.clone(), settings.clone())),
+        Arc::new(LocalSessionManager::default()),
+        http_config,
+    )
+}
