@@ -208,8 +208,20 @@ impl ServerHandler for BleMcp {
 /// Serves MCP on stdin/stdout until the client closes it.
 pub async fn serve_stdio(gateway: Gateway, settings: McpSettings) -> Result<(), std::io::Error> {
     let server = BleMcp::new(gateway, Arc::new(settings));
+    #[cfg(unix)]
+    if let Some((stdin, stdout)) = stdio_pipes() {
+        return run_stdio(server, (stdin, stdout)).await;
+    }
+    run_stdio(server, rmcp::transport::stdio()).await
+}
+
+async fn run_stdio<R, W>(server: BleMcp, io: (R, W)) -> Result<(), std::io::Error>
+where
+    R: tokio::io::AsyncRead + Send + Unpin + 'static,
+    W: tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let running = server
-        .serve(rmcp::transport::stdio())
+        .serve(io)
         .await
         .map_err(|e| std::io::Error::other(format!("MCP handshake on stdio failed: {e}")))?;
     running
@@ -217,6 +229,21 @@ pub async fn serve_stdio(gateway: Gateway, settings: McpSettings) -> Result<(), 
         .await
         .map_err(|e| std::io::Error::other(format!("MCP stdio session ended with an error: {e}")))?;
     Ok(())
+}
+
+/// Stdin and stdout as non-blocking pipes driven by the reactor, when they are
+/// pipes (as MCP clients launch servers). Tokio's portable stdin/stdout hand every
+/// read and write to a blocking helper thread; at thousands of calls a second those
+/// hand-offs cost more than the calls themselves.
+#[cfg(unix)]
+fn stdio_pipes() -> Option<(tokio::net::unix::pipe::Receiver, tokio::net::unix::pipe::Sender)> {
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let stdout = std::io::stdout().as_fd().try_clone_to_owned().ok()?;
+    // Both fail (and we fall back) unless the descriptor is a pipe or FIFO.
+    let rx = tokio::net::unix::pipe::Receiver::from_owned_fd(stdin).ok()?;
+    let tx = tokio::net::unix::pipe::Sender::from_owned_fd(stdout).ok()?;
+    Some((rx, tx))
 }
 
 /// The Streamable HTTP service for `/mcp`: one `BleMcp` per MCP session, Host and
