@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::ble::sim::SimConfig;
+use crate::bridge::BridgeConfig;
 use crate::gateway::GatewayConfig;
 use crate::mcp::McpConfig;
 
@@ -38,6 +39,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub sim: SimConfig,
     pub mcp: McpConfig,
+    pub bridge: BridgeConfig,
 }
 
 impl Default for Config {
@@ -49,6 +51,7 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             sim: SimConfig::default(),
             mcp: McpConfig::default(),
+            bridge: BridgeConfig::default(),
         }
     }
 }

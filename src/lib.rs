@@ -8,12 +8,15 @@
 //! - [`gateway`]: the core service and the only owner of the backends. One actor task
 //!   per connected device; scans, connects with retries, subscriptions with fan-out,
 //!   leases, LRU and idle clean-up.
+//! - [`mcp`]: the MCP server (stdio and Streamable HTTP) for AI assistants.
+//! - [`bridge`]: the WebSocket bridge, wire-compatible with ble-mcp-test clients.
 //! - [`http`]: the HTTP server every network front end is mounted on.
 //! - [`config`]: the one `Config`, from a TOML file, `GATTWAY_*` variables and flags.
 //! - [`cli`]: the command line (`gattway scan`, `gattway serve`).
 //! - [`sync`]: task ownership and locking helpers shared by every layer.
 
 pub mod ble;
+pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod gateway;

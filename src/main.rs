@@ -103,12 +103,8 @@ async fn serve(gateway: &Gateway, config: &Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, backend = gateway.backend_name(), "listening on http://{addr} (MCP at http://{addr}/mcp)");
-    let state = AppState {
-        gateway: gateway.clone(),
-        mcp: config.mcp.clone(),
-        shutdown: tokio_util::sync::CancellationToken::new(),
-    };
+    tracing::info!(%addr, backend = gateway.backend_name(), "listening on http://{addr} (MCP at http://{addr}/mcp, bridge at ws://{addr}/)");
+    let state = AppState::new(gateway.clone(), config.mcp.clone(), config.bridge.clone());
     http::serve(listener, state, shutdown_signal()).await?;
     Ok(())
 }

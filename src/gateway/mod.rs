@@ -358,11 +358,20 @@ impl Gateway {
     /// Connects to a device by id or name prefix, with retries; returns at once when
     /// it is connected already.
     pub async fn connect(&self, target: &str, opts: ConnectOptions) -> GatewayResult<ConnectionInfo> {
+        self.connect_as(target, opts, None).await
+    }
+
+    async fn connect_as(
+        &self,
+        target: &str,
+        opts: ConnectOptions,
+        token: Option<&str>,
+    ) -> GatewayResult<ConnectionInfo> {
         self.ensure_running()?;
         let timeout = opts.timeout.unwrap_or(self.inner.config.connect_timeout());
         let started = tokio::time::Instant::now();
         let id = self.resolve(target, &opts.services, timeout).await?;
-        self.check_lease(&id, None)?;
+        self.check_lease(&id, token)?;
         // Budget for the link itself: what resolution left, but at least one
         // attempt's worth, plus the retries' back-off.
         let remaining = timeout
@@ -754,6 +763,20 @@ impl Lease {
             id: self.id.clone(),
             token: Some(&self.info.token),
         }
+    }
+
+    /// Connects the leased device (a lease can be taken before the link is up).
+    pub async fn connect(&self, timeout: Option<Duration>) -> GatewayResult<ConnectionInfo> {
+        self.gateway
+            .connect_as(
+                self.id.as_str(),
+                ConnectOptions {
+                    timeout,
+                    services: Vec::new(),
+                },
+                Some(&self.info.token),
+            )
+            .await
     }
 }
 

@@ -1,17 +1,26 @@
 //! The HTTP server every network front end mounts on: one router, one listener,
-//! graceful shutdown. Mounted now: `/healthz` and MCP over Streamable HTTP at `/mcp`.
+//! graceful shutdown. Mounted now: `/healthz`, MCP over Streamable HTTP at `/mcp`,
+//! and the WebSocket bridge (an upgrade on `/` or `/ws/bridge`; a plain GET of `/`
+//! is the index page).
 
 mod auth;
+mod origin;
 
 use std::future::Future;
 
-use axum::extract::State;
+use std::collections::HashMap;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::bridge::{self, Bridge, BridgeConfig};
 use crate::gateway::Gateway;
 use crate::mcp::{self, McpConfig, McpSettings};
 
@@ -20,8 +29,21 @@ use crate::mcp::{self, McpConfig, McpSettings};
 pub struct AppState {
     pub gateway: Gateway,
     pub mcp: McpConfig,
-    /// Cancelled at shutdown: ends long-lived streams (MCP SSE) so the server can stop.
+    pub bridge: Bridge,
+    /// Cancelled at shutdown: ends long-lived streams (MCP SSE, WebSockets) so the
+    /// server can stop.
     pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(gateway: Gateway, mcp: McpConfig, bridge: BridgeConfig) -> Self {
+        AppState {
+            bridge: Bridge::new(gateway.clone(), bridge),
+            gateway,
+            mcp,
+            shutdown: CancellationToken::new(),
+        }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -40,9 +62,73 @@ pub fn router(state: AppState) -> Router {
                 auth::require_bearer,
             ));
     Router::new()
+        .route("/", get(index_or_bridge))
+        .route("/ws/bridge", get(index_or_bridge))
         .route("/healthz", get(healthz))
         .with_state(state)
         .merge(mcp_routes)
+}
+
+/// Frames beyond this close the socket (1009); up to `bridge.max_frame_bytes` they
+/// are handled, and in between they get an `error` and the socket carries on.
+const HARD_FRAME_LIMIT: usize = 16 * 1024 * 1024;
+
+/// A WebSocket upgrade is a bridge client; a plain GET is a person.
+async fn index_or_bridge(
+    State(state): State<AppState>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(ws) = ws else {
+        return index(&state).into_response();
+    };
+    if !origin::origin_allowed(&headers, &state.bridge.config().allowed_origins) {
+        tracing::warn!(origin = ?headers.get("origin"), "bridge WebSocket from a foreign origin refused");
+        return (
+            StatusCode::FORBIDDEN,
+            "cross-origin WebSocket refused: add the origin to bridge.allowed_origins",
+        )
+            .into_response();
+    }
+    let limit = HARD_FRAME_LIMIT.max(state.bridge.config().max_frame_bytes * 2);
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| {
+            bridge::handle_socket(state.bridge.clone(), socket, query, state.shutdown.clone())
+        })
+}
+
+fn index(state: &AppState) -> Html<String> {
+    let rows: String = state
+        .gateway
+        .connections()
+        .iter()
+        .map(|c| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td></tr>",
+                escape(c.id.as_str()),
+                escape(c.name.as_deref().unwrap_or("")),
+                c.state,
+                escape(c.lease_holder.as_deref().unwrap_or(""))
+            )
+        })
+        .collect();
+    Html(format!(
+        "<!doctype html><html><head><meta charset=utf-8><title>gattway</title></head><body>\
+         <h1>gattway {}</h1><p>Radio: {}. Endpoints: <code>/mcp</code> (MCP), <code>ws://…/?service=&amp;write=&amp;notify=</code> \
+         (WebSocket bridge), <code>/healthz</code>.</p><h2>Connections</h2>\
+         <table><tr><th>id</th><th>name</th><th>state</th><th>held by</th></tr>{rows}</table></body></html>",
+        env!("CARGO_PKG_VERSION"),
+        escape(state.gateway.backend_name()),
+    ))
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Liveness: the process is up and the gateway answers.

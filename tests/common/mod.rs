@@ -127,14 +127,18 @@ impl Server {
 }
 
 pub async fn start_server(gateway: &Gateway, mcp: gattway::mcp::McpConfig) -> Server {
+    start_server_with(gateway, mcp, Default::default()).await
+}
+
+pub async fn start_server_with(
+    gateway: &Gateway,
+    mcp: gattway::mcp::McpConfig,
+    bridge: gattway::bridge::BridgeConfig,
+) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = gattway::http::AppState {
-        gateway: gateway.clone(),
-        mcp,
-        shutdown: tokio_util::sync::CancellationToken::new(),
-    };
+    let state = gattway::http::AppState::new(gateway.clone(), mcp, bridge);
     let task = tokio::spawn(gattway::http::serve(listener, state, async move {
         let _ = stopped.await;
     }));

@@ -588,6 +588,11 @@ impl Backend for SimBackend {
 
     async fn disconnect(&self, id: &DeviceId) -> BleResult<()> {
         let dev = self.device(id)?;
+        // A slow device is slow to tear its link down too.
+        let delay = lock(&dev.faults).extra_delay;
+        if !delay.is_zero() && dev.connected_mtu().is_some() {
+            tokio::time::sleep(delay).await;
+        }
         dev.drop_link(DisconnectReason::Requested);
         Ok(())
     }
