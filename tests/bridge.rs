@@ -544,3 +544,30 @@ async fn reopening_a_released_session_id_gets_a_fresh_working_session() {
     assert_eq!(rig.gateway.stats().leases, 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_pipelining_writes_gets_every_echo_and_is_not_dropped() {
+    let (_rig, server) = setup(fast_bridge()).await;
+    let mut c = Client::open(
+        &server,
+        "service=6e400001-b5a3-f393-e0a9-e50e24dcca9e&write=6e400002-b5a3-f393-e0a9-e50e24dcca9e\
+         &notify=6e400003-b5a3-f393-e0a9-e50e24dcca9e&device=Gattway%20UART",
+    )
+    .await;
+    c.expect("connected").await;
+    const N: usize = 2_000;
+    // Far more than any queue holds, written before reading a single echo.
+    for i in 0..N {
+        c.send(json!({"type": "data", "data": [(i % 256) as u8, (i / 256) as u8]}))
+            .await;
+    }
+    for i in 0..N {
+        let v = c.expect("data").await;
+        assert_eq!(
+            v["data"],
+            json!([(i % 256) as u8, (i / 256) as u8]),
+            "echo {i} in order"
+        );
+    }
+    server.stop().await;
+}

@@ -30,8 +30,14 @@ pub(crate) enum Outgoing {
     Close(u16, String),
 }
 
-/// Messages a socket may queue before it counts as too slow and is dropped.
+/// Messages a socket may queue before it counts as too slow and is dropped. Larger
+/// than [`COMMAND_QUEUE`]: a socket blocked on queueing a write can be owed at most
+/// that many echoes, so a fast client that pipelines writes is never mistaken for
+/// a slow one.
 pub(crate) const SOCKET_QUEUE: usize = 256;
+
+/// Commands a session may have waiting.
+const COMMAND_QUEUE: usize = 64;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ReleaseReason {
@@ -119,9 +125,11 @@ pub(crate) enum SessionCmd {
     },
     /// A client message arrived: the session is in use.
     Activity,
+    /// Writes are not awaited by the socket (it keeps relaying notifications);
+    /// a failure comes back to that socket as an `error` message.
     Write {
         bytes: Vec<u8>,
-        reply: oneshot::Sender<Result<(), String>>,
+        socket_id: u64,
     },
     State {
         reply: oneshot::Sender<SessionState>,
@@ -198,13 +206,12 @@ impl SessionHandle {
         let _ = self.tx.try_send(SessionCmd::Activity);
     }
 
-    pub async fn write(&self, bytes: Vec<u8>) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
+    /// Queues a write; `Err` only when the session has ended.
+    pub async fn write(&self, bytes: Vec<u8>, socket_id: u64) -> Result<(), String> {
         self.tx
-            .send(SessionCmd::Write { bytes, reply: tx })
+            .send(SessionCmd::Write { bytes, socket_id })
             .await
-            .map_err(|_| "the session has ended".to_string())?;
-        rx.await.map_err(|_| "the session has ended".to_string())?
+            .map_err(|_| "the session has ended".to_string())
     }
 
     pub async fn state(&self) -> SessionState {
@@ -243,7 +250,7 @@ pub(crate) struct SessionSetup {
 }
 
 pub(crate) fn spawn(setup: SessionSetup) -> SessionHandle {
-    let (tx, rx) = mpsc::channel(64);
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let handle = SessionHandle {
         id: setup.id.clone(),
         device: setup.device.clone(),
@@ -422,7 +429,7 @@ impl SessionActor {
                 }
             }
             SessionCmd::Activity => self.touch(),
-            SessionCmd::Write { bytes, reply: done } => {
+            SessionCmd::Write { bytes, socket_id } => {
                 self.touch();
                 let result = match &self.lease {
                     Some(lease) => {
@@ -435,7 +442,12 @@ impl SessionActor {
                     }
                     None => Err("the session has released its device".into()),
                 };
-                let _ = done.send(result);
+                if let (Err(e), Some(tx)) = (result, self.sockets.get(&socket_id)) {
+                    let _ = tx.try_send(Outgoing::Msg(ServerMessage::error(
+                        "write_failed",
+                        format!("Write failed: {e}"),
+                    )));
+                }
             }
             SessionCmd::State { reply: done } => {
                 let _ = done.send(self.state);

@@ -48,6 +48,24 @@ pub async fn handle_socket(
     let max_frame = bridge.config().max_frame_bytes;
     loop {
         tokio::select! {
+            // Relay what the session sends before reading more from the client, so
+            // a client pipelining writes keeps its own echoes flowing.
+            biased;
+            out = out_rx.recv() => match out {
+                Some(Outgoing::Msg(m)) => {
+                    if send(&mut ws, &m).await.is_err() { break; }
+                }
+                Some(Outgoing::Close(code, reason)) => {
+                    let _ = close_with(&mut ws, code, &reason).await;
+                    break;
+                }
+                None => {
+                    // The session let this socket go: it fell too far behind.
+                    let _ = send(&mut ws, &ServerMessage::error("too_slow", "This client fell too far behind the device's notifications and was dropped")).await;
+                    let _ = close_with(&mut ws, 1011, "client too slow").await;
+                    break;
+                }
+            },
             frame = ws.recv() => {
                 let text = match frame {
                     Some(Ok(Message::Text(t))) => t,
@@ -70,28 +88,13 @@ pub async fn handle_socket(
                     continue;
                 }
                 let reply = match parse_client(text.as_str()) {
-                    Ok(msg) => on_message(&bridge, &session, msg, &mut ws).await,
+                    Ok(msg) => on_message(&bridge, &session, socket_id, msg, &mut ws).await,
                     Err((code, error)) => Some(ServerMessage::error(code, error)),
                 };
                 if let Some(reply) = reply {
                     if send(&mut ws, &reply).await.is_err() { break; }
                 }
             }
-            out = out_rx.recv() => match out {
-                Some(Outgoing::Msg(m)) => {
-                    if send(&mut ws, &m).await.is_err() { break; }
-                }
-                Some(Outgoing::Close(code, reason)) => {
-                    let _ = close_with(&mut ws, code, &reason).await;
-                    break;
-                }
-                None => {
-                    // The session let this socket go: it fell too far behind.
-                    let _ = send(&mut ws, &ServerMessage::error("too_slow", "This client fell too far behind the device's notifications and was dropped")).await;
-                    let _ = close_with(&mut ws, 1011, "client too slow").await;
-                    break;
-                }
-            },
             _ = shutdown.cancelled() => {
                 let _ = close_with(&mut ws, 1001, "server shutting down").await;
                 break;
@@ -112,6 +115,7 @@ fn too_large(len: usize, max: usize) -> ServerMessage {
 async fn on_message(
     bridge: &Bridge,
     session: &SessionHandle,
+    socket_id: u64,
     msg: ClientMessage,
     ws: &mut WebSocket,
 ) -> Option<ServerMessage> {
@@ -119,7 +123,7 @@ async fn on_message(
         ClientMessage::Data { data } => match data_bytes(&data) {
             Err(e) => Some(ServerMessage::error("invalid_data", e)),
             Ok(bytes) => session
-                .write(bytes)
+                .write(bytes, socket_id)
                 .await
                 .err()
                 .map(|e| ServerMessage::error("write_failed", format!("Write failed: {e}"))),
