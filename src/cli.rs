@@ -29,6 +29,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
 
+    /// Log format: auto (human on a terminal, JSON otherwise), text or json.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<crate::config::LogFormat>,
+
     /// Assistants may not write to devices (hides ble_write and
     /// ble_write_descriptor). Same as mcp.writes = "off".
     #[arg(long, global = true, conflicts_with = "mcp_allow_writes")]
@@ -88,6 +92,9 @@ impl Cli {
         }
         if let Some(l) = &self.log_level {
             config.log_level = l.clone();
+        }
+        if let Some(f) = self.log_format {
+            config.log_format = f;
         }
         if let Command::Serve(ServeArgs { listen: Some(addr) }) = &self.command {
             config.listen = *addr;

@@ -27,6 +27,15 @@ pub enum BackendKind {
     Auto,
 }
 
+/// How logs are written (to stderr).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -36,6 +45,8 @@ pub struct Config {
     pub backend: BackendKind,
     /// A tracing filter: `info`, `debug`, `gattway=debug,tower=warn`.
     pub log_level: String,
+    /// `auto` (human on a terminal, JSON otherwise), `text` or `json`.
+    pub log_format: LogFormat,
     pub gateway: GatewayConfig,
     pub sim: SimConfig,
     pub mcp: McpConfig,
@@ -48,6 +59,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             backend: BackendKind::Auto,
             log_level: "info".into(),
+            log_format: LogFormat::Auto,
             gateway: GatewayConfig::default(),
             sim: SimConfig::default(),
             mcp: McpConfig::default(),

@@ -13,6 +13,7 @@
 //! - [`http`]: the HTTP server every network front end is mounted on.
 //! - [`config`]: the one `Config`, from a TOML file, `GATTWAY_*` variables and flags.
 //! - [`cli`]: the command line (`gattway scan`, `gattway serve`).
+//! - [`metrics`]: the Prometheus registry every layer records into.
 //! - [`sync`]: task ownership and locking helpers shared by every layer.
 
 pub mod ble;
@@ -22,4 +23,5 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod mcp;
+pub mod metrics;
 pub mod sync;

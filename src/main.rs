@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 
 use gattway::ble::{open_backend, ScanFilter};
 use gattway::cli::{Cli, Command, ScanArgs};
-use gattway::config::Config;
+use gattway::config::{Config, LogFormat};
 use gattway::gateway::{DeviceInfo, Gateway};
 use gattway::http::{self, AppState};
 use gattway::mcp::McpSettings;
@@ -19,13 +19,21 @@ fn main() -> anyhow::Result<()> {
     let loaded = Config::load(cli.config.as_deref(), std::env::vars())?;
     let mut config = loaded.config;
     cli.apply(&mut config);
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_new(&config.log_level)
-                .with_context(|| format!("invalid log level {:?}", config.log_level))?,
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_new(&config.log_level)
+        .with_context(|| format!("invalid log level {:?}", config.log_level))?;
+    let json = match config.log_format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     for var in &loaded.unknown_env {
         tracing::warn!(%var, "environment variable names no config key; ignored");
     }

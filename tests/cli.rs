@@ -115,3 +115,33 @@ async fn serve_logs_its_address_answers_healthz_and_stops_on_sigterm() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_on_stderr() {
+    let out = gattway()
+        .args([
+            "--backend",
+            "sim",
+            "--log-format",
+            "json",
+            "--log-level",
+            "debug",
+            "scan",
+            "--timeout",
+            "0.3",
+            "--json",
+        ])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    // stdout stays clean JSON for the caller.
+    let _: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+}

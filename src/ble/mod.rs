@@ -43,6 +43,11 @@ pub trait Backend: Send + Sync + 'static {
         false
     }
 
+    /// Whether the adapter is present and powered (for `/readyz`).
+    async fn adapter_status(&self) -> BleResult<()> {
+        Ok(())
+    }
+
     /// Events: advertisements while scanning, connects, and disconnects (including
     /// the ones nobody asked for).
     fn events(&self) -> broadcast::Receiver<BackendEvent>;

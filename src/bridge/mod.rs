@@ -370,10 +370,3 @@ pub(crate) fn reply<T>(tx: Option<oneshot::Sender<T>>, v: T) {
         let _ = tx.send(v);
     }
 }
-
-/// Resident memory of this process, for `pressure_report`.
-pub(crate) fn resident_memory_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
-}

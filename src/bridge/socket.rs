@@ -11,8 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::protocol::{data_bytes, parse_client, ClientMessage, ConnectParams, ServerMessage};
 use super::session::{Outgoing, ReleaseReason, SessionHandle, SOCKET_QUEUE};
-use super::{resident_memory_bytes, Bridge};
+use super::Bridge;
 use crate::gateway::serde_helpers::to_unix_ms;
+use crate::metrics::resident_memory_bytes;
+use crate::metrics::{Direction, Endpoint, EndpointLabels, MessageLabels};
 
 static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
 
@@ -46,6 +48,25 @@ pub async fn handle_socket(
         _ = shutdown.cancelled() => return,
     };
     let max_frame = bridge.config().max_frame_bytes;
+    let metrics = bridge.gateway().metrics().clone();
+    let endpoint = EndpointLabels {
+        endpoint: Endpoint::bridge,
+    };
+    metrics.ws_connections.get_or_create(&endpoint).inc();
+    let received = metrics
+        .messages
+        .get_or_create(&MessageLabels {
+            endpoint: Endpoint::bridge,
+            direction: Direction::received,
+        })
+        .clone();
+    let sent = metrics
+        .messages
+        .get_or_create(&MessageLabels {
+            endpoint: Endpoint::bridge,
+            direction: Direction::sent,
+        })
+        .clone();
     loop {
         tokio::select! {
             // Relay what the session sends before reading more from the client, so
@@ -53,6 +74,7 @@ pub async fn handle_socket(
             biased;
             out = out_rx.recv() => match out {
                 Some(Outgoing::Msg(m)) => {
+                    sent.inc();
                     if send(&mut ws, &m).await.is_err() { break; }
                 }
                 Some(Outgoing::Close(code, reason)) => {
@@ -83,6 +105,7 @@ pub async fn handle_socket(
                     Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                 };
                 session.activity();
+                received.inc();
                 if text.len() > max_frame {
                     if send(&mut ws, &too_large(text.len(), max_frame)).await.is_err() { break; }
                     continue;
@@ -92,6 +115,7 @@ pub async fn handle_socket(
                     Err((code, error)) => Some(ServerMessage::error(code, error)),
                 };
                 if let Some(reply) = reply {
+                    sent.inc();
                     if send(&mut ws, &reply).await.is_err() { break; }
                 }
             }
@@ -101,6 +125,7 @@ pub async fn handle_socket(
             }
         }
     }
+    metrics.ws_connections.get_or_create(&endpoint).dec();
     session.detach(socket_id).await;
 }
 

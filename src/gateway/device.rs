@@ -140,6 +140,7 @@ pub(crate) fn spawn(inner: &Arc<Inner>, id: DeviceId) -> DeviceHandle {
         forwarder: None,
         global: inner.notifications.clone(),
         packets: inner.packets.clone(),
+        metrics: inner.metrics.clone(),
         _task: TaskGuard::new(&inner.stats.actors),
         stats: inner.stats.clone(),
     };
@@ -163,6 +164,7 @@ struct Actor {
     /// Every notification of every device, for gateway-wide consumers.
     global: broadcast::Sender<Notification>,
     packets: Arc<super::packet_log::PacketLog>,
+    metrics: Arc<crate::metrics::Metrics>,
     _task: TaskGuard,
     stats: Arc<super::Stats>,
 }
@@ -301,8 +303,19 @@ impl Actor {
         limit: Duration,
         fut: impl std::future::Future<Output = Result<T, BleError>>,
     ) -> GatewayResult<T> {
+        let started = std::time::Instant::now();
         match tokio::time::timeout(limit, fut).await {
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(v)) => {
+                if matches!(
+                    operation,
+                    "read" | "write" | "read descriptor" | "write descriptor"
+                ) {
+                    self.metrics
+                        .transfer_latency
+                        .observe(started.elapsed().as_secs_f64());
+                }
+                Ok(v)
+            }
             Ok(Err(e)) => {
                 if matches!(e, BleError::LinkLost(_) | BleError::NotConnected(_)) {
                     self.shared.link_lost.notify_one();

@@ -171,8 +171,10 @@ pub(crate) struct Inner {
     scanners: tokio::sync::Mutex<usize>,
     stats: Arc<Stats>,
     packets: Arc<PacketLog>,
+    metrics: Arc<crate::metrics::Metrics>,
     shutting_down: std::sync::atomic::AtomicBool,
     router: Mutex<Option<AbortOnDrop>>,
+    lag_probe: Mutex<Option<AbortOnDrop>>,
 }
 
 impl Inner {
@@ -229,16 +231,24 @@ impl Gateway {
             scanners: tokio::sync::Mutex::new(0),
             stats: Arc::new(Stats::default()),
             packets,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             router: Mutex::new(None),
+            lag_probe: Mutex::new(None),
         });
         let router = tokio::spawn(route_backend_events(Arc::downgrade(&inner), backend.events()));
         *lock(&inner.router) = Some(AbortOnDrop(router));
+        *lock(&inner.lag_probe) = Some(crate::metrics::Metrics::spawn_lag_probe(inner.metrics.clone()));
         Ok(Gateway { inner })
     }
 
     pub fn backend_name(&self) -> &str {
         self.inner.backend.name()
+    }
+
+    /// Whether the radio is present and powered.
+    pub async fn adapter_status(&self) -> GatewayResult<()> {
+        Ok(self.inner.backend.adapter_status().await?)
     }
 
     /// True when the radio is the simulator.
@@ -259,6 +269,20 @@ impl Gateway {
     /// a consumer that falls behind gets `Lagged`.
     pub fn all_notifications(&self) -> broadcast::Receiver<Notification> {
         self.inner.notifications.subscribe()
+    }
+
+    /// The metrics registry every layer records into.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.inner.metrics
+    }
+
+    /// Prometheus text for `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        let totals = self.inner.packets.totals();
+        self.inner.metrics.render(
+            totals.bytes_transmitted + totals.bytes_received,
+            self.stats().connected,
+        )
     }
 
     /// Every value written to or notified by any device, bounded.
@@ -293,6 +317,8 @@ impl Gateway {
         Ok(ScanSession {
             rx,
             filter,
+            started: tokio::time::Instant::now(),
+            metrics: self.inner.metrics.clone(),
             deadline: tokio::time::Instant::now() + duration,
             seen: HashMap::new(),
             _guard: ScanGuard(Arc::downgrade(&self.inner)),
@@ -361,7 +387,31 @@ impl Gateway {
         self.connect_as(target, opts, None).await
     }
 
+    /// Connects and records the connection metrics.
     async fn connect_as(
+        &self,
+        target: &str,
+        opts: ConnectOptions,
+        token: Option<&str>,
+    ) -> GatewayResult<ConnectionInfo> {
+        let started = std::time::Instant::now();
+        let result = self.connect_inner(target, opts, token).await;
+        let m = &self.inner.metrics;
+        match &result {
+            Ok(_) => {
+                m.connection_success.inc();
+                m.connection_time.observe(started.elapsed().as_secs_f64());
+            }
+            // Refusals that never reached the radio are not connection failures.
+            Err(GatewayError::Busy { .. } | GatewayError::ShuttingDown | GatewayError::InvalidInput(_)) => {}
+            Err(_) => {
+                m.connection_failure.inc();
+            }
+        }
+        result
+    }
+
+    async fn connect_inner(
         &self,
         target: &str,
         opts: ConnectOptions,
@@ -658,6 +708,8 @@ async fn route_backend_events(inner: Weak<Inner>, mut rx: broadcast::Receiver<Ba
 pub struct ScanSession {
     rx: broadcast::Receiver<Advertisement>,
     filter: ScanFilter,
+    started: tokio::time::Instant,
+    metrics: Arc<crate::metrics::Metrics>,
     deadline: tokio::time::Instant,
     seen: HashMap<DeviceId, DeviceInfo>,
     _guard: ScanGuard,
@@ -678,6 +730,10 @@ impl ScanSession {
             }
             let info = DeviceInfo::from(&adv);
             if self.seen.insert(adv.id.clone(), info.clone()).is_none() {
+                self.metrics.devices_found.inc();
+                self.metrics
+                    .discovery_time
+                    .observe(self.started.elapsed().as_secs_f64());
                 return Some(info);
             }
         }

@@ -38,6 +38,29 @@ impl PacketEntry {
     pub fn hex(&self) -> String {
         hex::encode_upper(&self.data)
     }
+
+    /// Upper-case hex bytes separated by spaces, as logs print them.
+    pub fn spaced_hex(&self) -> String {
+        self.data
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The entry as the REST API and the MCP log tools print it.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.seq,
+            "timestamp": humantime::format_rfc3339_millis(self.at).to_string(),
+            "direction": self.direction,
+            "hex": self.spaced_hex(),
+            "size": self.data.len(),
+            "device": self.device,
+            "service": self.service.short(),
+            "characteristic": self.characteristic.short(),
+        })
+    }
 }
 
 /// Where a query starts.

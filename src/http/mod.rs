@@ -1,9 +1,10 @@
 //! The HTTP server every network front end mounts on: one router, one listener,
-//! graceful shutdown. Mounted now: `/healthz`, MCP over Streamable HTTP at `/mcp`,
-//! and the WebSocket bridge (an upgrade on `/` or `/ws/bridge`; a plain GET of `/`
-//! is the index page).
+//! graceful shutdown. Mounted now: `/healthz`, `/readyz`, `/health`, `/metrics`,
+//! `/api/v1/packets`, MCP over Streamable HTTP at `/mcp`, and the WebSocket bridge
+//! (an upgrade on `/` or `/ws/bridge`; a plain GET of `/` is the index page).
 
 mod auth;
+mod ops;
 mod origin;
 
 use std::future::Future;
@@ -65,8 +66,27 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(index_or_bridge))
         .route("/ws/bridge", get(index_or_bridge))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/v1/packets", get(ops::packets))
         .with_state(state)
         .merge(mcp_routes)
+        .layer(axum::middleware::from_fn(request_span))
+}
+
+/// Every request runs in a span with an id, so its log lines can be told apart.
+async fn request_span(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tracing::Instrument;
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let span = tracing::info_span!(
+        "request",
+        id = NEXT.fetch_add(1, Ordering::Relaxed),
+        method = %req.method(),
+        path = %req.uri().path()
+    );
+    next.run(req).instrument(span).await
 }
 
 /// Frames beyond this close the socket (1009); up to `bridge.max_frame_bytes` they

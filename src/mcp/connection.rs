@@ -27,7 +27,6 @@ impl BleMcp {
         &self,
         Parameters(p): Parameters<ConnectParams>,
     ) -> Result<Json<ConnectionOut>, String> {
-        self.session.count_call("ble_connect");
         let timeout = seconds_arg("timeout", p.timeout, 10.0, 120.0)?;
         let info = self
             .gateway
@@ -54,7 +53,6 @@ impl BleMcp {
         &self,
         Parameters(p): Parameters<DeviceParams>,
     ) -> Result<Json<DisconnectResult>, String> {
-        self.session.count_call("ble_disconnect");
         let id = self.device_arg(&p.device)?;
         self.gateway
             .device(&id)
@@ -71,7 +69,6 @@ impl BleMcp {
     /// device exclusively (a web bridge session, for instance).
     #[tool(annotations(title = "List BLE connections", read_only_hint = true))]
     async fn ble_connections(&self) -> Result<Json<ConnectionsResult>, String> {
-        self.session.count_call("ble_connections");
         let connections = self
             .gateway
             .connections()
@@ -85,7 +82,6 @@ impl BleMcp {
     /// most recently connected device's packet counts, plus every open link.
     #[tool(annotations(title = "Get connection state", read_only_hint = true))]
     async fn get_connection_state(&self) -> Result<Json<ConnectionStateResult>, String> {
-        self.session.count_call("get_connection_state");
         let connections = self.gateway.connections();
         let newest = connections.iter().max_by_key(|c| c.connected_since);
         let (counts, last) = newest

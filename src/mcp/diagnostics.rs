@@ -19,7 +19,6 @@ impl BleMcp {
     /// oldest first) with filtering options.
     #[tool(annotations(title = "Get BLE communication logs", read_only_hint = true))]
     async fn get_logs(&self, Parameters(p): Parameters<GetLogsParams>) -> Result<Json<LogsResult>, String> {
-        self.session.count_call("get_logs");
         let since_text = p.since.as_deref().unwrap_or("30s");
         let since = if since_text.trim().eq_ignore_ascii_case("last") {
             Since::AfterSeq(self.session.logs_cursor.load(Ordering::Relaxed))
@@ -47,7 +46,6 @@ impl BleMcp {
         &self,
         Parameters(p): Parameters<SearchPacketsParams>,
     ) -> Result<Json<SearchResult>, String> {
-        self.session.count_call("search_packets");
         let pattern = hex_pattern(&p.hex_pattern).map_err(ToolError)?;
         let limit = p.limit.unwrap_or(100).clamp(1, 1000);
         let matches: Vec<LogEntryOut> = self
@@ -68,7 +66,6 @@ impl BleMcp {
     /// whether assistants may write.
     #[tool(annotations(title = "Gateway status", read_only_hint = true))]
     async fn status(&self) -> Result<Json<StatusResult>, String> {
-        self.session.count_call("status");
         Ok(Json(StatusResult {
             version: env!("CARGO_PKG_VERSION").to_string(),
             uptime: self.gateway.uptime().as_secs_f64(),
@@ -85,7 +82,6 @@ impl BleMcp {
     /// direction, and this session's tool calls.
     #[tool(annotations(title = "Gateway metrics", read_only_hint = true))]
     async fn get_metrics(&self) -> Result<Json<MetricsResult>, String> {
-        self.session.count_call("get_metrics");
         let stats = self.gateway.stats();
         let totals = self.gateway.packet_log().totals();
         Ok(Json(MetricsResult {

@@ -21,7 +21,6 @@ impl BleMcp {
         &self,
         Parameters(p): Parameters<DeviceParams>,
     ) -> Result<Json<ServicesResult>, String> {
-        self.session.count_call("ble_services");
         let id = self.device_arg(&p.device)?;
         let tree = self
             .gateway
@@ -43,7 +42,6 @@ impl BleMcp {
         &self,
         Parameters(p): Parameters<CharacteristicParams>,
     ) -> Result<Json<ReadResult>, String> {
-        self.session.count_call("ble_read");
         let (id, service, characteristic) = self.char_target(&p.device, &p.service, &p.characteristic)?;
         let bytes = self
             .gateway
@@ -70,7 +68,6 @@ impl BleMcp {
         idempotent_hint = false
     ))]
     async fn ble_write(&self, Parameters(p): Parameters<WriteParams>) -> Result<Json<WriteResult>, String> {
-        self.session.count_call("ble_write");
         let (id, service, characteristic) = self.char_target(&p.device, &p.service, &p.characteristic)?;
         self.check_write_allowed(characteristic)?;
         let bytes = bytes_arg(p.value.as_deref(), p.text.as_deref())?;
@@ -115,7 +112,6 @@ impl BleMcp {
         &self,
         Parameters(p): Parameters<DescriptorParams>,
     ) -> Result<Json<ReadResult>, String> {
-        self.session.count_call("ble_read_descriptor");
         let (id, service, characteristic) = self.char_target(&p.device, &p.service, &p.characteristic)?;
         let descriptor = uuid_arg("descriptor", &p.descriptor)?;
         let bytes = self
@@ -145,7 +141,6 @@ impl BleMcp {
         &self,
         Parameters(p): Parameters<WriteDescriptorParams>,
     ) -> Result<Json<WriteResult>, String> {
-        self.session.count_call("ble_write_descriptor");
         let (id, service, characteristic) = self.char_target(&p.device, &p.service, &p.characteristic)?;
         let descriptor = uuid_arg("descriptor", &p.descriptor)?;
         self.check_write_allowed(characteristic)?;

@@ -21,9 +21,14 @@ pub mod types;
 use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, ErrorData, Implementation, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::RoleServer;
 use rmcp::{tool_handler, ServerHandler, ServiceExt};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +37,7 @@ use self::error::ToolError;
 use self::session::Session;
 use crate::ble::{DeviceId, Uuid};
 use crate::gateway::Gateway;
+use crate::metrics::{ToolLabels, ToolOutcomeLabels};
 
 /// Whether assistants may write to devices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -198,6 +204,38 @@ impl BleMcp {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for BleMcp {
+    /// Every tool call goes through here: counted per session, and recorded in the
+    /// tool metrics with its duration and outcome.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let tool = request.name.to_string();
+        self.session.count_call(&tool);
+        let started = std::time::Instant::now();
+        let result = self
+            .tool_router
+            .call(ToolCallContext::new(self, request, context))
+            .await;
+        let outcome = match &result {
+            Err(_) => "protocol_error",
+            Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => "error",
+            Ok(_) => "ok",
+        };
+        let m = self.gateway.metrics();
+        m.mcp_tool_calls
+            .get_or_create(&ToolOutcomeLabels {
+                tool: tool.clone(),
+                outcome,
+            })
+            .inc();
+        m.mcp_tool_duration
+            .get_or_create(&ToolLabels { tool })
+            .observe(started.elapsed().as_secs_f64());
+        result
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("gattway", env!("CARGO_PKG_VERSION")))

@@ -26,7 +26,6 @@ impl BleMcp {
         &self,
         Parameters(p): Parameters<CharacteristicParams>,
     ) -> Result<Json<SubscribeResult>, String> {
-        self.session.count_call("ble_subscribe");
         let (id, service, characteristic) = self.char_target(&p.device, &p.service, &p.characteristic)?;
         let cursor = self.session.head();
         let sub = self
@@ -56,7 +55,6 @@ impl BleMcp {
         &self,
         Parameters(p): Parameters<CharacteristicParams>,
     ) -> Result<Json<SubscribeResult>, String> {
-        self.session.count_call("ble_unsubscribe");
         let (id, service, characteristic) = self.char_target(&p.device, &p.service, &p.characteristic)?;
         if !self
             .session
@@ -84,7 +82,6 @@ impl BleMcp {
         &self,
         Parameters(p): Parameters<NotificationsParams>,
     ) -> Result<Json<NotificationsResult>, String> {
-        self.session.count_call("ble_notifications");
         let wait = seconds_arg("timeout", p.timeout, 5.0, 60.0)?;
         let limit = p.limit.unwrap_or(100).clamp(1, 1000);
         let page = self

@@ -25,7 +25,6 @@ impl BleMcp {
         meta: RequestMetaObject,
         peer: Peer<RoleServer>,
     ) -> Result<Json<ScanResult>, String> {
-        self.session.count_call("ble_scan");
         let duration = seconds_arg("timeout", p.timeout, 5.0, 60.0)?;
         let services = p
             .services
@@ -76,7 +75,6 @@ impl BleMcp {
         &self,
         Parameters(p): Parameters<ScanDevicesParams>,
     ) -> Result<Json<ScanResult>, String> {
-        self.session.count_call("scan_devices");
         let ms = p.duration.unwrap_or(5000).clamp(1000, 30_000);
         let devices = self
             .gateway

@@ -402,12 +402,7 @@ impl From<&crate::gateway::packet_log::PacketEntry> for LogEntryOut {
                 crate::gateway::packet_log::Direction::Tx => "TX".into(),
                 crate::gateway::packet_log::Direction::Rx => "RX".into(),
             },
-            hex: e
-                .data
-                .iter()
-                .map(|b| format!("{b:02X}"))
-                .collect::<Vec<_>>()
-                .join(" "),
+            hex: e.spaced_hex(),
             size: e.data.len(),
             device: e.device.to_string(),
             characteristic: e.characteristic.short(),

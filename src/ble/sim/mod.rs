@@ -115,6 +115,8 @@ struct SimDevice {
 /// The simulated adapter.
 pub struct SimBackend {
     devices: BTreeMap<DeviceId, Arc<SimDevice>>,
+    /// The simulated adapter's power: off, it scans and connects nothing.
+    powered: std::sync::atomic::AtomicBool,
     events: broadcast::Sender<BackendEvent>,
     scanning: Arc<std::sync::atomic::AtomicBool>,
     _world: AbortOnDrop,
@@ -159,6 +161,7 @@ impl SimBackend {
         let world = tokio::spawn(run_world(weak, scanning.clone(), events.clone(), tick));
         Ok(Arc::new(SimBackend {
             devices,
+            powered: std::sync::atomic::AtomicBool::new(true),
             events,
             scanning,
             _world: AbortOnDrop(world),
@@ -168,6 +171,28 @@ impl SimBackend {
     /// Controls for one device's faults and range, for tests and demos.
     pub fn control(&self, id: &DeviceId) -> Option<SimDeviceControl> {
         self.devices.get(id).map(|d| SimDeviceControl(d.clone()))
+    }
+
+    /// Powers the simulated adapter off (every link drops, scans and connects fail)
+    /// or back on, as `rfkill` or a pulled dongle would.
+    pub fn set_powered(&self, on: bool) {
+        self.powered.store(on, std::sync::atomic::Ordering::Release);
+        if !on {
+            self.scanning.store(false, std::sync::atomic::Ordering::Relaxed);
+            for d in self.devices.values() {
+                d.drop_link(DisconnectReason::LinkLost);
+            }
+        }
+    }
+
+    fn check_powered(&self) -> BleResult<()> {
+        if self.powered.load(std::sync::atomic::Ordering::Acquire) {
+            Ok(())
+        } else {
+            Err(BleError::AdapterUnavailable(
+                "the simulated adapter is powered off".into(),
+            ))
+        }
     }
 
     /// Every simulated device's id and name.
@@ -524,11 +549,16 @@ impl Backend for SimBackend {
         true
     }
 
+    async fn adapter_status(&self) -> BleResult<()> {
+        self.check_powered()
+    }
+
     fn events(&self) -> broadcast::Receiver<BackendEvent> {
         self.events.subscribe()
     }
 
     async fn start_scan(&self, _filter: &ScanFilter) -> BleResult<()> {
+        self.check_powered()?;
         self.scanning.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(())
     }
@@ -539,6 +569,7 @@ impl Backend for SimBackend {
     }
 
     async fn connect(&self, id: &DeviceId) -> BleResult<u16> {
+        self.check_powered()?;
         let dev = self.device(id)?;
         if let Some(mtu) = dev.connected_mtu() {
             return Ok(mtu);

@@ -1,0 +1,104 @@
+//! Endpoints for operators: `/metrics` (Prometheus), `/readyz`, `/health` (the
+//! ble-mcp-test shape, for clients that poll it) and `GET /api/v1/packets`.
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::AppState;
+use crate::gateway::packet_log::{Filter, Since};
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.gateway.render_metrics(),
+    )
+        .into_response()
+}
+
+/// Ready when the radio is there and powered (the store joins this check when it
+/// lands). 503 otherwise, with each check's detail.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let adapter = state.gateway.adapter_status().await;
+    let ready = adapter.is_ok();
+    let body = json!({
+        "status": if ready { "ready" } else { "unready" },
+        "checks": {
+            "adapter": {
+                "ok": adapter.is_ok(),
+                "backend": state.gateway.backend_name(),
+                "detail": match &adapter { Ok(()) => "powered".to_string(), Err(e) => e.to_string() },
+            },
+        },
+    });
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}
+
+pub async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let stats = state.gateway.stats();
+    Json(json!({
+        "status": "ok",
+        "timestamp": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        "hostname": hostname(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "bridge": {
+            "sessions": state.bridge.session_count(),
+            "connected_devices": stats.connected,
+            "leases": stats.leases,
+            "state": if state.bridge.session_count() > 0 { "ACTIVE" } else { "IDLE" },
+        },
+    }))
+}
+
+/// `?since=30s|ISO|seq&filter=TX|RX|hex&limit=N`, oldest first.
+pub async fn packets(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let problem = |detail: String| {
+        (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            json!({"type": "about:blank", "title": "Bad Request", "status": 400, "detail": detail})
+                .to_string(),
+        )
+            .into_response()
+    };
+    let since = match Since::parse(q.get("since").map(String::as_str).unwrap_or("5m")) {
+        Ok(s) => s,
+        Err(e) => return problem(e),
+    };
+    let filter = match Filter::parse(q.get("filter").map(String::as_str).unwrap_or("")) {
+        Ok(f) => f,
+        Err(e) => return problem(e),
+    };
+    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
+        None => 100,
+        Some(Ok(l)) if (1..=10_000).contains(&l) => l,
+        Some(_) => return problem("limit must be a number from 1 to 10000".into()),
+    };
+    let (entries, more) = state.gateway.packet_log().query(&since, &filter, limit);
+    Json(json!({
+        "packets": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
+        "count": entries.len() + more,
+        "truncated": more > 0,
+    }))
+    .into_response()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
