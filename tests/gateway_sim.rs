@@ -35,13 +35,7 @@ async fn next_value(sub: &mut gattway::gateway::Subscription) -> Bytes {
 #[tokio::test]
 async fn scan_finds_every_simulated_device_with_plausible_rssi() {
     let rig = rig();
-    let found = rig
-        .gateway
-        .scan(ScanFilter::default(), Duration::from_millis(400))
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    let found = rig.scan(ScanFilter::default(), 400).await;
     let ids: Vec<&str> = found.iter().map(|d| d.id.as_str()).collect();
     for want in [HRM, BATTERY, ENV, UART, ROAMER, CS108] {
         assert!(ids.contains(&want), "{want} not found in {ids:?}");
@@ -606,12 +600,7 @@ async fn connect_by_name_prefix_and_ambiguity() {
     assert_eq!(info.id.as_str(), HRM);
     assert_eq!(info.name.as_deref(), Some("Gattway HRM"));
     // Hear everyone, then a prefix that several share is refused with the list.
-    rig.gateway
-        .scan(ScanFilter::default(), Duration::from_millis(300))
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    rig.scan(ScanFilter::default(), 300).await;
     let err = rig
         .gateway
         .connect("Gattway", ConnectOptions::default())

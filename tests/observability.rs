@@ -90,13 +90,7 @@ async fn metrics_move_by_what_happened() {
     assert!(before["ble_memory_usage_bytes"] > 1e6);
 
     // A scan that hears all six devices.
-    let found = rig
-        .gateway
-        .scan(ScanFilter::default(), Duration::from_millis(400))
-        .await
-        .unwrap()
-        .collect()
-        .await;
+    let found = rig.scan(ScanFilter::default(), 400).await;
     assert_eq!(found.len(), 6);
     // Two connects that succeed, one that fails after its retries.
     rig.gateway.connect(HRM, ConnectOptions::default()).await.unwrap();

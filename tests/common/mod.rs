@@ -148,3 +148,15 @@ pub async fn start_server_with(
         task: Some(task),
     }
 }
+
+impl Rig {
+    /// Scans with `filter` for `ms` milliseconds and returns what was heard.
+    pub async fn scan(&self, filter: gattway::ble::ScanFilter, ms: u64) -> Vec<gattway::gateway::DeviceInfo> {
+        self.gateway
+            .scan(filter, Duration::from_millis(ms))
+            .await
+            .expect("scan")
+            .collect()
+            .await
+    }
+}
