@@ -42,7 +42,9 @@ async fn run(frames: usize) {
     let gateway = Gateway::new(sim, GatewayConfig::default()).expect("gateway");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let state = AppState::new(gateway.clone(), Default::default(), Default::default());
+    let auth =
+        std::sync::Arc::new(gattway::auth::Authenticator::new(&Default::default()).expect("open auth"));
+    let state = AppState::new(gateway.clone(), Default::default(), Default::default(), auth);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(serve(listener, state, async move {
         let _ = stopped.await;

@@ -33,6 +33,11 @@ pub struct Cli {
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<crate::config::LogFormat>,
 
+    /// Serve on a non-loopback address with no authentication (logged as a warning
+    /// every minute). Same as auth.insecure_no_auth = true.
+    #[arg(long, global = true)]
+    pub insecure_no_auth: bool,
+
     /// Assistants may not write to devices (hides ble_write and
     /// ble_write_descriptor). Same as mcp.writes = "off".
     #[arg(long, global = true, conflicts_with = "mcp_allow_writes")]
@@ -55,6 +60,9 @@ pub enum Command {
     /// Serve MCP on stdin/stdout, for Claude Desktop, Claude Code, Cursor and VS Code.
     /// Logs go to stderr.
     Mcp,
+    /// Mint credentials: a JWT signed with auth.jwt_secret, or (--api-key) a new API
+    /// key with the line to add to the config.
+    Token(TokenArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -74,6 +82,25 @@ pub struct ScanArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// Who the token is for (the JWT's `sub`, or the API key's name).
+    #[arg(long, default_value = "gattway-client")]
+    pub subject: String,
+    /// Scopes, comma-separated: ble:read, ble:write, ble:admin, hub:device, hub:client.
+    #[arg(long, value_delimiter = ',', default_value = "ble:read")]
+    pub scope: Vec<String>,
+    /// Devices it may use (ids or name prefixes), comma-separated; default: any.
+    #[arg(long, value_delimiter = ',')]
+    pub devices: Vec<String>,
+    /// Lifetime of a JWT, e.g. 1h, 30m, 7d.
+    #[arg(long, default_value = "1h")]
+    pub ttl: String,
+    /// Print a new API key and its config line instead of a JWT.
+    #[arg(long)]
+    pub api_key: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -98,6 +125,9 @@ impl Cli {
         }
         if let Command::Serve(ServeArgs { listen: Some(addr) }) = &self.command {
             config.listen = *addr;
+        }
+        if self.insecure_no_auth {
+            config.auth.insecure_no_auth = true;
         }
         if self.mcp_read_only {
             config.mcp.writes = crate::mcp::WritePolicy::Off;

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::AuthConfig;
 use crate::ble::sim::SimConfig;
 use crate::bridge::BridgeConfig;
 use crate::gateway::GatewayConfig;
@@ -51,6 +52,7 @@ pub struct Config {
     pub sim: SimConfig,
     pub mcp: McpConfig,
     pub bridge: BridgeConfig,
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -64,6 +66,7 @@ impl Default for Config {
             sim: SimConfig::default(),
             mcp: McpConfig::default(),
             bridge: BridgeConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -93,6 +96,24 @@ pub struct Loaded {
 
 /// Variables that are not config keys but are read elsewhere.
 const NON_KEY_VARS: &[&str] = &["GATTWAY_CONFIG"];
+
+impl Config {
+    /// Refuses to expose the radio: a non-loopback listen address needs
+    /// authentication configured, or an explicit `insecure_no_auth`.
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        let exposed = !self.listen.ip().is_loopback();
+        let auth = crate::auth::Authenticator::new(&self.auth).map_err(ConfigError::Invalid)?;
+        if exposed && !auth.enabled() && !self.auth.insecure_no_auth {
+            return Err(ConfigError::Invalid(format!(
+                "refusing to listen on {} with no authentication: anyone on the network could drive this \
+                 machine's Bluetooth radio. Configure auth.api_keys or auth.jwt_secret (see `gattway token`), \
+                 listen on 127.0.0.1, or pass --insecure-no-auth if you really mean it",
+                self.listen
+            )));
+        }
+        Ok(())
+    }
+}
 
 impl Config {
     /// Defaults ← file ← environment. Flags are applied by the caller afterwards.
@@ -142,6 +163,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.gateway.validate().map_err(ConfigError::Invalid)?;
+        crate::auth::Authenticator::new(&self.auth).map_err(ConfigError::Invalid)?;
         for d in &self.sim.devices {
             d.validate().map_err(ConfigError::Invalid)?;
         }

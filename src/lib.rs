@@ -3,6 +3,7 @@
 //!
 //! # Layout
 //!
+//! - [`auth`]: the security layer: API keys, JWTs, scopes, device allow-lists.
 //! - [`ble`]: the radio. The [`ble::Backend`] trait, the plain data types every layer
 //!   reuses, and the backends (`ble::sim`: simulated devices).
 //! - [`gateway`]: the core service and the only owner of the backends. One actor task
@@ -16,6 +17,7 @@
 //! - [`metrics`]: the Prometheus registry every layer records into.
 //! - [`sync`]: task ownership and locking helpers shared by every layer.
 
+pub mod auth;
 pub mod ble;
 pub mod bridge;
 pub mod cli;

@@ -8,7 +8,10 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use gattway::ble::{open_backend, ScanFilter};
-use gattway::cli::{Cli, Command, ScanArgs};
+use std::sync::Arc;
+
+use gattway::auth::{Authenticator, Scope};
+use gattway::cli::{Cli, Command, ScanArgs, TokenArgs};
 use gattway::config::{Config, LogFormat};
 use gattway::gateway::{DeviceInfo, Gateway};
 use gattway::http::{self, AppState};
@@ -37,6 +40,9 @@ fn main() -> anyhow::Result<()> {
     for var in &loaded.unknown_env {
         tracing::warn!(%var, "environment variable names no config key; ignored");
     }
+    if let Command::Token(args) = &cli.command {
+        return token(&config, args);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -50,6 +56,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     let result = match command {
         Command::Scan(args) => scan(&gateway, args).await,
         Command::Serve(_) => serve(&gateway, &config).await,
+        Command::Token(_) => Ok(()),
         Command::Mcp => {
             let settings = McpSettings::new(&config.mcp, gateway.is_simulated(), "stdio");
             tracing::info!(writes_enabled = settings.writes_enabled, "serving MCP on stdio");
@@ -106,13 +113,71 @@ fn print_table(devices: &[DeviceInfo]) {
     println!("{} device(s)", devices.len());
 }
 
+/// `gattway token`: a JWT signed with the configured secret, or a new API key.
+fn token(config: &Config, args: &TokenArgs) -> anyhow::Result<()> {
+    let scopes = args
+        .scope
+        .iter()
+        .map(|s| {
+            Scope::parse(s).with_context(|| {
+                format!("unknown scope {s:?}: use ble:read, ble:write, ble:admin, hub:device or hub:client")
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.api_key {
+        let (key, hash) = gattway::auth::new_api_key();
+        let quoted = |v: &[String]| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
+        let scope_list: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        println!("API key (give it to the client; it is not stored anywhere):\n  {key}\n");
+        println!(
+            "Add to the config file:\n[[auth.api_keys]]\nname = {:?}\nsha256 = \"{hash}\"\nscopes = [{}]",
+            args.subject,
+            quoted(&scope_list)
+        );
+        if !args.devices.is_empty() {
+            println!("devices = [{}]", quoted(&args.devices));
+        }
+        return Ok(());
+    }
+    let ttl = humantime::parse_duration(&args.ttl)
+        .with_context(|| format!("--ttl {:?}: expected e.g. 1h, 30m, 7d", args.ttl))?;
+    let audience = Some(config.auth.jwt_audience.trim()).filter(|a| !a.is_empty());
+    let issuer = Some(config.auth.jwt_issuer.trim()).filter(|i| !i.is_empty());
+    let jwt = gattway::auth::issue_jwt(
+        &config.auth.jwt_secret,
+        &gattway::auth::TokenRequest {
+            subject: &args.subject,
+            scopes: &scopes,
+            devices: &args.devices,
+            ttl,
+            audience,
+            issuer,
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
+    println!("{jwt}");
+    Ok(())
+}
+
 async fn serve(gateway: &Gateway, config: &Config) -> anyhow::Result<()> {
+    config.check_exposure()?;
+    let auth = Arc::new(Authenticator::new(&config.auth).map_err(anyhow::Error::msg)?);
+    let _insecure_warning = (!config.listen.ip().is_loopback() && !auth.enabled()).then(|| {
+        let listen = config.listen;
+        gattway::sync::AbortOnDrop(tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                tracing::warn!(%listen, "serving WITHOUT authentication on a non-loopback address (--insecure-no-auth): anyone who can reach it controls this Bluetooth radio");
+            }
+        }))
+    });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = gateway.backend_name(), "listening on http://{addr} (MCP at http://{addr}/mcp, bridge at ws://{addr}/)");
-    let state = AppState::new(gateway.clone(), config.mcp.clone(), config.bridge.clone());
+    let state = AppState::new(gateway.clone(), config.mcp.clone(), config.bridge.clone(), auth);
     http::serve(listener, state, shutdown_signal()).await?;
     Ok(())
 }

@@ -571,3 +571,43 @@ async fn a_client_pipelining_writes_gets_every_echo_and_is_not_dropped() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn with_auth_configured_the_bridge_needs_a_credential_with_write_scope() {
+    use gattway::auth::{sha256_hex, ApiKeyConfig, AuthConfig, Scope};
+    let rig = rig();
+    let key = |name: &str, scopes: Vec<Scope>, devices: Vec<String>| ApiKeyConfig {
+        name: name.into(),
+        sha256: sha256_hex(name.as_bytes()),
+        scopes,
+        devices,
+    };
+    let auth = AuthConfig {
+        api_keys: vec![
+            key("writer", vec![Scope::BleWrite], vec![]),
+            key("reader", vec![Scope::BleRead], vec![]),
+            key("hrm-only", vec![Scope::BleWrite], vec!["Gattway HRM".into()]),
+        ],
+        ..Default::default()
+    };
+    let server = start_server_full(&rig.gateway, Default::default(), fast_bridge(), auth).await;
+    let refused = Client::open_with_origin(&server, CS108_QUERY, None).await;
+    assert!(refused.err().unwrap().contains("401"));
+    let refused =
+        Client::open_with_origin(&server, &format!("{CS108_QUERY}&access_token=reader"), None).await;
+    assert!(refused.err().unwrap().contains("403"));
+    let mut outside = Client::open(&server, &format!("{CS108_QUERY}&access_token=hrm-only")).await;
+    let e = outside.json().await;
+    assert_eq!(e["code"], "forbidden", "{e}");
+    assert_eq!(outside.closed().await.0, 1008);
+    let mut ok = Client::open(&server, &format!("{CS108_QUERY}&access_token=writer")).await;
+    ok.expect("connected").await;
+    ok.battery_round_trip().await;
+    let packets = reqwest::get(server.url("/api/v1/packets")).await.unwrap();
+    assert_eq!(
+        packets.status(),
+        401,
+        "the packet log is data: it needs a credential too"
+    );
+    server.stop().await;
+}

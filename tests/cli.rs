@@ -7,6 +7,42 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+/// Reads stderr lines until one contains `needle`; returns it. Fails after 20 s.
+async fn wait_for_line(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    needle: &str,
+) -> String {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("stderr ended before {needle:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {needle:?} within 20 s"))
+}
+
+type StderrLines = tokio::io::Lines<BufReader<tokio::process::ChildStderr>>;
+
+/// Starts `gattway ARGS` with stderr piped for reading.
+fn spawn_reading_stderr(args: &[&str]) -> (tokio::process::Child, StderrLines) {
+    let mut child = gattway().args(args).stderr(Stdio::piped()).spawn().unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    (child, lines)
+}
+
+/// The address in a "listening on http://ADDR" line.
+fn listening_addr(line: &str) -> String {
+    let rest = line.split("listening on http://").nth(1).expect("listening line");
+    rest.split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string()
+}
+
 fn gattway() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_gattway"));
     c.env_remove("GATTWAY_CONFIG")
@@ -80,23 +116,9 @@ async fn bad_arguments_fail_with_a_message() {
 
 #[tokio::test]
 async fn serve_logs_its_address_answers_healthz_and_stops_on_sigterm() {
-    let mut child = gattway()
-        .args(["--backend", "sim", "serve", "--listen", "127.0.0.1:0"])
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                return rest.split_whitespace().next().unwrap().to_string();
-            }
-        }
-        panic!("server exited without saying where it listens");
-    })
-    .await
-    .expect("listening line");
+    let (mut child, mut lines) =
+        spawn_reading_stderr(&["--backend", "sim", "serve", "--listen", "127.0.0.1:0"]);
+    let addr = listening_addr(&wait_for_line(&mut lines, "listening on http://").await);
     let body: serde_json::Value = reqwest::get(format!("http://{addr}/healthz"))
         .await
         .unwrap()
@@ -144,4 +166,129 @@ async fn json_logs_are_one_object_per_line_on_stderr() {
     }
     // stdout stays clean JSON for the caller.
     let _: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+}
+
+#[tokio::test]
+async fn serve_refuses_to_expose_the_radio_without_auth() {
+    let out = gattway()
+        .args(["--backend", "sim", "serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0 with no authentication"),
+        "{err}"
+    );
+
+    // With an API key configured it serves (and the key is what /mcp asks for).
+    let (key, hash) = gattway::auth::new_api_key();
+    let dir = std::env::temp_dir().join(format!("gattway-cli-auth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("auth.toml");
+    std::fs::write(
+        &file,
+        format!("[[auth.api_keys]]\nname = \"t\"\nsha256 = \"{hash}\"\nscopes = [\"ble:read\"]\n"),
+    )
+    .unwrap();
+    let (mut child, mut lines) = spawn_reading_stderr(&[
+        "--backend",
+        "sim",
+        "--config",
+        file.to_str().unwrap(),
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+    ]);
+    let addr = listening_addr(&wait_for_line(&mut lines, "listening on http://").await)
+        .replace("0.0.0.0", "127.0.0.1");
+    let http = reqwest::Client::new();
+    let denied = http
+        .post(format!("http://{addr}/mcp"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    let allowed = http
+        .post(format!("http://{addr}/mcp"))
+        .header("Authorization", format!("Bearer {key}"))
+        .header("Accept", "application/json, text/event-stream")
+        .header("Content-Type", "application/json")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), 200);
+    child.kill().await.unwrap();
+
+    // --insecure-no-auth is the explicit way out.
+    let (mut child, mut lines) = spawn_reading_stderr(&[
+        "--backend",
+        "sim",
+        "--insecure-no-auth",
+        "serve",
+        "--listen",
+        "0.0.0.0:0",
+    ]);
+    wait_for_line(&mut lines, "WITHOUT authentication").await;
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn token_mints_jwts_and_api_keys() {
+    let out = gattway()
+        .args([
+            "token",
+            "--subject",
+            "claude",
+            "--scope",
+            "ble:read,ble:write",
+            "--devices",
+            "CS108",
+            "--ttl",
+            "10m",
+        ])
+        .env("GATTWAY_AUTH_JWT_SECRET", "top-secret")
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let jwt = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let auth = gattway::auth::Authenticator::new(&gattway::auth::AuthConfig {
+        jwt_secret: "top-secret".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let p = auth.verify(&jwt).expect("the minted JWT verifies");
+    assert_eq!(p.subject, "claude");
+    assert!(p.has(gattway::auth::Scope::BleWrite));
+    assert_eq!(p.devices, Some(vec!["CS108".to_string()]));
+
+    let out = gattway()
+        .args(["token", "--api-key", "--subject", "ci", "--scope", "hub:client"])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let key = text.lines().nth(1).unwrap().trim();
+    let hash = text.lines().find(|l| l.starts_with("sha256 = ")).unwrap();
+    assert!(
+        hash.contains(&gattway::auth::sha256_hex(key.as_bytes())),
+        "{text}"
+    );
+    assert!(text.contains("scopes = [\"hub:client\"]"), "{text}");
+
+    let out = gattway().args(["token"]).output().await.unwrap();
+    assert!(!out.status.success(), "no secret configured");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GATTWAY_AUTH_JWT_SECRET"));
+    let out = gattway()
+        .args(["token", "--scope", "root"])
+        .env("GATTWAY_AUTH_JWT_SECRET", "x")
+        .output()
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scope"));
 }

@@ -478,20 +478,51 @@ async fn http_shares_the_gateway_with_other_front_ends() {
 }
 
 #[tokio::test]
-async fn http_checks_origin_host_and_token() {
+async fn http_checks_origin_host_and_credentials() {
     let rig = rig();
-    let server = start_server(
-        &rig.gateway,
-        gattway::mcp::McpConfig {
-            token: "s3cret".into(),
-            ..Default::default()
+    let key = "gw_test_key";
+    let auth = gattway::auth::AuthConfig {
+        api_keys: vec![
+            gattway::auth::ApiKeyConfig {
+                name: "assistant".into(),
+                sha256: gattway::auth::sha256_hex(key.as_bytes()),
+                scopes: vec![gattway::auth::Scope::BleRead],
+                devices: vec![],
+            },
+            gattway::auth::ApiKeyConfig {
+                name: "hub-only".into(),
+                sha256: gattway::auth::sha256_hex(b"hub-key"),
+                scopes: vec![gattway::auth::Scope::HubClient],
+                devices: vec![],
+            },
+        ],
+        jwt_secret: "jwt-secret".into(),
+        ..Default::default()
+    };
+    let server = start_server_full(&rig.gateway, Default::default(), Default::default(), auth).await;
+    let url = server.url("/mcp");
+    assert!(http_client(&url, None).await.is_err(), "no credential");
+    assert!(http_client(&url, Some("wrong")).await.is_err(), "wrong key");
+    assert!(
+        http_client(&url, Some("hub-key")).await.is_err(),
+        "a key without ble:read"
+    );
+    let client = http_client(&url, Some(key)).await.expect("right key");
+    ok(&client, "status", json!({})).await;
+    client.cancel().await.unwrap();
+    let jwt = gattway::auth::issue_jwt(
+        "jwt-secret",
+        &gattway::auth::TokenRequest {
+            subject: "claude",
+            scopes: &[gattway::auth::Scope::BleRead],
+            devices: &[],
+            ttl: std::time::Duration::from_secs(60),
+            audience: None,
+            issuer: None,
         },
     )
-    .await;
-    let url = server.url("/mcp");
-    assert!(http_client(&url, None).await.is_err(), "no token");
-    assert!(http_client(&url, Some("wrong")).await.is_err(), "wrong token");
-    let client = http_client(&url, Some("s3cret")).await.expect("right token");
+    .unwrap();
+    let client = http_client(&url, Some(&jwt)).await.expect("a JWT");
     ok(&client, "status", json!({})).await;
     client.cancel().await.unwrap();
 
@@ -501,7 +532,7 @@ async fn http_checks_origin_host_and_token() {
     let post = |origin: Option<&str>, host: Option<&str>| {
         let mut req = http
             .post(&url)
-            .header("Authorization", "Bearer s3cret")
+            .header("Authorization", format!("Bearer {key}"))
             .header("Accept", "application/json, text/event-stream")
             .json(&init);
         if let Some(o) = origin {
@@ -514,6 +545,16 @@ async fn http_checks_origin_host_and_token() {
     };
     let unauthorized = http.post(&url).json(&init).send().await.unwrap();
     assert_eq!(unauthorized.status(), 401);
+    let problem: Value = unauthorized.json().await.unwrap();
+    assert_eq!(problem["code"], "NOT_AUTHENTICATED");
+    let forbidden = http
+        .post(&url)
+        .header("Authorization", "Bearer hub-key")
+        .json(&init)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forbidden.status(), 403);
     assert_eq!(
         post(Some("http://localhost:3000"), None).await.unwrap().status(),
         200

@@ -137,13 +137,16 @@ impl Bridge {
     pub(crate) async fn open(
         &self,
         params: &ConnectParams,
+        principal: Option<&crate::auth::Principal>,
         socket_id: u64,
         outgoing: mpsc::Sender<Outgoing>,
     ) -> Result<SessionHandle, OpenError> {
         if let Some(sid) = &params.session {
             let existing = lock(&self.registry).sessions.get(sid).cloned();
             if let Some(handle) = existing {
-                if handle.params_match(params) && handle.attach(socket_id, outgoing.clone()).await {
+                let allowed = principal.is_none_or(|p| p.may_use(&handle.device, None));
+                if allowed && handle.params_match(params) && handle.attach(socket_id, outgoing.clone()).await
+                {
                     tracing::info!(session = %sid, device = %handle.device, "bridge session resumed");
                     return Ok(handle);
                 }
@@ -155,6 +158,18 @@ impl Bridge {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let timeout = Duration::from_millis(params.timeout_ms.unwrap_or(self.config.connect_timeout_ms));
         let device = self.find_device(params, timeout).await?;
+        if let Some(p) = principal {
+            let name = self
+                .gateway
+                .known_devices()
+                .into_iter()
+                .find(|d| d.id == device)
+                .and_then(|d| d.name);
+            if !p.may_use(&device, name.as_deref()) {
+                let e = crate::auth::AuthError::DeviceNotAllowed(device.to_string());
+                return Err(OpenError::new("forbidden", 1008, e.to_string()));
+            }
+        }
         if lock(&self.registry).releasing.contains(&device) {
             return Err(OpenError::new(
                 "cleanup_in_progress",

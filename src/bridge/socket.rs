@@ -23,6 +23,7 @@ pub async fn handle_socket(
     bridge: Bridge,
     mut ws: WebSocket,
     query: HashMap<String, String>,
+    principal: Option<crate::auth::Principal>,
     shutdown: CancellationToken,
 ) {
     let params = match ConnectParams::from_query(&query) {
@@ -36,7 +37,7 @@ pub async fn handle_socket(
     let socket_id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
     let (out_tx, mut out_rx) = mpsc::channel(SOCKET_QUEUE);
     let session = tokio::select! {
-        opened = bridge.open(&params, socket_id, out_tx) => match opened {
+        opened = bridge.open(&params, principal.as_ref(), socket_id, out_tx) => match opened {
             Ok(s) => s,
             Err(e) => {
                 tracing::info!(code = e.close_code, reason = %e.reason, "bridge connection refused");

@@ -1,46 +1,84 @@
-//! Bearer-token check for routes that take one (`/mcp` when `mcp.token` is set).
-//! The full security layer (API keys, JWT, scopes) is its own issue; this keeps a
-//! configured token from being decorative meanwhile.
+//! Authentication on HTTP routes: when credentials are configured, a request must
+//! carry one (`Authorization: Bearer <API key or JWT>`) whose principal has the
+//! route's scope. With none configured the server is loopback-only (see
+//! `Config::check_exposure`) and routes are open.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::gateway::constant_time_eq;
+use crate::auth::{AuthError, Authenticator, Principal, Scope};
 
-/// The expected token; empty means no check.
+/// What a route requires.
 #[derive(Clone)]
-pub struct BearerToken(Arc<str>);
-
-impl BearerToken {
-    pub fn new(token: &str) -> Self {
-        BearerToken(Arc::from(token.trim()))
-    }
+pub struct Requirement {
+    pub auth: Arc<Authenticator>,
+    pub scope: Scope,
 }
 
-pub async fn require_bearer(State(expected): State<BearerToken>, req: Request, next: Next) -> Response {
-    if expected.0.is_empty() {
-        return next.run(req).await;
-    }
-    let given = req
-        .headers()
+/// The credential of a request: `Authorization: Bearer …`, or `access_token=` in
+/// the query (browsers cannot set headers on WebSockets).
+pub fn credential(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if constant_time_eq(given.trim().as_bytes(), expected.0.as_bytes()) {
+        .map(|v| v.trim().to_string());
+    bearer.or_else(|| {
+        query?
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == "access_token")
+            .map(|(_, v)| v.to_string())
+    })
+}
+
+/// The principal a credential names, if it holds `scope`.
+pub fn authorize(
+    auth: &Authenticator,
+    credential: Option<String>,
+    scope: Scope,
+) -> Result<Principal, AuthError> {
+    let p = auth.verify(&credential.ok_or(AuthError::NotAuthenticated)?)?;
+    p.require(scope)?;
+    Ok(p)
+}
+
+/// Checks the request and stores its [`Principal`] in the request extensions.
+pub async fn require(State(r): State<Requirement>, mut req: Request, next: Next) -> Response {
+    if !r.auth.enabled() {
         return next.run(req).await;
     }
+    match authorize(&r.auth, credential(req.headers(), req.uri().query()), r.scope) {
+        Ok(p) => {
+            tracing::debug!(subject = %p.subject, path = %req.uri().path(), "authenticated");
+            req.extensions_mut().insert::<Principal>(p);
+            next.run(req).await
+        }
+        Err(e) => problem(&e),
+    }
+}
+
+/// An `application/problem+json` answer for an authentication failure.
+pub fn problem(e: &AuthError) -> Response {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Unauthorized"),
+        "status": status.as_u16(),
+        "code": e.code(),
+        "detail": e.to_string(),
+    });
     (
-        StatusCode::UNAUTHORIZED,
+        status,
         [
             (header::WWW_AUTHENTICATE, "Bearer"),
             (header::CONTENT_TYPE, "application/problem+json"),
         ],
-        r#"{"type":"about:blank","title":"Unauthorized","status":401,"detail":"this endpoint requires Authorization: Bearer <token>"}"#,
+        body.to_string(),
     )
         .into_response()
 }

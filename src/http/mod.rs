@@ -21,6 +21,9 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
+use crate::auth::{Authenticator, Scope};
 use crate::bridge::{self, Bridge, BridgeConfig};
 use crate::gateway::Gateway;
 use crate::mcp::{self, McpConfig, McpSettings};
@@ -31,17 +34,19 @@ pub struct AppState {
     pub gateway: Gateway,
     pub mcp: McpConfig,
     pub bridge: Bridge,
+    pub auth: Arc<Authenticator>,
     /// Cancelled at shutdown: ends long-lived streams (MCP SSE, WebSockets) so the
     /// server can stop.
     pub shutdown: CancellationToken,
 }
 
 impl AppState {
-    pub fn new(gateway: Gateway, mcp: McpConfig, bridge: BridgeConfig) -> Self {
+    pub fn new(gateway: Gateway, mcp: McpConfig, bridge: BridgeConfig, auth: Arc<Authenticator>) -> Self {
         AppState {
             bridge: Bridge::new(gateway.clone(), bridge),
             gateway,
             mcp,
+            auth,
             shutdown: CancellationToken::new(),
         }
     }
@@ -59,8 +64,11 @@ pub fn router(state: AppState) -> Router {
         Router::new()
             .nest_service("/mcp", mcp_service)
             .layer(axum::middleware::from_fn_with_state(
-                auth::BearerToken::new(&state.mcp.token),
-                auth::require_bearer,
+                auth::Requirement {
+                    auth: state.auth.clone(),
+                    scope: Scope::BleRead,
+                },
+                auth::require,
             ));
     Router::new()
         .route("/", get(index_or_bridge))
@@ -69,7 +77,16 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
-        .route("/api/v1/packets", get(ops::packets))
+        .route(
+            "/api/v1/packets",
+            get(ops::packets).route_layer(axum::middleware::from_fn_with_state(
+                auth::Requirement {
+                    auth: state.auth.clone(),
+                    scope: Scope::BleRead,
+                },
+                auth::require,
+            )),
+        )
         .with_state(state)
         .merge(mcp_routes)
         .layer(axum::middleware::from_fn(request_span))
@@ -98,10 +115,20 @@ async fn index_or_bridge(
     State(state): State<AppState>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
     Query(query): Query<HashMap<String, String>>,
+    axum::extract::RawQuery(raw_query): axum::extract::RawQuery,
     headers: HeaderMap,
 ) -> Response {
     let Ok(ws) = ws else {
         return index(&state).into_response();
+    };
+    let principal = if state.auth.enabled() {
+        let credential = auth::credential(&headers, raw_query.as_deref());
+        match auth::authorize(&state.auth, credential, Scope::BleWrite) {
+            Ok(p) => Some(p),
+            Err(e) => return auth::problem(&e),
+        }
+    } else {
+        None
     };
     if !origin::origin_allowed(&headers, &state.bridge.config().allowed_origins) {
         tracing::warn!(origin = ?headers.get("origin"), "bridge WebSocket from a foreign origin refused");
@@ -115,7 +142,13 @@ async fn index_or_bridge(
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| {
-            bridge::handle_socket(state.bridge.clone(), socket, query, state.shutdown.clone())
+            bridge::handle_socket(
+                state.bridge.clone(),
+                socket,
+                query,
+                principal,
+                state.shutdown.clone(),
+            )
         })
 }
 

@@ -59,8 +59,6 @@ pub struct McpConfig {
     pub writes: WritePolicy,
     /// Characteristic UUIDs writes are limited to (empty: any).
     pub write_allow_list: Vec<Uuid>,
-    /// Bearer token `/mcp` requires (empty: none). Prefer `GATTWAY_MCP_TOKEN`.
-    pub token: String,
     /// Host names accepted on `/mcp` besides the loopback ones (DNS-rebinding guard).
     pub allowed_hosts: Vec<String>,
     /// Browser origins accepted on `/mcp` besides `http://localhost:*`,

@@ -135,10 +135,20 @@ pub async fn start_server_with(
     mcp: gattway::mcp::McpConfig,
     bridge: gattway::bridge::BridgeConfig,
 ) -> Server {
+    start_server_full(gateway, mcp, bridge, Default::default()).await
+}
+
+pub async fn start_server_full(
+    gateway: &Gateway,
+    mcp: gattway::mcp::McpConfig,
+    bridge: gattway::bridge::BridgeConfig,
+    auth: gattway::auth::AuthConfig,
+) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = gattway::http::AppState::new(gateway.clone(), mcp, bridge);
+    let auth = std::sync::Arc::new(gattway::auth::Authenticator::new(&auth).expect("auth config"));
+    let state = gattway::http::AppState::new(gateway.clone(), mcp, bridge, auth);
     let task = tokio::spawn(gattway::http::serve(listener, state, async move {
         let _ = stopped.await;
     }));

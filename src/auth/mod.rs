@@ -1,0 +1,478 @@
+//! The security layer every network front end shares: who a request is (a
+//! [`Principal`], from an API key or a JWT) and what it may do (scopes, an optional
+//! device allow-list). API keys are stored as SHA-256 hashes and compared in
+//! constant time; JWTs are checked for signature, `exp`, `nbf`, `aud` and `iss`.
+//! Secrets never reach the logs.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::ble::DeviceId;
+use crate::gateway::constant_time_eq;
+
+/// What a principal may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Scope {
+    #[serde(rename = "ble:read")]
+    BleRead,
+    #[serde(rename = "ble:write")]
+    BleWrite,
+    #[serde(rename = "ble:admin")]
+    BleAdmin,
+    #[serde(rename = "hub:device")]
+    HubDevice,
+    #[serde(rename = "hub:client")]
+    HubClient,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 5] = [
+        Scope::BleRead,
+        Scope::BleWrite,
+        Scope::BleAdmin,
+        Scope::HubDevice,
+        Scope::HubClient,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::BleRead => "ble:read",
+            Scope::BleWrite => "ble:write",
+            Scope::BleAdmin => "ble:admin",
+            Scope::HubDevice => "hub:device",
+            Scope::HubClient => "hub:client",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Self::ALL.into_iter().find(|x| x.as_str() == s.trim())
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// The API key's name or the JWT's `sub`.
+    pub subject: String,
+    pub scopes: BTreeSet<Scope>,
+    /// Devices it may use (ids or name prefixes); `None`: any.
+    pub devices: Option<Vec<String>>,
+    /// Unix seconds the credential expires at (JWTs).
+    pub expires_at: Option<u64>,
+}
+
+impl Principal {
+    /// `ble:admin` includes `ble:read` and `ble:write`.
+    pub fn has(&self, scope: Scope) -> bool {
+        self.scopes.contains(&scope)
+            || (matches!(scope, Scope::BleRead | Scope::BleWrite) && self.scopes.contains(&Scope::BleAdmin))
+    }
+
+    pub fn require(&self, scope: Scope) -> Result<(), AuthError> {
+        if self.has(scope) {
+            Ok(())
+        } else {
+            Err(AuthError::MissingScope(scope))
+        }
+    }
+
+    /// Whether the device allow-list (if any) admits this device.
+    pub fn may_use(&self, id: &DeviceId, name: Option<&str>) -> bool {
+        match &self.devices {
+            None => true,
+            Some(list) => list
+                .iter()
+                .any(|d| d == id.as_str() || name.is_some_and(|n| n.starts_with(d.as_str()))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("authentication required: send an API key or JWT (Authorization: Bearer …)")]
+    NotAuthenticated,
+    #[error("invalid API key")]
+    InvalidApiKey,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet (nbf)")]
+    NotYetValid,
+    #[error("the token is for another audience")]
+    WrongAudience,
+    #[error("the token is from an unexpected issuer")]
+    WrongIssuer,
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    #[error("permission denied: this needs the {0} scope")]
+    MissingScope(Scope),
+    #[error("permission denied: device {0} is not in this credential's device list")]
+    DeviceNotAllowed(String),
+}
+
+impl AuthError {
+    /// The control protocol's error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AuthError::NotAuthenticated => "NOT_AUTHENTICATED",
+            AuthError::InvalidApiKey => "INVALID_API_KEY",
+            AuthError::Expired => "SESSION_EXPIRED",
+            AuthError::NotYetValid
+            | AuthError::WrongAudience
+            | AuthError::WrongIssuer
+            | AuthError::InvalidToken(_) => "INVALID_TOKEN",
+            AuthError::MissingScope(_) | AuthError::DeviceNotAllowed(_) => "FORBIDDEN",
+        }
+    }
+
+    /// 401 for "who are you", 403 for "you may not".
+    pub fn http_status(&self) -> u16 {
+        match self {
+            AuthError::MissingScope(_) | AuthError::DeviceNotAllowed(_) => 403,
+            _ => 401,
+        }
+    }
+}
+
+/// One configured API key.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who holds it (the principal's subject; shows in logs, never the key).
+    pub name: String,
+    /// SHA-256 of the key, hex (`gattway token --api-key` prints it).
+    pub sha256: String,
+    pub scopes: Vec<Scope>,
+    /// Devices it may use (ids or name prefixes); empty: any.
+    pub devices: Vec<String>,
+}
+
+/// The `[auth]` table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// HS256 secret for JWTs (prefer `GATTWAY_AUTH_JWT_SECRET`).
+    pub jwt_secret: String,
+    /// PEM public key (RSA or EC) for RS256/ES256 JWTs, instead of a secret.
+    pub jwt_public_key: String,
+    /// Expected `aud` (empty: not checked).
+    pub jwt_audience: String,
+    /// Expected `iss` (empty: not checked).
+    pub jwt_issuer: String,
+    /// Serve on a non-loopback address with no authentication (warned every minute).
+    pub insecure_no_auth: bool,
+}
+
+/// JWT claims gattway reads and writes.
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aud: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iss: Option<String>,
+    /// Space-separated, as OAuth 2 writes it.
+    #[serde(default)]
+    scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    devices: Option<Vec<String>>,
+}
+
+struct Key {
+    name: String,
+    hash: [u8; 32],
+    scopes: BTreeSet<Scope>,
+    devices: Option<Vec<String>>,
+}
+
+/// Verifies credentials against the configuration.
+pub struct Authenticator {
+    keys: Vec<Key>,
+    jwt: Option<(DecodingKey, Validation)>,
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+impl Authenticator {
+    pub fn new(config: &AuthConfig) -> Result<Self, String> {
+        let mut keys = Vec::new();
+        for k in &config.api_keys {
+            let bytes = hex::decode(k.sha256.trim())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| format!("auth.api_keys {:?}: sha256 must be 64 hex digits", k.name))?;
+            keys.push(Key {
+                name: k.name.clone(),
+                hash: bytes,
+                scopes: k.scopes.iter().copied().collect(),
+                devices: (!k.devices.is_empty()).then(|| k.devices.clone()),
+            });
+        }
+        let jwt = match (config.jwt_secret.trim(), config.jwt_public_key.trim()) {
+            ("", "") => None,
+            (secret, "") => Some((
+                DecodingKey::from_secret(secret.as_bytes()),
+                Validation::new(Algorithm::HS256),
+            )),
+            ("", pem) => match DecodingKey::from_ec_pem(pem.as_bytes()) {
+                Ok(key) => Some((key, Validation::new(Algorithm::ES256))),
+                Err(_) => Some((
+                    DecodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| {
+                        format!("auth.jwt_public_key is neither an EC nor an RSA public key: {e}")
+                    })?,
+                    Validation::new(Algorithm::RS256),
+                )),
+            },
+            _ => return Err("give auth.jwt_secret or auth.jwt_public_key, not both".into()),
+        };
+        let jwt = jwt.map(|(key, mut v)| {
+            v.validate_nbf = true;
+            v.leeway = 5;
+            if config.jwt_audience.trim().is_empty() {
+                v.validate_aud = false;
+            } else {
+                v.set_audience(&[config.jwt_audience.trim()]);
+            }
+            if !config.jwt_issuer.trim().is_empty() {
+                v.set_issuer(&[config.jwt_issuer.trim()]);
+            }
+            (key, v)
+        });
+        Ok(Authenticator { keys, jwt })
+    }
+
+    /// Whether any credential is configured (else the server runs open, which is
+    /// only allowed on loopback).
+    pub fn enabled(&self) -> bool {
+        !self.keys.is_empty() || self.jwt.is_some()
+    }
+
+    /// Who presents this credential: a JWT (three dot-separated parts) or an API key.
+    pub fn verify(&self, credential: &str) -> Result<Principal, AuthError> {
+        let credential = credential.trim();
+        if credential.is_empty() {
+            return Err(AuthError::NotAuthenticated);
+        }
+        if credential.split('.').count() == 3 {
+            if let Some((key, validation)) = &self.jwt {
+                return verify_jwt(credential, key, validation);
+            }
+        }
+        let hash = Sha256::digest(credential.as_bytes());
+        // Check every key, matched or not, so timing does not tell which one.
+        let mut found = None;
+        for k in &self.keys {
+            if constant_time_eq(&hash, &k.hash) {
+                found = Some(k);
+            }
+        }
+        found
+            .map(|k| Principal {
+                subject: k.name.clone(),
+                scopes: k.scopes.clone(),
+                devices: k.devices.clone(),
+                expires_at: None,
+            })
+            .ok_or(AuthError::InvalidApiKey)
+    }
+}
+
+fn verify_jwt(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Principal, AuthError> {
+    use jsonwebtoken::errors::ErrorKind;
+    let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| match e.kind() {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidAudience => AuthError::WrongAudience,
+        ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+        _ => AuthError::InvalidToken(e.to_string()),
+    })?;
+    let c = data.claims;
+    let mut scopes = BTreeSet::new();
+    for s in c.scope.split_whitespace() {
+        scopes
+            .insert(Scope::parse(s).ok_or_else(|| AuthError::InvalidToken(format!("unknown scope {s:?}")))?);
+    }
+    Ok(Principal {
+        subject: c.sub,
+        scopes,
+        devices: c.devices.filter(|d| !d.is_empty()),
+        expires_at: Some(c.exp),
+    })
+}
+
+/// What `gattway token` needs to sign a JWT.
+pub struct TokenRequest<'a> {
+    pub subject: &'a str,
+    pub scopes: &'a [Scope],
+    pub devices: &'a [String],
+    pub ttl: Duration,
+    pub audience: Option<&'a str>,
+    pub issuer: Option<&'a str>,
+}
+
+/// Signs an HS256 JWT with the configured secret.
+pub fn issue_jwt(secret: &str, req: &TokenRequest<'_>) -> Result<String, String> {
+    if secret.trim().is_empty() {
+        return Err("no JWT secret: set auth.jwt_secret or GATTWAY_AUTH_JWT_SECRET".into());
+    }
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = Claims {
+        sub: req.subject.to_string(),
+        exp: now + req.ttl.as_secs(),
+        nbf: Some(now),
+        iat: Some(now),
+        aud: req.audience.map(str::to_string),
+        iss: req.issuer.map(str::to_string),
+        scope: req
+            .scopes
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(" "),
+        devices: (!req.devices.is_empty()).then(|| req.devices.to_vec()),
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.trim().as_bytes()),
+    )
+    .map_err(|e| format!("signing the token failed: {e}"))
+}
+
+/// A new random API key (32 random bytes, hex) and its SHA-256.
+pub fn new_api_key() -> (String, String) {
+    let bytes: [u8; 32] = std::array::from_fn(|_| secure_random_byte());
+    let key = format!("gw_{}", hex::encode(bytes));
+    let hash = sha256_hex(key.as_bytes());
+    (key, hash)
+}
+
+/// A byte from the OS's CSPRNG (a UUID v4 draws from it), never from a seeded PRNG.
+fn secure_random_byte() -> u8 {
+    uuid::Uuid::new_v4().as_bytes()[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with(key: &str) -> AuthConfig {
+        AuthConfig {
+            api_keys: vec![ApiKeyConfig {
+                name: "ci".into(),
+                sha256: sha256_hex(key.as_bytes()),
+                scopes: vec![Scope::BleRead],
+                devices: vec!["CS108".into()],
+            }],
+            jwt_secret: "s3cret".into(),
+            jwt_audience: "gattway".into(),
+            ..Default::default()
+        }
+    }
+
+    fn token(req: TokenRequest<'_>, secret: &str) -> String {
+        issue_jwt(secret, &req).unwrap()
+    }
+
+    fn req<'a>(scopes: &'a [Scope], aud: Option<&'a str>, ttl: u64) -> TokenRequest<'a> {
+        TokenRequest {
+            subject: "alice",
+            scopes,
+            devices: &[],
+            ttl: Duration::from_secs(ttl),
+            audience: aud,
+            issuer: None,
+        }
+    }
+
+    #[test]
+    fn api_keys_match_by_hash_only() {
+        let a = Authenticator::new(&config_with("k1")).unwrap();
+        let p = a.verify("k1").unwrap();
+        assert_eq!(p.subject, "ci");
+        assert!(p.has(Scope::BleRead) && !p.has(Scope::BleWrite));
+        assert!(p.may_use(&DeviceId::new("X"), Some("CS108Reader")));
+        assert!(!p.may_use(&DeviceId::new("X"), Some("Gattway HRM")));
+        assert_eq!(a.verify("k2").unwrap_err(), AuthError::InvalidApiKey);
+        assert_eq!(a.verify("").unwrap_err(), AuthError::NotAuthenticated);
+    }
+
+    #[test]
+    fn jwts_are_checked_for_signature_expiry_and_audience() {
+        let a = Authenticator::new(&config_with("k1")).unwrap();
+        let scopes = [Scope::BleWrite];
+        let p = a
+            .verify(&token(req(&scopes, Some("gattway"), 60), "s3cret"))
+            .unwrap();
+        assert_eq!(p.subject, "alice");
+        assert!(p.has(Scope::BleWrite));
+        assert_eq!(
+            a.verify(&token(req(&scopes, Some("other"), 60), "s3cret"))
+                .unwrap_err(),
+            AuthError::WrongAudience
+        );
+        assert!(matches!(
+            a.verify(&token(req(&scopes, Some("gattway"), 60), "wrong"))
+                .unwrap_err(),
+            AuthError::InvalidToken(_)
+        ));
+        // Expired well beyond the leeway.
+        let mut old = Claims {
+            sub: "old".into(),
+            exp: jsonwebtoken::get_current_timestamp() - 3600,
+            nbf: None,
+            iat: None,
+            aud: Some("gattway".into()),
+            iss: None,
+            scope: "ble:read".into(),
+            devices: None,
+        };
+        let enc = EncodingKey::from_secret(b"s3cret");
+        let expired = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &old, &enc).unwrap();
+        assert_eq!(a.verify(&expired).unwrap_err(), AuthError::Expired);
+        old.exp += 7200;
+        old.nbf = Some(jsonwebtoken::get_current_timestamp() + 600);
+        let early = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &old, &enc).unwrap();
+        assert_eq!(a.verify(&early).unwrap_err(), AuthError::NotYetValid);
+        assert_eq!(AuthError::Expired.code(), "SESSION_EXPIRED");
+    }
+
+    #[test]
+    fn admin_implies_read_and_write() {
+        let p = Principal {
+            subject: "root".into(),
+            scopes: [Scope::BleAdmin].into_iter().collect(),
+            devices: None,
+            expires_at: None,
+        };
+        assert!(p.has(Scope::BleRead) && p.has(Scope::BleWrite) && !p.has(Scope::HubClient));
+        assert_eq!(p.require(Scope::HubDevice).unwrap_err().http_status(), 403);
+    }
+
+    #[test]
+    fn new_api_keys_are_distinct_and_hash_to_their_line() {
+        let (k1, h1) = new_api_key();
+        let (k2, _) = new_api_key();
+        assert_ne!(k1, k2);
+        assert_eq!(sha256_hex(k1.as_bytes()), h1);
+        assert_eq!(k1.len(), 3 + 64);
+    }
+}
