@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::AuthConfig;
 use crate::ble::sim::SimConfig;
 use crate::bridge::BridgeConfig;
+use crate::control::ControlConfig;
 use crate::gateway::GatewayConfig;
 use crate::mcp::McpConfig;
 
@@ -52,6 +53,7 @@ pub struct Config {
     pub sim: SimConfig,
     pub mcp: McpConfig,
     pub bridge: BridgeConfig,
+    pub control: ControlConfig,
     pub auth: AuthConfig,
 }
 
@@ -66,6 +68,7 @@ impl Default for Config {
             sim: SimConfig::default(),
             mcp: McpConfig::default(),
             bridge: BridgeConfig::default(),
+            control: ControlConfig::default(),
             auth: AuthConfig::default(),
         }
     }

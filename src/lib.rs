@@ -11,6 +11,7 @@
 //!   leases, LRU and idle clean-up.
 //! - [`mcp`]: the MCP server (stdio and Streamable HTTP) for AI assistants.
 //! - [`bridge`]: the WebSocket bridge, wire-compatible with ble-mcp-test clients.
+//! - [`control`]: the control WebSocket (`/ws`): full BLE control for web apps.
 //! - [`http`]: the HTTP server every network front end is mounted on.
 //! - [`config`]: the one `Config`, from a TOML file, `GATTWAY_*` variables and flags.
 //! - [`cli`]: the command line (`gattway scan`, `gattway serve`).
@@ -22,6 +23,7 @@ pub mod ble;
 pub mod bridge;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod gateway;
 pub mod http;
 pub mod mcp;

@@ -177,7 +177,13 @@ async fn serve(gateway: &Gateway, config: &Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, backend = gateway.backend_name(), "listening on http://{addr} (MCP at http://{addr}/mcp, bridge at ws://{addr}/)");
-    let state = AppState::new(gateway.clone(), config.mcp.clone(), config.bridge.clone(), auth);
+    let state = AppState::with_control(
+        gateway.clone(),
+        config.mcp.clone(),
+        config.bridge.clone(),
+        config.control.clone(),
+        auth,
+    );
     http::serve(listener, state, shutdown_signal()).await?;
     Ok(())
 }

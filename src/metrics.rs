@@ -25,6 +25,7 @@ use crate::sync::lock;
 #[allow(non_camel_case_types)]
 pub enum Endpoint {
     bridge,
+    control,
     mcp,
 }
 
@@ -85,6 +86,7 @@ pub struct Metrics {
     pub ws_connections: Family<EndpointLabels, Gauge>,
     pub messages: Family<MessageLabels, Counter>,
     pub mcp_tool_calls: Family<ToolOutcomeLabels, Counter>,
+    pub rate_limited: Counter,
     pub mcp_tool_duration: Family<ToolLabels, Histogram>,
     pub runtime_workers: Gauge,
     pub runtime_alive_tasks: Gauge,
@@ -119,6 +121,7 @@ impl Metrics {
         let ws_connections = Family::<EndpointLabels, Gauge>::default();
         let messages = Family::<MessageLabels, Counter>::default();
         let mcp_tool_calls = Family::<ToolOutcomeLabels, Counter>::default();
+        let rate_limited = Counter::default();
         let mcp_tool_duration = Family::<ToolLabels, Histogram>::new_with_constructor(
             tool_duration_histogram as fn() -> Histogram,
         );
@@ -193,6 +196,11 @@ impl Metrics {
             mcp_tool_calls.clone(),
         );
         r.register(
+            "gattway_rate_limited",
+            "Requests refused by a rate limit",
+            rate_limited.clone(),
+        );
+        r.register(
             "gattway_mcp_tool_duration_seconds",
             "MCP tool call duration",
             mcp_tool_duration.clone(),
@@ -218,14 +226,11 @@ impl Metrics {
             runtime_scheduling_delay.clone(),
         );
         // Known label sets start at zero: a dashboard shows 0, not "no data".
-        let _ = ws_connections.get_or_create(&EndpointLabels {
-            endpoint: Endpoint::bridge,
-        });
-        for direction in [Direction::received, Direction::sent] {
-            let _ = messages.get_or_create(&MessageLabels {
-                endpoint: Endpoint::bridge,
-                direction,
-            });
+        for endpoint in [Endpoint::bridge, Endpoint::control] {
+            let _ = ws_connections.get_or_create(&EndpointLabels { endpoint });
+            for direction in [Direction::received, Direction::sent] {
+                let _ = messages.get_or_create(&MessageLabels { endpoint, direction });
+            }
         }
         Metrics {
             registry: r,
@@ -242,6 +247,7 @@ impl Metrics {
             ws_connections,
             messages,
             mcp_tool_calls,
+            rate_limited,
             mcp_tool_duration,
             runtime_workers,
             runtime_alive_tasks,

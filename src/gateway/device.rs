@@ -361,7 +361,10 @@ impl Actor {
                     }
                     return Ok(mtu);
                 }
-                Err(GatewayError::Ble(e @ BleError::DeviceNotFound(_))) => {
+                // Retrying cannot help: no such device, or no radio at all.
+                Err(GatewayError::Ble(
+                    e @ (BleError::DeviceNotFound(_) | BleError::AdapterUnavailable(_)),
+                )) => {
                     self.shared.set_state(LinkState::Disconnected);
                     return Err(e.into());
                 }

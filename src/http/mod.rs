@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use crate::auth::{Authenticator, Scope};
 use crate::bridge::{self, Bridge, BridgeConfig};
+use crate::control::{self, Control, ControlConfig};
 use crate::gateway::Gateway;
 use crate::mcp::{self, McpConfig, McpSettings};
 
@@ -34,6 +35,7 @@ pub struct AppState {
     pub gateway: Gateway,
     pub mcp: McpConfig,
     pub bridge: Bridge,
+    pub control: Control,
     pub auth: Arc<Authenticator>,
     /// Cancelled at shutdown: ends long-lived streams (MCP SSE, WebSockets) so the
     /// server can stop.
@@ -42,8 +44,19 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(gateway: Gateway, mcp: McpConfig, bridge: BridgeConfig, auth: Arc<Authenticator>) -> Self {
+        Self::with_control(gateway, mcp, bridge, ControlConfig::default(), auth)
+    }
+
+    pub fn with_control(
+        gateway: Gateway,
+        mcp: McpConfig,
+        bridge: BridgeConfig,
+        control: ControlConfig,
+        auth: Arc<Authenticator>,
+    ) -> Self {
         AppState {
             bridge: Bridge::new(gateway.clone(), bridge),
+            control: Control::new(gateway.clone(), auth.clone(), control),
             gateway,
             mcp,
             auth,
@@ -73,6 +86,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(index_or_bridge))
         .route("/ws/bridge", get(index_or_bridge))
+        .route("/ws", get(control_socket))
         .route("/healthz", get(healthz))
         .route("/readyz", get(ops::readyz))
         .route("/health", get(ops::health))
@@ -121,23 +135,11 @@ async fn index_or_bridge(
     let Ok(ws) = ws else {
         return index(&state).into_response();
     };
-    let principal = if state.auth.enabled() {
-        let credential = auth::credential(&headers, raw_query.as_deref());
-        match auth::authorize(&state.auth, credential, Scope::BleWrite) {
-            Ok(p) => Some(p),
-            Err(e) => return auth::problem(&e),
-        }
-    } else {
-        None
+    // The bridge writes to the device, so a credential (when configured) must allow it.
+    let principal = match check_upgrade(&state, &headers, raw_query.as_deref(), Some(Scope::BleWrite)) {
+        Ok(p) => p,
+        Err(refusal) => return *refusal,
     };
-    if !origin::origin_allowed(&headers, &state.bridge.config().allowed_origins) {
-        tracing::warn!(origin = ?headers.get("origin"), "bridge WebSocket from a foreign origin refused");
-        return (
-            StatusCode::FORBIDDEN,
-            "cross-origin WebSocket refused: add the origin to bridge.allowed_origins",
-        )
-            .into_response();
-    }
     let limit = HARD_FRAME_LIMIT.max(state.bridge.config().max_frame_bytes * 2);
     ws.max_message_size(limit)
         .max_frame_size(limit)
@@ -150,6 +152,64 @@ async fn index_or_bridge(
                 state.shutdown.clone(),
             )
         })
+}
+
+/// The control WebSocket. A credential at the upgrade (header or `access_token=`)
+/// authenticates the connection; without one, AUTHENTICATE must come first.
+async fn control_socket(
+    State(state): State<AppState>,
+    ws: WebSocketUpgrade,
+    axum::extract::RawQuery(raw_query): axum::extract::RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    // Without a credential here, AUTHENTICATE must be the first request.
+    let principal = match check_upgrade(&state, &headers, raw_query.as_deref(), None) {
+        Ok(p) => p,
+        Err(refusal) => return *refusal,
+    };
+    let slot = state.control.slot();
+    let max = state.control.config().max_message_bytes.max(1024) * 4;
+    ws.max_message_size(max).on_upgrade(move |socket| {
+        control::handle_socket(
+            state.control.clone(),
+            socket,
+            principal,
+            slot,
+            state.shutdown.clone(),
+        )
+    })
+}
+
+/// The checks every browser-facing WebSocket upgrade makes: the `Origin` (cross-site
+/// WebSocket hijacking), then the credential if credentials are configured. With
+/// `required`, a credential with that scope must be present; without, a credential
+/// is optional but must be valid when given.
+fn check_upgrade(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw_query: Option<&str>,
+    required: Option<Scope>,
+) -> Result<Option<crate::auth::Principal>, Box<Response>> {
+    if !origin::origin_allowed(headers, &state.bridge.config().allowed_origins) {
+        tracing::warn!(origin = ?headers.get("origin"), "WebSocket from a foreign origin refused");
+        return Err(Box::new(
+            (
+                StatusCode::FORBIDDEN,
+                "cross-origin WebSocket refused: add the origin to bridge.allowed_origins",
+            )
+                .into_response(),
+        ));
+    }
+    if !state.auth.enabled() {
+        return Ok(None);
+    }
+    let credential = auth::credential(headers, raw_query);
+    let result = match (required, credential) {
+        (Some(scope), credential) => auth::authorize(&state.auth, credential, scope).map(Some),
+        (None, Some(c)) => state.auth.verify(&c).map(Some),
+        (None, None) => Ok(None),
+    };
+    result.map_err(|e| Box::new(auth::problem(&e)))
 }
 
 fn index(state: &AppState) -> Html<String> {

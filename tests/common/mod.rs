@@ -144,11 +144,30 @@ pub async fn start_server_full(
     bridge: gattway::bridge::BridgeConfig,
     auth: gattway::auth::AuthConfig,
 ) -> Server {
+    start_any_server(gateway, mcp, bridge, Default::default(), auth).await
+}
+
+pub async fn start_control_server(
+    gateway: &Gateway,
+    control: gattway::control::ControlConfig,
+    auth: gattway::auth::AuthConfig,
+) -> Server {
+    start_any_server(gateway, Default::default(), Default::default(), control, auth).await
+}
+
+/// The real router on port 0 over `gateway`, with every front end's settings.
+async fn start_any_server(
+    gateway: &Gateway,
+    mcp: gattway::mcp::McpConfig,
+    bridge: gattway::bridge::BridgeConfig,
+    control: gattway::control::ControlConfig,
+    auth: gattway::auth::AuthConfig,
+) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let auth = std::sync::Arc::new(gattway::auth::Authenticator::new(&auth).expect("auth config"));
-    let state = gattway::http::AppState::new(gateway.clone(), mcp, bridge, auth);
+    let state = gattway::http::AppState::with_control(gateway.clone(), mcp, bridge, control, auth);
     let task = tokio::spawn(gattway::http::serve(listener, state, async move {
         let _ = stopped.await;
     }));

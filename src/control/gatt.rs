@@ -1,0 +1,96 @@
+//! CHARACTERISTIC_READ (→ CHARACTERISTIC_VALUE), CHARACTERISTIC_WRITE
+//! (→ CHARACTERISTIC_WRITTEN), SUBSCRIBE (→ SUBSCRIBED, then NOTIFICATION events),
+//! UNSUBSCRIBE (→ UNSUBSCRIBED). Values are base64.
+
+use serde_json::{json, Value};
+
+use super::protocol::{b64, event, reply, Failure, Request};
+use super::Conn;
+use crate::ble::{DeviceId, Uuid, WriteKind};
+use crate::gateway::serde_helpers::to_unix_ms;
+use crate::gateway::SubscriptionEvent;
+use crate::sync::AbortOnDrop;
+
+fn target(conn: &Conn, req: &Request) -> Result<(DeviceId, Uuid, Uuid), Failure> {
+    let id = req.device()?;
+    conn.check_device(&id)?;
+    Ok((id, req.uuid("serviceUuid")?, req.uuid("characteristicUuid")?))
+}
+
+pub async fn read(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failure> {
+    let (id, service, characteristic) = target(conn, req)?;
+    let value = conn.gateway.device(&id).read(service, characteristic).await?;
+    Ok(Some(reply(
+        "CHARACTERISTIC_VALUE",
+        &req.id,
+        json!({"deviceId": id, "serviceUuid": service.to_string(), "characteristicUuid": characteristic.to_string(), "value": b64(&value)}),
+    )))
+}
+
+pub async fn write(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failure> {
+    let (id, service, characteristic) = target(conn, req)?;
+    let value = req.base64("value")?;
+    let kind = if req.opt_bool("withResponse")?.unwrap_or(true) {
+        WriteKind::WithResponse
+    } else {
+        WriteKind::WithoutResponse
+    };
+    let len = value.len();
+    conn.gateway
+        .device(&id)
+        .write(service, characteristic, value, kind)
+        .await?;
+    Ok(Some(reply(
+        "CHARACTERISTIC_WRITTEN",
+        &req.id,
+        json!({"deviceId": id, "serviceUuid": service.to_string(), "characteristicUuid": characteristic.to_string(), "bytes": len}),
+    )))
+}
+
+pub async fn subscribe(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failure> {
+    let (id, service, characteristic) = target(conn, req)?;
+    let mut sub = conn
+        .gateway
+        .device(&id)
+        .subscribe(service, characteristic)
+        .await?;
+    let out = conn.out.clone();
+    let task = tokio::spawn(async move {
+        while let Some(ev) = sub.recv().await {
+            match ev {
+                SubscriptionEvent::Notification(n) => out.event(event(
+                    "NOTIFICATION",
+                    json!({
+                        "deviceId": n.device,
+                        "serviceUuid": n.service.to_string(),
+                        "characteristicUuid": n.characteristic.to_string(),
+                        "value": b64(&n.value),
+                        "timestamp": to_unix_ms(n.at),
+                    }),
+                )),
+                SubscriptionEvent::Lagged(k) => out.lost(k),
+            }
+        }
+    });
+    conn.subs
+        .insert((id.clone(), service, characteristic), AbortOnDrop(task));
+    Ok(Some(reply(
+        "SUBSCRIBED",
+        &req.id,
+        json!({"deviceId": id, "serviceUuid": service.to_string(), "characteristicUuid": characteristic.to_string()}),
+    )))
+}
+
+pub fn unsubscribe(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failure> {
+    let (id, service, characteristic) = target(conn, req)?;
+    if conn.subs.remove(&(id.clone(), service, characteristic)).is_none() {
+        return Err(Failure::params(format!(
+            "not subscribed to {characteristic} on {id}"
+        )));
+    }
+    Ok(Some(reply(
+        "UNSUBSCRIBED",
+        &req.id,
+        json!({"deviceId": id, "serviceUuid": service.to_string(), "characteristicUuid": characteristic.to_string()}),
+    )))
+}

@@ -1,0 +1,464 @@
+//! The control WebSocket at `/ws`: full BLE control for web apps (scan, connect,
+//! read, write, subscribe, batch), with the original MCP BLE server's message set
+//! (`docs/control-protocol.md`). One task per connection; requests are answered in
+//! order while events keep flowing; every request is authenticated (when
+//! credentials are configured), scoped and rate-limited.
+//!
+//! - `protocol.rs`: wire shapes, strict parsing, error codes.
+//! - `scan.rs`, `device.rs`, `gatt.rs`: one file per message family.
+//! - `limits.rs`: token buckets.
+
+mod device;
+mod gatt;
+mod limits;
+pub mod protocol;
+mod scan;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{Message, WebSocket};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use self::limits::TokenBucket;
+use self::protocol::{event, reply, Code, Failure, Request};
+use crate::auth::{AuthError, Authenticator, Principal, Scope};
+use crate::ble::{DeviceId, Uuid};
+use crate::gateway::{Gateway, GatewayEvent};
+use crate::metrics::{Direction, Endpoint, EndpointLabels, MessageLabels};
+use crate::sync::{lock, AbortOnDrop};
+
+/// The `[control]` table.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlConfig {
+    /// Open control connections at once; more get CONNECTION_LIMIT_REACHED.
+    pub max_connections: usize,
+    /// Requests a second one connection may make, sustained.
+    pub rate_per_connection: f64,
+    pub burst_per_connection: f64,
+    /// Requests a second one principal may make over all its connections.
+    pub rate_per_principal: f64,
+    pub burst_per_principal: f64,
+    /// Larger messages get MESSAGE_TOO_LARGE.
+    pub max_message_bytes: usize,
+    /// Events a connection may have waiting before they are dropped (QUEUE_FULL).
+    pub queue: usize,
+    /// Lifetime of the session tokens AUTHENTICATED hands out.
+    pub session_ttl_secs: u64,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        ControlConfig {
+            max_connections: 64,
+            rate_per_connection: 50.0,
+            burst_per_connection: 100.0,
+            rate_per_principal: 200.0,
+            burst_per_principal: 400.0,
+            max_message_bytes: 64 * 1024,
+            queue: 1024,
+            session_ttl_secs: 3600,
+        }
+    }
+}
+
+struct Inner {
+    gateway: Gateway,
+    auth: Arc<Authenticator>,
+    config: ControlConfig,
+    slots: Arc<Semaphore>,
+    /// Session token → principal and when the token expires.
+    sessions: Mutex<HashMap<String, (Principal, Instant)>>,
+    per_principal: Mutex<HashMap<String, TokenBucket>>,
+}
+
+/// The control endpoint's shared state.
+#[derive(Clone)]
+pub struct Control(Arc<Inner>);
+
+impl Control {
+    pub fn new(gateway: Gateway, auth: Arc<Authenticator>, config: ControlConfig) -> Self {
+        Control(Arc::new(Inner {
+            slots: Arc::new(Semaphore::new(config.max_connections)),
+            gateway,
+            auth,
+            config,
+            sessions: Mutex::new(HashMap::new()),
+            per_principal: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn config(&self) -> &ControlConfig {
+        &self.0.config
+    }
+
+    /// A connection slot, or `None` when the limit is reached.
+    pub fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.0.slots.clone().try_acquire_owned().ok()
+    }
+}
+
+/// Where a connection's messages go: replies wait for room, events are dropped
+/// (and counted) when the client reads too slowly.
+#[derive(Clone)]
+pub(crate) struct Outbox {
+    tx: mpsc::Sender<Value>,
+    lost: Arc<AtomicU64>,
+}
+
+impl Outbox {
+    pub fn event(&self, v: Value) {
+        if self.tx.try_send(v).is_err() {
+            self.lost.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn lost(&self, n: u64) {
+        self.lost.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub async fn reply(&self, v: Value) {
+        let _ = self.tx.send(v).await;
+    }
+}
+
+pub(crate) struct ScanTask {
+    pub task: AbortOnDrop,
+    pub stop: Arc<Notify>,
+}
+
+/// One connection's state.
+pub(crate) struct Conn {
+    control: Control,
+    pub gateway: Gateway,
+    pub principal: Option<Principal>,
+    pub out: Outbox,
+    pub scan: Option<ScanTask>,
+    pub subs: HashMap<(DeviceId, Uuid, Uuid), AbortOnDrop>,
+    limiter: TokenBucket,
+}
+
+impl Conn {
+    /// The device allow-list of the principal admits this device.
+    pub fn check_device(&self, id: &DeviceId) -> Result<(), Failure> {
+        let Some(p) = &self.principal else { return Ok(()) };
+        let name = self
+            .gateway
+            .known_devices()
+            .into_iter()
+            .find(|d| &d.id == id)
+            .and_then(|d| d.name);
+        if p.may_use(id, name.as_deref()) {
+            Ok(())
+        } else {
+            Err(AuthError::DeviceNotAllowed(id.to_string()).into())
+        }
+    }
+
+    fn auth_required(&self) -> bool {
+        self.control.0.auth.enabled()
+    }
+
+    /// Checks authentication, expiry and the scope a request type needs.
+    fn authorize(&self, kind: &str) -> Result<(), Failure> {
+        if !self.auth_required() || matches!(kind, "AUTHENTICATE" | "PING") {
+            return Ok(());
+        }
+        let p = self.principal.as_ref().ok_or(AuthError::NotAuthenticated)?;
+        if p.expires_at
+            .is_some_and(|exp| exp <= jsonwebtoken::get_current_timestamp())
+        {
+            return Err(AuthError::Expired.into());
+        }
+        let scope = match kind {
+            "CHARACTERISTIC_WRITE" => Scope::BleWrite,
+            _ => Scope::BleRead,
+        };
+        p.require(scope)?;
+        Ok(())
+    }
+
+    fn rate_limited(&mut self) -> bool {
+        let conn_ok = self.limiter.take();
+        let principal_ok = match &self.principal {
+            None => true,
+            Some(p) => {
+                let c = &self.control.0.config;
+                lock(&self.control.0.per_principal)
+                    .entry(p.subject.clone())
+                    .or_insert_with(|| TokenBucket::new(c.rate_per_principal, c.burst_per_principal))
+                    .take()
+            }
+        };
+        !(conn_ok && principal_ok)
+    }
+
+    fn authenticate(&mut self, req: &Request) -> Result<Option<Value>, Failure> {
+        let inner = &self.control.0;
+        let principal = if let Some(session) = req.opt_str("sessionToken")? {
+            let mut sessions = lock(&inner.sessions);
+            match sessions.get(session) {
+                Some((p, until)) if *until > Instant::now() => p.clone(),
+                Some(_) => {
+                    sessions.remove(session);
+                    return Err(AuthError::Expired.into());
+                }
+                None => return Err(AuthError::InvalidToken("unknown session token".into()).into()),
+            }
+        } else {
+            let credential = req
+                .opt_str("apiKey")?
+                .or(req.opt_str("token")?)
+                .ok_or_else(|| Failure::params("AUTHENTICATE needs apiKey, token (JWT) or sessionToken"))?;
+            inner.auth.verify(credential)?
+        };
+        let ttl = Duration::from_secs(inner.config.session_ttl_secs);
+        let mut until = Instant::now() + ttl;
+        let mut expires_at = jsonwebtoken::get_current_timestamp() + ttl.as_secs();
+        if let Some(exp) = principal.expires_at {
+            let left = exp.saturating_sub(jsonwebtoken::get_current_timestamp());
+            if left < ttl.as_secs() {
+                until = Instant::now() + Duration::from_secs(left);
+                expires_at = exp;
+            }
+        }
+        let token = uuid::Uuid::new_v4().to_string();
+        {
+            let mut sessions = lock(&inner.sessions);
+            sessions.retain(|_, (_, u)| *u > Instant::now());
+            sessions.insert(token.clone(), (principal.clone(), until));
+        }
+        let scopes: Vec<&str> = principal.scopes.iter().map(|s| s.as_str()).collect();
+        let out = reply(
+            "AUTHENTICATED",
+            &req.id,
+            json!({"subject": principal.subject, "scopes": scopes, "sessionToken": token, "expiresAt": expires_at * 1000}),
+        );
+        self.principal = Some(principal);
+        Ok(Some(out))
+    }
+
+    /// Answers one request; `None` when the reply comes later (START_SCAN).
+    async fn dispatch(&mut self, req: Request) -> Value {
+        let result = match self.authorize(&req.kind) {
+            Err(f) => Err(f),
+            Ok(()) => match req.kind.as_str() {
+                "AUTHENTICATE" => self.authenticate(&req),
+                "PING" => Ok(Some(reply(
+                    "PONG",
+                    &req.id,
+                    json!({"timestamp": crate::gateway::serde_helpers::to_unix_ms(std::time::SystemTime::now())}),
+                ))),
+                "START_SCAN" => scan::start(self, &req).await,
+                "STOP_SCAN" => scan::stop(self, &req),
+                "GET_DEVICES" => scan::devices(self, &req),
+                "CONNECT" => device::connect(self, &req).await,
+                "DISCONNECT" => device::disconnect(self, &req).await,
+                "GET_SERVICES" => device::services(self, &req).await,
+                "CHARACTERISTIC_READ" => gatt::read(self, &req).await,
+                "CHARACTERISTIC_WRITE" => gatt::write(self, &req).await,
+                "SUBSCRIBE" => gatt::subscribe(self, &req).await,
+                "UNSUBSCRIBE" => gatt::unsubscribe(self, &req),
+                "BATCH" => Box::pin(self.batch(&req)).await,
+                other => Err(Failure::new(
+                    Code::InvalidMessageType,
+                    format!("unknown message type {other:?}"),
+                )),
+            },
+        };
+        match result {
+            Ok(Some(v)) => v,
+            Ok(None) => Value::Null,
+            Err(f) => protocol::error(&req.id, &f),
+        }
+    }
+
+    /// Runs the requests in order; the reply lists their replies in the same order.
+    async fn batch(&mut self, req: &Request) -> Result<Option<Value>, Failure> {
+        let Some(Value::Array(requests)) = req.body.get("requests") else {
+            return Err(Failure::params("BATCH needs requests: an array of messages"));
+        };
+        if requests.len() > 100 {
+            return Err(Failure::params("a BATCH holds at most 100 requests"));
+        }
+        let mut results = Vec::with_capacity(requests.len());
+        for r in requests.clone() {
+            let result = match protocol::parse_value(r) {
+                Err((id, f)) => protocol::error(&id, &f),
+                Ok(sub) if matches!(sub.kind.as_str(), "BATCH" | "START_SCAN") => protocol::error(
+                    &sub.id,
+                    &Failure::params(format!("{} cannot be batched", sub.kind)),
+                ),
+                Ok(sub) => self.dispatch(sub).await,
+            };
+            results.push(result);
+        }
+        Ok(Some(reply("BATCH_RESULT", &req.id, json!({"results": results}))))
+    }
+}
+
+/// Runs one control connection to its end.
+pub async fn handle_socket(
+    control: Control,
+    mut ws: WebSocket,
+    principal: Option<Principal>,
+    slot: Option<OwnedSemaphorePermit>,
+    shutdown: CancellationToken,
+) {
+    let Some(_slot) = slot else {
+        let f = Failure::new(
+            Code::ConnectionLimitReached,
+            format!("at most {} control connections", control.config().max_connections),
+        );
+        let _ = send(&mut ws, &protocol::error(&Value::Null, &f)).await;
+        let _ = ws
+            .send(Message::Close(Some(axum::extract::ws::CloseFrame {
+                code: 1013,
+                reason: "connection limit reached".into(),
+            })))
+            .await;
+        return;
+    };
+    let gateway = control.0.gateway.clone();
+    let metrics = gateway.metrics().clone();
+    let endpoint = EndpointLabels {
+        endpoint: Endpoint::control,
+    };
+    metrics.ws_connections.get_or_create(&endpoint).inc();
+    let counter = |direction| {
+        metrics
+            .messages
+            .get_or_create(&MessageLabels {
+                endpoint: Endpoint::control,
+                direction,
+            })
+            .clone()
+    };
+    let (received, sent) = (counter(Direction::received), counter(Direction::sent));
+    let (tx, mut rx) = mpsc::channel(control.config().queue.max(1));
+    let lost = Arc::new(AtomicU64::new(0));
+    let c = control.config().clone();
+    let mut conn = Conn {
+        control: control.clone(),
+        gateway: gateway.clone(),
+        principal,
+        out: Outbox {
+            tx,
+            lost: lost.clone(),
+        },
+        scan: None,
+        subs: HashMap::new(),
+        limiter: TokenBucket::new(c.rate_per_connection, c.burst_per_connection),
+    };
+    let _link_events = forward_link_events(&conn);
+    let max = c.max_message_bytes;
+    loop {
+        tokio::select! {
+            biased;
+            out = rx.recv() => {
+                let Some(v) = out else { break };
+                sent.inc();
+                if send(&mut ws, &v).await.is_err() { break; }
+                let n = lost.swap(0, Ordering::Relaxed);
+                if n > 0 {
+                    let f = Failure::new(Code::QueueFull, format!("{n} events were dropped: this client reads slower than they arrive"));
+                    if send(&mut ws, &protocol::error(&Value::Null, &f)).await.is_err() { break; }
+                }
+            }
+            frame = ws.recv() => {
+                let text = match frame {
+                    Some(Ok(Message::Text(t))) => t.to_string(),
+                    Some(Ok(Message::Binary(_))) => {
+                        let f = Failure::new(Code::InvalidMessage, "binary frames are not supported: send JSON text");
+                        if send(&mut ws, &protocol::error(&Value::Null, &f)).await.is_err() { break; }
+                        continue;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
+                };
+                received.inc();
+                let answer = if text.len() > max {
+                    protocol::error(&Value::Null, &Failure::new(Code::MessageTooLarge, format!("{} bytes is over the {max}-byte limit", text.len())))
+                } else if conn.rate_limited() {
+                    metrics.rate_limited.inc();
+                    let id = protocol::parse(&text).map(|r| r.id).unwrap_or(Value::Null);
+                    protocol::error(&id, &Failure::new(Code::RateLimitExceeded, "too many requests: slow down"))
+                } else {
+                    match protocol::parse(&text) {
+                        Err((id, f)) => protocol::error(&id, &f),
+                        Ok(req) => {
+                            // Keep events flowing while a long request (CONNECT) runs.
+                            let work = conn.dispatch(req);
+                            tokio::pin!(work);
+                            loop {
+                                tokio::select! {
+                                    done = &mut work => break done,
+                                    Some(v) = rx.recv() => {
+                                        sent.inc();
+                                        let _ = send(&mut ws, &v).await;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                };
+                if !answer.is_null() {
+                    sent.inc();
+                    if send(&mut ws, &answer).await.is_err() { break; }
+                }
+            }
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    metrics.ws_connections.get_or_create(&endpoint).dec();
+}
+
+/// CONNECTED / DISCONNECTED / RECONNECTED events for the devices this connection may use.
+fn forward_link_events(conn: &Conn) -> AbortOnDrop {
+    let mut events = conn.gateway.events();
+    let out = conn.out.clone();
+    let principal = conn.principal.clone();
+    AbortOnDrop(tokio::spawn(async move {
+        loop {
+            let e = match events.recv().await {
+                Ok(e) => e,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    out.lost(n);
+                    continue;
+                }
+                Err(_) => return,
+            };
+            let (kind, id, extra) = match &e {
+                GatewayEvent::Connected { id, mtu } => ("CONNECTED", id, json!({"mtu": mtu})),
+                GatewayEvent::Reconnected { id, mtu } => {
+                    ("CONNECTED", id, json!({"mtu": mtu, "reconnected": true}))
+                }
+                GatewayEvent::Disconnected {
+                    id,
+                    reason,
+                    will_reconnect,
+                } => (
+                    "DISCONNECTED",
+                    id,
+                    json!({"reason": reason, "willReconnect": will_reconnect}),
+                ),
+            };
+            if principal.as_ref().is_some_and(|p| !p.may_use(id, None)) {
+                continue;
+            }
+            let mut fields = extra;
+            fields["deviceId"] = json!(id);
+            out.event(event(kind, fields));
+        }
+    }))
+}
+
+async fn send(ws: &mut WebSocket, v: &Value) -> Result<(), axum::Error> {
+    ws.send(Message::Text(v.to_string().into())).await
+}
