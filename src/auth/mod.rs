@@ -98,6 +98,25 @@ impl Principal {
     }
 }
 
+/// Whether an (optional) principal may use a device: no principal (no credentials
+/// configured) may use any.
+pub fn admits(principal: Option<&Principal>, id: &DeviceId, name: Option<&str>) -> bool {
+    principal.is_none_or(|p| p.may_use(id, name))
+}
+
+/// Like [`admits`], as the error front ends return.
+pub fn check_device(
+    principal: Option<&Principal>,
+    id: &DeviceId,
+    name: Option<&str>,
+) -> Result<(), AuthError> {
+    if admits(principal, id, name) {
+        Ok(())
+    } else {
+        Err(AuthError::DeviceNotAllowed(id.to_string()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     #[error("authentication required: send an API key or JWT (Authorization: Bearer …)")]

@@ -144,7 +144,11 @@ impl Bridge {
         if let Some(sid) = &params.session {
             let existing = lock(&self.registry).sessions.get(sid).cloned();
             if let Some(handle) = existing {
-                let allowed = principal.is_none_or(|p| p.may_use(&handle.device, None));
+                let allowed = crate::auth::admits(
+                    principal,
+                    &handle.device,
+                    self.gateway.name_of(&handle.device).as_deref(),
+                );
                 if allowed && handle.params_match(params) && handle.attach(socket_id, outgoing.clone()).await
                 {
                     tracing::info!(session = %sid, device = %handle.device, "bridge session resumed");
@@ -158,17 +162,9 @@ impl Bridge {
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let timeout = Duration::from_millis(params.timeout_ms.unwrap_or(self.config.connect_timeout_ms));
         let device = self.find_device(params, timeout).await?;
-        if let Some(p) = principal {
-            let name = self
-                .gateway
-                .known_devices()
-                .into_iter()
-                .find(|d| d.id == device)
-                .and_then(|d| d.name);
-            if !p.may_use(&device, name.as_deref()) {
-                let e = crate::auth::AuthError::DeviceNotAllowed(device.to_string());
-                return Err(OpenError::new("forbidden", 1008, e.to_string()));
-            }
+        let name = self.gateway.name_of(&device);
+        if let Err(e) = crate::auth::check_device(principal, &device, name.as_deref()) {
+            return Err(OpenError::new("forbidden", 1008, e.to_string()));
         }
         if lock(&self.registry).releasing.contains(&device) {
             return Err(OpenError::new(

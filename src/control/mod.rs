@@ -7,11 +7,13 @@
 //! - `protocol.rs`: wire shapes, strict parsing, error codes.
 //! - `scan.rs`, `device.rs`, `gatt.rs`: one file per message family.
 //! - `limits.rs`: token buckets.
+//! - `rest.rs`: the same operations over REST at `/api/v1`, with OpenAPI.
 
 mod device;
 mod gatt;
 mod limits;
 pub mod protocol;
+pub mod rest;
 mod scan;
 
 use std::collections::HashMap;
@@ -98,6 +100,15 @@ impl Control {
         &self.0.config
     }
 
+    /// Takes one request from a principal's rate-limit bucket; false when empty.
+    pub fn take_principal_token(&self, subject: &str) -> bool {
+        let c = &self.0.config;
+        lock(&self.0.per_principal)
+            .entry(subject.to_string())
+            .or_insert_with(|| TokenBucket::new(c.rate_per_principal, c.burst_per_principal))
+            .take()
+    }
+
     /// A connection slot, or `None` when the limit is reached.
     pub fn slot(&self) -> Option<OwnedSemaphorePermit> {
         self.0.slots.clone().try_acquire_owned().ok()
@@ -147,18 +158,12 @@ pub(crate) struct Conn {
 impl Conn {
     /// The device allow-list of the principal admits this device.
     pub fn check_device(&self, id: &DeviceId) -> Result<(), Failure> {
-        let Some(p) = &self.principal else { return Ok(()) };
-        let name = self
-            .gateway
-            .known_devices()
-            .into_iter()
-            .find(|d| &d.id == id)
-            .and_then(|d| d.name);
-        if p.may_use(id, name.as_deref()) {
-            Ok(())
-        } else {
-            Err(AuthError::DeviceNotAllowed(id.to_string()).into())
-        }
+        let name = self.gateway.name_of(id);
+        Ok(crate::auth::check_device(
+            self.principal.as_ref(),
+            id,
+            name.as_deref(),
+        )?)
     }
 
     fn auth_required(&self) -> bool {
@@ -188,13 +193,7 @@ impl Conn {
         let conn_ok = self.limiter.take();
         let principal_ok = match &self.principal {
             None => true,
-            Some(p) => {
-                let c = &self.control.0.config;
-                lock(&self.control.0.per_principal)
-                    .entry(p.subject.clone())
-                    .or_insert_with(|| TokenBucket::new(c.rate_per_principal, c.burst_per_principal))
-                    .take()
-            }
+            Some(p) => self.control.take_principal_token(&p.subject),
         };
         !(conn_ok && principal_ok)
     }

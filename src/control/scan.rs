@@ -82,7 +82,7 @@ pub async fn start(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Fail
             tokio::select! {
                 found = session.next() => match found {
                     Some(d) => {
-                        if principal.as_ref().is_none_or(|p| p.may_use(&d.id, d.name.as_deref())) {
+                        if crate::auth::admits(principal.as_ref(), &d.id, d.name.as_deref()) {
                             out.event(event("DEVICE_FOUND", device_json(&d)));
                         }
                     }
@@ -94,11 +94,7 @@ pub async fn start(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Fail
         let devices: Vec<Value> = session
             .results()
             .iter()
-            .filter(|d| {
-                principal
-                    .as_ref()
-                    .is_none_or(|p| p.may_use(&d.id, d.name.as_deref()))
-            })
+            .filter(|d| crate::auth::admits(principal.as_ref(), &d.id, d.name.as_deref()))
             .map(device_json)
             .collect();
         out.reply(reply("SCAN_COMPLETE", &id, json!({"devices": devices})))
@@ -128,11 +124,7 @@ pub fn devices(conn: &Conn, req: &Request) -> Result<Option<Value>, Failure> {
         .gateway
         .known_devices()
         .iter()
-        .filter(|d| {
-            conn.principal
-                .as_ref()
-                .is_none_or(|p| p.may_use(&d.id, d.name.as_deref()))
-        })
+        .filter(|d| crate::auth::admits(conn.principal.as_ref(), &d.id, d.name.as_deref()))
         .map(device_json)
         .collect();
     Ok(Some(reply("DEVICES", &req.id, json!({"devices": devices}))))

@@ -295,6 +295,11 @@ impl Gateway {
         self.inner.started.elapsed()
     }
 
+    /// The advertised name of a device heard so far.
+    pub fn name_of(&self, id: &DeviceId) -> Option<String> {
+        lock(&self.inner.known).get(id).and_then(|d| d.name.clone())
+    }
+
     /// Devices heard so far, strongest first.
     pub fn known_devices(&self) -> Vec<DeviceInfo> {
         let mut v: Vec<DeviceInfo> = lock(&self.inner.known).values().cloned().collect();

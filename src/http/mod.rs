@@ -83,6 +83,27 @@ pub fn router(state: AppState) -> Router {
                 },
                 auth::require,
             ));
+    let (rest, openapi) = control::rest::router(control::rest::RestState {
+        gateway: state.gateway.clone(),
+        control: state.control.clone(),
+    });
+    let openapi = Arc::new(openapi);
+    let rest_routes = Router::new()
+        .nest("/api/v1", rest)
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let api = openapi.clone();
+                async move { Json(api.as_ref().clone()) }
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            auth::Requirement {
+                auth: state.auth.clone(),
+                scope: Scope::BleRead,
+            },
+            auth::require,
+        ));
     Router::new()
         .route("/", get(index_or_bridge))
         .route("/ws/bridge", get(index_or_bridge))
@@ -103,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         )
         .with_state(state)
         .merge(mcp_routes)
+        .merge(rest_routes)
         .layer(axum::middleware::from_fn(request_span))
 }
 

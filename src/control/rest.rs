@@ -1,0 +1,465 @@
+//! REST at `/api/v1`: the control operations for scripts and curl, with an
+//! OpenAPI 3.1 document (`/api/v1/openapi.json`) generated from these handlers'
+//! annotations, so it cannot drift. Errors are `application/problem+json` with the
+//! control protocol's `code`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::protocol::{b64, Code, Failure};
+use super::Control;
+use crate::auth::{AuthError, Principal, Scope};
+use crate::ble::{DeviceId, ScanFilter, Uuid, WriteKind};
+use crate::gateway::serde_helpers::to_unix_ms;
+use crate::gateway::{ConnectOptions, DeviceInfo, Gateway, SubscriptionEvent};
+
+/// What the REST handlers share.
+#[derive(Clone)]
+pub struct RestState {
+    pub gateway: Gateway,
+    pub control: Control,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "gattway REST API",
+        description = "Bluetooth LE control: scan, connect, read, write, notifications (SSE). Errors are application/problem+json with a `code`."
+    ),
+    components(schemas(Problem))
+)]
+struct ApiDoc;
+
+/// The `/api/v1` router and its OpenAPI document.
+pub fn router(state: RestState) -> (axum::Router, utoipa::openapi::OpenApi) {
+    let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(list_devices))
+        .routes(routes!(scan))
+        .routes(routes!(connect))
+        .routes(routes!(disconnect))
+        .routes(routes!(services))
+        .routes(routes!(read, write))
+        .routes(routes!(notifications))
+        .with_state(state)
+        .split_for_parts();
+    api.info.version = env!("CARGO_PKG_VERSION").to_string();
+    (router, api)
+}
+
+/// An RFC 9457 problem.
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    /// The control protocol's error code (DEVICE_NOT_FOUND, NOT_CONNECTED, ...).
+    code: String,
+    detail: String,
+}
+
+pub struct ApiError(Failure);
+
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> Self {
+        ApiError(f)
+    }
+}
+
+impl From<crate::gateway::GatewayError> for ApiError {
+    fn from(e: crate::gateway::GatewayError) -> Self {
+        ApiError(e.into())
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        ApiError(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self.0.code {
+            Code::DeviceNotFound => StatusCode::NOT_FOUND,
+            Code::NotConnected | Code::Busy | Code::AlreadyConnected | Code::ScanAlreadyActive => {
+                StatusCode::CONFLICT
+            }
+            Code::InvalidParams | Code::InvalidMessage | Code::InvalidMessageType => StatusCode::BAD_REQUEST,
+            Code::NotAuthenticated | Code::InvalidApiKey | Code::InvalidToken | Code::SessionExpired => {
+                StatusCode::UNAUTHORIZED
+            }
+            Code::Forbidden => StatusCode::FORBIDDEN,
+            Code::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+            Code::MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::BleNotAvailable | Code::ConnectionLimitReached | Code::QueueFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Code::OperationFailed => StatusCode::BAD_GATEWAY,
+        };
+        let body = Problem {
+            kind: "about:blank".into(),
+            title: status.canonical_reason().unwrap_or("Error").into(),
+            status: status.as_u16(),
+            code: self.0.code.as_str().into(),
+            detail: self.0.message,
+        };
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            serde_json::to_string(&body).unwrap_or_default(),
+        )
+            .into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Scope, device list and rate limit for one request (all no-ops without credentials).
+fn admit(
+    state: &RestState,
+    principal: &Option<Extension<Principal>>,
+    scope: Scope,
+    device: Option<&DeviceId>,
+) -> ApiResult<()> {
+    let Some(Extension(p)) = principal else {
+        return Ok(());
+    };
+    p.require(scope)?;
+    if let Some(id) = device {
+        crate::auth::check_device(Some(p), id, state.gateway.name_of(id).as_deref())?;
+    }
+    if !state.control.take_principal_token(&p.subject) {
+        state.gateway.metrics().rate_limited.inc();
+        return Err(Failure::new(
+            Code::RateLimitExceeded,
+            "too many requests for this credential: slow down",
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The devices the request's principal (if any) may see.
+fn devices_json(p: &Option<Extension<Principal>>, devices: &[DeviceInfo]) -> Json<DevicesJson> {
+    let principal = p.as_ref().map(|Extension(p)| p);
+    Json(DevicesJson {
+        devices: devices
+            .iter()
+            .filter(|d| crate::auth::admits(principal, &d.id, d.name.as_deref()))
+            .map(DeviceJson::from)
+            .collect(),
+    })
+}
+
+fn uuid(name: &str, s: &str) -> ApiResult<Uuid> {
+    s.parse()
+        .map_err(|e| Failure::params(format!("{name}: {e}")).into())
+}
+
+/// A device as the REST API shows it.
+#[derive(Serialize, ToSchema)]
+pub struct DeviceJson {
+    id: String,
+    name: Option<String>,
+    rssi: i16,
+    tx_power: Option<i16>,
+    /// Canonical 128-bit UUIDs.
+    services: Vec<String>,
+    /// Company id → hex.
+    manufacturer_data: std::collections::BTreeMap<String, String>,
+    /// Milliseconds since the Unix epoch.
+    last_seen_ms: u64,
+}
+
+impl From<&DeviceInfo> for DeviceJson {
+    fn from(d: &DeviceInfo) -> Self {
+        DeviceJson {
+            id: d.id.to_string(),
+            name: d.name.clone(),
+            rssi: d.rssi,
+            tx_power: d.tx_power,
+            services: d.services.iter().map(|u| u.to_string()).collect(),
+            manufacturer_data: d
+                .manufacturer_data
+                .iter()
+                .map(|(k, v)| (k.to_string(), hex::encode(v)))
+                .collect(),
+            last_seen_ms: to_unix_ms(d.last_seen),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DevicesJson {
+    devices: Vec<DeviceJson>,
+}
+
+/// Devices heard so far, strongest first, with their last advertisement.
+#[utoipa::path(get, path = "/devices", responses((status = 200, body = DevicesJson), (status = 401, body = Problem)))]
+async fn list_devices(
+    State(s): State<RestState>,
+    p: Option<Extension<Principal>>,
+) -> ApiResult<Json<DevicesJson>> {
+    admit(&s, &p, Scope::BleRead, None)?;
+    Ok(devices_json(&p, &s.gateway.known_devices()))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanBody {
+    /// Milliseconds (default 5000, at most 60000).
+    duration_ms: Option<u64>,
+    name_prefix: Option<String>,
+    /// Service UUIDs, short or long.
+    services: Vec<String>,
+    min_rssi: Option<i16>,
+}
+
+/// Scans and returns what was found, strongest first.
+#[utoipa::path(post, path = "/scan", request_body = ScanBody, responses((status = 200, body = DevicesJson), (status = 400, body = Problem), (status = 503, body = Problem)))]
+async fn scan(
+    State(s): State<RestState>,
+    p: Option<Extension<Principal>>,
+    body: Option<Json<ScanBody>>,
+) -> ApiResult<Json<DevicesJson>> {
+    admit(&s, &p, Scope::BleRead, None)?;
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let duration = body.duration_ms.unwrap_or(5000);
+    if duration > 60_000 {
+        return Err(Failure::params("duration_ms is at most 60000").into());
+    }
+    let filter = ScanFilter {
+        name_prefix: body.name_prefix,
+        services: body
+            .services
+            .iter()
+            .map(|u| uuid("services", u))
+            .collect::<ApiResult<_>>()?,
+        min_rssi: body.min_rssi,
+    };
+    let found = s
+        .gateway
+        .scan(filter, Duration::from_millis(duration))
+        .await?
+        .collect()
+        .await;
+    Ok(devices_json(&p, &found))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectBody {
+    /// Milliseconds (default: the gateway's connect timeout).
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ConnectionJson {
+    id: String,
+    name: Option<String>,
+    mtu: u16,
+    state: String,
+}
+
+/// Connects (returns at once when connected already).
+#[utoipa::path(post, path = "/devices/{id}/connect", params(("id" = String, Path, description = "device id or name prefix")), request_body = ConnectBody,
+    responses((status = 200, body = ConnectionJson), (status = 404, body = Problem), (status = 502, body = Problem)))]
+async fn connect(
+    State(s): State<RestState>,
+    p: Option<Extension<Principal>>,
+    Path(id): Path<String>,
+    body: Option<Json<ConnectBody>>,
+) -> ApiResult<Json<ConnectionJson>> {
+    admit(&s, &p, Scope::BleRead, Some(&DeviceId::new(&id)))?;
+    let timeout = body.and_then(|Json(b)| b.timeout_ms).map(Duration::from_millis);
+    let info = s
+        .gateway
+        .connect(
+            &id,
+            ConnectOptions {
+                timeout,
+                services: Vec::new(),
+            },
+        )
+        .await?;
+    Ok(Json(ConnectionJson {
+        id: info.id.to_string(),
+        name: info.name,
+        mtu: info.mtu,
+        state: serde_json::to_value(info.state)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+    }))
+}
+
+/// Disconnects.
+#[utoipa::path(post, path = "/devices/{id}/disconnect", params(("id" = String, Path)), responses((status = 204), (status = 409, body = Problem)))]
+async fn disconnect(
+    State(s): State<RestState>,
+    p: Option<Extension<Principal>>,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let id = DeviceId::new(id);
+    admit(&s, &p, Scope::BleRead, Some(&id))?;
+    s.gateway.device(&id).disconnect().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The GATT tree.
+#[utoipa::path(get, path = "/devices/{id}/services", params(("id" = String, Path)), responses((status = 200, body = Object), (status = 409, body = Problem)))]
+async fn services(
+    State(s): State<RestState>,
+    p: Option<Extension<Principal>>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = DeviceId::new(id);
+    admit(&s, &p, Scope::BleRead, Some(&id))?;
+    let tree = s.gateway.device(&id).services().await?;
+    let services: Vec<Value> = tree
+        .iter()
+        .map(|sv| {
+            json!({
+                "uuid": sv.uuid.to_string(), "name": sv.uuid.name(), "primary": sv.primary,
+                "characteristics": sv.characteristics.iter().map(|c| json!({
+                    "uuid": c.uuid.to_string(), "name": c.uuid.name(), "properties": c.props.names(),
+                    "descriptors": c.descriptors.iter().map(|d| d.uuid.to_string()).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({"device": id, "services": services})))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ValueJson {
+    hex: String,
+    base64: String,
+}
+
+/// Reads a characteristic.
+#[utoipa::path(get, path = "/devices/{id}/characteristics/{service}/{characteristic}", params(("id" = String, Path), ("service" = String, Path), ("characteristic" = String, Path)),
+    responses((status = 200, body = ValueJson), (status = 400, body = Problem), (status = 409, body = Problem)))]
+async fn read(
+    State(s): State<RestState>,
+    p: Option<Extension<Principal>>,
+    Path((id, service, characteristic)): Path<(String, String, String)>,
+) -> ApiResult<Json<ValueJson>> {
+    let id = DeviceId::new(id);
+    admit(&s, &p, Scope::BleRead, Some(&id))?;
+    let v = s
+        .gateway
+        .device(&id)
+        .read(
+            uuid("service", &service)?,
+            uuid("characteristic", &characteristic)?,
+        )
+        .await?;
+    Ok(Json(ValueJson {
+        hex: hex::encode(&v),
+        base64: b64(&v),
+    }))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteBody {
+    /// The bytes as hex; or give `base64`.
+    hex: Option<String>,
+    base64: Option<String>,
+    /// Default true.
+    with_response: Option<bool>,
+}
+
+/// Writes a characteristic (needs `ble:write`).
+#[utoipa::path(put, path = "/devices/{id}/characteristics/{service}/{characteristic}", params(("id" = String, Path), ("service" = String, Path), ("characteristic" = String, Path)), request_body = WriteBody,
+    responses((status = 204), (status = 400, body = Problem), (status = 403, body = Problem)))]
+async fn write(
+    State(s): State<RestState>,
+    p: Option<Extension<Principal>>,
+    Path((id, service, characteristic)): Path<(String, String, String)>,
+    Json(body): Json<WriteBody>,
+) -> ApiResult<StatusCode> {
+    let id = DeviceId::new(id);
+    admit(&s, &p, Scope::BleWrite, Some(&id))?;
+    let bytes = match (body.hex, body.base64) {
+        (Some(h), None) => {
+            hex::decode(h.replace(' ', "")).map_err(|e| Failure::params(format!("hex: {e}")))?
+        }
+        (None, Some(b)) => {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(b)
+                .map_err(|e| Failure::params(format!("base64: {e}")))?
+        }
+        _ => return Err(Failure::params("give exactly one of hex or base64").into()),
+    };
+    let kind = if body.with_response.unwrap_or(true) {
+        WriteKind::WithResponse
+    } else {
+        WriteKind::WithoutResponse
+    };
+    s.gateway
+        .device(&id)
+        .write(
+            uuid("service", &service)?,
+            uuid("characteristic", &characteristic)?,
+            bytes,
+            kind,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct NotifyQuery {
+    service: String,
+    characteristic: String,
+}
+
+/// Notifications as Server-Sent Events (`event: notification`, data
+/// `{"hex","base64","timestamp"}`; `event: lagged` when some were dropped).
+#[utoipa::path(get, path = "/devices/{id}/notifications", params(("id" = String, Path), NotifyQuery), responses((status = 200, content_type = "text/event-stream"), (status = 409, body = Problem)))]
+async fn notifications(
+    State(s): State<RestState>,
+    p: Option<Extension<Principal>>,
+    Path(id): Path<String>,
+    Query(q): Query<NotifyQuery>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let id = DeviceId::new(id);
+    admit(&s, &p, Scope::BleRead, Some(&id))?;
+    let sub = s
+        .gateway
+        .device(&id)
+        .subscribe(
+            uuid("service", &q.service)?,
+            uuid("characteristic", &q.characteristic)?,
+        )
+        .await?;
+    let stream = futures::stream::unfold(sub, |mut sub| async move {
+        let event = match sub.recv().await? {
+            SubscriptionEvent::Notification(n) => Event::default().event("notification").data(
+                json!({"hex": hex::encode(&n.value), "base64": b64(&n.value), "timestamp": to_unix_ms(n.at)})
+                    .to_string(),
+            ),
+            SubscriptionEvent::Lagged(k) => Event::default()
+                .event("lagged")
+                .data(json!({"dropped": k}).to_string()),
+        };
+        Some((Ok(event), sub))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

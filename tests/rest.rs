@@ -1,0 +1,218 @@
+//! REST at /api/v1 with reqwest against the simulator: every operation, SSE
+//! notifications, problem+json errors, auth and rate limits, and the generated
+//! OpenAPI document.
+
+mod common;
+
+use common::*;
+use futures::StreamExt;
+use gattway::auth::{sha256_hex, ApiKeyConfig, AuthConfig, Scope};
+use gattway::control::ControlConfig;
+use serde_json::{json, Value};
+
+const NUS: &str = "6e400001-b5a3-f393-e0a9-e50e24dcca9e";
+const NUS_RX: &str = "6e400002-b5a3-f393-e0a9-e50e24dcca9e";
+const NUS_TX: &str = "6e400003-b5a3-f393-e0a9-e50e24dcca9e";
+
+/// The JSON body of a successful response.
+async fn body(req: reqwest::RequestBuilder) -> Value {
+    let resp = req.send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    resp.json().await.unwrap()
+}
+
+async fn problem(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    (status, resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_api() {
+    let rig = rig();
+    let server = start_control_server(&rig.gateway, ControlConfig::default(), AuthConfig::default()).await;
+    let api: Value = reqwest::get(server.url("/api/v1/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        api["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        api["openapi"]
+    );
+    let paths = api["paths"].as_object().unwrap();
+    for p in [
+        "/devices",
+        "/scan",
+        "/devices/{id}/connect",
+        "/devices/{id}/disconnect",
+        "/devices/{id}/services",
+        "/devices/{id}/notifications",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from {:?}",
+            paths.keys().collect::<Vec<_>>()
+        );
+    }
+    let chars = &paths["/devices/{id}/characteristics/{service}/{characteristic}"];
+    assert!(chars.get("get").is_some() && chars.get("put").is_some());
+    assert!(api["components"]["schemas"].get("Problem").is_some());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn scan_connect_read_write_and_stream_notifications() {
+    let rig = rig();
+    let server = start_control_server(&rig.gateway, ControlConfig::default(), AuthConfig::default()).await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| server.url(&format!("/api/v1{p}"));
+
+    let found = body(
+        http.post(url("/scan"))
+            .json(&json!({"duration_ms": 400, "services": ["180d"]})),
+    )
+    .await;
+    assert_eq!(found["devices"].as_array().unwrap().len(), 1);
+    assert_eq!(found["devices"][0]["name"], "Gattway HRM");
+    let known = body(http.get(url("/devices"))).await;
+    assert!(!known["devices"].as_array().unwrap().is_empty());
+
+    let c = body(http.post(url(&format!("/devices/{HRM}/connect")))).await;
+    assert_eq!(
+        (c["mtu"].as_u64(), c["state"].as_str()),
+        (Some(247), Some("connected"))
+    );
+    let tree = body(http.get(url(&format!("/devices/{HRM}/services")))).await;
+    assert_eq!(tree["services"][0]["name"], "Heart Rate");
+    let v = body(http.get(url(&format!("/devices/{HRM}/characteristics/180d/2a38")))).await;
+    assert_eq!(
+        (v["hex"].as_str(), v["base64"].as_str()),
+        (Some("01"), Some("AQ=="))
+    );
+
+    // Notifications as SSE, fed by a write to the UART.
+    http.post(url(&format!("/devices/{UART}/connect")))
+        .send()
+        .await
+        .unwrap();
+    let sse = http
+        .get(url(&format!(
+            "/devices/{UART}/notifications?service={NUS}&characteristic={NUS_TX}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.headers()["content-type"], "text/event-stream");
+    let mut body = sse.bytes_stream();
+    // The subscription exists once the response has started.
+    wait_until("SSE subscribed", || rig.gateway.stats().subscribers == 1).await;
+    let put = http
+        .put(url(&format!("/devices/{UART}/characteristics/{NUS}/{NUS_RX}")))
+        .json(&json!({"hex": "cafe"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 204);
+    let mut text = String::new();
+    within("SSE event", async {
+        while !text.contains("\"hex\":\"cafe\"") {
+            text.push_str(&String::from_utf8_lossy(&body.next().await.unwrap().unwrap()));
+        }
+    })
+    .await;
+    assert!(text.contains("event: notification"), "{text}");
+    drop(body);
+
+    assert_eq!(
+        http.post(url(&format!("/devices/{HRM}/disconnect")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let (status, p) = problem(
+        http.get(url(&format!("/devices/{HRM}/characteristics/180d/2a38")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, p["code"].as_str()), (409, Some("NOT_CONNECTED")));
+    let (status, p) = problem(
+        http.post(url("/devices/AA:AA:AA:AA:AA:AA/connect"))
+            .json(&json!({"timeout_ms": 200}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, p["code"].as_str()), (404, Some("DEVICE_NOT_FOUND")));
+    let (status, p) = problem(
+        http.get(url(&format!("/devices/{UART}/characteristics/zz/2a38")))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, p["code"].as_str()), (400, Some("INVALID_PARAMS")));
+    let both = http
+        .put(url(&format!("/devices/{UART}/characteristics/{NUS}/{NUS_RX}")))
+        .json(&json!({"hex": "00", "base64": "AA=="}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(both).await.0, 400);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn credentials_scopes_and_rate_limits() {
+    let rig = rig();
+    let key = |name: &str, scopes: Vec<Scope>| ApiKeyConfig {
+        name: name.into(),
+        sha256: sha256_hex(name.as_bytes()),
+        scopes,
+        devices: vec![],
+    };
+    let auth = AuthConfig {
+        api_keys: vec![
+            key("reader", vec![Scope::BleRead]),
+            key("writer", vec![Scope::BleRead, Scope::BleWrite]),
+        ],
+        ..Default::default()
+    };
+    let control = ControlConfig {
+        rate_per_principal: 0.01,
+        burst_per_principal: 4.0,
+        ..Default::default()
+    };
+    let server = start_control_server(&rig.gateway, control, auth).await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| server.url(&format!("/api/v1{p}"));
+    let (status, p) = problem(http.get(url("/devices")).send().await.unwrap()).await;
+    assert_eq!((status, p["code"].as_str()), (401, Some("NOT_AUTHENTICATED")));
+    http.post(url(&format!("/devices/{UART}/connect")))
+        .bearer_auth("writer")
+        .send()
+        .await
+        .unwrap();
+    let write = |who: &'static str| {
+        http.put(url(&format!("/devices/{UART}/characteristics/{NUS}/{NUS_RX}")))
+            .bearer_auth(who)
+            .json(&json!({"hex": "00"}))
+            .send()
+    };
+    let (status, p) = problem(write("reader").await.unwrap()).await;
+    assert_eq!((status, p["code"].as_str()), (403, Some("FORBIDDEN")));
+    assert_eq!(write("writer").await.unwrap().status(), 204);
+    // The writer's burst of 4: connect, write, now two more, then 429.
+    assert_eq!(write("writer").await.unwrap().status(), 204);
+    assert_eq!(write("writer").await.unwrap().status(), 204);
+    let (status, p) = problem(write("writer").await.unwrap()).await;
+    assert_eq!((status, p["code"].as_str()), (429, Some("RATE_LIMIT_EXCEEDED")));
+    server.stop().await;
+}
