@@ -490,6 +490,12 @@ async fn http_checks_origin_host_and_credentials() {
                 devices: vec![],
             },
             gattway::auth::ApiKeyConfig {
+                name: "writer".into(),
+                sha256: gattway::auth::sha256_hex(b"writer-key"),
+                scopes: vec![gattway::auth::Scope::BleRead, gattway::auth::Scope::BleWrite],
+                devices: vec![],
+            },
+            gattway::auth::ApiKeyConfig {
                 name: "hub-only".into(),
                 sha256: gattway::auth::sha256_hex(b"hub-key"),
                 scopes: vec![gattway::auth::Scope::HubClient],
@@ -509,7 +515,17 @@ async fn http_checks_origin_host_and_credentials() {
     );
     let client = http_client(&url, Some(key)).await.expect("right key");
     ok(&client, "status", json!({})).await;
+    ok(&client, "ble_connect", json!({"device": UART})).await;
+    let write = json!({"device": UART, "service": "6e400001-b5a3-f393-e0a9-e50e24dcca9e", "characteristic": "6e400002-b5a3-f393-e0a9-e50e24dcca9e", "text": "hi"});
+    let msg = fails(&client, "ble_write", write.clone()).await;
+    assert!(
+        msg.contains("ble:write"),
+        "a read-only credential cannot write: {msg}"
+    );
     client.cancel().await.unwrap();
+    let writer = http_client(&url, Some("writer-key")).await.expect("writer key");
+    ok(&writer, "ble_write", write).await;
+    writer.cancel().await.unwrap();
     let jwt = gattway::auth::issue_jwt(
         "jwt-secret",
         &gattway::auth::TokenRequest {

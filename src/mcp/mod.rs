@@ -212,10 +212,26 @@ impl ServerHandler for BleMcp {
         let tool = request.name.to_string();
         self.session.count_call(&tool);
         let started = std::time::Instant::now();
-        let result = self
-            .tool_router
-            .call(ToolCallContext::new(self, request, context))
-            .await;
+        // Over HTTP with credentials configured, the middleware put the caller's
+        // principal in the request; writes need ble:write like on every front end.
+        let principal = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<crate::auth::Principal>())
+            .cloned();
+        let denied = matches!(tool.as_str(), "ble_write" | "ble_write_descriptor")
+            && principal.is_some_and(|p| !p.has(crate::auth::Scope::BleWrite));
+        let result = if denied {
+            Ok(CallToolResponse::Complete(rmcp::model::CallToolResult::error(vec![
+                rmcp::model::ContentBlock::text(
+                    "permission denied: this credential lacks the ble:write scope; ask the user for one that has it",
+                ),
+            ])))
+        } else {
+            self.tool_router
+                .call(ToolCallContext::new(self, request, context))
+                .await
+        };
         let outcome = match &result {
             Err(_) => "protocol_error",
             Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => "error",
