@@ -461,3 +461,31 @@ fn forward_link_events(conn: &Conn) -> AbortOnDrop {
 async fn send(ws: &mut WebSocket, v: &Value) -> Result<(), axum::Error> {
     ws.send(Message::Text(v.to_string().into())).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_outbox_drops_events_counts_them_and_never_drops_replies() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let out = Outbox {
+            tx,
+            lost: Arc::new(AtomicU64::new(0)),
+        };
+        for i in 0..5 {
+            out.event(json!({"type": "NOTIFICATION", "n": i}));
+        }
+        out.lost(3); // a subscriber that lagged in the gateway
+        assert_eq!(out.lost.load(Ordering::Relaxed), 6, "3 overflowed + 3 lagged");
+        // A reply waits for room instead of being dropped.
+        let reply = tokio::spawn({
+            let out = out.clone();
+            async move { out.reply(json!({"type": "PONG", "id": 1})).await }
+        });
+        assert_eq!(rx.recv().await.unwrap()["n"], 0);
+        assert_eq!(rx.recv().await.unwrap()["n"], 1);
+        reply.await.unwrap();
+        assert_eq!(rx.recv().await.unwrap()["type"], "PONG");
+    }
+}
