@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{Message, WebSocket};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use self::limits::TokenBucket;
@@ -115,27 +115,63 @@ impl Control {
     }
 }
 
-/// Where a connection's messages go: replies wait for room, events are dropped
-/// (and counted) when the client reads too slowly.
+/// Where a connection's messages go from its background tasks (scan, subscriptions):
+/// events are dropped (and counted, for QUEUE_FULL) when the client reads too
+/// slowly; replies are never dropped (at most one per request is ever queued).
+/// A `VecDeque` behind a mutex rather than a channel: a tokio channel allocates
+/// its first block up front, which every idle connection would carry.
 #[derive(Clone)]
-pub(crate) struct Outbox {
-    tx: mpsc::Sender<Value>,
-    lost: Arc<AtomicU64>,
+pub(crate) struct Outbox(Arc<OutboxInner>);
+
+struct OutboxInner {
+    queue: Mutex<std::collections::VecDeque<Value>>,
+    ready: Notify,
+    lost: AtomicU64,
+    capacity: usize,
 }
 
 impl Outbox {
+    fn new(capacity: usize) -> Self {
+        Outbox(Arc::new(OutboxInner {
+            queue: Mutex::new(std::collections::VecDeque::new()),
+            ready: Notify::new(),
+            lost: AtomicU64::new(0),
+            capacity: capacity.max(1),
+        }))
+    }
+
     pub fn event(&self, v: Value) {
-        if self.tx.try_send(v).is_err() {
-            self.lost.fetch_add(1, Ordering::Relaxed);
+        let mut q = lock(&self.0.queue);
+        if q.len() >= self.0.capacity {
+            self.0.lost.fetch_add(1, Ordering::Relaxed);
+            return;
         }
+        q.push_back(v);
+        drop(q);
+        self.0.ready.notify_one();
     }
 
     pub fn lost(&self, n: u64) {
-        self.lost.fetch_add(n, Ordering::Relaxed);
+        self.0.lost.fetch_add(n, Ordering::Relaxed);
     }
 
     pub async fn reply(&self, v: Value) {
-        let _ = self.tx.send(v).await;
+        lock(&self.0.queue).push_back(v);
+        self.0.ready.notify_one();
+    }
+
+    fn take_lost(&self) -> u64 {
+        self.0.lost.swap(0, Ordering::Relaxed)
+    }
+
+    /// The next queued message, waiting for one.
+    async fn next(&self) -> Value {
+        loop {
+            if let Some(v) = lock(&self.0.queue).pop_front() {
+                return v;
+            }
+            self.0.ready.notified().await;
+        }
     }
 }
 
@@ -340,31 +376,28 @@ pub async fn handle_socket(
             .clone()
     };
     let (received, sent) = (counter(Direction::received), counter(Direction::sent));
-    let (tx, mut rx) = mpsc::channel(control.config().queue.max(1));
-    let lost = Arc::new(AtomicU64::new(0));
+    let outbox = Outbox::new(control.config().queue);
     let c = control.config().clone();
     let mut conn = Conn {
         control: control.clone(),
         gateway: gateway.clone(),
         principal,
-        out: Outbox {
-            tx,
-            lost: lost.clone(),
-        },
+        out: outbox.clone(),
         scan: None,
         subs: HashMap::new(),
         limiter: TokenBucket::new(c.rate_per_connection, c.burst_per_connection),
     };
-    let _link_events = forward_link_events(&conn);
+    // Link changes arrive on the connection's own task: a second task per
+    // connection would cost every idle connection its memory.
+    let mut link_events = gateway.events();
     let max = c.max_message_bytes;
     loop {
         tokio::select! {
             biased;
-            out = rx.recv() => {
-                let Some(v) = out else { break };
+            v = outbox.next() => {
                 sent.inc();
                 if send(&mut ws, &v).await.is_err() { break; }
-                let n = lost.swap(0, Ordering::Relaxed);
+                let n = outbox.take_lost();
                 if n > 0 {
                     let f = Failure::new(Code::QueueFull, format!("{n} events were dropped: this client reads slower than they arrive"));
                     if send(&mut ws, &protocol::error(&Value::Null, &f)).await.is_err() { break; }
@@ -393,12 +426,13 @@ pub async fn handle_socket(
                         Err((id, f)) => protocol::error(&id, &f),
                         Ok(req) => {
                             // Keep events flowing while a long request (CONNECT) runs.
-                            let work = conn.dispatch(req);
-                            tokio::pin!(work);
+                            // Boxed: inline, the largest request's state would sit in
+                            // every idle connection's task.
+                            let mut work = Box::pin(conn.dispatch(req));
                             loop {
                                 tokio::select! {
                                     done = &mut work => break done,
-                                    Some(v) = rx.recv() => {
+                                    v = outbox.next() => {
                                         sent.inc();
                                         let _ = send(&mut ws, &v).await;
                                     }
@@ -412,50 +446,42 @@ pub async fn handle_socket(
                     if send(&mut ws, &answer).await.is_err() { break; }
                 }
             }
+            link = link_events.recv() => match link {
+                Ok(e) => {
+                    if let Some(v) = link_event(&e, conn.principal.as_ref()) {
+                        sent.inc();
+                        if send(&mut ws, &v).await.is_err() { break; }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => conn.out.lost(n),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
             _ = shutdown.cancelled() => break,
         }
     }
     metrics.ws_connections.get_or_create(&endpoint).dec();
 }
 
-/// CONNECTED / DISCONNECTED / RECONNECTED events for the devices this connection may use.
-fn forward_link_events(conn: &Conn) -> AbortOnDrop {
-    let mut events = conn.gateway.events();
-    let out = conn.out.clone();
-    let principal = conn.principal.clone();
-    AbortOnDrop(tokio::spawn(async move {
-        loop {
-            let e = match events.recv().await {
-                Ok(e) => e,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    out.lost(n);
-                    continue;
-                }
-                Err(_) => return,
-            };
-            let (kind, id, extra) = match &e {
-                GatewayEvent::Connected { id, mtu } => ("CONNECTED", id, json!({"mtu": mtu})),
-                GatewayEvent::Reconnected { id, mtu } => {
-                    ("CONNECTED", id, json!({"mtu": mtu, "reconnected": true}))
-                }
-                GatewayEvent::Disconnected {
-                    id,
-                    reason,
-                    will_reconnect,
-                } => (
-                    "DISCONNECTED",
-                    id,
-                    json!({"reason": reason, "willReconnect": will_reconnect}),
-                ),
-            };
-            if principal.as_ref().is_some_and(|p| !p.may_use(id, None)) {
-                continue;
-            }
-            let mut fields = extra;
-            fields["deviceId"] = json!(id);
-            out.event(event(kind, fields));
-        }
-    }))
+/// A link change as a CONNECTED / DISCONNECTED event, if this connection may see the device.
+fn link_event(e: &GatewayEvent, principal: Option<&Principal>) -> Option<Value> {
+    let (kind, id, mut fields) = match e {
+        GatewayEvent::Connected { id, mtu } => ("CONNECTED", id, json!({"mtu": mtu})),
+        GatewayEvent::Reconnected { id, mtu } => ("CONNECTED", id, json!({"mtu": mtu, "reconnected": true})),
+        GatewayEvent::Disconnected {
+            id,
+            reason,
+            will_reconnect,
+        } => (
+            "DISCONNECTED",
+            id,
+            json!({"reason": reason, "willReconnect": will_reconnect}),
+        ),
+    };
+    if !crate::auth::admits(principal, id, None) {
+        return None;
+    }
+    fields["deviceId"] = json!(id);
+    Some(event(kind, fields))
 }
 
 async fn send(ws: &mut WebSocket, v: &Value) -> Result<(), axum::Error> {
@@ -468,24 +494,26 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_outbox_drops_events_counts_them_and_never_drops_replies() {
-        let (tx, mut rx) = mpsc::channel(2);
-        let out = Outbox {
-            tx,
-            lost: Arc::new(AtomicU64::new(0)),
-        };
+        let out = Outbox::new(2);
         for i in 0..5 {
             out.event(json!({"type": "NOTIFICATION", "n": i}));
         }
         out.lost(3); // a subscriber that lagged in the gateway
-        assert_eq!(out.lost.load(Ordering::Relaxed), 6, "3 overflowed + 3 lagged");
-        // A reply waits for room instead of being dropped.
-        let reply = tokio::spawn({
+        out.reply(json!({"type": "PONG", "id": 1})).await;
+        assert_eq!(out.take_lost(), 6, "3 overflowed + 3 lagged");
+        assert_eq!(out.take_lost(), 0, "taking resets the count");
+        assert_eq!(out.next().await["n"], 0);
+        assert_eq!(out.next().await["n"], 1);
+        assert_eq!(
+            out.next().await["type"],
+            "PONG",
+            "a reply is queued even when events are not"
+        );
+        let waiting = tokio::spawn({
             let out = out.clone();
-            async move { out.reply(json!({"type": "PONG", "id": 1})).await }
+            async move { out.next().await }
         });
-        assert_eq!(rx.recv().await.unwrap()["n"], 0);
-        assert_eq!(rx.recv().await.unwrap()["n"], 1);
-        reply.await.unwrap();
-        assert_eq!(rx.recv().await.unwrap()["type"], "PONG");
+        out.event(json!({"type": "NOTIFICATION", "n": 9}));
+        assert_eq!(waiting.await.unwrap()["n"], 9, "a waiting reader wakes");
     }
 }

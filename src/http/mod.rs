@@ -142,6 +142,11 @@ async fn request_span(req: axum::extract::Request, next: axum::middleware::Next)
     next.run(req).instrument(span).await
 }
 
+/// Initial read buffer of every WebSocket. tungstenite's default (128 KiB) is held
+/// by every idle connection; messages larger than this still arrive, the buffer
+/// grows for them.
+const WS_READ_BUFFER: usize = 512;
+
 /// Frames beyond this close the socket (1009); up to `bridge.max_frame_bytes` they
 /// are handled, and in between they get an `error` and the socket carries on.
 const HARD_FRAME_LIMIT: usize = 16 * 1024 * 1024;
@@ -165,6 +170,8 @@ async fn index_or_bridge(
     let limit = HARD_FRAME_LIMIT.max(state.bridge.config().max_frame_bytes * 2);
     ws.max_message_size(limit)
         .max_frame_size(limit)
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| {
             bridge::handle_socket(
                 state.bridge.clone(),
@@ -191,15 +198,18 @@ async fn control_socket(
     };
     let slot = state.control.slot();
     let max = state.control.config().max_message_bytes.max(1024) * 4;
-    ws.max_message_size(max).on_upgrade(move |socket| {
-        control::handle_socket(
-            state.control.clone(),
-            socket,
-            principal,
-            slot,
-            state.shutdown.clone(),
-        )
-    })
+    ws.max_message_size(max)
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| {
+            control::handle_socket(
+                state.control.clone(),
+                socket,
+                principal,
+                slot,
+                state.shutdown.clone(),
+            )
+        })
 }
 
 /// The checks every browser-facing WebSocket upgrade makes: the `Origin` (cross-site

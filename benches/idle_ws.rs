@@ -1,0 +1,111 @@
+//! What an idle WebSocket costs the server: opens N control connections (`/ws`) to a
+//! real `gattway serve` (release build, simulator) and reports the server's resident
+//! memory growth per connection, once `/metrics` shows all N open. Client and server
+//! are separate processes on this machine.
+//!
+//! Run: `cargo bench --bench idle_ws` (GATTWAY_BENCH_CONNECTIONS sets N, default 5000;
+//! it needs an open-files limit above N).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("server status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+async fn open_connections(addr: &str) -> f64 {
+    let body = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    body.lines()
+        .find(|l| l.starts_with("gattway_ws_connections{endpoint=\"control\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn run(n: usize) {
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_gattway"))
+        .args([
+            "--backend",
+            "sim",
+            "--log-level",
+            "info",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("GATTWAY_CONTROL_MAX_CONNECTIONS", (n + 10).to_string())
+        .env("GATTWAY_LOG_FORMAT", "text")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn gattway serve");
+    let pid = server.id().expect("pid");
+    let mut lines = BufReader::new(server.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = lines.next_line().await.expect("stderr").expect("server exited");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().expect("addr").to_string();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Warm the server up with a few connections so one-time allocations are not
+    // counted against every connection.
+    let mut warm = Vec::new();
+    for _ in 0..50 {
+        warm.push(
+            tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+                .await
+                .expect("connect")
+                .0,
+        );
+    }
+    drop(warm);
+    while open_connections(&addr).await != 0.0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = rss_kib(pid);
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n {
+        sockets.push(
+            tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+                .await
+                .expect("connect")
+                .0,
+        );
+    }
+    while open_connections(&addr).await != n as f64 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Let allocator and kernel settle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_kib(pid);
+    let per = (after.saturating_sub(before)) as f64 * 1024.0 / n as f64;
+    println!("| {n} idle control WebSockets | server RSS {before} KiB → {after} KiB | {per:.0} bytes per connection |");
+    drop(sockets);
+    let _ = server.kill().await;
+}
+
+fn main() {
+    let n: usize = std::env::var("GATTWAY_BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run(n));
+}
