@@ -404,46 +404,11 @@ pub async fn handle_socket(
                 }
             }
             frame = ws.recv() => {
-                let text = match frame {
-                    Some(Ok(Message::Text(t))) => t.to_string(),
-                    Some(Ok(Message::Binary(_))) => {
-                        let f = Failure::new(Code::InvalidMessage, "binary frames are not supported: send JSON text");
-                        if send(&mut ws, &protocol::error(&Value::Null, &f)).await.is_err() { break; }
-                        continue;
-                    }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                };
-                received.inc();
-                let answer = if text.len() > max {
-                    protocol::error(&Value::Null, &Failure::new(Code::MessageTooLarge, format!("{} bytes is over the {max}-byte limit", text.len())))
-                } else if conn.rate_limited() {
-                    metrics.rate_limited.inc();
-                    let id = protocol::parse(&text).map(|r| r.id).unwrap_or(Value::Null);
-                    protocol::error(&id, &Failure::new(Code::RateLimitExceeded, "too many requests: slow down"))
-                } else {
-                    match protocol::parse(&text) {
-                        Err((id, f)) => protocol::error(&id, &f),
-                        Ok(req) => {
-                            // Keep events flowing while a long request (CONNECT) runs.
-                            // Boxed: inline, the largest request's state would sit in
-                            // every idle connection's task.
-                            let mut work = Box::pin(conn.dispatch(req));
-                            loop {
-                                tokio::select! {
-                                    done = &mut work => break done,
-                                    v = outbox.next() => {
-                                        sent.inc();
-                                        let _ = send(&mut ws, &v).await;
-                                    }
-                                }
-                            }
-                        }
-                    }
-                };
-                if !answer.is_null() {
-                    sent.inc();
-                    if send(&mut ws, &answer).await.is_err() { break; }
+                // Boxed: the state of handling a frame exists only while one is handled,
+                // not in every idle connection's task.
+                let io = Io { ws: &mut ws, outbox: &outbox, sent: &sent };
+                if !Box::pin(on_frame(&mut conn, io, frame, &received, max)).await {
+                    break;
                 }
             }
             link = link_events.recv() => match link {
@@ -460,6 +425,77 @@ pub async fn handle_socket(
         }
     }
     metrics.ws_connections.get_or_create(&endpoint).dec();
+}
+
+/// What `on_frame` writes to.
+struct Io<'a> {
+    ws: &'a mut WebSocket,
+    outbox: &'a Outbox,
+    sent: &'a prometheus_client::metrics::counter::Counter,
+}
+
+impl Io<'_> {
+    async fn send(&mut self, v: &Value) -> Result<(), axum::Error> {
+        self.sent.inc();
+        send(self.ws, v).await
+    }
+}
+
+/// Handles one client frame; false when the connection should end.
+async fn on_frame(
+    conn: &mut Conn,
+    mut io: Io<'_>,
+    frame: Option<Result<Message, axum::Error>>,
+    received: &prometheus_client::metrics::counter::Counter,
+    max: usize,
+) -> bool {
+    let text = match frame {
+        Some(Ok(Message::Text(t))) => t.to_string(),
+        Some(Ok(Message::Binary(_))) => {
+            let f = Failure::new(
+                Code::InvalidMessage,
+                "binary frames are not supported: send JSON text",
+            );
+            return io.send(&protocol::error(&Value::Null, &f)).await.is_ok();
+        }
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => return true,
+        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return false,
+    };
+    received.inc();
+    let answer = if text.len() > max {
+        protocol::error(
+            &Value::Null,
+            &Failure::new(
+                Code::MessageTooLarge,
+                format!("{} bytes is over the {max}-byte limit", text.len()),
+            ),
+        )
+    } else if conn.rate_limited() {
+        conn.gateway.metrics().rate_limited.inc();
+        let id = protocol::parse(&text).map(|r| r.id).unwrap_or(Value::Null);
+        protocol::error(
+            &id,
+            &Failure::new(Code::RateLimitExceeded, "too many requests: slow down"),
+        )
+    } else {
+        match protocol::parse(&text) {
+            Err((id, f)) => protocol::error(&id, &f),
+            Ok(req) => {
+                // Keep events flowing while a long request (CONNECT) runs.
+                let outbox = io.outbox.clone();
+                let mut work = Box::pin(conn.dispatch(req));
+                loop {
+                    tokio::select! {
+                        done = &mut work => break done,
+                        v = outbox.next() => {
+                            let _ = io.send(&v).await;
+                        }
+                    }
+                }
+            }
+        }
+    };
+    answer.is_null() || io.send(&answer).await.is_ok()
 }
 
 /// A link change as a CONNECTED / DISCONNECTED event, if this connection may see the device.
