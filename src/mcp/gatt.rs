@@ -6,7 +6,7 @@ use rmcp::{tool, tool_router, Json};
 
 use super::error::{bytes_arg, uuid_arg, ToolError};
 use super::types::{
-    CharacteristicParams, DescriptorParams, DeviceParams, ReadResult, ServiceOut, ServicesResult, ValueOut,
+    CharacteristicParams, DescriptorParams, DeviceParams, ReadResult, ServiceOut, ServicesResult,
     WriteDescriptorParams, WriteParams, WriteResult,
 };
 use super::BleMcp;
@@ -49,13 +49,7 @@ impl BleMcp {
             .read(service, characteristic)
             .await
             .map_err(ToolError::from)?;
-        Ok(Json(ReadResult {
-            device: id.to_string(),
-            service: service.into(),
-            characteristic: characteristic.into(),
-            descriptor: None,
-            value: ValueOut::new(characteristic, &bytes),
-        }))
+        Ok(Json(ReadResult::new(&id, service, characteristic, None, &bytes)))
     }
 
     /// Write to a characteristic: bytes as hex in `value` ("0a1bff") or UTF-8 in
@@ -120,13 +114,13 @@ impl BleMcp {
             .read_descriptor(service, characteristic, descriptor)
             .await
             .map_err(ToolError::from)?;
-        Ok(Json(ReadResult {
-            device: id.to_string(),
-            service: service.into(),
-            characteristic: characteristic.into(),
-            descriptor: Some(descriptor.into()),
-            value: ValueOut::new(descriptor, &bytes),
-        }))
+        Ok(Json(ReadResult::new(
+            &id,
+            service,
+            characteristic,
+            Some(descriptor),
+            &bytes,
+        )))
     }
 
     /// Write a descriptor: hex in `value` or UTF-8 in `text`. Writes change the

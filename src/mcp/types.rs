@@ -334,6 +334,25 @@ pub struct ReadResult {
     pub value: ValueOut,
 }
 
+impl ReadResult {
+    /// A value read from a characteristic, or from one of its descriptors.
+    pub fn new(
+        device: &crate::ble::DeviceId,
+        service: Uuid,
+        characteristic: Uuid,
+        descriptor: Option<Uuid>,
+        bytes: &[u8],
+    ) -> Self {
+        ReadResult {
+            device: device.to_string(),
+            service: service.into(),
+            characteristic: characteristic.into(),
+            descriptor: descriptor.map(UuidOut::from),
+            value: ValueOut::new(descriptor.unwrap_or(characteristic), bytes),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct WriteResult {
     pub device: String,
