@@ -329,3 +329,29 @@ fn the_grafana_dashboard_only_uses_metrics_that_exist() {
     }
     assert!(exprs >= 10);
 }
+
+#[tokio::test]
+async fn a_plain_get_of_the_root_is_the_index_page() {
+    let rig = rig();
+    let server = start_server(&rig.gateway, Default::default()).await;
+    rig.gateway.connect(HRM, ConnectOptions::default()).await.unwrap();
+    let resp = reqwest::get(server.url("/")).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let html = resp.text().await.unwrap();
+    for endpoint in [
+        "/mcp",
+        "/ws",
+        "/api/v1/openapi.json",
+        "/metrics",
+        "/readyz",
+        "service=&amp;write=",
+    ] {
+        assert!(html.contains(endpoint), "{endpoint} missing");
+    }
+    assert!(html.contains("Gattway HRM"), "open links are listed");
+    server.stop().await;
+}

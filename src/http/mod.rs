@@ -261,8 +261,12 @@ fn index(state: &AppState) -> Html<String> {
         .collect();
     Html(format!(
         "<!doctype html><html><head><meta charset=utf-8><title>gattway</title></head><body>\
-         <h1>gattway {}</h1><p>Radio: {}. Endpoints: <code>/mcp</code> (MCP), <code>ws://…/?service=&amp;write=&amp;notify=</code> \
-         (WebSocket bridge), <code>/healthz</code>.</p><h2>Connections</h2>\
+         <h1>gattway {}</h1><p>Radio: {}.</p><ul>\
+         <li><code>/mcp</code>: MCP (Streamable HTTP) for AI assistants</li>\
+         <li><code>ws://…/?service=&amp;write=&amp;notify=</code>: the ble-mcp-test compatible bridge</li>\
+         <li><code>/ws</code>: the control WebSocket; <a href=\"/api/v1/openapi.json\">/api/v1</a>: REST (OpenAPI)</li>\
+         <li><a href=\"/metrics\">/metrics</a>, <a href=\"/healthz\">/healthz</a>, <a href=\"/readyz\">/readyz</a>, <a href=\"/health\">/health</a></li>\
+         </ul><h2>Connections</h2>\
          <table><tr><th>id</th><th>name</th><th>state</th><th>held by</th></tr>{rows}</table></body></html>",
         env!("CARGO_PKG_VERSION"),
         escape(state.gateway.backend_name()),
