@@ -155,7 +155,7 @@ impl Outbox {
         self.0.lost.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub async fn reply(&self, v: Value) {
+    pub fn reply(&self, v: Value) {
         lock(&self.0.queue).push_back(v);
         self.0.ready.notify_one();
     }
@@ -535,7 +535,7 @@ mod tests {
             out.event(json!({"type": "NOTIFICATION", "n": i}));
         }
         out.lost(3); // a subscriber that lagged in the gateway
-        out.reply(json!({"type": "PONG", "id": 1})).await;
+        out.reply(json!({"type": "PONG", "id": 1}));
         assert_eq!(out.take_lost(), 6, "3 overflowed + 3 lagged");
         assert_eq!(out.take_lost(), 0, "taking resets the count");
         assert_eq!(out.next().await["n"], 0);

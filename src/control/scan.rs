@@ -97,8 +97,7 @@ pub async fn start(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Fail
             .filter(|d| crate::auth::admits(principal.as_ref(), &d.id, d.name.as_deref()))
             .map(device_json)
             .collect();
-        out.reply(reply("SCAN_COMPLETE", &id, json!({"devices": devices})))
-            .await;
+        out.reply(reply("SCAN_COMPLETE", &id, json!({"devices": devices})));
     });
     conn.scan = Some(ScanTask {
         task: AbortOnDrop(task),

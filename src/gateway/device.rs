@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 
 use super::error::{GatewayError, GatewayResult};
 use super::packet_log::Direction;
-use super::{lock, AbortOnDrop, GatewayEvent, Inner, TaskGuard};
+use super::{lock, AbortOnDrop, GatewayEvent, Inner, LiveCount};
 use crate::ble::{BleError, DeviceId, DisconnectReason, GattTree, Notification, Service, Uuid, WriteKind};
 
 /// (service, characteristic).
@@ -141,7 +141,7 @@ pub(crate) fn spawn(inner: &Arc<Inner>, id: DeviceId) -> DeviceHandle {
         global: inner.notifications.clone(),
         packets: inner.packets.clone(),
         metrics: inner.metrics.clone(),
-        _task: TaskGuard::new(&inner.stats.actors),
+        _task: LiveCount::new(&inner.stats.actors),
         stats: inner.stats.clone(),
     };
     tokio::spawn(actor.run());
@@ -165,7 +165,7 @@ struct Actor {
     global: broadcast::Sender<Notification>,
     packets: Arc<super::packet_log::PacketLog>,
     metrics: Arc<crate::metrics::Metrics>,
-    _task: TaskGuard,
+    _task: LiveCount,
     stats: Arc<super::Stats>,
 }
 
@@ -432,7 +432,7 @@ impl Actor {
         let shared = self.shared.clone();
         let global = self.global.clone();
         let packets = self.packets.clone();
-        let guard = TaskGuard::new(&self.stats.forwarders);
+        let guard = LiveCount::new(&self.stats.forwarders);
         self.forwarder = Some(AbortOnDrop(tokio::spawn(async move {
             let _guard = guard;
             while let Some(n) = stream.next().await {

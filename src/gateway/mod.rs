@@ -36,17 +36,18 @@ use crate::ble::{
 };
 pub(crate) use crate::sync::{lock, AbortOnDrop};
 
-/// Counts a live task for [`GatewayStats`]; the count drops with the guard.
-pub(crate) struct TaskGuard(Arc<AtomicUsize>);
+/// Counts one live thing (a task, a subscriber) for [`GatewayStats`]; the count
+/// drops with the guard.
+pub(crate) struct LiveCount(Arc<AtomicUsize>);
 
-impl TaskGuard {
+impl LiveCount {
     pub fn new(counter: &Arc<AtomicUsize>) -> Self {
         counter.fetch_add(1, Ordering::Relaxed);
-        TaskGuard(counter.clone())
+        LiveCount(counter.clone())
     }
 }
 
-impl Drop for TaskGuard {
+impl Drop for LiveCount {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -951,7 +952,7 @@ impl DeviceRef<'_> {
         Ok(Subscription {
             rx,
             shared: shared.as_ref().map(Arc::downgrade).unwrap_or_default(),
-            _count: TaskGuard::new(&self.gateway.inner.stats.subscribers),
+            _count: LiveCount::new(&self.gateway.inner.stats.subscribers),
         })
     }
 
@@ -983,7 +984,7 @@ pub enum SubscriptionEvent {
 pub struct Subscription {
     rx: broadcast::Receiver<Notification>,
     shared: Weak<DeviceShared>,
-    _count: TaskGuard,
+    _count: LiveCount,
 }
 
 impl Subscription {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use crate::auth::{AuthError, Authenticator, Principal, Scope};
 
@@ -65,20 +65,10 @@ pub async fn require(State(r): State<Requirement>, mut req: Request, next: Next)
 /// An `application/problem+json` answer for an authentication failure.
 pub fn problem(e: &AuthError) -> Response {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
-    let body = serde_json::json!({
-        "type": "about:blank",
-        "title": status.canonical_reason().unwrap_or("Unauthorized"),
-        "status": status.as_u16(),
-        "code": e.code(),
-        "detail": e.to_string(),
-    });
-    (
-        status,
-        [
-            (header::WWW_AUTHENTICATE, "Bearer"),
-            (header::CONTENT_TYPE, "application/problem+json"),
-        ],
-        body.to_string(),
-    )
-        .into_response()
+    let mut resp = super::problem(status, e.code(), &e.to_string());
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    resp
 }

@@ -128,6 +128,24 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(request_span))
 }
 
+/// An RFC 9457 `application/problem+json` response with the machine-readable `code`
+/// every gattway error carries.
+pub(crate) fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
+    let body = json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "code": code,
+        "detail": detail,
+    });
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 /// Every request runs in a span with an id, so its log lines can be told apart.
 async fn request_span(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -64,15 +64,7 @@ pub async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
 
 /// `?since=30s|ISO|seq&filter=TX|RX|hex&limit=N`, oldest first.
 pub async fn packets(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let problem = |detail: String| {
-        (
-            StatusCode::BAD_REQUEST,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            json!({"type": "about:blank", "title": "Bad Request", "status": 400, "detail": detail})
-                .to_string(),
-        )
-            .into_response()
-    };
+    let problem = |detail: String| super::problem(StatusCode::BAD_REQUEST, "INVALID_PARAMS", &detail);
     let since = match Since::parse(q.get("since").map(String::as_str).unwrap_or("5m")) {
         Ok(s) => s,
         Err(e) => return problem(e),

@@ -18,6 +18,7 @@ use crate::sync::{lock, AbortOnDrop};
 /// Notifications a session buffers between `ble_notifications` calls.
 pub const BUFFER: usize = 1000;
 
+#[derive(Clone)]
 pub struct Buffered {
     pub seq: u64,
     pub at: SystemTime,
@@ -143,14 +144,7 @@ impl Session {
             .iter()
             .filter(|e| e.seq > cursor)
             .take(limit)
-            .map(|e| Buffered {
-                seq: e.seq,
-                at: e.at,
-                device: e.device.clone(),
-                service: e.service,
-                characteristic: e.characteristic,
-                value: e.value.clone(),
-            })
+            .cloned()
             .collect();
         match entries.last() {
             Some(last) => {
