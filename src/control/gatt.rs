@@ -58,16 +58,18 @@ pub async fn subscribe(conn: &mut Conn, req: &Request) -> Result<Option<Value>, 
     let task = tokio::spawn(async move {
         while let Some(ev) = sub.recv().await {
             match ev {
-                SubscriptionEvent::Notification(n) => out.event(event(
-                    "NOTIFICATION",
-                    json!({
-                        "deviceId": n.device,
-                        "serviceUuid": n.service.to_string(),
-                        "characteristicUuid": n.characteristic.to_string(),
-                        "value": b64(&n.value),
-                        "timestamp": to_unix_ms(n.at),
-                    }),
-                )),
+                SubscriptionEvent::Notification(n) => {
+                    out.event(event(
+                        "NOTIFICATION",
+                        json!({
+                            "deviceId": n.device,
+                            "serviceUuid": n.service.to_string(),
+                            "characteristicUuid": n.characteristic.to_string(),
+                            "value": b64(&n.value),
+                            "timestamp": to_unix_ms(n.at),
+                        }),
+                    ));
+                }
                 SubscriptionEvent::Lagged(k) => out.lost(k),
             }
         }

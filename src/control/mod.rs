@@ -6,18 +6,15 @@
 //!
 //! - `protocol.rs`: wire shapes, strict parsing, error codes.
 //! - `scan.rs`, `device.rs`, `gatt.rs`: one file per message family.
-//! - `limits.rs`: token buckets.
 //! - `rest.rs`: the same operations over REST at `/api/v1`, with OpenAPI.
 
 mod device;
 mod gatt;
-mod limits;
 pub mod protocol;
 pub mod rest;
 mod scan;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,11 +24,11 @@ use serde_json::{json, Value};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use self::limits::TokenBucket;
 use self::protocol::{event, reply, Code, Failure, Request};
 use crate::auth::{AuthError, Authenticator, Principal, Scope};
 use crate::ble::{DeviceId, Uuid};
 use crate::gateway::{Gateway, GatewayEvent};
+use crate::limits::TokenBucket;
 use crate::metrics::{Direction, Endpoint, EndpointLabels, MessageLabels};
 use crate::sync::{lock, AbortOnDrop};
 
@@ -115,65 +112,8 @@ impl Control {
     }
 }
 
-/// Where a connection's messages go from its background tasks (scan, subscriptions):
-/// events are dropped (and counted, for QUEUE_FULL) when the client reads too
-/// slowly; replies are never dropped (at most one per request is ever queued).
-/// A `VecDeque` behind a mutex rather than a channel: a tokio channel allocates
-/// its first block up front, which every idle connection would carry.
-#[derive(Clone)]
-pub(crate) struct Outbox(Arc<OutboxInner>);
-
-struct OutboxInner {
-    queue: Mutex<std::collections::VecDeque<Value>>,
-    ready: Notify,
-    lost: AtomicU64,
-    capacity: usize,
-}
-
-impl Outbox {
-    fn new(capacity: usize) -> Self {
-        Outbox(Arc::new(OutboxInner {
-            queue: Mutex::new(std::collections::VecDeque::new()),
-            ready: Notify::new(),
-            lost: AtomicU64::new(0),
-            capacity: capacity.max(1),
-        }))
-    }
-
-    pub fn event(&self, v: Value) {
-        let mut q = lock(&self.0.queue);
-        if q.len() >= self.0.capacity {
-            self.0.lost.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        q.push_back(v);
-        drop(q);
-        self.0.ready.notify_one();
-    }
-
-    pub fn lost(&self, n: u64) {
-        self.0.lost.fetch_add(n, Ordering::Relaxed);
-    }
-
-    pub fn reply(&self, v: Value) {
-        lock(&self.0.queue).push_back(v);
-        self.0.ready.notify_one();
-    }
-
-    fn take_lost(&self) -> u64 {
-        self.0.lost.swap(0, Ordering::Relaxed)
-    }
-
-    /// The next queued message, waiting for one.
-    async fn next(&self) -> Value {
-        loop {
-            if let Some(v) = lock(&self.0.queue).pop_front() {
-                return v;
-            }
-            self.0.ready.notified().await;
-        }
-    }
-}
+/// A connection's send queue: replies and events as JSON.
+pub(crate) type Outbox = crate::outbox::Outbox<Value>;
 
 pub(crate) struct ScanTask {
     pub task: AbortOnDrop,
@@ -522,34 +462,4 @@ fn link_event(e: &GatewayEvent, principal: Option<&Principal>) -> Option<Value> 
 
 async fn send(ws: &mut WebSocket, v: &Value) -> Result<(), axum::Error> {
     ws.send(Message::Text(v.to_string().into())).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_full_outbox_drops_events_counts_them_and_never_drops_replies() {
-        let out = Outbox::new(2);
-        for i in 0..5 {
-            out.event(json!({"type": "NOTIFICATION", "n": i}));
-        }
-        out.lost(3); // a subscriber that lagged in the gateway
-        out.reply(json!({"type": "PONG", "id": 1}));
-        assert_eq!(out.take_lost(), 6, "3 overflowed + 3 lagged");
-        assert_eq!(out.take_lost(), 0, "taking resets the count");
-        assert_eq!(out.next().await["n"], 0);
-        assert_eq!(out.next().await["n"], 1);
-        assert_eq!(
-            out.next().await["type"],
-            "PONG",
-            "a reply is queued even when events are not"
-        );
-        let waiting = tokio::spawn({
-            let out = out.clone();
-            async move { out.next().await }
-        });
-        out.event(json!({"type": "NOTIFICATION", "n": 9}));
-        assert_eq!(waiting.await.unwrap()["n"], 9, "a waiting reader wakes");
-    }
 }

@@ -1,0 +1,121 @@
+//! A WebSocket connection's send queue, shared by the front ends whose background
+//! work (subscriptions, fan-out, command routing) produces messages for a client.
+//! Events are dropped, and counted, when the client reads too slowly, so a slow
+//! reader never blocks a producer; replies are never dropped (at most one per
+//! request is ever queued). A `VecDeque` behind a mutex rather than a channel: a
+//! tokio channel allocates its first block up front, which every idle connection
+//! would carry.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+use crate::sync::lock;
+
+pub struct Outbox<T>(Arc<OutboxInner<T>>);
+
+impl<T> Clone for Outbox<T> {
+    fn clone(&self) -> Self {
+        Outbox(self.0.clone())
+    }
+}
+
+struct OutboxInner<T> {
+    queue: Mutex<VecDeque<T>>,
+    ready: Notify,
+    /// Events dropped since the client was last told.
+    lost: AtomicU64,
+    capacity: usize,
+}
+
+impl<T> Outbox<T> {
+    pub fn new(capacity: usize) -> Self {
+        Outbox(Arc::new(OutboxInner {
+            queue: Mutex::new(VecDeque::new()),
+            ready: Notify::new(),
+            lost: AtomicU64::new(0),
+            capacity: capacity.max(1),
+        }))
+    }
+
+    /// Queues an event; false (and counted as lost) when the queue is full.
+    pub fn event(&self, v: T) -> bool {
+        let mut q = lock(&self.0.queue);
+        if q.len() >= self.0.capacity {
+            drop(q);
+            self.0.lost.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        q.push_back(v);
+        drop(q);
+        self.0.ready.notify_one();
+        true
+    }
+
+    /// Counts events lost before they reached the queue (a lagging upstream).
+    pub fn lost(&self, n: u64) {
+        self.0.lost.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Queues a reply, whatever the queue holds.
+    pub fn reply(&self, v: T) {
+        lock(&self.0.queue).push_back(v);
+        self.0.ready.notify_one();
+    }
+
+    /// Events lost since the last call.
+    pub fn take_lost(&self) -> u64 {
+        self.0.lost.swap(0, Ordering::Relaxed)
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.0.queue).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The next queued message, waiting for one.
+    pub async fn next(&self) -> T {
+        loop {
+            if let Some(v) = lock(&self.0.queue).pop_front() {
+                return v;
+            }
+            self.0.ready.notified().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    #[tokio::test]
+    async fn a_full_outbox_drops_events_counts_them_and_never_drops_replies() {
+        let out: Outbox<Value> = Outbox::new(2);
+        for i in 0..5 {
+            out.event(json!({"type": "NOTIFICATION", "n": i}));
+        }
+        out.lost(3); // a subscriber that lagged upstream
+        out.reply(json!({"type": "PONG", "id": 1}));
+        assert_eq!(out.take_lost(), 6, "3 overflowed + 3 lagged");
+        assert_eq!(out.take_lost(), 0, "taking resets the count");
+        assert_eq!(out.next().await["n"], 0);
+        assert_eq!(out.next().await["n"], 1);
+        assert_eq!(
+            out.next().await["type"],
+            "PONG",
+            "a reply is queued even when events are not"
+        );
+        let waiting = tokio::spawn({
+            let out = out.clone();
+            async move { out.next().await }
+        });
+        out.event(json!({"type": "NOTIFICATION", "n": 9}));
+        assert_eq!(waiting.await.unwrap()["n"], 9, "a waiting reader wakes");
+    }
+}
