@@ -109,6 +109,10 @@ pub struct ServeArgs {
     /// logged). [env: GATTWAY_LISTEN] [default: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
+    /// The hub's database: `sqlite://PATH`. [env: GATTWAY_DATABASE]
+    /// [default: sqlite://gattway.db]
+    #[arg(long, value_name = "URL")]
+    pub database: Option<String>,
 }
 
 impl Cli {
@@ -123,8 +127,13 @@ impl Cli {
         if let Some(f) = self.log_format {
             config.log_format = f;
         }
-        if let Command::Serve(ServeArgs { listen: Some(addr) }) = &self.command {
-            config.listen = *addr;
+        if let Command::Serve(args) = &self.command {
+            if let Some(addr) = args.listen {
+                config.listen = addr;
+            }
+            if let Some(url) = &args.database {
+                config.database = url.clone();
+            }
         }
         if self.insecure_no_auth {
             config.auth.insecure_no_auth = true;

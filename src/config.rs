@@ -15,6 +15,7 @@ use crate::ble::sim::SimConfig;
 use crate::bridge::BridgeConfig;
 use crate::control::ControlConfig;
 use crate::gateway::GatewayConfig;
+use crate::hub::HubConfig;
 use crate::mcp::McpConfig;
 
 /// Which radio to use.
@@ -55,6 +56,10 @@ pub struct Config {
     pub bridge: BridgeConfig,
     pub control: ControlConfig,
     pub auth: AuthConfig,
+    /// Where the hub stores telemetry and commands: `sqlite://PATH` (created when
+    /// missing). `--database`, `GATTWAY_DATABASE`.
+    pub database: String,
+    pub hub: HubConfig,
 }
 
 impl Default for Config {
@@ -70,6 +75,8 @@ impl Default for Config {
             bridge: BridgeConfig::default(),
             control: ControlConfig::default(),
             auth: AuthConfig::default(),
+            database: "sqlite://gattway.db".into(),
+            hub: HubConfig::default(),
         }
     }
 }
@@ -166,6 +173,7 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.gateway.validate().map_err(ConfigError::Invalid)?;
+        self.hub.validate().map_err(ConfigError::Invalid)?;
         crate::auth::Authenticator::new(&self.auth).map_err(ConfigError::Invalid)?;
         for d in &self.sim.devices {
             d.validate().map_err(ConfigError::Invalid)?;

@@ -12,11 +12,17 @@
 //! - [`mcp`]: the MCP server (stdio and Streamable HTTP) for AI assistants.
 //! - [`bridge`]: the WebSocket bridge, wire-compatible with ble-mcp-test clients.
 //! - [`control`]: the control WebSocket (`/ws`): full BLE control for web apps.
+//! - [`hub`]: the device hub (`/hub`): telemetry in, commands out, live
+//!   subscriptions, presence, history; BLE notifications as telemetry.
+//! - [`store`]: where the hub keeps telemetry, commands, devices and the connection
+//!   log (SQLite, embedded), with batched writes (group commit).
 //! - [`http`]: the HTTP server every network front end is mounted on.
 //! - [`config`]: the one `Config`, from a TOML file, `GATTWAY_*` variables and flags.
 //! - [`cli`]: the command line (`gattway scan`, `gattway serve`).
 //! - [`metrics`]: the Prometheus registry every layer records into.
 //! - [`sync`]: task ownership and locking helpers shared by every layer.
+//! - [`outbox`], [`limits`]: a WebSocket's bounded send queue and token-bucket rate
+//!   limits, shared by the WebSocket front ends.
 
 pub mod auth;
 pub mod ble;
@@ -26,6 +32,10 @@ pub mod config;
 pub mod control;
 pub mod gateway;
 pub mod http;
+pub mod hub;
+pub mod limits;
 pub mod mcp;
 pub mod metrics;
+pub mod outbox;
+pub mod store;
 pub mod sync;

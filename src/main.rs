@@ -172,18 +172,25 @@ async fn serve(gateway: &Gateway, config: &Config) -> anyhow::Result<()> {
             }
         }))
     });
+    let store = gattway::store::open(&config.database)
+        .await
+        .with_context(|| format!("cannot open the hub database {}", config.database))?;
+    let hub = gattway::hub::Hub::start(store, gateway, auth.clone(), config.hub.clone())
+        .await
+        .context("cannot start the device hub")?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, backend = gateway.backend_name(), "listening on http://{addr} (MCP at http://{addr}/mcp, bridge at ws://{addr}/)");
+    tracing::info!(%addr, backend = gateway.backend_name(), "listening on http://{addr} (MCP at http://{addr}/mcp, bridge at ws://{addr}/, hub at ws://{addr}/hub)");
     let state = AppState::with_control(
         gateway.clone(),
         config.mcp.clone(),
         config.bridge.clone(),
         config.control.clone(),
         auth,
-    );
+    )
+    .with_hub(hub);
     http::serve(listener, state, shutdown_signal()).await?;
     Ok(())
 }

@@ -26,6 +26,7 @@ use crate::sync::lock;
 pub enum Endpoint {
     bridge,
     control,
+    hub,
     mcp,
 }
 
@@ -61,6 +62,12 @@ pub struct ToolOutcomeLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CommandStatusLabels {
+    /// A hub command status: `queued`, `sent`, … `cancelled`.
+    pub status: &'static str,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// What changes between scrapes, for rates.
@@ -92,6 +99,12 @@ pub struct Metrics {
     pub runtime_alive_tasks: Gauge,
     pub runtime_busy_ratio: FloatGauge,
     pub runtime_scheduling_delay: FloatGauge,
+    pub hub_points_stored: Counter,
+    pub hub_commits: Counter,
+    pub hub_deliveries: Counter,
+    pub hub_dropped: Counter,
+    pub hub_devices_online: Gauge,
+    pub hub_commands: Family<CommandStatusLabels, Counter>,
     sampler: Mutex<Sampler>,
 }
 
@@ -225,8 +238,49 @@ impl Metrics {
             "How late a timer task last woke (the event-loop lag)",
             runtime_scheduling_delay.clone(),
         );
+        let hub_points_stored = Counter::default();
+        let hub_commits = Counter::default();
+        let hub_deliveries = Counter::default();
+        let hub_dropped = Counter::default();
+        let hub_devices_online = Gauge::default();
+        let hub_commands = Family::<CommandStatusLabels, Counter>::default();
+        r.register(
+            "gattway_hub_points_stored",
+            "Telemetry points the hub stored (and acknowledged)",
+            hub_points_stored.clone(),
+        );
+        r.register(
+            "gattway_hub_commits",
+            "Telemetry transactions (one group commit holds many devices' points)",
+            hub_commits.clone(),
+        );
+        r.register(
+            "gattway_hub_deliveries",
+            "Live hub messages queued to subscribers",
+            hub_deliveries.clone(),
+        );
+        r.register(
+            "gattway_hub_dropped",
+            "Live hub messages a slow subscriber lost (it was sent `lagged`)",
+            hub_dropped.clone(),
+        );
+        r.register(
+            "gattway_hub_devices_online",
+            "Hub devices connected now",
+            hub_devices_online.clone(),
+        );
+        r.register(
+            "gattway_hub_commands",
+            "Hub command status changes, by the status reached",
+            hub_commands.clone(),
+        );
+        for status in crate::store::CommandStatus::ALL {
+            let _ = hub_commands.get_or_create(&CommandStatusLabels {
+                status: status.as_str(),
+            });
+        }
         // Known label sets start at zero: a dashboard shows 0, not "no data".
-        for endpoint in [Endpoint::bridge, Endpoint::control] {
+        for endpoint in [Endpoint::bridge, Endpoint::control, Endpoint::hub] {
             let _ = ws_connections.get_or_create(&EndpointLabels { endpoint });
             for direction in [Direction::received, Direction::sent] {
                 let _ = messages.get_or_create(&MessageLabels { endpoint, direction });
@@ -253,6 +307,12 @@ impl Metrics {
             runtime_alive_tasks,
             runtime_busy_ratio,
             runtime_scheduling_delay,
+            hub_points_stored,
+            hub_commits,
+            hub_deliveries,
+            hub_dropped,
+            hub_devices_online,
+            hub_commands,
             sampler: Mutex::new(Sampler {
                 at: Instant::now(),
                 cpu_ticks: process_cpu_ticks(),

@@ -47,6 +47,7 @@ fn gattway() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_gattway"));
     c.env_remove("GATTWAY_CONFIG")
         .env("GATTWAY_SIM_TIME_SCALE", "10")
+        .env("GATTWAY_DATABASE", "sqlite::memory:")
         .stdin(Stdio::null())
         .kill_on_drop(true);
     c

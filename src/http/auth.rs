@@ -19,8 +19,8 @@ pub struct Requirement {
     pub scope: Scope,
 }
 
-/// The credential of a request: `Authorization: Bearer …`, or `access_token=` in
-/// the query (browsers cannot set headers on WebSockets).
+/// The credential of a request: `Authorization: Bearer …`, or `access_token=` (or
+/// `token=`) in the query (browsers cannot set headers on WebSockets).
 pub fn credential(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
     let bearer = headers
         .get(header::AUTHORIZATION)
@@ -31,7 +31,7 @@ pub fn credential(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
         query?
             .split('&')
             .filter_map(|kv| kv.split_once('='))
-            .find(|(k, _)| *k == "access_token")
+            .find(|(k, _)| matches!(*k, "access_token" | "token"))
             .map(|(_, v)| v.to_string())
     })
 }

@@ -27,6 +27,7 @@ use crate::auth::{Authenticator, Scope};
 use crate::bridge::{self, Bridge, BridgeConfig};
 use crate::control::{self, Control, ControlConfig};
 use crate::gateway::Gateway;
+use crate::hub::{self as device_hub, Hub};
 use crate::mcp::{self, McpConfig, McpSettings};
 
 /// What handlers share.
@@ -37,6 +38,8 @@ pub struct AppState {
     pub bridge: Bridge,
     pub control: Control,
     pub auth: Arc<Authenticator>,
+    /// The device hub at `/hub` (with its REST routes), when a store is configured.
+    pub hub: Option<Hub>,
     /// Cancelled at shutdown: ends long-lived streams (MCP SSE, WebSockets) so the
     /// server can stop.
     pub shutdown: CancellationToken,
@@ -60,8 +63,15 @@ impl AppState {
             gateway,
             mcp,
             auth,
+            hub: None,
             shutdown: CancellationToken::new(),
         }
+    }
+
+    /// Mounts the device hub.
+    pub fn with_hub(mut self, hub: Hub) -> Self {
+        self.hub = Some(hub);
+        self
     }
 }
 
@@ -83,9 +93,22 @@ pub fn router(state: AppState) -> Router {
                 },
                 auth::require,
             ));
-    let (rest, openapi) = control::rest::router(control::rest::RestState {
+    let (rest, mut openapi) = control::rest::router(control::rest::RestState {
         gateway: state.gateway.clone(),
         control: state.control.clone(),
+    });
+    let hub_routes = state.hub.clone().map(|hub| {
+        let (routes, api) = device_hub::rest::router(hub);
+        openapi.merge(api);
+        Router::new()
+            .nest("/api/v1", routes)
+            .layer(axum::middleware::from_fn_with_state(
+                auth::Requirement {
+                    auth: state.auth.clone(),
+                    scope: Scope::HubClient,
+                },
+                auth::require,
+            ))
     });
     let openapi = Arc::new(openapi);
     let rest_routes = Router::new()
@@ -108,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(index_or_bridge))
         .route("/ws/bridge", get(index_or_bridge))
         .route("/ws", get(control_socket))
+        .route("/hub", get(hub_socket))
         .route("/healthz", get(healthz))
         .route("/readyz", get(ops::readyz))
         .route("/health", get(ops::health))
@@ -125,6 +149,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .merge(mcp_routes)
         .merge(rest_routes)
+        .merge(hub_routes.unwrap_or_default())
         .layer(axum::middleware::from_fn(request_span))
 }
 
@@ -230,6 +255,41 @@ async fn control_socket(
         })
 }
 
+/// The device hub. Devices and clients authenticate at the upgrade (header,
+/// `token=` or `access_token=`) or with an `auth` message first.
+async fn hub_socket(
+    State(state): State<AppState>,
+    ws: WebSocketUpgrade,
+    Query(query): Query<HashMap<String, String>>,
+    axum::extract::RawQuery(raw_query): axum::extract::RawQuery,
+    remote: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(hub) = state.hub.clone() else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "HUB_DISABLED",
+            "this server runs without the device hub",
+        );
+    };
+    let principal = match check_upgrade(&state, &headers, raw_query.as_deref(), None) {
+        Ok(p) => p,
+        Err(refusal) => return *refusal,
+    };
+    let hello = device_hub::Hello {
+        principal,
+        role: query.get("role").cloned(),
+        device: query.get("device").cloned(),
+        remote: remote.map(|r| r.0 .0.to_string()),
+    };
+    let slot = hub.slot();
+    let max = hub.config().max_message_bytes.max(1024) * 2;
+    ws.max_message_size(max)
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| device_hub::handle_socket(hub, socket, hello, slot, state.shutdown.clone()))
+}
+
 /// The checks every browser-facing WebSocket upgrade makes: the `Origin` (cross-site
 /// WebSocket hijacking), then the credential if credentials are configured. With
 /// `required`, a credential with that scope must be present; without, a credential
@@ -320,7 +380,10 @@ pub async fn serve(
         shutdown.await;
         token.cancel();
     };
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -23,12 +23,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-/// Ready when the radio is there and powered (the store joins this check when it
-/// lands). 503 otherwise, with each check's detail.
+/// Ready when the radio is there and powered and the hub's store answers. 503
+/// otherwise, with each check's detail.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let adapter = state.gateway.adapter_status().await;
-    let ready = adapter.is_ok();
-    let body = json!({
+    let store = match &state.hub {
+        Some(hub) => Some(hub.ready().await),
+        None => None,
+    };
+    let ready = adapter.is_ok() && store.as_ref().is_none_or(|s| s.is_ok());
+    let mut body = json!({
         "status": if ready { "ready" } else { "unready" },
         "checks": {
             "adapter": {
@@ -38,6 +42,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             },
         },
     });
+    if let Some(store) = store {
+        body["checks"]["store"] = json!({
+            "ok": store.is_ok(),
+            "detail": match &store { Ok(()) => "answering".to_string(), Err(e) => e.to_string() },
+        });
+    }
     let code = if ready {
         StatusCode::OK
     } else {

@@ -189,3 +189,139 @@ impl Rig {
             .await
     }
 }
+
+/// A database file in the temp directory, deleted (with its WAL) when dropped.
+pub struct TempDb {
+    pub path: std::path::PathBuf,
+}
+
+impl TempDb {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("gattway-test-{}.db", uuid::Uuid::new_v4()));
+        TempDb { path }
+    }
+
+    pub fn url(&self) -> String {
+        format!("sqlite://{}", self.path.display())
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
+        }
+    }
+}
+
+/// Hub settings for tests: no BLE feed unless a test asks for it.
+pub fn hub_config() -> gattway::hub::HubConfig {
+    gattway::hub::HubConfig {
+        sim_feed: false,
+        ..Default::default()
+    }
+}
+
+/// The real router with the device hub on a store at `db`.
+pub async fn start_hub_server(
+    gateway: &Gateway,
+    db: &str,
+    hub: gattway::hub::HubConfig,
+    auth: gattway::auth::AuthConfig,
+) -> (Server, gattway::hub::Hub) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let auth = std::sync::Arc::new(gattway::auth::Authenticator::new(&auth).expect("auth config"));
+    let store = gattway::store::open(db).await.expect("store");
+    let hub = gattway::hub::Hub::start(store, gateway, auth.clone(), hub)
+        .await
+        .expect("hub");
+    let state = gattway::http::AppState::new(gateway.clone(), Default::default(), Default::default(), auth)
+        .with_hub(hub.clone());
+    let task = tokio::spawn(gattway::http::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    let server = Server {
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+    };
+    (server, hub)
+}
+
+/// A WebSocket client speaking JSON, for the hub.
+pub struct JsonWs {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+impl JsonWs {
+    pub async fn connect(url: &str) -> Self {
+        let (ws, _) = within("ws connect", tokio_tungstenite::connect_async(url))
+            .await
+            .expect("ws handshake");
+        JsonWs { ws }
+    }
+
+    pub async fn send(&mut self, v: serde_json::Value) {
+        use futures::SinkExt;
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                v.to_string().into(),
+            ))
+            .await
+            .expect("ws send");
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        use futures::SinkExt;
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await
+            .expect("ws send");
+    }
+
+    /// The next JSON message; `None` when the socket closed.
+    pub async fn try_next(&mut self) -> Option<serde_json::Value> {
+        use futures::StreamExt;
+        loop {
+            match within("ws message", self.ws.next()).await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                    return Some(serde_json::from_str(&t).expect("JSON message"))
+                }
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) | None | Some(Err(_)) => {
+                    return None
+                }
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    pub async fn next(&mut self) -> serde_json::Value {
+        self.try_next().await.expect("socket closed")
+    }
+
+    /// The next message of `kind`, skipping others.
+    pub async fn next_of(&mut self, kind: &str) -> serde_json::Value {
+        loop {
+            let v = self.next().await;
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+
+    /// The close frame's code, skipping messages before it.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        use futures::StreamExt;
+        loop {
+            match within("ws close", self.ws.next()).await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => {
+                    return frame.map(|f| u16::from(f.code))
+                }
+                None | Some(Err(_)) => return None,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! Command routing: one task owns every open command. A command is stored
+//! (`queued`) before anything else happens; it goes to its device when the device
+//! is online and has a free slot (`sent`), highest priority first, then oldest;
+//! the device reports `delivered`, `succeeded` or `failed`. A timer ends a command
+//! still queued at its expiry (`expired`) or sent without a final result by its
+//! deadline (`timed_out`). Every change is stored before anyone is told, so a
+//! restarted hub picks up where it stopped: queued commands wait again, commands
+//! that were sent but not confirmed are sent again, delivered ones keep their
+//! deadline.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::poll_fn;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::time::{delay_queue, DelayQueue};
+
+use super::protocol::{self, Code, Failure, Frame};
+use crate::metrics::CommandStatusLabels;
+use crate::outbox::Outbox;
+use crate::store::{now_ms, CommandRecord, CommandStatus, CommandUpdate, Store};
+use crate::sync::AbortOnDrop;
+
+/// What the router hands a device.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Delivery {
+    Command(Box<CommandRecord>),
+    Cancel(String),
+}
+
+/// Where a device's commands go: a network device's connection, or a BLE device's
+/// feed. `false` when the device can no longer take it.
+pub trait CommandSink: Send + Sync {
+    fn deliver(&self, d: Delivery) -> bool;
+}
+
+/// A network device's connection: commands are frames in its send queue.
+impl CommandSink for Outbox<Frame> {
+    fn deliver(&self, d: Delivery) -> bool {
+        self.reply(match &d {
+            Delivery::Command(c) => protocol::command_to_device(c),
+            Delivery::Cancel(id) => protocol::cancel_to_device(id),
+        });
+        true
+    }
+}
+
+enum Msg {
+    Submit {
+        record: CommandRecord,
+        issuer: Option<Outbox<Frame>>,
+        reply: oneshot::Sender<Result<(), Failure>>,
+    },
+    Report {
+        device: String,
+        command_id: String,
+        status: CommandStatus,
+        result: Option<Value>,
+        error: Option<String>,
+        reply: oneshot::Sender<Result<(), Failure>>,
+    },
+    Cancel {
+        command_id: String,
+        allowed: Box<dyn Fn(&str) -> bool + Send>,
+        reply: oneshot::Sender<Result<(), Failure>>,
+    },
+    Online {
+        device: String,
+        conn: u64,
+        sink: Arc<dyn CommandSink>,
+    },
+    Offline {
+        device: String,
+        conn: u64,
+    },
+}
+
+/// The handle front ends use; the task stops when the last handle drops.
+#[derive(Clone)]
+pub struct Commands {
+    tx: mpsc::UnboundedSender<Msg>,
+    _task: Arc<AbortOnDrop>,
+}
+
+impl Commands {
+    /// Loads the open commands and starts routing.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        in_flight: usize,
+        metrics: Family<CommandStatusLabels, Counter>,
+    ) -> Result<Commands, crate::store::StoreError> {
+        let mut router = Router {
+            store: store.clone(),
+            open: HashMap::new(),
+            online: HashMap::new(),
+            busy: HashMap::new(),
+            timers: DelayQueue::new(),
+            in_flight: in_flight.max(1),
+            next_order: 0,
+            metrics,
+        };
+        for mut c in store.open_commands().await? {
+            if c.status == CommandStatus::Sent {
+                // It may never have reached the device: send it again.
+                router.set(&mut c, CommandStatus::Queued, None, None).await;
+            }
+            if c.status == CommandStatus::Delivered {
+                *router.busy.entry(c.device.clone()).or_default() += 1;
+            }
+            router.track(c, None, None);
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(router.run(rx));
+        Ok(Commands {
+            tx,
+            _task: Arc::new(AbortOnDrop(task)),
+        })
+    }
+
+    async fn ask(
+        &self,
+        msg: impl FnOnce(oneshot::Sender<Result<(), Failure>>) -> Msg,
+    ) -> Result<(), Failure> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || Failure::new(Code::StoreError, "the command router has stopped");
+        self.tx.send(msg(reply)).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Stores a new command and routes it; `issuer` gets its status changes.
+    pub async fn submit(&self, record: CommandRecord, issuer: Option<Outbox<Frame>>) -> Result<(), Failure> {
+        self.ask(|reply| Msg::Submit {
+            record,
+            issuer,
+            reply,
+        })
+        .await
+    }
+
+    /// A device's report on one of its commands.
+    pub async fn report(
+        &self,
+        device: &str,
+        command_id: String,
+        status: CommandStatus,
+        result: Option<Value>,
+        error: Option<String>,
+    ) -> Result<(), Failure> {
+        let device = device.to_string();
+        self.ask(|reply| Msg::Report {
+            device,
+            command_id,
+            status,
+            result,
+            error,
+            reply,
+        })
+        .await
+    }
+
+    /// Cancels an open command, if `allowed` admits its device.
+    pub async fn cancel(
+        &self,
+        command_id: String,
+        allowed: impl Fn(&str) -> bool + Send + 'static,
+    ) -> Result<(), Failure> {
+        let allowed = Box::new(allowed);
+        self.ask(|reply| Msg::Cancel {
+            command_id,
+            allowed,
+            reply,
+        })
+        .await
+    }
+
+    /// A device connection (`conn`) is ready for commands.
+    pub fn online(&self, device: &str, conn: u64, sink: Arc<dyn CommandSink>) {
+        let _ = self.tx.send(Msg::Online {
+            device: device.to_string(),
+            conn,
+            sink,
+        });
+    }
+
+    pub fn offline(&self, device: &str, conn: u64) {
+        let _ = self.tx.send(Msg::Offline {
+            device: device.to_string(),
+            conn,
+        });
+    }
+}
+
+struct Open {
+    record: CommandRecord,
+    issuer: Option<Outbox<Frame>>,
+    timer: Option<delay_queue::Key>,
+    /// Arrival order: among equal priorities the oldest goes first (creation
+    /// times in ms can tie).
+    order: u64,
+}
+
+struct Router {
+    store: Arc<dyn Store>,
+    open: HashMap<String, Open>,
+    /// Device → (connection, sink) of its current connection.
+    online: HashMap<String, (u64, Arc<dyn CommandSink>)>,
+    /// Device → commands sent or delivered and not final.
+    busy: HashMap<String, usize>,
+    timers: DelayQueue<String>,
+    in_flight: usize,
+    next_order: u64,
+    metrics: Family<CommandStatusLabels, Counter>,
+}
+
+fn until(at_ms: i64) -> Duration {
+    Duration::from_millis((at_ms - now_ms()).max(0) as u64)
+}
+
+impl Router {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(m) => self.handle(m).await,
+                    None => break,
+                },
+                Some(expired) = poll_fn(|cx| self.timers.poll_expired(cx)) => {
+                    self.expire(expired.into_inner()).await;
+                }
+            }
+        }
+    }
+
+    /// Stores a status change, counts it and tells the issuer. A store failure is
+    /// logged; the in-memory state still moves on so the device is not blocked.
+    async fn set(
+        &mut self,
+        c: &mut CommandRecord,
+        status: CommandStatus,
+        result: Option<Value>,
+        error: Option<String>,
+    ) {
+        let at = now_ms();
+        c.status = status;
+        c.updated_at = at;
+        if result.is_some() {
+            c.result = result.clone();
+        }
+        if error.is_some() {
+            c.error = error.clone();
+        }
+        c.deadline = match status {
+            CommandStatus::Sent => Some(at + c.timeout_ms),
+            CommandStatus::Queued => None,
+            _ => c.deadline,
+        };
+        let update = CommandUpdate {
+            status,
+            result,
+            error,
+            deadline: c.deadline,
+            at,
+        };
+        if let Err(e) = self.store.update_command(&c.id, &update).await {
+            tracing::error!(command = %c.id, error = %e, "command status not stored");
+        }
+        self.metrics
+            .get_or_create(&CommandStatusLabels {
+                status: status.as_str(),
+            })
+            .inc();
+    }
+
+    /// Keeps an open command with its timer.
+    fn track(&mut self, record: CommandRecord, issuer: Option<Outbox<Frame>>, order: Option<u64>) {
+        let order = order.unwrap_or_else(|| {
+            self.next_order += 1;
+            self.next_order
+        });
+        let due = match record.status {
+            CommandStatus::Queued => record.expires_at,
+            _ => record.deadline.unwrap_or(record.updated_at + record.timeout_ms),
+        };
+        let timer = Some(self.timers.insert(record.id.clone(), until(due)));
+        self.open.insert(
+            record.id.clone(),
+            Open {
+                record,
+                issuer,
+                timer,
+                order,
+            },
+        );
+    }
+
+    fn notify(open: &Open) {
+        if let Some(out) = &open.issuer {
+            out.reply(protocol::command_status(&open.record));
+        }
+    }
+
+    async fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Submit {
+                record,
+                issuer,
+                reply,
+            } => {
+                let device = record.device.clone();
+                if let Err(e) = self.store.insert_command(&record).await {
+                    let _ = reply.send(Err(Failure::new(Code::StoreError, e.to_string())));
+                    return;
+                }
+                self.metrics
+                    .get_or_create(&CommandStatusLabels {
+                        status: CommandStatus::Queued.as_str(),
+                    })
+                    .inc();
+                self.track(record, issuer, None);
+                let _ = reply.send(Ok(()));
+                self.dispatch(&device).await;
+            }
+            Msg::Report {
+                device,
+                command_id,
+                status,
+                result,
+                error,
+                reply,
+            } => {
+                let answer = self.report(&device, &command_id, status, result, error).await;
+                let _ = reply.send(answer);
+                self.dispatch(&device).await;
+            }
+            Msg::Cancel {
+                command_id,
+                allowed,
+                reply,
+            } => {
+                let device = self
+                    .open
+                    .get(&command_id)
+                    .filter(|o| allowed(&o.record.device))
+                    .map(|o| o.record.device.clone());
+                let Some(device) = device else {
+                    let _ = reply.send(Err(Failure::new(
+                        Code::UnknownCommand,
+                        format!("no open command {command_id}"),
+                    )));
+                    return;
+                };
+                let was = self.open.get(&command_id).map(|o| o.record.status);
+                if was != Some(CommandStatus::Queued) {
+                    if let Some((_, sink)) = self.online.get(&device) {
+                        sink.deliver(Delivery::Cancel(command_id.clone()));
+                    }
+                }
+                self.close(&command_id, CommandStatus::Cancelled, None, None)
+                    .await;
+                let _ = reply.send(Ok(()));
+                self.dispatch(&device).await;
+            }
+            Msg::Online { device, conn, sink } => {
+                self.online.insert(device.clone(), (conn, sink));
+                self.dispatch(&device).await;
+            }
+            Msg::Offline { device, conn } => {
+                if self.online.get(&device).is_some_and(|(c, _)| *c == conn) {
+                    self.online.remove(&device);
+                    // Sent but never confirmed: the device may not have it. Queue
+                    // it again for the next connection.
+                    let unconfirmed: Vec<String> = self
+                        .open
+                        .values()
+                        .filter(|o| o.record.device == device && o.record.status == CommandStatus::Sent)
+                        .map(|o| o.record.id.clone())
+                        .collect();
+                    for id in unconfirmed {
+                        self.requeue(&id).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn requeue(&mut self, id: &str) {
+        let Some(mut open) = self.open.remove(id) else {
+            return;
+        };
+        if let Some(key) = open.timer.take() {
+            self.timers.remove(&key);
+        }
+        self.release(&open.record.device);
+        self.set(&mut open.record, CommandStatus::Queued, None, None)
+            .await;
+        Self::notify(&open);
+        self.track(open.record, open.issuer, Some(open.order));
+    }
+
+    fn release(&mut self, device: &str) {
+        if let Some(n) = self.busy.get_mut(device) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.busy.remove(device);
+            }
+        }
+    }
+
+    async fn report(
+        &mut self,
+        device: &str,
+        id: &str,
+        status: CommandStatus,
+        result: Option<Value>,
+        error: Option<String>,
+    ) -> Result<(), Failure> {
+        let Some(open) = self.open.get_mut(id).filter(|o| o.record.device == device) else {
+            return Err(Failure::new(
+                Code::UnknownCommand,
+                format!("no open command {id} for this device"),
+            ));
+        };
+        match (open.record.status, status) {
+            (CommandStatus::Queued, _) => Err(Failure::new(
+                Code::CommandClosed,
+                format!("command {id} was not sent to this connection"),
+            )),
+            (_, CommandStatus::Delivered) => {
+                if open.record.status == CommandStatus::Sent {
+                    let mut record = open.record.clone();
+                    self.set(&mut record, CommandStatus::Delivered, None, None).await;
+                    if let Some(o) = self.open.get_mut(id) {
+                        o.record = record;
+                        Self::notify(o);
+                    }
+                }
+                Ok(())
+            }
+            _ => {
+                self.close(id, status, result, error).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Gives an open command its final status.
+    async fn close(&mut self, id: &str, status: CommandStatus, result: Option<Value>, error: Option<String>) {
+        let Some(mut open) = self.open.remove(id) else {
+            return;
+        };
+        if let Some(key) = open.timer.take() {
+            self.timers.remove(&key);
+        }
+        if open.record.status != CommandStatus::Queued {
+            self.release(&open.record.device);
+        }
+        self.set(&mut open.record, status, result, error).await;
+        Self::notify(&open);
+    }
+
+    async fn expire(&mut self, id: String) {
+        let Some(open) = self.open.get_mut(&id) else {
+            return;
+        };
+        open.timer = None;
+        let (status, why) = match open.record.status {
+            CommandStatus::Queued => (
+                CommandStatus::Expired,
+                "the device did not take it before it expired",
+            ),
+            _ => (
+                CommandStatus::TimedOut,
+                "no result from the device within the timeout",
+            ),
+        };
+        let device = open.record.device.clone();
+        self.close(&id, status, None, Some(why.to_string())).await;
+        self.dispatch(&device).await;
+    }
+
+    /// Sends the device's best queued commands while it has free slots.
+    async fn dispatch(&mut self, device: &str) {
+        loop {
+            let Some((_, sink)) = self.online.get(device) else {
+                return;
+            };
+            let sink = sink.clone();
+            if self.busy.get(device).copied().unwrap_or(0) >= self.in_flight {
+                return;
+            }
+            let next = self
+                .open
+                .values()
+                .filter(|o| o.record.device == device && o.record.status == CommandStatus::Queued)
+                .max_by_key(|o| (o.record.priority, std::cmp::Reverse(o.order)))
+                .map(|o| o.record.id.clone());
+            let Some(id) = next else { return };
+            let Some(mut open) = self.open.remove(&id) else {
+                return;
+            };
+            if let Some(key) = open.timer.take() {
+                self.timers.remove(&key);
+            }
+            *self.busy.entry(device.to_string()).or_default() += 1;
+            self.set(&mut open.record, CommandStatus::Sent, None, None).await;
+            let delivered = sink.deliver(Delivery::Command(Box::new(open.record.clone())));
+            Self::notify(&open);
+            self.track(open.record, open.issuer, Some(open.order));
+            if !delivered {
+                self.online.remove(device);
+                self.requeue(&id).await;
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! A network device's connection: `telemetry` in (acknowledged once stored, in
+//! order, retries recognised by `seq`), `command_result` and `heartbeat` in,
+//! commands out. A device silent for too many heartbeat intervals is dropped and
+//! goes offline.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use futures::stream::{FuturesOrdered, StreamExt};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::{self, Code, Failure, Frame, Incoming};
+use super::socket::{sink, Link, Read};
+use super::Hub;
+use crate::outbox::Outbox;
+use crate::store::{now_ms, DeviceBatch, Point};
+
+/// Longest telemetry key.
+const MAX_KEY: usize = 200;
+
+/// An acknowledgement to come: the seq it answers and whether the points were stored.
+type PendingAck = Pin<Box<dyn Future<Output = (Option<u64>, Result<(), String>)> + Send>>;
+
+struct State {
+    device: String,
+    /// Highest seq accepted (stored, or on its way to the store).
+    last_seq: u64,
+    acks: FuturesOrdered<PendingAck>,
+}
+
+/// Runs a device connection; returns why it ended (for the connection log).
+pub(super) async fn run(
+    hub: &Hub,
+    link: &mut Link,
+    device: String,
+    shutdown: &CancellationToken,
+) -> &'static str {
+    let (conn, replaced) = match hub.presence().connect(&device, "network").await {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = link
+                .fail(&Value::Null, &Failure::new(Code::StoreError, e.to_string()))
+                .await;
+            return "store error";
+        }
+    };
+    let out: Outbox<Frame> = Outbox::new(1);
+    hub.commands().online(&device, conn, sink(&out));
+    let reason = serve(hub, link, &device, &out, &replaced, shutdown).await;
+    hub.commands().offline(&device, conn);
+    hub.presence().disconnect(&device, "network", conn).await;
+    reason
+}
+
+async fn serve(
+    hub: &Hub,
+    link: &mut Link,
+    device: &str,
+    out: &Outbox<Frame>,
+    replaced: &CancellationToken,
+    shutdown: &CancellationToken,
+) -> &'static str {
+    let last_seq = match hub.store().device(device).await {
+        Ok(d) => d.map_or(0, |d| d.last_seq),
+        Err(e) => {
+            let _ = link
+                .fail(&Value::Null, &Failure::new(Code::StoreError, e.to_string()))
+                .await;
+            return "store error";
+        }
+    };
+    let welcome = json!({
+        "type": "welcome",
+        "role": "device",
+        "device": device,
+        "last_seq": last_seq,
+        "heartbeat_interval": hub.config().heartbeat_secs,
+    });
+    if link.send(protocol::frame(&welcome)).await.is_err() {
+        return "closed";
+    }
+    let mut state = State {
+        device: device.to_string(),
+        last_seq,
+        acks: FuturesOrdered::new(),
+    };
+    let silence = hub.config().heartbeat_timeout();
+    let heartbeat = tokio::time::sleep(silence);
+    tokio::pin!(heartbeat);
+    loop {
+        tokio::select! {
+            biased;
+            frame = out.next() => {
+                if link.send(frame).await.is_err() { return "closed"; }
+            }
+            Some((seq, stored)) = state.acks.next(), if !state.acks.is_empty() => {
+                let sent = match stored {
+                    Ok(()) => link.send(ack(seq)).await,
+                    Err(e) => {
+                        let f = Failure::new(Code::StoreError, format!("telemetry not stored: {e}"));
+                        let _ = link.send(protocol::reply("error", &Value::Null, json!({"code": f.code.as_str(), "message": f.message, "seq": seq}))).await;
+                        link.close(1011, "store error").await;
+                        return "store error";
+                    }
+                };
+                if sent.is_err() { return "closed"; }
+            }
+            frame = link.ws.recv() => {
+                heartbeat.as_mut().reset(Instant::now() + silence);
+                hub.presence().seen(device);
+                match link.read(frame).await {
+                    Read::Closed => return "closed",
+                    Read::Refused => {}
+                    Read::Message(m) => {
+                        if let Err(f) = Box::pin(handle(hub, link, &mut state, *m)).await {
+                            if f.1.code == Code::StoreError { return "store error"; }
+                            if link.fail(&f.0, &f.1).await.is_err() { return "closed"; }
+                        }
+                    }
+                }
+            }
+            _ = &mut heartbeat => {
+                let f = Failure::new(Code::HeartbeatTimeout, format!("nothing heard for {} s", silence.as_secs_f64()));
+                let _ = link.fail(&Value::Null, &f).await;
+                link.close(4008, "heartbeat timeout").await;
+                return "heartbeat timeout";
+            }
+            _ = replaced.cancelled() => {
+                let f = Failure::new(Code::Replaced, "a newer connection of this device took over");
+                let _ = link.fail(&Value::Null, &f).await;
+                link.close(4009, "replaced").await;
+                return "replaced";
+            }
+            _ = shutdown.cancelled() => {
+                link.close(1001, "server shutting down").await;
+                return "shutdown";
+            }
+        }
+    }
+}
+
+fn ack(seq: Option<u64>) -> Frame {
+    match seq {
+        Some(s) => protocol::frame(&json!({"type": "telemetry_ack", "seq": s})),
+        None => protocol::frame(&json!({"type": "telemetry_ack"})),
+    }
+}
+
+/// Handles one device message; an error goes back with the message's id.
+async fn handle(hub: &Hub, link: &mut Link, state: &mut State, m: Incoming) -> Result<(), (Value, Failure)> {
+    let id = m.id.clone();
+    let fail = |f: Failure| (id.clone(), f);
+    match m.kind.as_str() {
+        "telemetry" => telemetry(hub, state, m).await.map_err(fail),
+        "command_result" => {
+            let command_id = m.required(&m.command_id, "command_id").map_err(fail)?.clone();
+            let status = m.required(&m.status, "status").map_err(fail)?;
+            let status = protocol::device_status(status).ok_or_else(|| {
+                fail(Failure::params(format!(
+                    "status {status:?}: a device reports delivered, succeeded or failed"
+                )))
+            })?;
+            hub.commands()
+                .report(&state.device, command_id, status, m.result, m.error)
+                .await
+                .map_err(fail)
+        }
+        "heartbeat" => {
+            let _ = link
+                .send(protocol::reply("heartbeat_ack", &m.id, json!({"ts": now_ms()})))
+                .await;
+            Ok(())
+        }
+        "ping" => {
+            let _ = link
+                .send(protocol::reply("pong", &m.id, json!({"ts": now_ms()})))
+                .await;
+            Ok(())
+        }
+        other => Err(fail(Failure::new(
+            Code::UnknownType,
+            format!("a device sends telemetry, command_result or heartbeat, not {other:?}"),
+        ))),
+    }
+}
+
+/// Validates the points and hands them to the writer; the ack follows in order.
+async fn telemetry(hub: &Hub, state: &mut State, m: Incoming) -> Result<(), Failure> {
+    let Some(points) = m.points else {
+        return Err(Failure::params("telemetry needs \"points\": [{key, value, ts?}]"));
+    };
+    if points.is_empty() {
+        return Err(Failure::params("telemetry needs at least one point"));
+    }
+    let now = now_ms();
+    let mut batch = Vec::with_capacity(points.len());
+    for p in points {
+        if p.key.is_empty() || p.key.len() > MAX_KEY {
+            return Err(Failure::params(format!("a key is 1 to {MAX_KEY} bytes")));
+        }
+        batch.push(Point {
+            key: p.key,
+            value: p.value,
+            ts: p.ts.unwrap_or(now),
+        });
+    }
+    if let Some(seq) = m.seq {
+        if seq <= state.last_seq {
+            // A retry of something already accepted: acknowledged (in order)
+            // without storing it twice.
+            state.acks.push_back(Box::pin(async move { (Some(seq), Ok(())) }));
+            return Ok(());
+        }
+        state.last_seq = seq;
+    }
+    let ack = hub
+        .writer()
+        .submit(DeviceBatch {
+            device: state.device.as_str().into(),
+            seq: m.seq,
+            points: batch,
+        })
+        .await
+        .map_err(|e| Failure::new(Code::StoreError, e.to_string()))?;
+    let seq = m.seq;
+    state.acks.push_back(Box::pin(async move {
+        (
+            seq,
+            ack.await.unwrap_or_else(|_| Err("the writer stopped".into())),
+        )
+    }));
+    Ok(())
+}

@@ -1,0 +1,273 @@
+//! The device hub at `/hub` (`docs/hub-protocol.md`): devices send telemetry and
+//! take commands; clients subscribe to live telemetry (with replay of stored
+//! points), send commands, read history and presence. BLE devices take part too:
+//! their notifications become telemetry and hub commands become BLE writes.
+//!
+//! - `protocol.rs`: wire shapes, error codes, frame builders.
+//! - `fanout.rs`: live delivery to subscribers, with the replay watermark.
+//! - `commands.rs`: the command router (status, priority, timeouts, restarts).
+//! - `presence.rs`: who is online, and telling subscribers.
+//! - `socket.rs`: one connection's task: authentication, role, limits.
+//! - `device.rs`, `client.rs`: the device and client message families.
+//! - `ble.rs`: the BLE feed (notifications → telemetry, commands → writes).
+//! - `rest.rs`: history, devices and commands over REST.
+
+mod ble;
+mod client;
+pub mod commands;
+mod device;
+pub mod fanout;
+mod presence;
+pub mod protocol;
+pub mod rest;
+mod socket;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub use self::ble::{BleCommand, BleTelemetry};
+use self::commands::Commands;
+use self::fanout::Fanout;
+use self::presence::Presence;
+pub use self::socket::{handle_socket, Hello};
+use crate::auth::Authenticator;
+use crate::gateway::Gateway;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError, TelemetryWriter};
+use crate::sync::AbortOnDrop;
+
+/// The `[hub]` table.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubConfig {
+    /// Open `/hub` connections at once (devices and clients).
+    pub max_connections: usize,
+    /// Larger messages get MESSAGE_TOO_LARGE (and are not stored).
+    pub max_message_bytes: usize,
+    /// Messages a second one connection may send, sustained, and the burst above it.
+    pub rate_per_connection: f64,
+    pub burst_per_connection: f64,
+    /// Live messages waiting for a slow client before it loses some (`lagged`).
+    pub client_queue: usize,
+    /// A device should send something (a heartbeat at least) this often; one silent
+    /// for `heartbeat_misses` intervals is offline.
+    pub heartbeat_secs: f64,
+    pub heartbeat_misses: u32,
+    /// Default time from `sent` to a final result, when a command gives none.
+    pub command_timeout_secs: f64,
+    /// Default time a command may wait queued before it expires.
+    pub command_ttl_secs: f64,
+    /// Commands one device works on at once; more wait `queued` (busy).
+    pub commands_in_flight: usize,
+    /// Points older than this are deleted (hourly); 0 keeps them forever.
+    pub retention_days: f64,
+    /// Most points in one transaction (group commit).
+    pub max_batch_points: usize,
+    /// Feed the simulated devices' notifications into the hub (on the simulator,
+    /// when `ble` names nothing): a fresh `gattway serve` has live data.
+    pub sim_feed: bool,
+    /// BLE notifications stored as telemetry.
+    pub ble: Vec<BleTelemetry>,
+    /// Hub commands that become BLE writes.
+    pub ble_commands: Vec<BleCommand>,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            max_connections: 10_000,
+            max_message_bytes: 1024 * 1024,
+            rate_per_connection: 1000.0,
+            burst_per_connection: 2000.0,
+            client_queue: 4096,
+            heartbeat_secs: 30.0,
+            heartbeat_misses: 3,
+            command_timeout_secs: 30.0,
+            command_ttl_secs: 24.0 * 3600.0,
+            commands_in_flight: 1,
+            retention_days: 30.0,
+            max_batch_points: 20_000,
+            sim_feed: true,
+            ble: Vec::new(),
+            ble_commands: Vec::new(),
+        }
+    }
+}
+
+impl HubConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("hub.heartbeat_secs", self.heartbeat_secs),
+            ("hub.command_timeout_secs", self.command_timeout_secs),
+            ("hub.command_ttl_secs", self.command_ttl_secs),
+            ("hub.rate_per_connection", self.rate_per_connection),
+        ];
+        for (name, v) in positive {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(format!("{name} must be a positive number of seconds, not {v}"));
+            }
+        }
+        if self.retention_days < 0.0 || !self.retention_days.is_finite() {
+            return Err("hub.retention_days must be 0 (keep) or more".into());
+        }
+        for b in &self.ble {
+            b.validate()?;
+        }
+        for c in &self.ble_commands {
+            c.validate()?;
+        }
+        Ok(())
+    }
+
+    fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_secs_f64(self.heartbeat_secs * self.heartbeat_misses.max(1) as f64)
+    }
+}
+
+struct Inner {
+    config: HubConfig,
+    store: Arc<dyn Store>,
+    writer: TelemetryWriter,
+    fanout: Arc<Fanout>,
+    presence: Presence,
+    commands: Commands,
+    auth: Arc<Authenticator>,
+    metrics: Arc<Metrics>,
+    slots: Arc<Semaphore>,
+    /// Retention and the BLE feed; they stop with the hub.
+    tasks: std::sync::Mutex<Vec<AbortOnDrop>>,
+}
+
+/// The hub's shared state; clones are cheap.
+#[derive(Clone)]
+pub struct Hub(Arc<Inner>);
+
+impl Hub {
+    /// Starts the hub on a store: loads open commands, marks every device offline
+    /// (no connection survives a restart), starts the writer, retention and, when
+    /// configured, the BLE feed.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        gateway: &Gateway,
+        auth: Arc<Authenticator>,
+        config: HubConfig,
+    ) -> Result<Hub, StoreError> {
+        let metrics = gateway.metrics().clone();
+        store.all_offline().await?;
+        let last = store.last_point_id().await?;
+        let fanout = Arc::new(Fanout::new(
+            last,
+            metrics.hub_deliveries.clone(),
+            metrics.hub_dropped.clone(),
+        ));
+        let writer = {
+            let fanout = fanout.clone();
+            let stored = metrics.hub_points_stored.clone();
+            let commits = metrics.hub_commits.clone();
+            TelemetryWriter::spawn(store.clone(), config.max_batch_points, 4096, move |c| {
+                let n: usize = c.batches.iter().map(|b| b.points.len()).sum();
+                stored.inc_by(n as u64);
+                commits.inc();
+                fanout.publish(&c);
+            })
+        };
+        let commands = Commands::start(
+            store.clone(),
+            config.commands_in_flight,
+            metrics.hub_commands.clone(),
+        )
+        .await?;
+        let presence = Presence::new(store.clone(), fanout.clone(), metrics.hub_devices_online.clone());
+        let mut tasks = Vec::new();
+        if config.retention_days > 0.0 {
+            tasks.push(retention(store.clone(), config.retention_days));
+        }
+        let hub = Hub(Arc::new(Inner {
+            slots: Arc::new(Semaphore::new(config.max_connections)),
+            config: config.clone(),
+            store,
+            writer,
+            fanout,
+            presence,
+            commands,
+            auth,
+            metrics,
+            tasks: std::sync::Mutex::new(tasks),
+        }));
+        // The feeds hold a weak handle: the hub owns their tasks, and a strong one
+        // would keep both alive forever.
+        let feeds = ble::spawn(
+            ble::feeds(&config, gateway),
+            gateway.clone(),
+            Arc::downgrade(&hub.0),
+        );
+        crate::sync::lock(&hub.0.tasks).extend(feeds);
+        Ok(hub)
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.0.config
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+
+    pub fn commands(&self) -> &Commands {
+        &self.0.commands
+    }
+
+    pub(crate) fn writer(&self) -> &TelemetryWriter {
+        &self.0.writer
+    }
+
+    pub(crate) fn fanout(&self) -> &Arc<Fanout> {
+        &self.0.fanout
+    }
+
+    pub(crate) fn presence(&self) -> &Presence {
+        &self.0.presence
+    }
+
+    pub(crate) fn auth(&self) -> &Arc<Authenticator> {
+        &self.0.auth
+    }
+
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.0.metrics
+    }
+
+    /// A connection slot, or `None` when the limit is reached.
+    pub(crate) fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        self.0.slots.clone().try_acquire_owned().ok()
+    }
+
+    /// Live subscriptions now (tests and metrics).
+    pub fn subscriber_count(&self) -> usize {
+        self.0.fanout.subscriber_count()
+    }
+
+    /// Whether the store answers (readiness).
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        self.0.store.ping().await
+    }
+}
+
+/// Deletes points older than the retention every hour (and once at start).
+fn retention(store: Arc<dyn Store>, days: f64) -> AbortOnDrop {
+    let keep_ms = (days * 86_400_000.0) as i64;
+    AbortOnDrop(tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            match store.delete_points_before(crate::store::now_ms() - keep_ms).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(deleted = n, days, "old telemetry deleted (retention)"),
+                Err(e) => tracing::warn!(error = %e, "retention failed"),
+            }
+        }
+    }))
+}

@@ -1,0 +1,130 @@
+//! Who is online. A device is online while it has a connection (a network device's
+//! socket, a BLE device's link held by the feed); one connection per device, the
+//! newest wins. Changes are stored and sent to the device's subscribers.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::metrics::gauge::Gauge;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::fanout::Fanout;
+use super::protocol;
+use crate::store::{now_ms, Store, StoreError};
+use crate::sync::lock;
+
+struct Entry {
+    conn: u64,
+    /// Cancelled when a newer connection of the same device takes over.
+    replaced: CancellationToken,
+    last_seen: i64,
+}
+
+pub struct Presence {
+    store: Arc<dyn Store>,
+    fanout: Arc<Fanout>,
+    online: Gauge,
+    devices: Mutex<HashMap<String, Entry>>,
+    next_conn: AtomicU64,
+}
+
+/// A device's presence as clients see it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DevicePresence {
+    pub device: String,
+    pub online: bool,
+    pub last_seen: i64,
+}
+
+impl Presence {
+    pub fn new(store: Arc<dyn Store>, fanout: Arc<Fanout>, online: Gauge) -> Self {
+        Presence {
+            store,
+            fanout,
+            online,
+            devices: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    /// Records a new connection of `device`; returns its id and a token cancelled
+    /// when a newer one replaces it. The older connection, if any, is told to go.
+    pub async fn connect(&self, device: &str, kind: &str) -> Result<(u64, CancellationToken), StoreError> {
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let replaced = CancellationToken::new();
+        let now = now_ms();
+        let previous = lock(&self.devices).insert(
+            device.to_string(),
+            Entry {
+                conn,
+                replaced: replaced.clone(),
+                last_seen: now,
+            },
+        );
+        match previous {
+            Some(old) => old.replaced.cancel(),
+            None => {
+                self.online.inc();
+                self.store.set_presence(device, kind, true, now).await?;
+                self.fanout
+                    .presence(device, protocol::presence(device, true, now));
+            }
+        }
+        Ok((conn, replaced))
+    }
+
+    /// The connection ended; the device goes offline unless a newer one replaced it.
+    pub async fn disconnect(&self, device: &str, kind: &str, conn: u64) {
+        let now = now_ms();
+        {
+            let mut devices = lock(&self.devices);
+            if devices.get(device).is_none_or(|e| e.conn != conn) {
+                return;
+            }
+            devices.remove(device);
+        }
+        self.online.dec();
+        if let Err(e) = self.store.set_presence(device, kind, false, now).await {
+            tracing::warn!(device, error = %e, "offline state not stored");
+        }
+        self.fanout
+            .presence(device, protocol::presence(device, false, now));
+    }
+
+    /// The device said something.
+    pub fn seen(&self, device: &str) {
+        if let Some(e) = lock(&self.devices).get_mut(device) {
+            e.last_seen = now_ms();
+        }
+    }
+
+    /// Presence of the named devices (every known device when `devices` is empty).
+    pub async fn snapshot(&self, devices: &[String]) -> Result<Vec<DevicePresence>, StoreError> {
+        let stored = self.store.devices().await?;
+        let live = lock(&self.devices);
+        let mut out: Vec<DevicePresence> = stored
+            .into_iter()
+            .filter(|d| devices.is_empty() || devices.contains(&d.id))
+            .map(|d| {
+                let now = live.get(&d.id);
+                DevicePresence {
+                    online: now.is_some(),
+                    last_seen: now.map_or(d.last_seen, |e| e.last_seen.max(d.last_seen)),
+                    device: d.id,
+                }
+            })
+            .collect();
+        for name in devices {
+            if !out.iter().any(|d| &d.device == name) {
+                out.push(DevicePresence {
+                    device: name.clone(),
+                    online: live.contains_key(name),
+                    last_seen: live.get(name).map_or(0, |e| e.last_seen),
+                });
+            }
+        }
+        Ok(out)
+    }
+}

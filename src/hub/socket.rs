@@ -1,0 +1,301 @@
+//! One `/hub` connection from upgrade to close: the connection limit, the
+//! credential (at the upgrade or as a first `auth` message), the role (device or
+//! client), the connection log, then the role's message loop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use prometheus_client::metrics::counter::Counter;
+use serde_json::{json, Value};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+
+use super::protocol::{self, Code, Failure, Frame, Incoming};
+use super::{client, device, Hub};
+use crate::auth::{Principal, Scope};
+use crate::limits::TokenBucket;
+use crate::metrics::{Direction, Endpoint, EndpointLabels, MessageLabels};
+use crate::store::{now_ms, ConnectionRecord};
+
+/// How long a connection without a credential has to send `auth`.
+const AUTH_WAIT: Duration = Duration::from_secs(10);
+
+/// What the upgrade request said about the connection.
+#[derive(Clone, Debug, Default)]
+pub struct Hello {
+    /// From a credential at the upgrade (header, `token=` or `access_token=`).
+    pub principal: Option<Principal>,
+    /// `role=device|client` in the query; otherwise from the credential's scopes.
+    pub role: Option<String>,
+    /// `device=` in the query: the device id, when the credential does not fix it.
+    pub device: Option<String>,
+    /// The peer address, for the connection log.
+    pub remote: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Role {
+    Device(String),
+    Client,
+}
+
+/// The socket with its message counters and rate limit.
+pub(super) struct Link {
+    pub ws: WebSocket,
+    sent: Counter,
+    received: Counter,
+    limiter: TokenBucket,
+    max_bytes: usize,
+}
+
+/// What one read from the socket gave.
+pub(super) enum Read {
+    Message(Box<Incoming>),
+    /// Answered already (bad input, a limit); carry on.
+    Refused,
+    Closed,
+}
+
+impl Link {
+    pub async fn send(&mut self, frame: Frame) -> Result<(), axum::Error> {
+        self.sent.inc();
+        self.ws.send(Message::Text(frame)).await
+    }
+
+    pub async fn fail(&mut self, id: &Value, f: &Failure) -> Result<(), axum::Error> {
+        self.send(protocol::error(id, f)).await
+    }
+
+    pub async fn close(&mut self, code: u16, reason: &'static str) {
+        let _ = self
+            .ws
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })))
+            .await;
+    }
+
+    /// Turns a received frame into a message, answering what cannot be one.
+    pub async fn read(&mut self, frame: Option<Result<Message, axum::Error>>) -> Read {
+        let text = match frame {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Binary(_))) => {
+                let f = Failure::new(
+                    Code::InvalidMessage,
+                    "binary frames are not supported: send JSON text",
+                );
+                return self.refuse(&Value::Null, &f).await;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Read::Refused,
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Read::Closed,
+        };
+        self.received.inc();
+        if text.len() > self.max_bytes {
+            let f = Failure::new(
+                Code::MessageTooLarge,
+                format!("{} bytes is over the {}-byte limit", text.len(), self.max_bytes),
+            );
+            return self.refuse(&Value::Null, &f).await;
+        }
+        let parsed = Incoming::parse(text.as_str());
+        if !self.limiter.take() {
+            let id = parsed.as_ref().map_or(Value::Null, |m| m.id.clone());
+            return self
+                .refuse(
+                    &id,
+                    &Failure::new(Code::RateLimited, "too many messages: slow down"),
+                )
+                .await;
+        }
+        match parsed {
+            Ok(m) => Read::Message(Box::new(m)),
+            Err((id, f)) => self.refuse(&id, &f).await,
+        }
+    }
+
+    async fn refuse(&mut self, id: &Value, f: &Failure) -> Read {
+        match self.fail(id, f).await {
+            Ok(()) => Read::Refused,
+            Err(_) => Read::Closed,
+        }
+    }
+}
+
+/// Whether a credential's device list (if any) admits a hub device id: an exact
+/// id, or an entry ending in `*` as a prefix.
+pub(super) fn may_use(principal: Option<&Principal>, device: &str) -> bool {
+    let Some(list) = principal.and_then(|p| p.devices.as_ref()) else {
+        return true;
+    };
+    list.iter().any(|d| match d.strip_suffix('*') {
+        Some(prefix) => device.starts_with(prefix),
+        None => d == device,
+    })
+}
+
+/// Runs one hub connection to its end.
+pub async fn handle_socket(
+    hub: Hub,
+    ws: WebSocket,
+    mut hello: Hello,
+    slot: Option<OwnedSemaphorePermit>,
+    shutdown: CancellationToken,
+) {
+    let metrics = hub.metrics().clone();
+    let counter = |direction| {
+        metrics
+            .messages
+            .get_or_create(&MessageLabels {
+                endpoint: Endpoint::hub,
+                direction,
+            })
+            .clone()
+    };
+    let c = hub.config();
+    let mut link = Link {
+        ws,
+        sent: counter(Direction::sent),
+        received: counter(Direction::received),
+        limiter: TokenBucket::new(c.rate_per_connection, c.burst_per_connection),
+        max_bytes: c.max_message_bytes,
+    };
+    let Some(_slot) = slot else {
+        let f = Failure::new(
+            Code::RateLimited,
+            format!("at most {} hub connections", c.max_connections),
+        );
+        let _ = link.fail(&Value::Null, &f).await;
+        link.close(1013, "connection limit reached").await;
+        return;
+    };
+    let gauge = metrics
+        .ws_connections
+        .get_or_create(&EndpointLabels {
+            endpoint: Endpoint::hub,
+        })
+        .clone();
+    gauge.inc();
+    let role = match identify(&hub, &mut link, &mut hello).await {
+        Ok(role) => role,
+        Err(f) => {
+            let _ = link.fail(&Value::Null, &f).await;
+            link.close(1008, "not allowed").await;
+            gauge.dec();
+            return;
+        }
+    };
+    let record = ConnectionRecord {
+        id: 0,
+        role: match role {
+            Role::Device(_) => "device".into(),
+            Role::Client => "client".into(),
+        },
+        subject: hello.principal.as_ref().map(|p| p.subject.clone()),
+        device: match &role {
+            Role::Device(d) => Some(d.clone()),
+            Role::Client => None,
+        },
+        remote: hello.remote.clone(),
+        connected_at: now_ms(),
+        disconnected_at: None,
+        reason: None,
+    };
+    let logged = match hub.store().open_connection(&record).await {
+        Ok(id) => Some(id),
+        Err(e) => {
+            tracing::warn!(error = %e, "connection log not written");
+            None
+        }
+    };
+    tracing::info!(role = %record.role, device = ?record.device, subject = ?record.subject, "hub connection");
+    let reason = match role {
+        Role::Device(id) => device::run(&hub, &mut link, id, &shutdown).await,
+        Role::Client => client::run(&hub, &mut link, hello.principal, &shutdown).await,
+    };
+    if let Some(id) = logged {
+        if let Err(e) = hub.store().close_connection(id, now_ms(), reason).await {
+            tracing::warn!(error = %e, "connection log not closed");
+        }
+    }
+    tracing::info!(role = %record.role, device = ?record.device, reason, "hub connection ended");
+    gauge.dec();
+}
+
+/// Who is connecting, and as what.
+async fn identify(hub: &Hub, link: &mut Link, hello: &mut Hello) -> Result<Role, Failure> {
+    if hub.auth().enabled() && hello.principal.is_none() {
+        hello.principal = Some(first_message_auth(hub, link).await?);
+    }
+    let p = hello.principal.as_ref();
+    let wants = hello.role.as_deref().map(str::to_ascii_lowercase);
+    let device_role = match wants.as_deref() {
+        Some("device") => true,
+        Some("client") => false,
+        Some(other) => {
+            return Err(Failure::params(format!(
+                "role must be device or client, not {other:?}"
+            )))
+        }
+        // With a credential, its scopes say; without (no auth configured), a
+        // `device=` says.
+        None => match p {
+            Some(p) => p.has(Scope::HubDevice) && !p.has(Scope::HubClient),
+            None => hello.device.is_some(),
+        },
+    };
+    if !device_role {
+        if let Some(p) = p {
+            p.require(Scope::HubClient)?;
+        }
+        return Ok(Role::Client);
+    }
+    if let Some(p) = p {
+        p.require(Scope::HubDevice)?;
+    }
+    let id = match (&hello.device, p) {
+        (Some(d), p) if may_use(p, d) => d.clone(),
+        (Some(d), _) => return Err(crate::auth::AuthError::DeviceNotAllowed(d.clone()).into()),
+        (None, Some(p)) => p.subject.clone(),
+        (None, None) => return Err(Failure::params("a device connection needs device=ID in the URL")),
+    };
+    if id.is_empty() || id.len() > 200 {
+        return Err(Failure::params("a device id is 1 to 200 characters"));
+    }
+    Ok(Role::Device(id))
+}
+
+/// Waits for `{"type":"auth","token":…}` as the first message.
+async fn first_message_auth(hub: &Hub, link: &mut Link) -> Result<Principal, Failure> {
+    let missing = || {
+        Failure::new(
+            Code::NotAuthenticated,
+            "send a credential: token=, Authorization, or an auth message first",
+        )
+    };
+    let frame = tokio::time::timeout(AUTH_WAIT, link.ws.recv())
+        .await
+        .map_err(|_| missing())?;
+    let Read::Message(m) = link.read(frame).await else {
+        return Err(missing());
+    };
+    if m.kind != "auth" {
+        return Err(missing());
+    }
+    let token = m.token.as_deref().ok_or_else(missing)?;
+    let p = hub.auth().verify(token)?;
+    let _ = link
+        .send(protocol::reply(
+            "authenticated",
+            &m.id,
+            json!({"subject": p.subject}),
+        ))
+        .await;
+    Ok(p)
+}
+
+/// The device command sink a connection registers.
+pub(super) fn sink(out: &crate::outbox::Outbox<Frame>) -> Arc<dyn super::commands::CommandSink> {
+    Arc::new(out.clone())
+}

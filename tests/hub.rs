@@ -1,0 +1,718 @@
+//! The device hub end to end: real server on port 0, real SQLite file, devices and
+//! clients over WebSocket, history and commands over REST.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use gattway::auth::{sha256_hex, ApiKeyConfig, AuthConfig, Scope};
+use serde_json::{json, Value};
+
+struct Hub {
+    server: Server,
+    hub: gattway::hub::Hub,
+    _db: TempDb,
+    _rig: Rig,
+}
+
+impl Hub {
+    async fn start(config: gattway::hub::HubConfig) -> Hub {
+        Self::start_with(config, AuthConfig::default()).await
+    }
+
+    async fn start_with(config: gattway::hub::HubConfig, auth: AuthConfig) -> Hub {
+        let rig = rig();
+        let db = TempDb::new();
+        let (server, hub) = start_hub_server(&rig.gateway, &db.url(), config, auth).await;
+        Hub {
+            server,
+            hub,
+            _db: db,
+            _rig: rig,
+        }
+    }
+
+    fn ws(&self, query: &str) -> String {
+        format!("ws://{}/hub?{query}", self.server.addr)
+    }
+
+    async fn device(&self, id: &str) -> JsonWs {
+        let mut ws = JsonWs::connect(&self.ws(&format!("device={id}"))).await;
+        let welcome = ws.next().await;
+        assert_eq!(
+            (welcome["type"].clone(), welcome["device"].clone()),
+            (json!("welcome"), json!(id))
+        );
+        ws
+    }
+
+    async fn client(&self) -> JsonWs {
+        let mut ws = JsonWs::connect(&self.ws("role=client")).await;
+        assert_eq!(ws.next().await["type"], "welcome");
+        ws
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let resp = reqwest::get(self.server.url(path)).await.unwrap();
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        resp.json().await.unwrap()
+    }
+}
+
+fn points(values: &[(&str, Value)]) -> Value {
+    json!(values
+        .iter()
+        .map(|(k, v)| json!({"key": k, "value": v}))
+        .collect::<Vec<_>>())
+}
+
+#[tokio::test]
+async fn telemetry_is_acked_once_stored_and_a_retry_is_not_stored_twice() {
+    let hub = Hub::start(hub_config()).await;
+    let mut dev = hub.device("dev-1").await;
+    let batch = json!({"type": "telemetry", "seq": 7, "points": [
+        {"key": "temp", "value": 21.5, "ts": 1_763_800_000_000i64},
+        {"key": "door", "value": true},
+        {"key": "label", "value": "kitchen"},
+        {"key": "fix", "value": {"lat": 1.5, "lon": 2}},
+    ]});
+    dev.send(batch.clone()).await;
+    assert_eq!(dev.next().await, json!({"type": "telemetry_ack", "seq": 7}));
+    dev.send(batch).await;
+    assert_eq!(
+        dev.next().await,
+        json!({"type": "telemetry_ack", "seq": 7}),
+        "a retry is acked"
+    );
+    let history = hub.get("/api/v1/devices/dev-1/telemetry").await;
+    let stored = history["points"].as_array().unwrap();
+    assert_eq!(stored.len(), 4, "the retry was not stored again: {history}");
+    let temp = stored.iter().find(|p| p["key"] == "temp").unwrap();
+    assert_eq!(
+        (temp["value"].clone(), temp["ts"].clone()),
+        (json!(21.5), json!(1_763_800_000_000i64))
+    );
+    assert!(stored.iter().any(|p| p["value"] == json!({"lat": 1.5, "lon": 2})));
+    assert!(stored.iter().any(|p| p["value"] == json!(true)));
+    drop(dev);
+    // A device that reconnects learns the last seq stored, to carry on from.
+    let mut again = JsonWs::connect(&hub.ws("device=dev-1")).await;
+    assert_eq!(again.next().await["last_seq"], 7);
+}
+
+#[tokio::test]
+async fn subscribe_with_since_replays_stored_points_then_goes_live_without_gap_or_duplicate() {
+    let hub = Hub::start(hub_config()).await;
+    let url = hub.ws("device=counter");
+    const N: i64 = 400;
+    // The device streams 1..=N; the client subscribes while it is halfway.
+    let (halfway_tx, halfway) = tokio::sync::oneshot::channel();
+    let device = tokio::spawn(async move {
+        let mut dev = JsonWs::connect(&url).await;
+        dev.next().await;
+        let mut halfway_tx = Some(halfway_tx);
+        for i in 1..=N {
+            dev.send(json!({"type": "telemetry", "seq": i, "points": [{"key": "n", "value": i}]}))
+                .await;
+            if i % 20 == 0 {
+                // Let acks and other tasks interleave with the stream.
+                dev.next_of("telemetry_ack").await;
+            }
+            if i == N / 2 {
+                if let Some(tx) = halfway_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+        dev
+    });
+    within("halfway", halfway).await.unwrap();
+    let mut client = hub.client().await;
+    client
+        .send(json!({"type": "subscribe", "id": 1, "devices": ["counter"], "keys": ["n"], "since": 0}))
+        .await;
+    assert_eq!(client.next().await["type"], "subscribed");
+    let mut seen = Vec::new();
+    let mut replayed_marker = false;
+    while seen.last() != Some(&N) {
+        let m = client.next().await;
+        match m["type"].as_str().unwrap() {
+            "telemetry" => seen.extend(
+                m["points"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["value"].as_i64().unwrap()),
+            ),
+            "replayed" => replayed_marker = true,
+            other => panic!("unexpected {other}: {m}"),
+        }
+    }
+    assert!(replayed_marker, "the end of the replay is marked");
+    assert_eq!(seen, (1..=N).collect::<Vec<_>>(), "every point once, in order");
+    drop(device.await.unwrap());
+}
+
+#[tokio::test]
+async fn subscriptions_filter_by_device_and_key_and_unsubscribe_stops_them() {
+    let hub = Hub::start(hub_config()).await;
+    let mut a = hub.device("a").await;
+    let mut b = hub.device("b").await;
+    let mut client = hub.client().await;
+    client
+        .send(json!({"type": "subscribe", "id": 1, "devices": ["a"], "keys": ["temp"]}))
+        .await;
+    let sub = client.next().await["subscription"].clone();
+    b.send(json!({"type": "telemetry", "seq": 1, "points": points(&[("temp", json!(1))])}))
+        .await;
+    b.next().await;
+    a.send(
+        json!({"type": "telemetry", "seq": 1, "points": points(&[("hum", json!(50)), ("temp", json!(20))])}),
+    )
+    .await;
+    a.next().await;
+    let t = client.next_of("telemetry").await;
+    assert_eq!(t["device"], "a");
+    assert_eq!(t["points"].as_array().unwrap().len(), 1, "only temp: {t}");
+    assert_eq!(t["points"][0]["value"], 20);
+    client
+        .send(json!({"type": "unsubscribe", "id": 2, "subscription": sub}))
+        .await;
+    assert_eq!(client.next_of("unsubscribed").await["count"], 1);
+    wait_until("unsubscribed", || hub.hub.subscriber_count() == 0).await;
+}
+
+#[tokio::test]
+async fn a_command_goes_through_sent_delivered_and_succeeded_with_its_history() {
+    let hub = Hub::start(hub_config()).await;
+    let mut dev = hub.device("dev-1").await;
+    let mut client = hub.client().await;
+    client
+        .send(json!({"type": "command", "id": 2, "device": "dev-1", "name": "reboot", "params": {"delay": 1}, "timeout": 30}))
+        .await;
+    let accepted = client.next().await;
+    assert_eq!(accepted["type"], "command_accepted", "{accepted}");
+    assert_eq!(accepted["id"], 2);
+    let command_id = accepted["command_id"].as_str().unwrap().to_string();
+    let to_device = dev.next_of("command").await;
+    assert_eq!(
+        (
+            to_device["command_id"].as_str().unwrap(),
+            to_device["name"].clone(),
+            to_device["params"].clone()
+        ),
+        (command_id.as_str(), json!("reboot"), json!({"delay": 1}))
+    );
+    assert_eq!(client.next_of("command_status").await["status"], "sent");
+    dev.send(json!({"type": "command_result", "command_id": command_id, "status": "delivered"}))
+        .await;
+    assert_eq!(client.next_of("command_status").await["status"], "delivered");
+    dev.send(json!({"type": "command_result", "command_id": command_id, "status": "succeeded", "result": {"uptime": 0}}))
+        .await;
+    let done = client.next_of("command_status").await;
+    assert_eq!(
+        (done["status"].clone(), done["result"].clone()),
+        (json!("succeeded"), json!({"uptime": 0}))
+    );
+    let record = hub.get(&format!("/api/v1/commands/{command_id}")).await;
+    let statuses: Vec<&str> = record["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["queued", "sent", "delivered", "succeeded"]);
+    let list = hub.get("/api/v1/devices/dev-1/commands").await;
+    assert_eq!(list["commands"][0]["status"], "succeeded");
+    // A result for a closed command is refused.
+    dev.send(json!({"type": "command_result", "id": 9, "command_id": command_id, "status": "failed"}))
+        .await;
+    let refused = dev.next_of("error").await;
+    assert_eq!(
+        (refused["code"].clone(), refused["id"].clone()),
+        (json!("UNKNOWN_COMMAND"), json!(9))
+    );
+}
+
+#[tokio::test]
+async fn commands_for_an_offline_device_queue_and_arrive_highest_priority_first() {
+    let hub = Hub::start(hub_config()).await;
+    let mut client = hub.client().await;
+    let mut ids = Vec::new();
+    for (i, priority) in [1, 5, 3, 5].into_iter().enumerate() {
+        client
+            .send(json!({"type": "command", "id": i, "device": "sleepy", "name": format!("c{i}"), "priority": priority}))
+            .await;
+        let accepted = client.next_of("command_accepted").await;
+        ids.push(accepted["command_id"].as_str().unwrap().to_string());
+    }
+    let listed = hub.get("/api/v1/devices/sleepy/commands").await;
+    assert!(listed["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["status"] == "queued"));
+    let mut dev = hub.device("sleepy").await;
+    // One at a time (commands_in_flight = 1): 5 (older), 5, 3, 1.
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let c = dev.next_of("command").await;
+        order.push(c["name"].as_str().unwrap().to_string());
+        dev.send(json!({"type": "command_result", "command_id": c["command_id"], "status": "succeeded"}))
+            .await;
+    }
+    assert_eq!(order, ["c1", "c3", "c2", "c0"]);
+}
+
+#[tokio::test]
+async fn commands_time_out_expire_and_cancel() {
+    let hub = Hub::start(hub_config()).await;
+    let mut dev = hub.device("slow").await;
+    let mut client = hub.client().await;
+    client
+        .send(json!({"type": "command", "id": 1, "device": "slow", "name": "hang", "timeout": 0.2}))
+        .await;
+    client.next_of("command_accepted").await;
+    dev.next_of("command").await;
+    let timed_out = loop {
+        let s = client.next_of("command_status").await;
+        if s["status"] != "sent" {
+            break s;
+        }
+    };
+    assert_eq!(timed_out["status"], "timed_out");
+
+    client
+        .send(json!({"type": "command", "id": 2, "device": "nobody", "name": "x", "ttl": 0.2}))
+        .await;
+    client.next_of("command_accepted").await;
+    assert_eq!(client.next_of("command_status").await["status"], "expired");
+
+    client
+        .send(json!({"type": "command", "id": 3, "device": "nobody", "name": "y"}))
+        .await;
+    let id = client.next_of("command_accepted").await["command_id"].clone();
+    client
+        .send(json!({"type": "cancel", "id": 4, "command_id": id}))
+        .await;
+    assert_eq!(client.next_of("cancelled").await["id"], 4);
+    assert_eq!(client.next_of("command_status").await["status"], "cancelled");
+    client
+        .send(json!({"type": "cancel", "id": 5, "command_id": id}))
+        .await;
+    assert_eq!(client.next_of("error").await["code"], "UNKNOWN_COMMAND");
+}
+
+#[tokio::test]
+async fn queued_and_unconfirmed_commands_survive_a_restart() {
+    let rig = rig();
+    let db = TempDb::new();
+    let (server, hub) = start_hub_server(&rig.gateway, &db.url(), hub_config(), Default::default()).await;
+    let ws = |addr: std::net::SocketAddr, q: &str| format!("ws://{addr}/hub?{q}");
+    let mut client = JsonWs::connect(&ws(server.addr, "role=client")).await;
+    client.next().await;
+    // One is sent to the device but never confirmed; one waits queued behind it.
+    let mut dev = JsonWs::connect(&ws(server.addr, "device=d")).await;
+    dev.next().await;
+    client
+        .send(json!({"type": "command", "id": 1, "device": "d", "name": "first"}))
+        .await;
+    client.next_of("command_accepted").await;
+    assert_eq!(dev.next_of("command").await["name"], "first");
+    client
+        .send(json!({"type": "command", "id": 2, "device": "d", "name": "second"}))
+        .await;
+    client.next_of("command_accepted").await;
+    drop((client, dev));
+    server.stop().await;
+    drop(hub);
+
+    let (server, _hub) = start_hub_server(&rig.gateway, &db.url(), hub_config(), Default::default()).await;
+    let mut dev = JsonWs::connect(&ws(server.addr, "device=d")).await;
+    dev.next().await;
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let c = dev.next_of("command").await;
+        names.push(c["name"].as_str().unwrap().to_string());
+        dev.send(json!({"type": "command_result", "command_id": c["command_id"], "status": "succeeded"}))
+            .await;
+    }
+    assert_eq!(
+        names,
+        ["first", "second"],
+        "the unconfirmed one is sent again, then the queued one"
+    );
+}
+
+#[tokio::test]
+async fn presence_follows_connections_and_heartbeats() {
+    let hub = Hub::start(gattway::hub::HubConfig {
+        heartbeat_secs: 0.2,
+        heartbeat_misses: 2,
+        ..hub_config()
+    })
+    .await;
+    let mut client = hub.client().await;
+    client
+        .send(json!({"type": "subscribe", "id": 1, "devices": ["p1"]}))
+        .await;
+    client.next_of("subscribed").await;
+    let mut dev = hub.device("p1").await;
+    let online = client.next_of("presence").await;
+    assert_eq!(
+        (online["device"].clone(), online["online"].clone()),
+        (json!("p1"), json!(true))
+    );
+    client
+        .send(json!({"type": "presence", "id": 2, "devices": ["p1", "never"]}))
+        .await;
+    let listed = client.next_of("presence").await;
+    assert_eq!(listed["id"], 2);
+    let by_id = |id: &str| {
+        listed["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["device"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(
+        (by_id("p1")["online"].clone(), by_id("never")["online"].clone()),
+        (json!(true), json!(false))
+    );
+    // Heartbeats keep it online; silence takes it offline.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        dev.send(json!({"type": "heartbeat"})).await;
+        assert_eq!(dev.next_of("heartbeat_ack").await["type"], "heartbeat_ack");
+    }
+    let offline = client.next_of("presence").await;
+    assert_eq!(offline["online"], false);
+    let err = dev.next_of("error").await;
+    assert_eq!(err["code"], "HEARTBEAT_TIMEOUT");
+    assert_eq!(dev.close_code().await, Some(4008));
+}
+
+#[tokio::test]
+async fn a_newer_connection_of_a_device_replaces_the_older() {
+    let hub = Hub::start(hub_config()).await;
+    let mut old = hub.device("twin").await;
+    let _new = hub.device("twin").await;
+    assert_eq!(old.next_of("error").await["code"], "REPLACED");
+    assert_eq!(old.close_code().await, Some(4009));
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_gets_lagged_while_devices_and_other_clients_keep_full_speed() {
+    let hub = Hub::start(gattway::hub::HubConfig {
+        client_queue: 8,
+        ..hub_config()
+    })
+    .await;
+    let mut slow = hub.client().await;
+    slow.send(json!({"type": "subscribe", "id": 1})).await;
+    slow.next_of("subscribed").await;
+    let mut fast = hub.client().await;
+    fast.send(json!({"type": "subscribe", "id": 1})).await;
+    fast.next_of("subscribed").await;
+    let mut dev = hub.device("big").await;
+    // 64 KiB per message: the slow client's socket buffers fill, then its queue.
+    let blob = "x".repeat(64 * 1024);
+    const MESSAGES: u64 = 200;
+    // Lock-step with the fast client: each message is acked to the device and
+    // reaches the fast client while the slow one reads nothing.
+    for seq in 1..=MESSAGES {
+        dev.send(json!({"type": "telemetry", "seq": seq, "points": [{"key": "blob", "value": blob}]}))
+            .await;
+        assert_eq!(
+            dev.next_of("telemetry_ack").await["seq"],
+            seq,
+            "the device is acked in full"
+        );
+        let t = fast.next_of("telemetry").await;
+        assert_eq!(
+            t["points"][0]["id"].as_u64().unwrap(),
+            seq,
+            "the fast client misses nothing"
+        );
+    }
+    let mut telemetry = 0;
+    let missed = loop {
+        let m = slow.next().await;
+        match m["type"].as_str().unwrap() {
+            "telemetry" => telemetry += 1,
+            "lagged" => break m["missed"].as_u64().unwrap(),
+            "presence" => {}
+            other => panic!("unexpected {other}"),
+        }
+    };
+    assert!(
+        missed > 0 && telemetry < MESSAGES,
+        "missed {missed}, got {telemetry}"
+    );
+}
+
+#[tokio::test]
+async fn history_answers_points_and_buckets_over_ws_and_rest() {
+    let hub = Hub::start(hub_config()).await;
+    let mut dev = hub.device("h").await;
+    let pts: Vec<Value> = (0..10)
+        .map(|i| json!({"key": "t", "value": i, "ts": 1_000 + i * 100}))
+        .collect();
+    dev.send(json!({"type": "telemetry", "seq": 1, "points": pts}))
+        .await;
+    dev.next_of("telemetry_ack").await;
+    let mut client = hub.client().await;
+    client
+        .send(json!({"type": "history", "id": 5, "device": "h", "key": "t", "from": 1_200, "to": 1_500, "limit": 2}))
+        .await;
+    let h = client.next().await;
+    assert_eq!(h["id"], 5);
+    let values: Vec<i64> = h["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["value"].as_i64().unwrap())
+        .collect();
+    assert_eq!(values, [3, 4], "the newest two in range, oldest first");
+    client
+        .send(json!({"type": "history", "id": 6, "device": "h", "key": "t", "bucket": 500}))
+        .await;
+    let b = client.next().await;
+    assert_eq!(
+        b["buckets"][0],
+        json!({"ts": 1000, "count": 5, "min": 0.0, "max": 4.0, "avg": 2.0})
+    );
+    let rest = hub.get("/api/v1/devices/h/telemetry?key=t&bucket=500ms").await;
+    assert_eq!(rest["buckets"][1]["avg"], 7.0);
+}
+
+#[tokio::test]
+async fn bad_messages_get_typed_errors_and_the_connection_carries_on() {
+    let hub = Hub::start(gattway::hub::HubConfig {
+        max_message_bytes: 2048,
+        ..hub_config()
+    })
+    .await;
+    let mut dev = hub.device("e").await;
+    let cases = [
+        ("{not json".to_string(), "INVALID_MESSAGE"),
+        (json!({"type": "dance", "id": 1}).to_string(), "UNKNOWN_TYPE"),
+        (json!({"type": "subscribe", "id": 2}).to_string(), "UNKNOWN_TYPE"),
+        (
+            json!({"type": "telemetry", "seq": 1}).to_string(),
+            "INVALID_PARAMS",
+        ),
+        (
+            json!({"type": "telemetry", "points": [{"key": "", "value": 1}]}).to_string(),
+            "INVALID_PARAMS",
+        ),
+        (
+            json!({"type": "command_result", "command_id": "nope", "status": "succeeded"}).to_string(),
+            "UNKNOWN_COMMAND",
+        ),
+        (
+            json!({"type": "command_result", "command_id": "nope", "status": "expired"}).to_string(),
+            "INVALID_PARAMS",
+        ),
+        ("x".repeat(4096), "MESSAGE_TOO_LARGE"),
+    ];
+    for (text, code) in cases {
+        dev.send_text(&text).await;
+        let e = dev.next().await;
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str()),
+            (Some("error"), Some(code)),
+            "{text:.60}"
+        );
+    }
+    dev.send(json!({"type": "ping", "id": 3})).await;
+    assert_eq!(dev.next().await["type"], "pong");
+    let mut client = hub.client().await;
+    client.send(json!({"type": "telemetry", "points": []})).await;
+    assert_eq!(client.next().await["code"], "UNKNOWN_TYPE");
+    client
+        .send(json!({"type": "command", "id": 1, "device": "e"}))
+        .await;
+    assert_eq!(client.next().await["code"], "INVALID_PARAMS");
+    client
+        .send(json!({"type": "history", "id": 1, "device": "e", "bucket": "soon"}))
+        .await;
+    assert_eq!(client.next().await["code"], "INVALID_PARAMS");
+}
+
+fn hub_auth() -> AuthConfig {
+    let key = |name: &str, scopes: Vec<Scope>, devices: Vec<&str>| ApiKeyConfig {
+        name: name.into(),
+        sha256: sha256_hex(name.as_bytes()),
+        scopes,
+        devices: devices.into_iter().map(String::from).collect(),
+    };
+    AuthConfig {
+        api_keys: vec![
+            key("sensor-7", vec![Scope::HubDevice], vec![]),
+            key("dashboard", vec![Scope::HubClient], vec!["sensor-*"]),
+            key("ble-only", vec![Scope::BleRead], vec![]),
+        ],
+        jwt_secret: "hub-secret".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn authentication_roles_scopes_and_device_lists_hold() {
+    let hub = Hub::start_with(hub_config(), hub_auth()).await;
+    // A device key: the device id is the key's name.
+    let mut dev = JsonWs::connect(&hub.ws("token=sensor-7")).await;
+    let welcome = dev.next().await;
+    assert_eq!(
+        (welcome["role"].clone(), welcome["device"].clone()),
+        (json!("device"), json!("sensor-7"))
+    );
+    // A JWT as the first message.
+    let jwt = gattway::auth::issue_jwt(
+        "hub-secret",
+        &gattway::auth::TokenRequest {
+            subject: "sensor-8",
+            scopes: &[Scope::HubDevice],
+            devices: &[],
+            ttl: Duration::from_secs(60),
+            audience: None,
+            issuer: None,
+        },
+    )
+    .unwrap();
+    let mut second = JsonWs::connect(&hub.ws("")).await;
+    second.send(json!({"type": "auth", "token": jwt})).await;
+    assert_eq!(second.next().await["type"], "authenticated");
+    assert_eq!(second.next().await["device"], "sensor-8");
+    // No credential, or the wrong scope: refused and closed.
+    let mut none = JsonWs::connect(&hub.ws("")).await;
+    none.send(json!({"type": "subscribe"})).await;
+    assert_eq!(none.next().await["code"], "NOT_AUTHENTICATED");
+    assert_eq!(none.close_code().await, Some(1008));
+    let mut ble = JsonWs::connect(&hub.ws("token=ble-only")).await;
+    assert_eq!(ble.next().await["code"], "FORBIDDEN");
+    // A client limited to sensor-*: other devices are refused.
+    let mut client = JsonWs::connect(&hub.ws("token=dashboard")).await;
+    assert_eq!(client.next().await["role"], "client");
+    client
+        .send(json!({"type": "subscribe", "id": 1, "devices": ["sensor-7"]}))
+        .await;
+    assert_eq!(client.next().await["type"], "subscribed");
+    client
+        .send(json!({"type": "command", "id": 2, "device": "boiler", "name": "off"}))
+        .await;
+    assert_eq!(client.next().await["code"], "FORBIDDEN");
+    client
+        .send(json!({"type": "subscribe", "id": 3, "devices": ["*"]}))
+        .await;
+    assert_eq!(client.next().await["code"], "INVALID_PARAMS");
+    // REST takes the same credentials.
+    let http = reqwest::Client::new();
+    let status = |path: &str, key: &str| {
+        let req = http.get(hub.server.url(path)).bearer_auth(key);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(
+        status("/api/v1/devices/sensor-7/telemetry", "dashboard").await,
+        200
+    );
+    assert_eq!(status("/api/v1/devices/boiler/telemetry", "dashboard").await, 403);
+    assert_eq!(
+        status("/api/v1/devices/sensor-7/telemetry", "ble-only").await,
+        403
+    );
+    drop(dev);
+}
+
+#[tokio::test]
+async fn rest_sends_commands_and_lists_devices() {
+    let hub = Hub::start(hub_config()).await;
+    let mut dev = hub.device("r1").await;
+    let resp = reqwest::Client::new()
+        .post(hub.server.url("/api/v1/devices/r1/commands"))
+        .json(&json!({"name": "blink", "params": {"times": 3}, "priority": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let id = resp.json::<Value>().await.unwrap()["command_id"].clone();
+    let c = dev.next_of("command").await;
+    assert_eq!(
+        (c["command_id"].clone(), c["params"].clone()),
+        (id.clone(), json!({"times": 3}))
+    );
+    dev.send(json!({"type": "command_result", "command_id": id, "status": "failed", "error": "no LED"}))
+        .await;
+    let record = within("failed status", async {
+        loop {
+            let r = hub
+                .get(&format!("/api/v1/commands/{}", id.as_str().unwrap()))
+                .await;
+            if r["status"] == "failed" {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(record["error"], "no LED");
+    let devices = hub.get("/api/v1/hub/devices").await;
+    assert!(devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|d| d["device"] == "r1" && d["online"] == true));
+    let missing = reqwest::get(hub.server.url("/api/v1/commands/none"))
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn simulated_ble_notifications_arrive_as_telemetry_and_commands_become_writes() {
+    let hub = Hub::start(gattway::hub::HubConfig {
+        sim_feed: true,
+        ..hub_config()
+    })
+    .await;
+    let mut client = hub.client().await;
+    client
+        .send(json!({"type": "subscribe", "id": 1, "devices": [HRM, ENV], "keys": ["heart_rate", "temperature"]}))
+        .await;
+    client.next_of("subscribed").await;
+    let mut keys = std::collections::BTreeSet::new();
+    while keys.len() < 2 {
+        let t = client.next_of("telemetry").await;
+        for p in t["points"].as_array().unwrap() {
+            let v = p["value"].as_f64().unwrap();
+            match p["key"].as_str().unwrap() {
+                "heart_rate" => assert!((30.0..=220.0).contains(&v), "{v} bpm"),
+                "temperature" => assert!((-40.0..=85.0).contains(&v), "{v} °C"),
+                other => panic!("unexpected key {other}"),
+            }
+            keys.insert(p["key"].as_str().unwrap().to_string());
+        }
+    }
+    client
+        .send(json!({"type": "command", "id": 2, "device": HRM, "name": "reset_energy_expended", "params": {"value": "01"}}))
+        .await;
+    client.next_of("command_accepted").await;
+    let done = loop {
+        let s = client.next_of("command_status").await;
+        if s["status"] != "sent" {
+            break s;
+        }
+    };
+    assert_eq!(
+        (done["status"].clone(), done["result"].clone()),
+        (json!("succeeded"), json!({"written": "01"}))
+    );
+    let stored = hub
+        .get(&format!("/api/v1/devices/{HRM}/telemetry?key=heart_rate"))
+        .await;
+    assert!(!stored["points"].as_array().unwrap().is_empty());
+}
