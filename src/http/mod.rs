@@ -380,6 +380,13 @@ pub async fn serve(
         shutdown.await;
         token.cancel();
     };
+    use axum::serve::ListenerExt;
+    // Small frames (acks, notifications) must not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     axum::serve(
         listener,
         router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -1,0 +1,261 @@
+//! Hub load generator: starts the release `gattway serve` on a fresh SQLite file,
+//! connects N devices streaming telemetry and M clients subscribed to every
+//! device, and reports ingest (points acked, so stored, per second), fan-out
+//! (messages and points delivered per second), end-to-end latency from a device's
+//! send to a subscriber's receipt (p50/p99/p999) and the server's RSS.
+//!
+//! `cargo bench --bench hub`; knobs (environment):
+//! - `GATTWAY_BENCH_DEVICES` (100), `GATTWAY_BENCH_SUBSCRIBERS` (100)
+//! - `GATTWAY_BENCH_RATE`: points/s offered over all devices (100000); 0 = as fast
+//!   as acks allow (each device keeps 32 messages in flight): the peak ingest.
+//! - `GATTWAY_BENCH_BATCH`: points per message (100), `GATTWAY_BENCH_SECS` (10).
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[derive(Default)]
+struct Counters {
+    acked_points: AtomicU64,
+    delivered_messages: AtomicU64,
+    delivered_points: AtomicU64,
+    lagged: AtomicU64,
+}
+
+/// Microseconds since the bench started: what devices put in each point's value.
+fn micros(start: Instant) -> u64 {
+    start.elapsed().as_micros() as u64
+}
+
+/// The first point's value in a telemetry frame, without parsing the whole frame.
+fn first_value(frame: &str) -> Option<u64> {
+    let at = frame.find("\"value\":")? + 8;
+    let digits: String = frame[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|v| v.parse().unwrap_or(0)))
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let devices = knob("GATTWAY_BENCH_DEVICES", 100);
+    let subscribers = knob("GATTWAY_BENCH_SUBSCRIBERS", 100);
+    let rate = knob("GATTWAY_BENCH_RATE", 100_000);
+    let batch = knob("GATTWAY_BENCH_BATCH", 100).max(1);
+    let secs = knob("GATTWAY_BENCH_SECS", 10);
+    let db = std::env::temp_dir().join(format!("gattway-bench-{}.db", std::process::id()));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gattway"))
+        .args([
+            "--backend",
+            "sim",
+            "--log-level",
+            "warn,gattway=info",
+            "--log-format",
+            "text",
+            "serve",
+        ])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &format!("sqlite://{}", db.display()),
+        ])
+        .env_remove("GATTWAY_CONFIG")
+        .env("GATTWAY_HUB_SIM_FEED", "false")
+        .env("GATTWAY_HUB_RATE_PER_CONNECTION", "1000000")
+        .env("GATTWAY_HUB_BURST_PER_CONNECTION", "1000000")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("gattway binary");
+    let pid = child.id().unwrap_or(0);
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next_line().await.unwrap().expect("gattway exited");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let rss_idle = rss_kib(pid);
+    let start = Instant::now();
+    let counters = Arc::new(Counters::default());
+    let latencies = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let measuring = Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+    for _ in 0..subscribers {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/hub?role=client"), None, true)
+                .await
+                .expect("client");
+        ws.send(Message::Text(
+            r#"{"type":"subscribe","id":1,"devices":["*"]}"#.into(),
+        ))
+        .await
+        .unwrap();
+        let (counters, latencies, measuring) = (counters.clone(), latencies.clone(), measuring.clone());
+        tokio::spawn(async move {
+            let mut sample = 0u64;
+            while let Some(Ok(Message::Text(t))) = ws.next().await {
+                if t.starts_with(r#"{"type":"telemetry""#) {
+                    if !measuring.load(Ordering::Relaxed) {
+                        continue;
+                    }
+                    counters.delivered_messages.fetch_add(1, Ordering::Relaxed);
+                    // Every message carries one device message's points.
+                    counters.delivered_points.fetch_add(batch, Ordering::Relaxed);
+                    sample += 1;
+                    // Every 8th message's first point: enough samples, little cost.
+                    if sample.is_multiple_of(8) {
+                        if let Some(sent) = first_value(&t) {
+                            let now = micros(start);
+                            latencies.lock().unwrap().push(now.saturating_sub(sent));
+                        }
+                    }
+                } else if t.contains(r#""type":"lagged""#) {
+                    counters.lagged.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    let per_device_msgs = if rate == 0 {
+        0.0
+    } else {
+        rate as f64 / batch as f64 / devices as f64
+    };
+    for d in 0..devices {
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(
+            format!("ws://{addr}/hub?device=bench-{d}"),
+            None,
+            true,
+        )
+        .await
+        .expect("device");
+        let (mut tx, mut rx) = ws.split();
+        let in_flight = Arc::new(tokio::sync::Semaphore::new(32));
+        let acks = {
+            let (counters, in_flight) = (counters.clone(), in_flight.clone());
+            tokio::spawn(async move {
+                while let Some(Ok(Message::Text(t))) = rx.next().await {
+                    if t.contains(r#""type":"telemetry_ack""#) {
+                        counters.acked_points.fetch_add(batch, Ordering::Relaxed);
+                        in_flight.add_permits(1);
+                    }
+                }
+            })
+        };
+        tokio::spawn(async move {
+            let _acks = acks;
+            let mut tick = (per_device_msgs > 0.0).then(|| {
+                let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / per_device_msgs));
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
+            for seq in 1u64.. {
+                match &mut tick {
+                    Some(t) => {
+                        t.tick().await;
+                    }
+                    None => in_flight.acquire().await.unwrap().forget(),
+                }
+                let now = micros(start);
+                let mut msg = format!(r#"{{"type":"telemetry","seq":{seq},"points":["#);
+                for k in 0..batch {
+                    if k > 0 {
+                        msg.push(',');
+                    }
+                    msg.push_str(&format!(r#"{{"key":"k{}","value":{now}}}"#, k % 8));
+                }
+                msg.push_str("]}");
+                if tx.send(Message::Text(msg.into())).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    // Warm up, then measure a window.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let acked0 = counters.acked_points.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let elapsed = t0.elapsed().as_secs_f64();
+    measuring.store(false, Ordering::Relaxed);
+    let acked = counters.acked_points.load(Ordering::Relaxed) - acked0;
+    let msgs = counters.delivered_messages.load(Ordering::Relaxed);
+    let pts = counters.delivered_points.load(Ordering::Relaxed);
+    let rss = rss_kib(pid);
+    let mut lat = latencies.lock().unwrap().clone();
+    lat.sort_unstable();
+    let pct = |q: f64| {
+        if lat.is_empty() {
+            0.0
+        } else {
+            lat[((lat.len() - 1) as f64 * q) as usize] as f64 / 1000.0
+        }
+    };
+    println!(
+        "hub: {devices} devices, {subscribers} subscribers (all devices), {batch} points/message, offered {}",
+        if rate == 0 {
+            "as fast as acked".to_string()
+        } else {
+            format!("{rate} points/s")
+        }
+    );
+    println!(
+        "  ingest (acked = stored): {:.0} points/s",
+        acked as f64 / elapsed
+    );
+    println!(
+        "  fan-out: {:.0} messages/s, {:.0} points/s delivered",
+        msgs as f64 / elapsed,
+        pts as f64 / elapsed
+    );
+    println!(
+        "  latency device→subscriber: p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms ({} samples)",
+        pct(0.5),
+        pct(0.99),
+        pct(0.999),
+        lat.len()
+    );
+    println!(
+        "  lagged notices: {}; server RSS {} MiB (idle {} MiB)",
+        counters.lagged.load(Ordering::Relaxed),
+        rss / 1024,
+        rss_idle / 1024
+    );
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}
