@@ -57,6 +57,16 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// CPU seconds the process has used (user + system).
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after ')'.
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -176,7 +186,11 @@ async fn run() {
         tokio::spawn(async move {
             let _acks = acks;
             let mut tick = (per_device_msgs > 0.0).then(|| {
-                let mut t = tokio::time::interval(Duration::from_secs_f64(1.0 / per_device_msgs));
+                // Devices out of phase, as real ones are: ticks spread over the period
+                // rather than 100 devices sending in the same instant.
+                let period = Duration::from_secs_f64(1.0 / per_device_msgs);
+                let phase = period.mul_f64(d as f64 / devices as f64);
+                let mut t = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
                 t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 t
             });
@@ -207,8 +221,11 @@ async fn run() {
     measuring.store(true, Ordering::Relaxed);
     let acked0 = counters.acked_points.load(Ordering::Relaxed);
     let t0 = Instant::now();
+    let (cpu0, own0) = (cpu_secs(pid), cpu_secs(std::process::id()));
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let elapsed = t0.elapsed().as_secs_f64();
+    let server_cpu = (cpu_secs(pid) - cpu0) / elapsed * 100.0;
+    let load_cpu = (cpu_secs(std::process::id()) - own0) / elapsed * 100.0;
     measuring.store(false, Ordering::Relaxed);
     let acked = counters.acked_points.load(Ordering::Relaxed) - acked0;
     let msgs = counters.delivered_messages.load(Ordering::Relaxed);
@@ -248,7 +265,7 @@ async fn run() {
         lat.len()
     );
     println!(
-        "  lagged notices: {}; server RSS {} MiB (idle {} MiB)",
+        "  lagged notices: {}; server RSS {} MiB (idle {} MiB); CPU: server {server_cpu:.0} %, load generator {load_cpu:.0} % (of one core)",
         counters.lagged.load(Ordering::Relaxed),
         rss / 1024,
         rss_idle / 1024

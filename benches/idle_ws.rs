@@ -4,7 +4,9 @@
 //! are separate processes on this machine.
 //!
 //! Run: `cargo bench --bench idle_ws` (GATTWAY_BENCH_CONNECTIONS sets N, default 5000;
-//! it needs an open-files limit above N).
+//! it needs an open-files limit above N). GATTWAY_BENCH_ENDPOINT picks the socket:
+//! `control` (`/ws`, the default), `hub` (hub clients) or `hub-device` (hub devices,
+//! each its own device id, online in the hub).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -20,7 +22,7 @@ fn rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
-async fn open_connections(addr: &str) -> f64 {
+async fn open_connections(addr: &str, label: &str) -> f64 {
     let body = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .expect("metrics")
@@ -28,13 +30,26 @@ async fn open_connections(addr: &str) -> f64 {
         .await
         .expect("text");
     body.lines()
-        .find(|l| l.starts_with("gattway_ws_connections{endpoint=\"control\"}"))
+        .find(|l| l.starts_with(&format!("gattway_ws_connections{{endpoint=\"{label}\"}}")))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0)
 }
 
-async fn run(n: usize) {
+async fn run(n: usize, endpoint: &str) {
+    let (label, path) = match endpoint {
+        "hub" => ("hub", "/hub?role=client"),
+        "hub-device" => ("hub", "/hub?device=idle-"),
+        _ => ("control", "/ws"),
+    };
+    // Hub devices each need their own id.
+    let url = |addr: &str, i: usize| {
+        if path.ends_with('-') {
+            format!("ws://{addr}{path}{i}")
+        } else {
+            format!("ws://{addr}{path}")
+        }
+    };
     let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_gattway"))
         .args([
             "--backend",
@@ -47,6 +62,8 @@ async fn run(n: usize) {
         ])
         .env("GATTWAY_CONTROL_MAX_CONNECTIONS", (n + 10).to_string())
         .env("GATTWAY_LOG_FORMAT", "text")
+        .env("GATTWAY_DATABASE", "sqlite::memory:")
+        .env("GATTWAY_HUB_SIM_FEED", "false")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -64,36 +81,36 @@ async fn run(n: usize) {
     // Warm the server up with a few connections so one-time allocations are not
     // counted against every connection.
     let mut warm = Vec::new();
-    for _ in 0..50 {
+    for i in 0..50 {
         warm.push(
-            tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            tokio_tungstenite::connect_async(url(&addr, n + i))
                 .await
                 .expect("connect")
                 .0,
         );
     }
     drop(warm);
-    while open_connections(&addr).await != 0.0 {
+    while open_connections(&addr, label).await != 0.0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let before = rss_kib(pid);
     let mut sockets = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
         sockets.push(
-            tokio_tungstenite::connect_async(format!("ws://{addr}/ws"))
+            tokio_tungstenite::connect_async(url(&addr, i))
                 .await
                 .expect("connect")
                 .0,
         );
     }
-    while open_connections(&addr).await != n as f64 {
+    while open_connections(&addr, label).await != n as f64 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Let allocator and kernel settle.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = rss_kib(pid);
     let per = (after.saturating_sub(before)) as f64 * 1024.0 / n as f64;
-    println!("| {n} idle control WebSockets | server RSS {before} KiB → {after} KiB | {per:.0} bytes per connection |");
+    println!("| {n} idle {endpoint} WebSockets | server RSS {before} KiB → {after} KiB | {per:.0} bytes per connection |");
     drop(sockets);
     let _ = server.kill().await;
 }
@@ -107,5 +124,6 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(n));
+    let endpoint = std::env::var("GATTWAY_BENCH_ENDPOINT").unwrap_or_else(|_| "control".into());
+    rt.block_on(run(n, &endpoint));
 }

@@ -78,6 +78,11 @@ impl<T> Outbox<T> {
         self.len() == 0
     }
 
+    /// The next queued message, if one is waiting.
+    pub fn try_next(&self) -> Option<T> {
+        lock(&self.0.queue).pop_front()
+    }
+
     /// The next queued message, waiting for one.
     pub async fn next(&self) -> T {
         loop {

@@ -190,6 +190,9 @@ async fn request_span(req: axum::extract::Request, next: axum::middleware::Next)
 /// grows for them.
 const WS_READ_BUFFER: usize = 512;
 
+/// Bytes of hub frames gathered before a write (a flush writes what is there).
+const HUB_WRITE_BUFFER: usize = 32 * 1024;
+
 /// Frames beyond this close the socket (1009); up to `bridge.max_frame_bytes` they
 /// are handled, and in between they get an `error` and the socket carries on.
 const HARD_FRAME_LIMIT: usize = 16 * 1024 * 1024;
@@ -286,7 +289,9 @@ async fn hub_socket(
     let max = hub.config().max_message_bytes.max(1024) * 2;
     ws.max_message_size(max)
         .read_buffer_size(WS_READ_BUFFER)
-        .write_buffer_size(0)
+        // Frames a client is sent back to back are written together; the buffer
+        // exists only once something was sent.
+        .write_buffer_size(HUB_WRITE_BUFFER)
         .on_upgrade(move |socket| device_hub::handle_socket(hub, socket, hello, slot, state.shutdown.clone()))
 }
 

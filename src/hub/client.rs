@@ -64,11 +64,7 @@ async fn serve(hub: &Hub, link: &mut Link, state: &mut State, shutdown: &Cancell
         tokio::select! {
             biased;
             frame = out.next() => {
-                if link.send(frame).await.is_err() { return "closed"; }
-                let missed = out.take_lost();
-                if missed > 0 && link.send(protocol::lagged(missed)).await.is_err() {
-                    return "closed";
-                }
+                if drain(link, &out, frame).await.is_err() { return "closed"; }
             }
             frame = link.ws.recv() => match link.read(frame).await {
                 Read::Closed => return "closed",
@@ -86,6 +82,27 @@ async fn serve(hub: &Hub, link: &mut Link, state: &mut State, shutdown: &Cancell
             }
         }
     }
+}
+
+/// Most frames written together: a client that fell behind catches up in large
+/// writes (one system call for many frames), and a burst still yields to the read side.
+const DRAIN: usize = 64;
+
+/// Sends `first` and whatever else is queued (up to [`DRAIN`]) with one flush, then
+/// `lagged` if the queue overflowed.
+async fn drain(link: &mut Link, out: &Outbox<Frame>, first: Frame) -> Result<(), axum::Error> {
+    link.feed(first).await?;
+    for _ in 1..DRAIN {
+        match out.try_next() {
+            Some(frame) => link.feed(frame).await?,
+            None => break,
+        }
+    }
+    let missed = out.take_lost();
+    if missed > 0 {
+        link.feed(protocol::lagged(missed)).await?;
+    }
+    link.flush().await
 }
 
 async fn handle(hub: &Hub, link: &mut Link, state: &mut State, m: Incoming) -> Result<(), Failure> {

@@ -37,7 +37,7 @@ pub(super) async fn run(
     device: String,
     shutdown: &CancellationToken,
 ) -> &'static str {
-    let (conn, replaced) = match hub.presence().connect(&device, "network").await {
+    let (conn, replaced) = match Box::pin(hub.presence().connect(&device, "network")).await {
         Ok(c) => c,
         Err(e) => {
             let _ = link
@@ -48,9 +48,9 @@ pub(super) async fn run(
     };
     let out: Outbox<Frame> = Outbox::new(1);
     hub.commands().online(&device, conn, sink(&out));
-    let reason = serve(hub, link, &device, &out, &replaced, shutdown).await;
+    let reason = Box::pin(serve(hub, link, &device, &out, &replaced, shutdown)).await;
     hub.commands().offline(&device, conn);
-    hub.presence().disconnect(&device, "network", conn).await;
+    Box::pin(hub.presence().disconnect(&device, "network", conn)).await;
     reason
 }
 
@@ -62,7 +62,7 @@ async fn serve(
     replaced: &CancellationToken,
     shutdown: &CancellationToken,
 ) -> &'static str {
-    let last_seq = match hub.store().device(device).await {
+    let last_seq = match Box::pin(hub.store().device(device)).await {
         Ok(d) => d.map_or(0, |d| d.last_seq),
         Err(e) => {
             let _ = link

@@ -63,6 +63,18 @@ impl Link {
         self.ws.send(Message::Text(frame)).await
     }
 
+    /// Queues a frame without flushing: frames fed together go out in one write.
+    pub async fn feed(&mut self, frame: Frame) -> Result<(), axum::Error> {
+        use futures::SinkExt;
+        self.sent.inc();
+        self.ws.feed(Message::Text(frame)).await
+    }
+
+    pub async fn flush(&mut self) -> Result<(), axum::Error> {
+        use futures::SinkExt;
+        self.ws.flush().await
+    }
+
     pub async fn fail(&mut self, id: &Value, f: &Failure) -> Result<(), axum::Error> {
         self.send(protocol::error(id, f)).await
     }
@@ -177,7 +189,9 @@ pub async fn handle_socket(
         })
         .clone();
     gauge.inc();
-    let role = match identify(&hub, &mut link, &mut hello).await {
+    // The steps are boxed: an idle connection's task then holds only the state of
+    // the step it is in (its role's loop), not the largest of them all.
+    let role = match Box::pin(identify(&hub, &mut link, &mut hello)).await {
         Ok(role) => role,
         Err(f) => {
             let _ = link.fail(&Value::Null, &f).await;
@@ -202,7 +216,7 @@ pub async fn handle_socket(
         disconnected_at: None,
         reason: None,
     };
-    let logged = match hub.store().open_connection(&record).await {
+    let logged = match Box::pin(hub.store().open_connection(&record)).await {
         Ok(id) => Some(id),
         Err(e) => {
             tracing::warn!(error = %e, "connection log not written");
@@ -211,11 +225,11 @@ pub async fn handle_socket(
     };
     tracing::info!(role = %record.role, device = ?record.device, subject = ?record.subject, "hub connection");
     let reason = match role {
-        Role::Device(id) => device::run(&hub, &mut link, id, &shutdown).await,
-        Role::Client => client::run(&hub, &mut link, hello.principal, &shutdown).await,
+        Role::Device(id) => Box::pin(device::run(&hub, &mut link, id, &shutdown)).await,
+        Role::Client => Box::pin(client::run(&hub, &mut link, hello.principal, &shutdown)).await,
     };
     if let Some(id) = logged {
-        if let Err(e) = hub.store().close_connection(id, now_ms(), reason).await {
+        if let Err(e) = Box::pin(hub.store().close_connection(id, now_ms(), reason)).await {
             tracing::warn!(error = %e, "connection log not closed");
         }
     }

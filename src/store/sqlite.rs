@@ -18,6 +18,8 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use tokio::sync::Mutex;
 
+use crate::sync::AbortOnDrop;
+
 use super::{
     Bucket, CommandRecord, CommandStatus, CommandUpdate, ConnectionRecord, DeviceBatch, DeviceRecord,
     PointQuery, Store, StoreError, StoreResult, StoredPoint,
@@ -25,6 +27,9 @@ use super::{
 
 /// The migrations, compiled in so the binary needs no files beside it.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "hub", include_str!("../../migrations/sqlite/0001_hub.sql"))];
+
+/// How often the WAL is copied into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Rows per INSERT statement: six parameters each, well under SQLite's 32,766.
 const ROWS_PER_INSERT: usize = 128;
@@ -56,6 +61,8 @@ pub struct SqliteStore {
     /// The id the next point gets. Held for the whole append, so ids are
     /// consecutive and in commit order.
     next_id: Mutex<i64>,
+    /// Copies the WAL into the database in the background; stops with the store.
+    _checkpoints: Option<AbortOnDrop>,
 }
 
 impl SqliteStore {
@@ -68,7 +75,10 @@ impl SqliteStore {
             // With WAL, NORMAL loses nothing a killed process committed; only an
             // OS crash or power cut can take the last transactions.
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Checkpoints run on their own task (below), not inside a telemetry
+            // commit, where they stalled acks for tens of milliseconds.
+            .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             // An in-memory database exists once per connection.
             .max_connections(if memory { 1 } else { 4 })
@@ -78,9 +88,23 @@ impl SqliteStore {
         let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM telemetry")
             .fetch_one(&pool)
             .await?;
+        let checkpoints = (!memory).then(|| {
+            let pool = pool.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+                loop {
+                    every.tick().await;
+                    // PASSIVE never waits for the writer: it copies what it can.
+                    if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+            }))
+        });
         Ok(SqliteStore {
             pool,
             next_id: Mutex::new(last + 1),
+            _checkpoints: checkpoints,
         })
     }
 }
