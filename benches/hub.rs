@@ -270,6 +270,12 @@ async fn run() {
         rss / 1024,
         rss_idle / 1024
     );
+    let size = |suffix: &str| {
+        std::fs::metadata(format!("{}{suffix}", db.display()))
+            .map(|m| m.len() / (1024 * 1024))
+            .unwrap_or(0)
+    };
+    println!("  database {} MiB, WAL {} MiB", size(""), size("-wal"));
     let _ = child.start_kill();
     let _ = child.wait().await;
     for suffix in ["", "-wal", "-shm"] {

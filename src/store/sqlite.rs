@@ -94,8 +94,7 @@ impl SqliteStore {
                 let mut every = tokio::time::interval(CHECKPOINT_EVERY);
                 loop {
                     every.tick().await;
-                    // PASSIVE never waits for the writer: it copies what it can.
-                    if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&pool).await {
+                    if let Err(e) = checkpoint(&pool).await {
                         tracing::warn!(error = %e, "WAL checkpoint failed");
                     }
                 }
@@ -107,6 +106,38 @@ impl SqliteStore {
             _checkpoints: checkpoints,
         })
     }
+}
+
+/// WAL pages (4 KiB) beyond which a checkpoint makes the next writer start the
+/// log from the beginning: 64 MiB.
+const WAL_RESTART_PAGES: i64 = 16 * 1024;
+
+/// Copies the WAL into the database without waiting for the writer (PASSIVE).
+/// Under a steady stream of commits that never lets the log start over, so once it
+/// is long a RESTART checkpoint holds the writer back for the (short) rest of the
+/// copy and the log is reused from its start.
+async fn checkpoint(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    let passive = || async {
+        let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(pool)
+            .await?;
+        Ok::<_, sqlx::Error>((row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(2)?))
+    };
+    let (log_pages, _) = passive().await?;
+    if log_pages > WAL_RESTART_PAGES {
+        // More passive passes first, each copying what came during the one
+        // before, so the RESTART that holds the writer has little left to copy.
+        for _ in 0..3 {
+            let (log, copied) = passive().await?;
+            if log - copied < 256 {
+                break;
+            }
+        }
+        sqlx::query("PRAGMA wal_checkpoint(RESTART)")
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
 }
 
 fn insert_sql(rows: usize) -> String {
