@@ -25,6 +25,11 @@ pub struct Cli {
     #[arg(long, global = true, value_enum)]
     pub backend: Option<BackendKind>,
 
+    /// The Bluetooth adapter for the native backend, e.g. hci0. [env: GATTWAY_ADAPTER]
+    /// [default: the first one found]
+    #[arg(long, global = true, value_name = "NAME")]
+    pub adapter: Option<String>,
+
     /// Log filter, e.g. info, debug, gattway=debug. Logs go to stderr. [default: info]
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
@@ -120,6 +125,9 @@ impl Cli {
     pub fn apply(&self, config: &mut Config) {
         if let Some(b) = self.backend {
             config.backend = b;
+        }
+        if let Some(a) = &self.adapter {
+            config.adapter = a.clone();
         }
         if let Some(l) = &self.log_level {
             config.log_level = l.clone();

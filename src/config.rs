@@ -46,6 +46,8 @@ pub struct Config {
     /// to a network is a decision, not a default.
     pub listen: SocketAddr,
     pub backend: BackendKind,
+    /// The native adapter to use ("hci0"); empty: the first one found.
+    pub adapter: String,
     /// A tracing filter: `info`, `debug`, `gattway=debug,tower=warn`.
     pub log_level: String,
     /// `auto` (human on a terminal, JSON otherwise), `text` or `json`.
@@ -67,6 +69,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             backend: BackendKind::Auto,
+            adapter: String::new(),
             log_level: "info".into(),
             log_format: LogFormat::Auto,
             gateway: GatewayConfig::default(),

@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
-    let backend = open_backend(config.backend, &config.sim)?;
+    let backend = open_backend(config.backend, &config.adapter, &config.sim).await?;
     let gateway = Gateway::new(backend, config.gateway.clone())?;
     let result = match command {
         Command::Scan(args) => scan(&gateway, args).await,

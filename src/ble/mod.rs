@@ -1,11 +1,12 @@
 //! The radio: one trait for a Bluetooth LE adapter ([`Backend`]) and the plain data
 //! types every layer above reuses. Backends live beside it, one folder each, selected
 //! in one place ([`open_backend`]): `sim/` (virtual devices, the embedded default and
-//! the test bed) and, later, `native/` (btleplug).
+//! the test bed) and `native/` (btleplug: BlueZ, CoreBluetooth, WinRT).
 
 pub mod decode;
 pub mod error;
 pub mod names;
+pub mod native;
 mod open;
 pub mod sim;
 pub mod types;

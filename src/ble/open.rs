@@ -2,24 +2,32 @@
 
 use std::sync::Arc;
 
+use super::native::NativeBackend;
 use super::sim::{SimBackend, SimConfig};
 use super::{Backend, BleError};
 use crate::config::BackendKind;
 
-/// Opens the configured backend. `auto` falls back to the simulator, loudly, when
-/// there is no usable adapter.
-pub fn open_backend(kind: BackendKind, sim: &SimConfig) -> Result<Arc<dyn Backend>, BleError> {
+/// Opens the configured backend on `adapter` ("hci0"; empty: the first). `native`
+/// fails fast, saying what to do, when there is no usable adapter; `auto` falls back
+/// to the simulator, loudly.
+pub async fn open_backend(
+    kind: BackendKind,
+    adapter: &str,
+    sim: &SimConfig,
+) -> Result<Arc<dyn Backend>, BleError> {
+    let adapter = (!adapter.is_empty()).then_some(adapter);
     match kind {
         BackendKind::Sim => Ok(SimBackend::new(sim)?),
-        BackendKind::Native => Err(BleError::AdapterUnavailable(
-            "this build has no native Bluetooth backend yet; run with --backend sim".into(),
-        )),
-        BackendKind::Auto => {
-            tracing::warn!(
-                "no Bluetooth adapter backend available: using SIMULATED devices (--backend sim); \
-                 nothing you see is a real radio"
-            );
-            Ok(SimBackend::new(sim)?)
-        }
+        BackendKind::Native => Ok(NativeBackend::open(adapter).await?),
+        BackendKind::Auto => match NativeBackend::open(adapter).await {
+            Ok(native) => Ok(native),
+            Err(e) => {
+                tracing::warn!(
+                    reason = %e,
+                    "no usable Bluetooth adapter: using SIMULATED devices (--backend sim); nothing you see is a real radio"
+                );
+                Ok(SimBackend::new(sim)?)
+            }
+        },
     }
 }
