@@ -97,6 +97,45 @@ async fn scan_table_filters_by_service() {
 }
 
 #[tokio::test]
+async fn native_without_a_radio_fails_fast_saying_what_to_do_and_auto_falls_back_loudly() {
+    // No system bus at all: as on a machine without bluetoothd.
+    let no_bus = "unix:path=/nonexistent/gattway-test-bus";
+    let out = tokio::time::timeout(
+        Duration::from_secs(20),
+        gattway()
+            .args(["--backend", "native", "scan", "--timeout", "1"])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", no_bus)
+            .output(),
+    )
+    .await
+    .expect("fails fast")
+    .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bluetoothd") && err.contains("--backend sim"),
+        "{err}"
+    );
+    let out = gattway()
+        .args([
+            "--backend",
+            "auto",
+            "--log-format",
+            "text",
+            "scan",
+            "--timeout",
+            "1",
+        ])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", no_bus)
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SIMULATED"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Gattway HRM"));
+}
+
+#[tokio::test]
 async fn bad_arguments_fail_with_a_message() {
     let out = gattway()
         .args(["scan", "--service", "nope"])

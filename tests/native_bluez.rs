@@ -1,0 +1,275 @@
+//! The native backend (btleplug on BlueZ) driven through the gateway, without
+//! hardware: a private D-Bus daemon, and on it a BlueZ stand-in built on
+//! python-dbusmock's bluez5 template (`tests/bluez/gattway_bluez.py`) with GATT
+//! services, characteristics and descriptors. btleplug finds it through
+//! `DBUS_SYSTEM_BUS_ADDRESS`. `.ci/run` installs `dbus` and `python3-dbusmock`.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use gattway::ble::native::NativeBackend;
+use gattway::ble::{DeviceId, ScanFilter, Uuid, WriteKind};
+use gattway::gateway::{ConnectOptions, Gateway, GatewayEvent, SubscriptionEvent};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const HRM: &str = "C0:FF:EE:00:10:01";
+const UART: &str = "C0:FF:EE:00:10:02";
+const HRM_PATH: &str = "/org/bluez/hci0/dev_C0_FF_EE_00_10_01";
+const HRM_MEASUREMENT_PATH: &str = "/org/bluez/hci0/dev_C0_FF_EE_00_10_01/service0001/char0001";
+const NUS: &str = "6e400001-b5a3-f393-e0a9-e50e24dcca9e";
+const NUS_RX: &str = "6e400002-b5a3-f393-e0a9-e50e24dcca9e";
+const NUS_TX: &str = "6e400003-b5a3-f393-e0a9-e50e24dcca9e";
+
+/// The private bus and the BlueZ stand-in on it; both end with the test.
+struct FakeBluez {
+    address: String,
+    _daemon: Child,
+    _bluez: Child,
+}
+
+impl FakeBluez {
+    async fn start() -> FakeBluez {
+        let mut daemon = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("dbus-daemon (Debian package dbus-daemon; .ci/run installs it)");
+        let mut lines = BufReader::new(daemon.stdout.take().unwrap()).lines();
+        let address = within("bus address", lines.next_line())
+            .await
+            .unwrap()
+            .expect("address line");
+        let template = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bluez/gattway_bluez.py");
+        let bluez = Command::new("/usr/bin/python3")
+            .args(["-m", "dbusmock", "--system", "--template", template])
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("Debian python3 with dbusmock (Debian package python3-dbusmock; .ci/run installs it)");
+        let fake = FakeBluez {
+            address,
+            _daemon: daemon,
+            _bluez: bluez,
+        };
+        // Ready once org.bluez answers.
+        within("org.bluez on the bus", async {
+            while !fake
+                .call(
+                    "/org/bluez/hci0",
+                    "org.freedesktop.DBus.Properties.Get",
+                    &["string:org.bluez.Adapter1", "string:Powered"],
+                )
+                .await
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        fake
+    }
+
+    /// Calls a method of the stand-in; true when it answered without error.
+    async fn call(&self, path: &str, method: &str, args: &[&str]) -> bool {
+        Command::new("dbus-send")
+            .arg(format!("--bus={}", self.address))
+            .args(["--print-reply", "--dest=org.bluez", path, method])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .is_ok_and(|s| s.success())
+    }
+
+    async fn mock(&self, method: &str, args: &[&str]) {
+        let m = format!("org.bluez.Mock.{method}");
+        assert!(self.call("/org/bluez", &m, args).await, "mock {method} failed");
+    }
+}
+
+async fn next_value(sub: &mut gattway::gateway::Subscription) -> Vec<u8> {
+    loop {
+        match within("notification", sub.recv())
+            .await
+            .expect("subscription open")
+        {
+            SubscriptionEvent::Notification(n) => return n.value.to_vec(),
+            SubscriptionEvent::Lagged(_) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_gateway_drives_bluez_scan_connect_gatt_notify_and_recovers_dropped_links() {
+    let bluez = FakeBluez::start().await;
+    // Every native test in this binary shares this bus; this is the only one.
+    std::env::set_var("DBUS_SYSTEM_BUS_ADDRESS", &bluez.address);
+    let backend = NativeBackend::open(Some("hci0"))
+        .await
+        .expect("native backend on the stand-in");
+    assert!(
+        NativeBackend::open(Some("hci7")).await.is_err(),
+        "a missing adapter is refused"
+    );
+    let gateway = Gateway::new(backend, fast_gateway()).expect("gateway");
+    assert_eq!(gateway.backend_name(), "hci0");
+    gateway.adapter_status().await.expect("powered");
+
+    // Scan: the devices heard now, not the one BlueZ only remembers.
+    let found = gateway
+        .scan(ScanFilter::default(), Duration::from_millis(500))
+        .await
+        .expect("scan")
+        .collect()
+        .await;
+    let ids: Vec<&str> = found.iter().map(|d| d.id.as_str()).collect();
+    assert!(ids.contains(&HRM) && ids.contains(&UART), "{ids:?}");
+    assert!(
+        !ids.contains(&"C0:FF:EE:00:10:99"),
+        "a cached device without RSSI is not reported"
+    );
+    let hrm = found.iter().find(|d| d.id.as_str() == HRM).unwrap();
+    assert_eq!((hrm.name.as_deref(), hrm.rssi), (Some("Bench HRM"), -60));
+
+    // Connect by name, discover, read, descriptors.
+    let info = gateway
+        .connect("Bench HRM", ConnectOptions::default())
+        .await
+        .expect("connect");
+    assert_eq!(info.id.as_str(), HRM);
+    let id = DeviceId::new(HRM);
+    let device = gateway.device(&id);
+    let services = device.services().await.expect("services");
+    let uuids: Vec<Uuid> = services.iter().map(|s| s.uuid).collect();
+    assert_eq!(uuids.len(), 2, "{uuids:?}");
+    assert!(uuids.contains(&Uuid::from_u16(0x180D)) && uuids.contains(&Uuid::from_u16(0x180F)));
+    let hr = Uuid::from_u16(0x180D);
+    assert_eq!(
+        device
+            .read(hr, Uuid::from_u16(0x2A38))
+            .await
+            .expect("read")
+            .to_vec(),
+        [0x01]
+    );
+    assert_eq!(
+        device
+            .read(Uuid::from_u16(0x180F), Uuid::from_u16(0x2A19))
+            .await
+            .expect("battery")
+            .to_vec(),
+        [85]
+    );
+    let cccd = device
+        .read_descriptor(hr, Uuid::from_u16(0x2A37), Uuid::from_u16(0x2902))
+        .await
+        .expect("descriptor");
+    assert_eq!(cccd.len(), 2);
+    assert!(
+        device.read(hr, Uuid::from_u16(0x2A37)).await.is_err(),
+        "2A37 is notify-only"
+    );
+
+    // Notifications.
+    let mut sub = device
+        .subscribe(hr, Uuid::from_u16(0x2A37))
+        .await
+        .expect("subscribe");
+    bluez
+        .mock(
+            "Notify",
+            &[&format!("objpath:{HRM_MEASUREMENT_PATH}"), "array:byte:0,80"],
+        )
+        .await;
+    assert_eq!(next_value(&mut sub).await, [0, 80]);
+
+    // Write without response, echoed on another characteristic.
+    gateway
+        .connect(UART, ConnectOptions::default())
+        .await
+        .expect("connect UART");
+    let uart = gateway.device(&DeviceId::new(UART));
+    let nus: Uuid = NUS.parse().unwrap();
+    let mut tx = uart
+        .subscribe(nus, NUS_TX.parse().unwrap())
+        .await
+        .expect("subscribe TX");
+    uart.write(
+        nus,
+        NUS_RX.parse().unwrap(),
+        b"hi".to_vec(),
+        WriteKind::WithoutResponse,
+    )
+    .await
+    .expect("write");
+    assert_eq!(next_value(&mut tx).await, b"hi");
+
+    // The link drops: the gateway reconnects and notifications flow again.
+    let mut events = gateway.events();
+    bluez
+        .mock("DropConnection", &[&format!("objpath:{HRM_PATH}")])
+        .await;
+    wait_event(
+        &mut events,
+        "reconnected after a drop",
+        |e| matches!(e, GatewayEvent::Reconnected { id, .. } if id.as_str() == HRM),
+    )
+    .await;
+    bluez
+        .mock(
+            "Notify",
+            &[&format!("objpath:{HRM_MEASUREMENT_PATH}"), "array:byte:0,91"],
+        )
+        .await;
+    assert_eq!(
+        next_value(&mut sub).await,
+        [0, 91],
+        "notifications resume after a reconnect"
+    );
+
+    // The link drops and BlueZ never says so: the next operation finds out, and the
+    // gateway reconnects.
+    bluez
+        .mock("DropSilently", &[&format!("objpath:{HRM_PATH}")])
+        .await;
+    let _ = device.read(hr, Uuid::from_u16(0x2A38)).await;
+    wait_event(
+        &mut events,
+        "reconnected after a silent drop",
+        |e| matches!(e, GatewayEvent::Reconnected { id, .. } if id.as_str() == HRM),
+    )
+    .await;
+    assert_eq!(
+        device
+            .read(hr, Uuid::from_u16(0x2A38))
+            .await
+            .expect("read after recovery")
+            .to_vec(),
+        [0x01]
+    );
+
+    // A device gone out of range cannot be connected; a powered-off adapter is not ready.
+    device.disconnect().await.expect("disconnect");
+    bluez
+        .mock("SetInRange", &[&format!("objpath:{HRM_PATH}"), "boolean:false"])
+        .await;
+    let refused = gateway
+        .connect(
+            HRM,
+            ConnectOptions {
+                timeout: Some(Duration::from_secs(2)),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    bluez.mock("SetPowered", &["boolean:false"]).await;
+    assert!(gateway.adapter_status().await.is_err());
+    gateway.shutdown().await;
+}
