@@ -273,3 +273,103 @@ async fn the_gateway_drives_bluez_scan_connect_gatt_notify_and_recovers_dropped_
     assert!(gateway.adapter_status().await.is_err());
     gateway.shutdown().await;
 }
+
+mod mcp_over_native {
+    use super::*;
+    use rmcp::model::CallToolRequestParams;
+    use rmcp::transport::TokioChildProcess;
+    use rmcp::ServiceExt;
+    use serde_json::{json, Value};
+
+    type Client = rmcp::service::RunningService<rmcp::RoleClient, ()>;
+
+    /// `gattway --backend native mcp` on the stand-in's bus (this child only).
+    async fn assistant(bus: &str, extra: &[&str]) -> Client {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gattway"));
+        cmd.args(["--backend", "native", "--adapter", "hci0"])
+            .args(extra)
+            .arg("mcp")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", bus)
+            .env("GATTWAY_LOG_LEVEL", "warn")
+            .env_remove("GATTWAY_CONFIG");
+        let transport = TokioChildProcess::new(cmd).expect("spawn gattway mcp");
+        within("stdio handshake", ().serve(transport))
+            .await
+            .expect("initialize")
+    }
+
+    async fn ok(client: &Client, tool: &str, args: Value) -> Value {
+        let Value::Object(map) = args else { unreachable!() };
+        let r = within(
+            tool,
+            client.call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(map)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{tool}: {e}"));
+        assert_ne!(r.is_error, Some(true), "{tool} failed: {:?}", r.content);
+        r.structured_content.expect("structured result")
+    }
+
+    async fn tools(client: &Client) -> Vec<String> {
+        let list = within("tools", client.list_all_tools()).await.expect("tools");
+        list.into_iter().map(|t| t.name.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn an_assistant_drives_a_real_radio_and_cannot_write_until_allowed() {
+        let bluez = FakeBluez::start().await;
+        let client = assistant(&bluez.address, &[]).await;
+        assert!(
+            !tools(&client).await.contains(&"ble_write".to_string()),
+            "writes are off on a real radio"
+        );
+        let scan = ok(&client, "ble_scan", json!({"timeout": 0.5})).await;
+        let names: Vec<&str> = scan["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|d| d["name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&"Bench HRM") && names.contains(&"Bench UART"),
+            "{names:?}"
+        );
+        let c = ok(&client, "ble_connect", json!({"device": "Bench HRM"})).await;
+        assert_eq!((c["id"].as_str(), c["mtu"].as_u64()), (Some(HRM), Some(185)));
+        let loc = ok(
+            &client,
+            "ble_read",
+            json!({"device": HRM, "service": "180d", "characteristic": "2a38"}),
+        )
+        .await;
+        assert_eq!(
+            (loc["hex"].as_str(), loc["decoded"].as_str()),
+            (Some("01"), Some("chest"))
+        );
+        client.cancel().await.expect("close");
+
+        let client = assistant(&bluez.address, &["--mcp-allow-writes"]).await;
+        assert!(tools(&client).await.contains(&"ble_write".to_string()));
+        ok(&client, "ble_connect", json!({"device": UART})).await;
+        let sub = ok(
+            &client,
+            "ble_subscribe",
+            json!({"device": UART, "service": NUS, "characteristic": NUS_TX}),
+        )
+        .await;
+        ok(
+            &client,
+            "ble_write",
+            json!({"device": UART, "service": NUS, "characteristic": NUS_RX, "text": "hello radio"}),
+        )
+        .await;
+        let echo = ok(
+            &client,
+            "ble_notifications",
+            json!({"cursor": sub["cursor"], "timeout": 10}),
+        )
+        .await;
+        assert_eq!(echo["notifications"][0]["text"], "hello radio");
+        client.cancel().await.expect("close");
+    }
+}
