@@ -17,9 +17,11 @@ Test controls, on /org/bluez (interface org.bluez.Mock):
 - SetPowered(b): the adapter is powered on or off.
 '''
 
+import random
 import xml.etree.ElementTree as ElementTree
 
 import dbus
+from gi.repository import GLib
 
 from dbusmock import OBJECT_MANAGER_IFACE, mockobject
 from dbusmock.templates import bluez5
@@ -46,7 +48,9 @@ NUS_TX = '6e400003-b5a3-f393-e0a9-e50e24dcca9e'
 
 # address, name, advertised services, [(service uuid, [(char uuid, flags, value, [descriptor uuids])])]
 DEVICES = [
-    ('C0:FF:EE:00:10:01', 'Bench HRM', [uuid16(0x180D)], [
+    # The same ids, names and GATT layout as the simulator's heart-rate monitor and
+    # UART, so one contract test runs on both backends (tests/backend_contract.rs).
+    ('C0:FF:EE:00:00:01', 'Gattway HRM', [uuid16(0x180D)], [
         (uuid16(0x180D), [
             (uuid16(0x2A37), ['notify'], [0x00, 72], [uuid16(0x2902)]),
             (uuid16(0x2A38), ['read'], [0x01], []),
@@ -55,7 +59,7 @@ DEVICES = [
             (uuid16(0x2A19), ['read', 'notify'], [85], [uuid16(0x2902)]),
         ]),
     ]),
-    ('C0:FF:EE:00:10:02', 'Bench UART', [NUS], [
+    ('C0:FF:EE:00:00:04', 'Gattway UART', [NUS], [
         (NUS, [
             (NUS_RX, ['write', 'write-without-response'], [], []),
             (NUS_TX, ['notify'], [], [uuid16(0x2902)]),
@@ -201,6 +205,20 @@ def add_gatt(device_path, services):
                 ])
 
 
+def advertise():
+    '''While the adapter discovers, each device in range is heard every 200 ms:
+    BlueZ reports that as an RSSI change.'''
+    adapter = mockobject.objects.get('/org/bluez/hci0')
+    if adapter is not None and adapter.props[ADAPTER_IFACE]['Discovering']:
+        for path, obj in list(mockobject.objects.items()):
+            props = obj.props.get(DEVICE_IFACE)
+            if props is None or 'RSSI' not in props or not getattr(obj, 'in_range', False):
+                continue
+            rssi = dbus.Int16(-60 + random.randint(-3, 3), variant_level=1)
+            obj.UpdateProperties(DEVICE_IFACE, {'RSSI': rssi})
+    return True
+
+
 def nodes_last():
     '''dbusmock lists an interface that has only properties after the child nodes;
     bluez-async's introspection parser (and BlueZ's own order) wants every
@@ -248,6 +266,7 @@ def load(mock, parameters):
     stale = mockobject.objects[bluez5.AddDevice(root, 'hci0', 'C0:FF:EE:00:10:99', 'Old Tag')]
     stale.in_range = False
     del stale.props[DEVICE_IFACE]['RSSI']
+    GLib.timeout_add(200, advertise)
     bluez = mockobject.objects['/org/bluez']
     bluez.AddMethods(BLUEZ_MOCK_IFACE, [
         ('Notify', 'oay', '', lambda _self, path, value: notify(mockobject.objects[path], value)),

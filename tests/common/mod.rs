@@ -2,6 +2,8 @@
 //! helpers that wait on events (with a timeout) instead of sleeping.
 #![allow(dead_code)]
 
+pub mod bluez;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
