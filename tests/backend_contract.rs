@@ -11,7 +11,7 @@ use common::bluez::FakeBluez;
 use common::*;
 use gattway::ble::native::NativeBackend;
 use gattway::ble::{CharProps, DeviceId, ScanFilter, Uuid, WriteKind};
-use gattway::gateway::{ConnectOptions, Gateway, GatewayEvent, Subscription, SubscriptionEvent};
+use gattway::gateway::{ConnectOptions, Gateway, GatewayEvent};
 
 const NUS: &str = "6e400001-b5a3-f393-e0a9-e50e24dcca9e";
 const NUS_RX: &str = "6e400002-b5a3-f393-e0a9-e50e24dcca9e";
@@ -31,18 +31,6 @@ impl Radio {
                 let path = format!("objpath:/org/bluez/hci0/dev_{}", id.replace(':', "_"));
                 bluez.mock("DropConnection", &[&path]).await;
             }
-        }
-    }
-}
-
-async fn next_value(sub: &mut Subscription) -> Vec<u8> {
-    loop {
-        match within("notification", sub.recv())
-            .await
-            .expect("subscription open")
-        {
-            SubscriptionEvent::Notification(n) => return n.value.to_vec(),
-            SubscriptionEvent::Lagged(_) => continue,
         }
     }
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::bluez::FakeBluez;
 use common::*;
 use gattway::ble::native::NativeBackend;
-use gattway::ble::{DeviceId, ScanFilter, Uuid, WriteKind};
-use gattway::gateway::{ConnectOptions, Gateway, GatewayEvent, SubscriptionEvent};
+use gattway::ble::{DeviceId, ScanFilter, Uuid};
+use gattway::gateway::{ConnectOptions, Gateway, GatewayEvent};
 use tokio::process::Command;
 
 const HRM_PATH: &str = "/org/bluez/hci0/dev_C0_FF_EE_00_00_01";
@@ -20,18 +20,6 @@ const HRM_MEASUREMENT_PATH: &str = "/org/bluez/hci0/dev_C0_FF_EE_00_00_01/servic
 const NUS: &str = "6e400001-b5a3-f393-e0a9-e50e24dcca9e";
 const NUS_RX: &str = "6e400002-b5a3-f393-e0a9-e50e24dcca9e";
 const NUS_TX: &str = "6e400003-b5a3-f393-e0a9-e50e24dcca9e";
-
-async fn next_value(sub: &mut gattway::gateway::Subscription) -> Vec<u8> {
-    loop {
-        match within("notification", sub.recv())
-            .await
-            .expect("subscription open")
-        {
-            SubscriptionEvent::Notification(n) => return n.value.to_vec(),
-            SubscriptionEvent::Lagged(_) => continue,
-        }
-    }
-}
 
 #[tokio::test]
 async fn the_gateway_drives_bluez_scan_connect_gatt_notify_and_recovers_dropped_links() {
@@ -122,26 +110,7 @@ async fn the_gateway_drives_bluez_scan_connect_gatt_notify_and_recovers_dropped_
         .await;
     assert_eq!(next_value(&mut sub).await, [0, 80]);
 
-    // Write without response, echoed on another characteristic.
-    gateway
-        .connect(UART, ConnectOptions::default())
-        .await
-        .expect("connect UART");
-    let uart = gateway.device(&DeviceId::new(UART));
-    let nus: Uuid = NUS.parse().unwrap();
-    let mut tx = uart
-        .subscribe(nus, NUS_TX.parse().unwrap())
-        .await
-        .expect("subscribe TX");
-    uart.write(
-        nus,
-        NUS_RX.parse().unwrap(),
-        b"hi".to_vec(),
-        WriteKind::WithoutResponse,
-    )
-    .await
-    .expect("write");
-    assert_eq!(next_value(&mut tx).await, b"hi");
+    // Writes, the UART's echo and scans by service: tests/backend_contract.rs.
 
     // The link drops: the gateway reconnects and notifications flow again.
     let mut events = gateway.events();

@@ -192,6 +192,19 @@ impl Rig {
     }
 }
 
+/// The next notification's value on a subscription (lag notices skipped).
+pub async fn next_value(sub: &mut gattway::gateway::Subscription) -> Vec<u8> {
+    loop {
+        match within("notification", sub.recv())
+            .await
+            .expect("subscription open")
+        {
+            gattway::gateway::SubscriptionEvent::Notification(n) => return n.value.to_vec(),
+            gattway::gateway::SubscriptionEvent::Lagged(_) => continue,
+        }
+    }
+}
+
 /// A database file in the temp directory, deleted (with its WAL) when dropped.
 pub struct TempDb {
     pub path: std::path::PathBuf,
