@@ -50,6 +50,10 @@ async fn run(n: usize, endpoint: &str) {
             format!("ws://{addr}{path}")
         }
     };
+    // A database file, as in production: rows written per connection (the hub's
+    // connection log, devices) go to disk, not into the measured memory.
+    let db_path = std::env::temp_dir().join(format!("gattway-idle-{}.db", std::process::id()));
+    let database = format!("sqlite://{}", db_path.display());
     let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_gattway"))
         .args([
             "--backend",
@@ -62,7 +66,7 @@ async fn run(n: usize, endpoint: &str) {
         ])
         .env("GATTWAY_CONTROL_MAX_CONNECTIONS", (n + 10).to_string())
         .env("GATTWAY_LOG_FORMAT", "text")
-        .env("GATTWAY_DATABASE", "sqlite::memory:")
+        .env("GATTWAY_DATABASE", &database)
         .env("GATTWAY_HUB_SIM_FEED", "false")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
@@ -113,6 +117,9 @@ async fn run(n: usize, endpoint: &str) {
     println!("| {n} idle {endpoint} WebSockets | server RSS {before} KiB → {after} KiB | {per:.0} bytes per connection |");
     drop(sockets);
     let _ = server.kill().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
+    }
 }
 
 fn main() {
