@@ -716,3 +716,43 @@ async fn simulated_ble_notifications_arrive_as_telemetry_and_commands_become_wri
         .await;
     assert!(!stored["points"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_client_that_asks_gets_queued_updates_batched_in_one_frame_in_order() {
+    let hub = Hub::start(hub_config()).await;
+    let mut client = JsonWs::connect(&hub.ws("role=client&batch=1")).await;
+    client.next().await;
+    client
+        .send(json!({"type": "subscribe", "id": 1, "devices": ["burst"]}))
+        .await;
+    client.next_of("subscribed").await;
+    let mut dev = hub.device("burst").await;
+    const N: i64 = 300;
+    // Sent back to back: they are committed in groups and queue up for the client.
+    for seq in 1..=N {
+        dev.send(json!({"type": "telemetry", "seq": seq, "points": [{"key": "n", "value": seq}]}))
+            .await;
+    }
+    let (mut seen, mut batches) = (Vec::new(), 0);
+    while seen.len() < N as usize {
+        let m = client.next().await;
+        let messages = match m["type"].as_str().unwrap() {
+            "batch" => {
+                batches += 1;
+                m["messages"].as_array().unwrap().clone()
+            }
+            _ => vec![m],
+        };
+        for t in messages.iter().filter(|t| t["type"] == "telemetry") {
+            seen.extend(
+                t["points"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["value"].as_i64().unwrap()),
+            );
+        }
+    }
+    assert_eq!(seen, (1..=N).collect::<Vec<_>>(), "every update once, in order");
+    assert!(batches > 0, "updates that queued together came as batches");
+}

@@ -284,6 +284,7 @@ async fn hub_socket(
         role: query.get("role").cloned(),
         device: query.get("device").cloned(),
         remote: remote.map(|r| r.0 .0.to_string()),
+        batch: query.get("batch").is_some_and(|v| v == "1" || v == "true"),
     };
     let slot = hub.slot();
     let max = hub.config().max_message_bytes.max(1024) * 2;

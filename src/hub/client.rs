@@ -20,6 +20,8 @@ const MAX_HISTORY: u32 = 10_000;
 
 struct State {
     principal: Option<Principal>,
+    /// Live messages queued together go out as one `batch` frame.
+    batch: bool,
     out: Outbox<Frame>,
     subscriptions: Vec<u64>,
 }
@@ -39,10 +41,12 @@ pub(super) async fn run(
     hub: &Hub,
     link: &mut Link,
     principal: Option<Principal>,
+    batch: bool,
     shutdown: &CancellationToken,
 ) -> &'static str {
     let mut state = State {
         principal,
+        batch,
         out: Outbox::new(hub.config().client_queue),
         subscriptions: Vec::new(),
     };
@@ -64,7 +68,7 @@ async fn serve(hub: &Hub, link: &mut Link, state: &mut State, shutdown: &Cancell
         tokio::select! {
             biased;
             frame = out.next() => {
-                if drain(link, &out, frame).await.is_err() { return "closed"; }
+                if drain(link, &out, frame, state.batch).await.is_err() { return "closed"; }
             }
             frame = link.ws.recv() => match link.read(frame).await {
                 Read::Closed => return "closed",
@@ -89,13 +93,21 @@ async fn serve(hub: &Hub, link: &mut Link, state: &mut State, shutdown: &Cancell
 const DRAIN: usize = 64;
 
 /// Sends `first` and whatever else is queued (up to [`DRAIN`]) with one flush, then
-/// `lagged` if the queue overflowed.
-async fn drain(link: &mut Link, out: &Outbox<Frame>, first: Frame) -> Result<(), axum::Error> {
-    link.feed(first).await?;
-    for _ in 1..DRAIN {
+/// `lagged` if the queue overflowed. With `batch`, the frames go as one
+/// `{"type":"batch","messages":[…]}` frame.
+async fn drain(link: &mut Link, out: &Outbox<Frame>, first: Frame, batch: bool) -> Result<(), axum::Error> {
+    let mut frames = vec![first];
+    while frames.len() < DRAIN {
         match out.try_next() {
-            Some(frame) => link.feed(frame).await?,
+            Some(frame) => frames.push(frame),
             None => break,
+        }
+    }
+    if batch && frames.len() > 1 {
+        link.feed(protocol::batch(&frames)).await?;
+    } else {
+        for frame in frames {
+            link.feed(frame).await?;
         }
     }
     let missed = out.take_lost();

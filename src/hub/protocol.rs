@@ -272,6 +272,22 @@ pub fn cancel_to_device(command_id: &str) -> Frame {
     frame(&json!({"type": "cancel", "command_id": command_id}))
 }
 
+/// Several frames as one: `{"type":"batch","messages":[…]}`. The frames are JSON
+/// already, so they are joined, not parsed again.
+pub fn batch(frames: &[Frame]) -> Frame {
+    let len = frames.iter().map(|f| f.len() + 1).sum::<usize>() + 32;
+    let mut out = String::with_capacity(len);
+    out.push_str(r#"{"type":"batch","messages":["#);
+    for (i, f) in frames.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(f.as_str());
+    }
+    out.push_str("]}");
+    Utf8Bytes::from(out)
+}
+
 pub fn lagged(missed: u64) -> Frame {
     frame(&json!({"type": "lagged", "missed": missed}))
 }
@@ -321,6 +337,13 @@ mod tests {
             (v[1]["device"].clone(), v[1]["replay"].clone()),
             (json!("b"), json!(true))
         );
+    }
+
+    #[test]
+    fn a_batch_is_valid_json_holding_the_frames_in_order() {
+        let frames = [frame(&json!({"n": 1})), frame(&json!({"n": 2}))];
+        let v: Value = serde_json::from_str(batch(&frames).as_str()).unwrap();
+        assert_eq!(v, json!({"type": "batch", "messages": [{"n": 1}, {"n": 2}]}));
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub struct Hello {
     pub device: Option<String>,
     /// The peer address, for the connection log.
     pub remote: Option<String>,
+    /// `batch=1`: a client takes live messages that queued up together as one
+    /// `{"type":"batch","messages":[…]}` frame.
+    pub batch: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -226,7 +229,16 @@ pub async fn handle_socket(
     tracing::info!(role = %record.role, device = ?record.device, subject = ?record.subject, "hub connection");
     let reason = match role {
         Role::Device(id) => Box::pin(device::run(&hub, &mut link, id, &shutdown)).await,
-        Role::Client => Box::pin(client::run(&hub, &mut link, hello.principal, &shutdown)).await,
+        Role::Client => {
+            Box::pin(client::run(
+                &hub,
+                &mut link,
+                hello.principal,
+                hello.batch,
+                &shutdown,
+            ))
+            .await
+        }
     };
     if let Some(id) = logged {
         if let Err(e) = Box::pin(hub.store().close_connection(id, now_ms(), reason)).await {
