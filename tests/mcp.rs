@@ -496,6 +496,12 @@ async fn http_checks_origin_host_and_credentials() {
                 devices: vec![],
             },
             gattway::auth::ApiKeyConfig {
+                name: "hrm-only".into(),
+                sha256: gattway::auth::sha256_hex(b"hrm-key"),
+                scopes: vec![gattway::auth::Scope::BleRead],
+                devices: vec!["Gattway HRM".into()],
+            },
+            gattway::auth::ApiKeyConfig {
                 name: "hub-only".into(),
                 sha256: gattway::auth::sha256_hex(b"hub-key"),
                 scopes: vec![gattway::auth::Scope::HubClient],
@@ -523,6 +529,20 @@ async fn http_checks_origin_host_and_credentials() {
         "a read-only credential cannot write: {msg}"
     );
     client.cancel().await.unwrap();
+    // A credential's device list holds for assistants too.
+    let hrm_only = http_client(&url, Some("hrm-key")).await.expect("hrm key");
+    ok(&hrm_only, "ble_connect", json!({"device": "Gattway HRM"})).await;
+    ok(
+        &hrm_only,
+        "ble_read",
+        json!({"device": HRM, "service": "180d", "characteristic": "2a38"}),
+    )
+    .await;
+    let msg = fails(&hrm_only, "ble_read", json!({"device": UART, "service": "6e400001-b5a3-f393-e0a9-e50e24dcca9e", "characteristic": "6e400003-b5a3-f393-e0a9-e50e24dcca9e"})).await;
+    assert!(msg.contains("device list"), "{msg}");
+    let msg = fails(&hrm_only, "ble_connect", json!({"device": ENV})).await;
+    assert!(msg.contains("device list"), "{msg}");
+    hrm_only.cancel().await.unwrap();
     let writer = http_client(&url, Some("writer-key")).await.expect("writer key");
     ok(&writer, "ble_write", write).await;
     writer.cancel().await.unwrap();

@@ -179,6 +179,32 @@ impl BleMcp {
         ))
     }
 
+    /// Why a credential may not make this call, if it may not: writes need
+    /// `ble:write`, and a device outside the credential's device list is refused,
+    /// as on every front end.
+    fn denied(
+        &self,
+        tool: &str,
+        principal: Option<&crate::auth::Principal>,
+        request: &CallToolRequestParams,
+    ) -> Option<String> {
+        let principal = principal?;
+        if matches!(tool, "ble_write" | "ble_write_descriptor")
+            && !principal.has(crate::auth::Scope::BleWrite)
+        {
+            return Some(
+                "permission denied: this credential lacks the ble:write scope; ask the user for one that has it"
+                    .into(),
+            );
+        }
+        let device = request.arguments.as_ref()?.get("device")?.as_str()?;
+        let id = self.device_arg(device).ok()?;
+        let name = self.gateway.name_of(&id);
+        crate::auth::check_device(Some(principal), &id, name.as_deref())
+            .err()
+            .map(|e| format!("{e}; ask the user for a credential that covers it"))
+    }
+
     fn check_write_allowed(&self, characteristic: Uuid) -> Result<(), ToolError> {
         if !self.settings.writes_enabled {
             return Err(ToolError(
@@ -219,14 +245,11 @@ impl ServerHandler for BleMcp {
             .get::<axum::http::request::Parts>()
             .and_then(|parts| parts.extensions.get::<crate::auth::Principal>())
             .cloned();
-        let denied = matches!(tool.as_str(), "ble_write" | "ble_write_descriptor")
-            && principal.is_some_and(|p| !p.has(crate::auth::Scope::BleWrite));
-        let result = if denied {
-            Ok(CallToolResponse::Complete(rmcp::model::CallToolResult::error(vec![
-                rmcp::model::ContentBlock::text(
-                    "permission denied: this credential lacks the ble:write scope; ask the user for one that has it",
-                ),
-            ])))
+        let denied = self.denied(&tool, principal.as_ref(), &request);
+        let result = if let Some(why) = denied {
+            Ok(CallToolResponse::Complete(rmcp::model::CallToolResult::error(
+                vec![rmcp::model::ContentBlock::text(why)],
+            )))
         } else {
             self.tool_router
                 .call(ToolCallContext::new(self, request, context))
