@@ -660,6 +660,32 @@ async fn rest_sends_commands_and_lists_devices() {
     })
     .await;
     assert_eq!(record["error"], "no LED");
+    // The connection log, written in the background, shows who came and how they left.
+    let mut gone = hub.device("leaver").await;
+    gone.send_text("{}").await;
+    drop(gone);
+    let log = within("connection log", async {
+        loop {
+            let log = hub.get("/api/v1/hub/connections").await;
+            let entry = log["connections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["device"] == "leaver")
+                .cloned();
+            if let Some(e) = entry.filter(|e| !e["reason"].is_null()) {
+                return e;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        (log["role"].as_str(), log["reason"].as_str()),
+        (Some("device"), Some("closed"))
+    );
+    assert!(log["remote"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(log["disconnected_at"].as_i64() >= log["connected_at"].as_i64());
     let devices = hub.get("/api/v1/hub/devices").await;
     assert!(devices["devices"]
         .as_array()

@@ -7,6 +7,7 @@
 //! - `fanout.rs`: live delivery to subscribers, with the replay watermark.
 //! - `commands.rs`: the command router (status, priority, timeouts, restarts).
 //! - `presence.rs`: who is online, and telling subscribers.
+//! - `connlog.rs`: the connection log, written in the background.
 //! - `socket.rs`: one connection's task: authentication, role, limits.
 //! - `device.rs`, `client.rs`: the device and client message families.
 //! - `ble.rs`: the BLE feed (notifications → telemetry, commands → writes).
@@ -15,6 +16,7 @@
 mod ble;
 mod client;
 pub mod commands;
+mod connlog;
 mod device;
 pub mod fanout;
 mod presence;
@@ -30,6 +32,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::ble::{BleCommand, BleTelemetry};
 use self::commands::Commands;
+use self::connlog::ConnectionLog;
 use self::fanout::Fanout;
 use self::presence::Presence;
 pub use self::socket::{handle_socket, Hello};
@@ -134,6 +137,7 @@ struct Inner {
     fanout: Arc<Fanout>,
     presence: Presence,
     commands: Commands,
+    connections: ConnectionLog,
     auth: Arc<Authenticator>,
     metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
@@ -180,6 +184,7 @@ impl Hub {
             metrics.hub_commands.clone(),
         )
         .await?;
+        let connections = ConnectionLog::start(store.clone()).await?;
         let presence = Presence::new(store.clone(), fanout.clone(), metrics.hub_devices_online.clone());
         let mut tasks = Vec::new();
         if config.retention_days > 0.0 {
@@ -193,6 +198,7 @@ impl Hub {
             fanout,
             presence,
             commands,
+            connections,
             auth,
             metrics,
             tasks: std::sync::Mutex::new(tasks),
@@ -226,6 +232,10 @@ impl Hub {
 
     pub(crate) fn fanout(&self) -> &Arc<Fanout> {
         &self.0.fanout
+    }
+
+    pub(crate) fn connections(&self) -> &ConnectionLog {
+        &self.0.connections
     }
 
     pub(crate) fn presence(&self) -> &Presence {

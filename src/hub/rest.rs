@@ -28,6 +28,7 @@ pub fn router(hub: Hub) -> (axum::Router, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(HubDoc::openapi())
         .routes(routes!(telemetry))
         .routes(routes!(hub_devices))
+        .routes(routes!(connections))
         .routes(routes!(list_commands, send_command))
         .routes(routes!(command))
         .with_state(hub)
@@ -138,6 +139,35 @@ async fn hub_devices(State(hub): State<Hub>, p: Option<Extension<Principal>>) ->
     let mut list = hub.presence().snapshot(&[]).await?;
     list.retain(|d| may_use(p.as_ref().map(|e| &e.0), &d.device));
     Ok(Json(json!({"devices": list})))
+}
+
+#[derive(Deserialize, IntoParams, Default)]
+#[serde(default)]
+pub struct ConnectionsQuery {
+    /// Most entries, newest first; default 100.
+    limit: Option<u32>,
+}
+
+/// The connection log: who connected (role, credential subject, device), from
+/// where, when, and how it ended. Needs a credential without a device list.
+#[utoipa::path(get, path = "/hub/connections", params(ConnectionsQuery), responses((status = 200, body = Object), (status = 403)))]
+async fn connections(
+    State(hub): State<Hub>,
+    p: Option<Extension<Principal>>,
+    Query(q): Query<ConnectionsQuery>,
+) -> HubResult<Json<Value>> {
+    if p.as_ref().is_some_and(|e| e.0.devices.is_some()) {
+        return Err(Failure::new(
+            Code::Forbidden,
+            "the connection log covers every device: this credential is limited to some",
+        )
+        .into());
+    }
+    let list = hub
+        .store()
+        .connections(q.limit.unwrap_or(100).clamp(1, 10_000))
+        .await?;
+    Ok(Json(json!({"connections": list})))
 }
 
 #[derive(Deserialize, IntoParams, Default)]

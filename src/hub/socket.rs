@@ -219,13 +219,7 @@ pub async fn handle_socket(
         disconnected_at: None,
         reason: None,
     };
-    let logged = match Box::pin(hub.store().open_connection(&record)).await {
-        Ok(id) => Some(id),
-        Err(e) => {
-            tracing::warn!(error = %e, "connection log not written");
-            None
-        }
-    };
+    let log_id = hub.connections().opened(record.clone());
     tracing::info!(role = %record.role, device = ?record.device, subject = ?record.subject, "hub connection");
     let reason = match role {
         Role::Device(id) => Box::pin(device::run(&hub, &mut link, id, &shutdown)).await,
@@ -240,11 +234,7 @@ pub async fn handle_socket(
             .await
         }
     };
-    if let Some(id) = logged {
-        if let Err(e) = Box::pin(hub.store().close_connection(id, now_ms(), reason)).await {
-            tracing::warn!(error = %e, "connection log not closed");
-        }
-    }
+    hub.connections().closed(log_id, reason);
     tracing::info!(role = %record.role, device = ?record.device, reason, "hub connection ended");
     gauge.dec();
 }

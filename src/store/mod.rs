@@ -202,6 +202,13 @@ pub struct ConnectionRecord {
     pub reason: Option<String>,
 }
 
+/// A change to the connection log.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConnectionEvent {
+    Opened(ConnectionRecord),
+    Closed { id: i64, at: i64, reason: String },
+}
+
 /// The hub's storage. Every method is one short transaction; telemetry arrives in
 /// batches from [`TelemetryWriter`].
 #[async_trait]
@@ -235,8 +242,11 @@ pub trait Store: Send + Sync + 'static {
     /// The statuses a command went through, oldest first, with their times.
     async fn command_events(&self, id: &str) -> StoreResult<Vec<(CommandStatus, i64)>>;
 
-    async fn open_connection(&self, record: &ConnectionRecord) -> StoreResult<i64>;
-    async fn close_connection(&self, id: i64, at: i64, reason: &str) -> StoreResult<()>;
+    /// Writes connection-log events in one transaction. Records carry their id.
+    async fn log_connections(&self, events: &[ConnectionEvent]) -> StoreResult<()>;
+    /// The highest connection-log id (0 when empty), so ids continue after a restart.
+    async fn last_connection_id(&self) -> StoreResult<i64>;
+    /// The newest connections first.
     async fn connections(&self, limit: u32) -> StoreResult<Vec<ConnectionRecord>>;
 
     /// Answers when the database does (readiness).

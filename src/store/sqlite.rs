@@ -21,8 +21,8 @@ use tokio::sync::Mutex;
 use crate::sync::AbortOnDrop;
 
 use super::{
-    Bucket, CommandRecord, CommandStatus, CommandUpdate, ConnectionRecord, DeviceBatch, DeviceRecord,
-    PointQuery, Store, StoreError, StoreResult, StoredPoint,
+    Bucket, CommandRecord, CommandStatus, CommandUpdate, ConnectionEvent, ConnectionRecord, DeviceBatch,
+    DeviceRecord, PointQuery, Store, StoreError, StoreResult, StoredPoint,
 };
 
 /// The migrations, compiled in so the binary needs no files beside it.
@@ -511,29 +511,42 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn open_connection(&self, c: &ConnectionRecord) -> StoreResult<i64> {
-        let id = sqlx::query_scalar(
-            "INSERT INTO connections (role, subject, device_id, remote, connected_at) VALUES (?, ?, ?, ?, ?) \
-             RETURNING id",
-        )
-        .bind(&c.role)
-        .bind(&c.subject)
-        .bind(&c.device)
-        .bind(&c.remote)
-        .bind(c.connected_at)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
+    async fn log_connections(&self, events: &[ConnectionEvent]) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await?;
+        for e in events {
+            match e {
+                ConnectionEvent::Opened(c) => {
+                    sqlx::query(
+                        "INSERT INTO connections (id, role, subject, device_id, remote, connected_at) \
+                         VALUES (?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(c.id)
+                    .bind(&c.role)
+                    .bind(&c.subject)
+                    .bind(&c.device)
+                    .bind(&c.remote)
+                    .bind(c.connected_at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                ConnectionEvent::Closed { id, at, reason } => {
+                    sqlx::query("UPDATE connections SET disconnected_at = ?, reason = ? WHERE id = ?")
+                        .bind(at)
+                        .bind(reason)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
-    async fn close_connection(&self, id: i64, at: i64, reason: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE connections SET disconnected_at = ?, reason = ? WHERE id = ?")
-            .bind(at)
-            .bind(reason)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+    async fn last_connection_id(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM connections")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     async fn connections(&self, limit: u32) -> StoreResult<Vec<ConnectionRecord>> {

@@ -1,0 +1,66 @@
+//! The connection log (who connected, when, from where, how it ended), written in
+//! the background. A connection does not wait for the database to open or close:
+//! ids are handed out here, and one task writes what queued up in one transaction.
+//! A burst of connections therefore costs one write, not one query each.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::store::{now_ms, ConnectionEvent, ConnectionRecord, Store, StoreResult};
+use crate::sync::AbortOnDrop;
+
+/// Most events in one transaction.
+const BATCH: usize = 1000;
+
+pub struct ConnectionLog {
+    next_id: AtomicI64,
+    tx: mpsc::UnboundedSender<ConnectionEvent>,
+    _task: AbortOnDrop,
+}
+
+impl ConnectionLog {
+    pub async fn start(store: Arc<dyn Store>) -> StoreResult<ConnectionLog> {
+        let last = store.last_connection_id().await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        Ok(ConnectionLog {
+            next_id: AtomicI64::new(last + 1),
+            tx,
+            _task: AbortOnDrop(tokio::spawn(write(store, rx))),
+        })
+    }
+
+    /// Logs a new connection; returns its id for [`ConnectionLog::closed`].
+    pub fn opened(&self, mut record: ConnectionRecord) -> i64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        record.id = id;
+        let _ = self.tx.send(ConnectionEvent::Opened(record));
+        id
+    }
+
+    pub fn closed(&self, id: i64, reason: &str) {
+        let _ = self.tx.send(ConnectionEvent::Closed {
+            id,
+            at: now_ms(),
+            reason: reason.to_string(),
+        });
+    }
+}
+
+async fn write(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<ConnectionEvent>) {
+    let mut batch = Vec::new();
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < BATCH {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = store.log_connections(&batch).await {
+            tracing::warn!(error = %e, events = batch.len(), "connection log not written");
+        }
+        batch.clear();
+    }
+}
