@@ -240,11 +240,7 @@ async fn feed_link(
                 .boxed(),
         );
     }
-    let (conn, replaced) = hub
-        .presence()
-        .connect(hub_id, "ble")
-        .await
-        .map_err(|e| e.to_string())?;
+    let (conn, replaced) = hub.presence().connect(hub_id, "ble");
     let (tx, mut commands) = mpsc::unbounded_channel();
     hub.commands().online(hub_id, conn, Arc::new(FeedSink(tx)));
     let device_name: Arc<str> = hub_id.into();
@@ -279,7 +275,7 @@ async fn feed_link(
         }
     };
     hub.commands().offline(hub_id, conn);
-    hub.presence().disconnect(hub_id, "ble", conn).await;
+    hub.presence().disconnect(hub_id, "ble", conn);
     result
 }
 

@@ -68,9 +68,11 @@ async fn serve(hub: &Hub, link: &mut Link, state: &mut State, shutdown: &Cancell
         tokio::select! {
             biased;
             frame = out.next() => {
-                if drain(link, &out, frame, state.batch).await.is_err() { return "closed"; }
+                // Boxed, like every step below: its state exists only while it runs,
+                // not in every idle connection's task.
+                if Box::pin(drain(link, &out, frame, state.batch)).await.is_err() { return "closed"; }
             }
-            frame = link.ws.recv() => match link.read(frame).await {
+            frame = link.ws.recv() => match Box::pin(link.read(frame)).await {
                 Read::Closed => return "closed",
                 Read::Refused => {}
                 Read::Message(m) => {

@@ -1,14 +1,16 @@
-//! The connection log (who connected, when, from where, how it ended), written in
-//! the background. A connection does not wait for the database to open or close:
-//! ids are handed out here, and one task writes what queued up in one transaction.
-//! A burst of connections therefore costs one write, not one query each.
+//! The hub's bookkeeping, written in the background: the connection log (who
+//! connected, when, from where, how it ended) and devices coming online or going
+//! offline. A connection does not wait for the database to open or close: ids are
+//! handed out here, and one task writes what queued up in one transaction. A burst
+//! of connections (every device reconnecting after a restart) costs one write, not
+//! a query each, nor a queue of pending queries holding memory.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::store::{now_ms, ConnectionEvent, ConnectionRecord, Store, StoreResult};
+use crate::store::{now_ms, ConnectionRecord, LogEvent, Store, StoreResult};
 use crate::sync::AbortOnDrop;
 
 /// Most events in one transaction.
@@ -16,7 +18,7 @@ const BATCH: usize = 1000;
 
 pub struct ConnectionLog {
     next_id: AtomicI64,
-    tx: mpsc::UnboundedSender<ConnectionEvent>,
+    tx: mpsc::UnboundedSender<LogEvent>,
     _task: AbortOnDrop,
 }
 
@@ -35,12 +37,22 @@ impl ConnectionLog {
     pub fn opened(&self, mut record: ConnectionRecord) -> i64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         record.id = id;
-        let _ = self.tx.send(ConnectionEvent::Opened(record));
+        let _ = self.tx.send(LogEvent::Opened(record));
         id
     }
 
+    /// A device came online or went offline.
+    pub fn presence(&self, device: &str, kind: &'static str, online: bool, at: i64) {
+        let _ = self.tx.send(LogEvent::Presence {
+            device: device.to_string(),
+            kind,
+            online,
+            at,
+        });
+    }
+
     pub fn closed(&self, id: i64, reason: &str) {
-        let _ = self.tx.send(ConnectionEvent::Closed {
+        let _ = self.tx.send(LogEvent::Closed {
             id,
             at: now_ms(),
             reason: reason.to_string(),
@@ -48,7 +60,7 @@ impl ConnectionLog {
     }
 }
 
-async fn write(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<ConnectionEvent>) {
+async fn write(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<LogEvent>) {
     let mut batch = Vec::new();
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -58,8 +70,8 @@ async fn write(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Connection
                 Err(_) => break,
             }
         }
-        if let Err(e) = store.log_connections(&batch).await {
-            tracing::warn!(error = %e, events = batch.len(), "connection log not written");
+        if let Err(e) = store.write_log(&batch).await {
+            tracing::warn!(error = %e, events = batch.len(), "connection log and presence not written");
         }
         batch.clear();
     }

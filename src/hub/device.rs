@@ -37,20 +37,12 @@ pub(super) async fn run(
     device: String,
     shutdown: &CancellationToken,
 ) -> &'static str {
-    let (conn, replaced) = match Box::pin(hub.presence().connect(&device, "network")).await {
-        Ok(c) => c,
-        Err(e) => {
-            let _ = link
-                .fail(&Value::Null, &Failure::new(Code::StoreError, e.to_string()))
-                .await;
-            return "store error";
-        }
-    };
+    let (conn, replaced) = hub.presence().connect(&device, "network");
     let out: Outbox<Frame> = Outbox::new(1);
     hub.commands().online(&device, conn, sink(&out));
     let reason = Box::pin(serve(hub, link, &device, &out, &replaced, shutdown)).await;
     hub.commands().offline(&device, conn);
-    Box::pin(hub.presence().disconnect(&device, "network", conn)).await;
+    hub.presence().disconnect(&device, "network", conn);
     reason
 }
 
@@ -93,11 +85,13 @@ async fn serve(
         tokio::select! {
             biased;
             frame = out.next() => {
-                if link.send(frame).await.is_err() { return "closed"; }
+                // Boxed, like every step below: its state exists only while it runs,
+                // not in every idle connection's task.
+                if Box::pin(link.send(frame)).await.is_err() { return "closed"; }
             }
             Some((seq, stored)) = state.acks.next(), if !state.acks.is_empty() => {
                 let sent = match stored {
-                    Ok(()) => link.send(ack(seq)).await,
+                    Ok(()) => Box::pin(link.send(ack(seq))).await,
                     Err(e) => {
                         let f = Failure::new(Code::StoreError, format!("telemetry not stored: {e}"));
                         let _ = link.send(protocol::reply("error", &Value::Null, json!({"code": f.code.as_str(), "message": f.message, "seq": seq}))).await;
@@ -110,7 +104,7 @@ async fn serve(
             frame = link.ws.recv() => {
                 heartbeat.as_mut().reset(Instant::now() + silence);
                 hub.presence().seen(device);
-                match link.read(frame).await {
+                match Box::pin(link.read(frame)).await {
                     Read::Closed => return "closed",
                     Read::Refused => {}
                     Read::Message(m) => {

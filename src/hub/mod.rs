@@ -137,7 +137,7 @@ struct Inner {
     fanout: Arc<Fanout>,
     presence: Presence,
     commands: Commands,
-    connections: ConnectionLog,
+    connections: Arc<ConnectionLog>,
     auth: Arc<Authenticator>,
     metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
@@ -184,8 +184,13 @@ impl Hub {
             metrics.hub_commands.clone(),
         )
         .await?;
-        let connections = ConnectionLog::start(store.clone()).await?;
-        let presence = Presence::new(store.clone(), fanout.clone(), metrics.hub_devices_online.clone());
+        let connections = Arc::new(ConnectionLog::start(store.clone()).await?);
+        let presence = Presence::new(
+            store.clone(),
+            connections.clone(),
+            fanout.clone(),
+            metrics.hub_devices_online.clone(),
+        );
         let mut tasks = Vec::new();
         if config.retention_days > 0.0 {
             tasks.push(retention(store.clone(), config.retention_days));

@@ -10,6 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use super::connlog::ConnectionLog;
 use super::fanout::Fanout;
 use super::protocol;
 use crate::store::{now_ms, Store, StoreError};
@@ -24,6 +25,8 @@ struct Entry {
 
 pub struct Presence {
     store: Arc<dyn Store>,
+    /// Where presence changes are written, in the background.
+    log: Arc<ConnectionLog>,
     fanout: Arc<Fanout>,
     online: Gauge,
     devices: Mutex<HashMap<String, Entry>>,
@@ -39,9 +42,10 @@ pub struct DevicePresence {
 }
 
 impl Presence {
-    pub fn new(store: Arc<dyn Store>, fanout: Arc<Fanout>, online: Gauge) -> Self {
+    pub fn new(store: Arc<dyn Store>, log: Arc<ConnectionLog>, fanout: Arc<Fanout>, online: Gauge) -> Self {
         Presence {
             store,
+            log,
             fanout,
             online,
             devices: Mutex::new(HashMap::new()),
@@ -51,7 +55,7 @@ impl Presence {
 
     /// Records a new connection of `device`; returns its id and a token cancelled
     /// when a newer one replaces it. The older connection, if any, is told to go.
-    pub async fn connect(&self, device: &str, kind: &str) -> Result<(u64, CancellationToken), StoreError> {
+    pub fn connect(&self, device: &str, kind: &'static str) -> (u64, CancellationToken) {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let replaced = CancellationToken::new();
         let now = now_ms();
@@ -67,16 +71,16 @@ impl Presence {
             Some(old) => old.replaced.cancel(),
             None => {
                 self.online.inc();
-                self.store.set_presence(device, kind, true, now).await?;
+                self.log.presence(device, kind, true, now);
                 self.fanout
                     .presence(device, protocol::presence(device, true, now));
             }
         }
-        Ok((conn, replaced))
+        (conn, replaced)
     }
 
     /// The connection ended; the device goes offline unless a newer one replaced it.
-    pub async fn disconnect(&self, device: &str, kind: &str, conn: u64) {
+    pub fn disconnect(&self, device: &str, kind: &'static str, conn: u64) {
         let now = now_ms();
         {
             let mut devices = lock(&self.devices);
@@ -86,9 +90,7 @@ impl Presence {
             devices.remove(device);
         }
         self.online.dec();
-        if let Err(e) = self.store.set_presence(device, kind, false, now).await {
-            tracing::warn!(device, error = %e, "offline state not stored");
-        }
+        self.log.presence(device, kind, false, now);
         self.fanout
             .presence(device, protocol::presence(device, false, now));
     }
@@ -116,6 +118,16 @@ impl Presence {
                 }
             })
             .collect();
+        // Online devices whose first presence is still on its way to the store.
+        for (name, e) in live.iter() {
+            if (devices.is_empty() || devices.contains(name)) && !out.iter().any(|d| &d.device == name) {
+                out.push(DevicePresence {
+                    device: name.clone(),
+                    online: true,
+                    last_seen: e.last_seen,
+                });
+            }
+        }
         for name in devices {
             if !out.iter().any(|d| &d.device == name) {
                 out.push(DevicePresence {

@@ -150,14 +150,16 @@ pub(super) fn may_use(principal: Option<&Principal>, device: &str) -> bool {
     })
 }
 
-/// Runs one hub connection to its end.
-pub async fn handle_socket(
+/// Runs one hub connection to its end. Not an `async fn`: the socket goes into the
+/// [`Link`] before the future is made, so an idle connection's task holds one
+/// copy of it, not the argument and the link both.
+pub fn handle_socket(
     hub: Hub,
     ws: WebSocket,
-    mut hello: Hello,
+    hello: Hello,
     slot: Option<OwnedSemaphorePermit>,
     shutdown: CancellationToken,
-) {
+) -> impl std::future::Future<Output = ()> + Send {
     let metrics = hub.metrics().clone();
     let counter = |direction| {
         metrics
@@ -169,23 +171,34 @@ pub async fn handle_socket(
             .clone()
     };
     let c = hub.config();
-    let mut link = Link {
+    let link = Link {
         ws,
         sent: counter(Direction::sent),
         received: counter(Direction::received),
         limiter: TokenBucket::new(c.rate_per_connection, c.burst_per_connection),
         max_bytes: c.max_message_bytes,
     };
+    run(hub, link, hello, slot, shutdown)
+}
+
+async fn run(
+    hub: Hub,
+    mut link: Link,
+    mut hello: Hello,
+    slot: Option<OwnedSemaphorePermit>,
+    shutdown: CancellationToken,
+) {
     let Some(_slot) = slot else {
         let f = Failure::new(
             Code::RateLimited,
-            format!("at most {} hub connections", c.max_connections),
+            format!("at most {} hub connections", hub.config().max_connections),
         );
         let _ = link.fail(&Value::Null, &f).await;
         link.close(1013, "connection limit reached").await;
         return;
     };
-    let gauge = metrics
+    let gauge = hub
+        .metrics()
         .ws_connections
         .get_or_create(&EndpointLabels {
             endpoint: Endpoint::hub,
@@ -203,24 +216,21 @@ pub async fn handle_socket(
             return;
         }
     };
-    let record = ConnectionRecord {
+    let (role_name, device) = match &role {
+        Role::Device(d) => ("device", Some(d.clone())),
+        Role::Client => ("client", None),
+    };
+    let log_id = hub.connections().opened(ConnectionRecord {
         id: 0,
-        role: match role {
-            Role::Device(_) => "device".into(),
-            Role::Client => "client".into(),
-        },
+        role: role_name.into(),
         subject: hello.principal.as_ref().map(|p| p.subject.clone()),
-        device: match &role {
-            Role::Device(d) => Some(d.clone()),
-            Role::Client => None,
-        },
-        remote: hello.remote.clone(),
+        device: device.clone(),
+        remote: hello.remote.take(),
         connected_at: now_ms(),
         disconnected_at: None,
         reason: None,
-    };
-    let log_id = hub.connections().opened(record.clone());
-    tracing::info!(role = %record.role, device = ?record.device, subject = ?record.subject, "hub connection");
+    });
+    tracing::info!(role = role_name, ?device, subject = ?hello.principal.as_ref().map(|p| &p.subject), "hub connection");
     let reason = match role {
         Role::Device(id) => Box::pin(device::run(&hub, &mut link, id, &shutdown)).await,
         Role::Client => {
@@ -235,7 +245,7 @@ pub async fn handle_socket(
         }
     };
     hub.connections().closed(log_id, reason);
-    tracing::info!(role = %record.role, device = ?record.device, reason, "hub connection ended");
+    tracing::info!(role = role_name, ?device, reason, "hub connection ended");
     gauge.dec();
 }
 

@@ -202,11 +202,23 @@ pub struct ConnectionRecord {
     pub reason: Option<String>,
 }
 
-/// A change to the connection log.
+/// Bookkeeping the hub writes in the background, batched: the connection log and
+/// devices coming and going.
 #[derive(Clone, Debug, PartialEq)]
-pub enum ConnectionEvent {
+pub enum LogEvent {
     Opened(ConnectionRecord),
-    Closed { id: i64, at: i64, reason: String },
+    Closed {
+        id: i64,
+        at: i64,
+        reason: String,
+    },
+    /// A device came online or went offline (created when new).
+    Presence {
+        device: String,
+        kind: &'static str,
+        online: bool,
+        at: i64,
+    },
 }
 
 /// The hub's storage. Every method is one short transaction; telemetry arrives in
@@ -227,8 +239,6 @@ pub trait Store: Send + Sync + 'static {
 
     async fn device(&self, id: &str) -> StoreResult<Option<DeviceRecord>>;
     async fn devices(&self) -> StoreResult<Vec<DeviceRecord>>;
-    /// Records a device as online or offline (creating it when new).
-    async fn set_presence(&self, id: &str, kind: &str, online: bool, at: i64) -> StoreResult<()>;
     /// Marks every device offline (at start-up: no connection survives a restart).
     async fn all_offline(&self) -> StoreResult<()>;
 
@@ -242,8 +252,9 @@ pub trait Store: Send + Sync + 'static {
     /// The statuses a command went through, oldest first, with their times.
     async fn command_events(&self, id: &str) -> StoreResult<Vec<(CommandStatus, i64)>>;
 
-    /// Writes connection-log events in one transaction. Records carry their id.
-    async fn log_connections(&self, events: &[ConnectionEvent]) -> StoreResult<()>;
+    /// Writes connection-log and presence events in one transaction. Connection
+    /// records carry their id.
+    async fn write_log(&self, events: &[LogEvent]) -> StoreResult<()>;
     /// The highest connection-log id (0 when empty), so ids continue after a restart.
     async fn last_connection_id(&self) -> StoreResult<i64>;
     /// The newest connections first.

@@ -21,8 +21,8 @@ use tokio::sync::Mutex;
 use crate::sync::AbortOnDrop;
 
 use super::{
-    Bucket, CommandRecord, CommandStatus, CommandUpdate, ConnectionEvent, ConnectionRecord, DeviceBatch,
-    DeviceRecord, PointQuery, Store, StoreError, StoreResult, StoredPoint,
+    Bucket, CommandRecord, CommandStatus, CommandUpdate, ConnectionRecord, DeviceBatch, DeviceRecord,
+    LogEvent, PointQuery, Store, StoreError, StoreResult, StoredPoint,
 };
 
 /// The migrations, compiled in so the binary needs no files beside it.
@@ -387,22 +387,6 @@ impl Store for SqliteStore {
         rows.iter().map(device_row).collect()
     }
 
-    async fn set_presence(&self, id: &str, kind: &str, online: bool, at: i64) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO devices (id, kind, last_seq, online, first_seen, last_seen) VALUES (?, ?, 0, ?, ?, ?) \
-             ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, online = excluded.online, \
-             last_seen = excluded.last_seen",
-        )
-        .bind(id)
-        .bind(kind)
-        .bind(online)
-        .bind(at)
-        .bind(at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     async fn all_offline(&self) -> StoreResult<()> {
         sqlx::query("UPDATE devices SET online = FALSE WHERE online")
             .execute(&self.pool)
@@ -511,11 +495,11 @@ impl Store for SqliteStore {
             .collect()
     }
 
-    async fn log_connections(&self, events: &[ConnectionEvent]) -> StoreResult<()> {
+    async fn write_log(&self, events: &[LogEvent]) -> StoreResult<()> {
         let mut tx = self.pool.begin().await?;
         for e in events {
             match e {
-                ConnectionEvent::Opened(c) => {
+                LogEvent::Opened(c) => {
                     sqlx::query(
                         "INSERT INTO connections (id, role, subject, device_id, remote, connected_at) \
                          VALUES (?, ?, ?, ?, ?, ?)",
@@ -529,13 +513,33 @@ impl Store for SqliteStore {
                     .execute(&mut *tx)
                     .await?;
                 }
-                ConnectionEvent::Closed { id, at, reason } => {
+                LogEvent::Closed { id, at, reason } => {
                     sqlx::query("UPDATE connections SET disconnected_at = ?, reason = ? WHERE id = ?")
                         .bind(at)
                         .bind(reason)
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
+                }
+                LogEvent::Presence {
+                    device,
+                    kind,
+                    online,
+                    at,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO devices (id, kind, last_seq, online, first_seen, last_seen) \
+                         VALUES (?, ?, 0, ?, ?, ?) \
+                         ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, online = excluded.online, \
+                         last_seen = excluded.last_seen",
+                    )
+                    .bind(device)
+                    .bind(*kind)
+                    .bind(online)
+                    .bind(at)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
         }
