@@ -70,7 +70,7 @@ async fn serve(hub: &Hub, link: &mut Link, state: &mut State, shutdown: &Cancell
             frame = out.next() => {
                 // Boxed, like every step below: its state exists only while it runs,
                 // not in every idle connection's task.
-                if Box::pin(drain(link, &out, frame, state.batch)).await.is_err() { return "closed"; }
+                if drain(link, &out, frame, state.batch).await.is_err() { return "closed"; }
             }
             frame = link.ws.recv() => match Box::pin(link.read(frame)).await {
                 Read::Closed => return "closed",
@@ -98,18 +98,26 @@ const DRAIN: usize = 64;
 /// `lagged` if the queue overflowed. With `batch`, the frames go as one
 /// `{"type":"batch","messages":[…]}` frame.
 async fn drain(link: &mut Link, out: &Outbox<Frame>, first: Frame, batch: bool) -> Result<(), axum::Error> {
-    let mut frames = vec![first];
-    while frames.len() < DRAIN {
-        match out.try_next() {
-            Some(frame) => frames.push(frame),
-            None => break,
+    if batch {
+        let mut frames = vec![first];
+        while frames.len() < DRAIN {
+            match out.try_next() {
+                Some(frame) => frames.push(frame),
+                None => break,
+            }
         }
-    }
-    if batch && frames.len() > 1 {
-        link.feed(protocol::batch(&frames)).await?;
+        link.feed(match frames.len() {
+            1 => frames.remove(0),
+            _ => protocol::batch(&frames),
+        })
+        .await?;
     } else {
-        for frame in frames {
-            link.feed(frame).await?;
+        link.feed(first).await?;
+        for _ in 1..DRAIN {
+            match out.try_next() {
+                Some(frame) => link.feed(frame).await?,
+                None => break,
+            }
         }
     }
     let missed = out.take_lost();

@@ -20,6 +20,11 @@ impl FakeBluez {
     pub async fn start() -> FakeBluez {
         let mut daemon = Command::new("dbus-daemon")
             .args(["--session", "--nofork", "--print-address=1"])
+            // An abstract socket: nothing is left in /tmp when the daemon is killed.
+            .arg(format!(
+                "--address=unix:abstract=gattway-test-{}",
+                uuid::Uuid::new_v4()
+            ))
             .stdout(Stdio::piped())
             // It warns that it may not raise its open-files limit; harmless here.
             .stderr(Stdio::null())
