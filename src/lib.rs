@@ -5,7 +5,8 @@
 //!
 //! - [`auth`]: the security layer: API keys, JWTs, scopes, device allow-lists.
 //! - [`ble`]: the radio. The [`ble::Backend`] trait, the plain data types every layer
-//!   reuses, and the backends (`ble::sim`: simulated devices).
+//!   reuses, and the backends (`ble::sim`: simulated devices; `ble::native`: the
+//!   machine's adapter through btleplug).
 //! - [`gateway`]: the core service and the only owner of the backends. One actor task
 //!   per connected device; scans, connects with retries, subscriptions with fan-out,
 //!   leases, LRU and idle clean-up.

@@ -348,12 +348,18 @@ fn index(state: &AppState) -> Html<String> {
          <h1>gattway {}</h1><p>Radio: {}.</p><ul>\
          <li><code>/mcp</code>: MCP (Streamable HTTP) for AI assistants</li>\
          <li><code>ws://…/?service=&amp;write=&amp;notify=</code>: the ble-mcp-test compatible bridge</li>\
-         <li><code>/ws</code>: the control WebSocket; <a href=\"/api/v1/openapi.json\">/api/v1</a>: REST (OpenAPI)</li>\
+         <li><code>/ws</code>: the control WebSocket; <a href=\"/api/v1/openapi.json\">/api/v1</a>: REST (OpenAPI)</li>{hub}\
          <li><a href=\"/metrics\">/metrics</a>, <a href=\"/healthz\">/healthz</a>, <a href=\"/readyz\">/readyz</a>, <a href=\"/health\">/health</a></li>\
          </ul><h2>Connections</h2>\
          <table><tr><th>id</th><th>name</th><th>state</th><th>held by</th></tr>{rows}</table></body></html>",
         env!("CARGO_PKG_VERSION"),
         escape(state.gateway.backend_name()),
+        hub = if state.hub.is_some() {
+            "<li><code>/hub</code>: the device hub, telemetry in and commands out \
+             (<a href=\"/api/v1/hub/devices\">devices</a>)</li>"
+        } else {
+            ""
+        },
     ))
 }
 
