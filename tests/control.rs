@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use futures::{SinkExt, StreamExt};
-use gattway::auth::{sha256_hex, ApiKeyConfig, AuthConfig, Scope};
+use gattway::auth::{AuthConfig, Scope};
 use gattway::control::ControlConfig;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -324,17 +324,11 @@ async fn connection_and_rate_limits() {
 }
 
 fn auth_config() -> AuthConfig {
-    let key = |name: &str, scopes: Vec<Scope>, devices: Vec<&str>| ApiKeyConfig {
-        name: name.into(),
-        sha256: sha256_hex(name.as_bytes()),
-        scopes,
-        devices: devices.into_iter().map(String::from).collect(),
-    };
     AuthConfig {
         api_keys: vec![
-            key("reader-key", vec![Scope::BleRead], vec![]),
-            key("writer-key", vec![Scope::BleWrite], vec![]),
-            key("hrm-key", vec![Scope::BleRead], vec!["Gattway HRM"]),
+            api_key("reader-key", vec![Scope::BleRead], vec![]),
+            api_key("writer-key", vec![Scope::BleWrite], vec![]),
+            api_key("hrm-key", vec![Scope::BleRead], vec!["Gattway HRM"]),
         ],
         jwt_secret: "jwt-secret".into(),
         jwt_audience: "gattway".into(),

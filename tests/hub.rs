@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use gattway::auth::{sha256_hex, ApiKeyConfig, AuthConfig, Scope};
+use gattway::auth::{AuthConfig, Scope};
 use serde_json::{json, Value};
 
 struct Hub {
@@ -544,17 +544,11 @@ async fn bad_messages_get_typed_errors_and_the_connection_carries_on() {
 }
 
 fn hub_auth() -> AuthConfig {
-    let key = |name: &str, scopes: Vec<Scope>, devices: Vec<&str>| ApiKeyConfig {
-        name: name.into(),
-        sha256: sha256_hex(name.as_bytes()),
-        scopes,
-        devices: devices.into_iter().map(String::from).collect(),
-    };
     AuthConfig {
         api_keys: vec![
-            key("sensor-7", vec![Scope::HubDevice], vec![]),
-            key("dashboard", vec![Scope::HubClient], vec!["sensor-*"]),
-            key("ble-only", vec![Scope::BleRead], vec![]),
+            api_key("sensor-7", vec![Scope::HubDevice], vec![]),
+            api_key("dashboard", vec![Scope::HubClient], vec!["sensor-*"]),
+            api_key("ble-only", vec![Scope::BleRead], vec![]),
         ],
         jwt_secret: "hub-secret".into(),
         ..Default::default()

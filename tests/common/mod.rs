@@ -192,6 +192,20 @@ impl Rig {
     }
 }
 
+/// An API key whose secret is its own name (tests only), with scopes and a device list.
+pub fn api_key(
+    name: &str,
+    scopes: Vec<gattway::auth::Scope>,
+    devices: Vec<&str>,
+) -> gattway::auth::ApiKeyConfig {
+    gattway::auth::ApiKeyConfig {
+        name: name.into(),
+        sha256: gattway::auth::sha256_hex(name.as_bytes()),
+        scopes,
+        devices: devices.into_iter().map(String::from).collect(),
+    }
+}
+
 /// The next notification's value on a subscription (lag notices skipped).
 pub async fn next_value(sub: &mut gattway::gateway::Subscription) -> Vec<u8> {
     loop {
