@@ -70,6 +70,11 @@ impl<T> Outbox<T> {
         self.0.lost.swap(0, Ordering::Relaxed)
     }
 
+    /// Whether both are the same queue (one connection's).
+    pub fn same(&self, other: &Outbox<T>) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     pub fn len(&self) -> usize {
         lock(&self.0.queue).len()
     }

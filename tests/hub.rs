@@ -483,7 +483,8 @@ async fn history_answers_points_and_buckets_over_ws_and_rest() {
     let b = client.next().await;
     assert_eq!(
         b["buckets"][0],
-        json!({"ts": 1000, "count": 5, "min": 0.0, "max": 4.0, "avg": 2.0})
+        json!({"ts": 1000, "count": 5, "min": 0.0, "max": 4.0, "avg": 2.0}),
+        "{b}"
     );
     let rest = hub.get("/api/v1/devices/h/telemetry?key=t&bucket=500ms").await;
     assert_eq!(rest["buckets"][1]["avg"], 7.0);
@@ -775,4 +776,104 @@ async fn a_client_that_asks_gets_queued_updates_batched_in_one_frame_in_order() 
     }
     assert_eq!(seen, (1..=N).collect::<Vec<_>>(), "every update once, in order");
     assert!(batches > 0, "updates that queued together came as batches");
+}
+
+#[tokio::test]
+async fn subscribers_of_a_device_see_its_commands_whoever_sent_them_once_each() {
+    let hub = Hub::start(hub_config()).await;
+    let mut watcher = hub.client().await;
+    watcher
+        .send(json!({"type": "subscribe", "id": 1, "devices": ["watched"]}))
+        .await;
+    watcher
+        .send(json!({"type": "subscribe", "id": 2, "devices": ["watched"], "keys": ["x"]}))
+        .await;
+    watcher.next_of("subscribed").await;
+    watcher.next_of("subscribed").await;
+    // A command sent over REST, with no client of its own to tell.
+    let resp = reqwest::Client::new()
+        .post(hub.server.url("/api/v1/devices/watched/commands"))
+        .json(&json!({"name": "blink"}))
+        .send()
+        .await
+        .unwrap();
+    let id = resp.json::<Value>().await.unwrap()["command_id"].clone();
+    let statuses = |m: &Value| (m["command_id"].clone(), m["status"].as_str().unwrap().to_string());
+    assert_eq!(
+        statuses(&watcher.next_of("command_status").await),
+        (id.clone(), "queued".into())
+    );
+    let mut dev = hub.device("watched").await;
+    let c = dev.next_of("command").await;
+    assert_eq!(
+        statuses(&watcher.next_of("command_status").await),
+        (id.clone(), "sent".into())
+    );
+    dev.send(json!({"type": "command_result", "command_id": c["command_id"], "status": "succeeded"}))
+        .await;
+    let done = watcher.next_of("command_status").await;
+    assert_eq!(
+        statuses(&done),
+        (id, "succeeded".into()),
+        "each status once, though two subscriptions match"
+    );
+
+    // The sender of a command that also watches the device hears each status once.
+    watcher
+        .send(json!({"type": "command", "id": 3, "device": "watched", "name": "beep"}))
+        .await;
+    let mine = watcher.next_of("command_accepted").await["command_id"].clone();
+    let c = dev.next_of("command").await;
+    dev.send(json!({"type": "command_result", "command_id": c["command_id"], "status": "succeeded"}))
+        .await;
+    let mut seen = Vec::new();
+    while seen.last().map(String::as_str) != Some("succeeded") {
+        let m = watcher.next_of("command_status").await;
+        assert_eq!(m["command_id"], mine);
+        seen.push(m["status"].as_str().unwrap().to_string());
+    }
+    assert_eq!(seen, ["sent", "succeeded"]);
+}
+
+#[tokio::test]
+async fn retention_deletes_points_older_than_configured_and_keeps_the_rest() {
+    let rig = rig();
+    let db = TempDb::new();
+    let (server, hub) = start_hub_server(&rig.gateway, &db.url(), hub_config(), Default::default()).await;
+    let mut dev = JsonWs::connect(&format!("ws://{}/hub?device=old", server.addr)).await;
+    dev.next().await;
+    let now = gattway::store::now_ms();
+    dev.send(json!({"type": "telemetry", "seq": 1, "points": [
+        {"key": "t", "value": 1, "ts": now - 3 * 86_400_000},
+        {"key": "t", "value": 2, "ts": now},
+    ]}))
+    .await;
+    dev.next_of("telemetry_ack").await;
+    drop(dev);
+    server.stop().await;
+    drop(hub);
+    // Restarted with a retention of two days: the three-day-old point goes at start.
+    let config = gattway::hub::HubConfig {
+        retention_days: 2.0,
+        ..hub_config()
+    };
+    let (server, _hub) = start_hub_server(&rig.gateway, &db.url(), config, Default::default()).await;
+    let url = server.url("/api/v1/devices/old/telemetry");
+    let values = within("retention", async {
+        loop {
+            let body: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+            let values: Vec<i64> = body["points"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["value"].as_i64().unwrap())
+                .collect();
+            if values.len() < 2 {
+                return values;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(values, [2]);
 }

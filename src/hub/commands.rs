@@ -19,6 +19,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::time::{delay_queue, DelayQueue};
 
+use super::fanout::Fanout;
 use super::protocol::{self, Code, Failure, Frame};
 use crate::metrics::CommandStatusLabels;
 use crate::outbox::Outbox;
@@ -90,11 +91,13 @@ impl Commands {
     /// Loads the open commands and starts routing.
     pub async fn start(
         store: Arc<dyn Store>,
+        fanout: Arc<Fanout>,
         in_flight: usize,
         metrics: Family<CommandStatusLabels, Counter>,
     ) -> Result<Commands, crate::store::StoreError> {
         let mut router = Router {
             store: store.clone(),
+            fanout,
             open: HashMap::new(),
             online: HashMap::new(),
             busy: HashMap::new(),
@@ -205,6 +208,8 @@ struct Open {
 
 struct Router {
     store: Arc<dyn Store>,
+    /// Status changes go to the device's subscribers too.
+    fanout: Arc<Fanout>,
     open: HashMap<String, Open>,
     /// Device → (connection, sink) of its current connection.
     online: HashMap<String, (u64, Arc<dyn CommandSink>)>,
@@ -297,10 +302,14 @@ impl Router {
         );
     }
 
-    fn notify(open: &Open) {
+    /// Tells the client that sent the command, and every client subscribed to its
+    /// device (once each), where it is now.
+    fn notify(fanout: &Fanout, open: &Open) {
+        let frame = protocol::command_status(&open.record);
         if let Some(out) = &open.issuer {
-            out.reply(protocol::command_status(&open.record));
+            out.reply(frame.clone());
         }
+        fanout.device_event(&open.record.device, frame, open.issuer.as_ref());
     }
 
     async fn handle(&mut self, msg: Msg) {
@@ -320,6 +329,9 @@ impl Router {
                         status: CommandStatus::Queued.as_str(),
                     })
                     .inc();
+                // Its sender hears `command_accepted`; the device's subscribers hear it queued.
+                let frame = protocol::command_status(&record);
+                self.fanout.device_event(&record.device, frame, issuer.as_ref());
                 self.track(record, issuer, None);
                 let _ = reply.send(Ok(()));
                 self.dispatch(&device).await;
@@ -397,7 +409,7 @@ impl Router {
         self.release(&open.record.device);
         self.set(&mut open.record, CommandStatus::Queued, None, None)
             .await;
-        Self::notify(&open);
+        Self::notify(&self.fanout, &open);
         self.track(open.record, open.issuer, Some(open.order));
     }
 
@@ -435,7 +447,7 @@ impl Router {
                     self.set(&mut record, CommandStatus::Delivered, None, None).await;
                     if let Some(o) = self.open.get_mut(id) {
                         o.record = record;
-                        Self::notify(o);
+                        Self::notify(&self.fanout, o);
                     }
                 }
                 Ok(())
@@ -459,7 +471,7 @@ impl Router {
             self.release(&open.record.device);
         }
         self.set(&mut open.record, status, result, error).await;
-        Self::notify(&open);
+        Self::notify(&self.fanout, &open);
     }
 
     async fn expire(&mut self, id: String) {
@@ -508,7 +520,7 @@ impl Router {
             *self.busy.entry(device.to_string()).or_default() += 1;
             self.set(&mut open.record, CommandStatus::Sent, None, None).await;
             let delivered = sink.deliver(Delivery::Command(Box::new(open.record.clone())));
-            Self::notify(&open);
+            Self::notify(&self.fanout, &open);
             self.track(open.record, open.issuer, Some(open.order));
             if !delivered {
                 self.online.remove(device);

@@ -173,10 +173,17 @@ impl Fanout {
         self.last_published.store(id - 1, Ordering::Release);
     }
 
-    /// Tells the subscribers of `device` that it came or went.
-    pub fn presence(&self, device: &str, frame: Frame) {
+    /// Sends an event about `device` (presence, a command's status) to each
+    /// connection subscribed to it, once per connection however many of its
+    /// subscriptions match, and not to `except` (which was told directly).
+    pub fn device_event(&self, device: &str, frame: Frame, except: Option<&Outbox<Frame>>) {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let mut told: Vec<&Outbox<Frame>> = Vec::new();
         for s in inner.subscribers.iter().filter(|s| s.devices.admits(device)) {
+            if except.is_some_and(|e| e.same(&s.out)) || told.iter().any(|t| t.same(&s.out)) {
+                continue;
+            }
+            told.push(&s.out);
             self.queue(s, frame.clone());
         }
     }

@@ -180,6 +180,7 @@ impl Hub {
         };
         let commands = Commands::start(
             store.clone(),
+            fanout.clone(),
             config.commands_in_flight,
             metrics.hub_commands.clone(),
         )

@@ -73,7 +73,7 @@ impl Presence {
                 self.online.inc();
                 self.log.presence(device, kind, true, now);
                 self.fanout
-                    .presence(device, protocol::presence(device, true, now));
+                    .device_event(device, protocol::presence(device, true, now), None);
             }
         }
         (conn, replaced)
@@ -92,7 +92,7 @@ impl Presence {
         self.online.dec();
         self.log.presence(device, kind, false, now);
         self.fanout
-            .presence(device, protocol::presence(device, false, now));
+            .device_event(device, protocol::presence(device, false, now), None);
     }
 
     /// The device said something.

@@ -243,10 +243,13 @@ impl Drop for TempDb {
     }
 }
 
-/// Hub settings for tests: no BLE feed unless a test asks for it.
+/// Hub settings for tests: no BLE feed unless a test asks for it, and no retention:
+/// tests store points with old timestamps (1970, 2025), which the retention task,
+/// running at start, would rightly delete under a test's feet.
 pub fn hub_config() -> gattway::hub::HubConfig {
     gattway::hub::HubConfig {
         sim_feed: false,
+        retention_days: 0.0,
         ..Default::default()
     }
 }
