@@ -3,20 +3,21 @@
 //! presence and command statuses arrive through the connection's bounded queue; a
 //! client that falls behind loses messages and is sent `lagged` with how many.
 
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::commands::CommandRequest;
 use super::fanout::{Filter, Registration};
+use super::history::{self, HistoryRequest};
 use super::protocol::{self, Code, Failure, Frame, Incoming};
 use super::socket::{may_use, Link, Read};
 use super::Hub;
 use crate::auth::Principal;
 use crate::outbox::Outbox;
-use crate::store::{now_ms, CommandRecord, CommandStatus, PointQuery};
+use crate::store::{now_ms, PointQuery};
 
-/// Points per replay page and most points one `history` answer holds.
+/// Points per replay page.
 const PAGE: u32 = 1000;
-const MAX_HISTORY: u32 = 10_000;
 
 struct State {
     principal: Option<Principal>,
@@ -242,44 +243,18 @@ async fn subscribe(hub: &Hub, link: &mut Link, state: &mut State, m: &Incoming) 
     .await
 }
 
-/// Seconds from a message field, within bounds, or the default.
-fn seconds(v: Option<f64>, default: f64, max: f64, name: &str) -> Result<i64, Failure> {
-    let s = v.unwrap_or(default);
-    if !(s.is_finite() && s > 0.0 && s <= max) {
-        return Err(Failure::params(format!(
-            "{name} is seconds, more than 0 and at most {max}"
-        )));
-    }
-    Ok((s * 1000.0) as i64)
-}
-
 async fn command(hub: &Hub, link: &mut Link, state: &mut State, m: Incoming) -> Result<(), Failure> {
     let device = m.required(&m.device, "device")?.clone();
     state.check_device(&device)?;
-    let name = m.required(&m.name, "name")?.clone();
-    if name.is_empty() || name.len() > 100 {
-        return Err(Failure::params("a command name is 1 to 100 characters"));
-    }
-    let c = hub.config();
-    let timeout_ms = seconds(m.timeout, c.command_timeout_secs, 86_400.0, "timeout")?;
-    let ttl_ms = seconds(m.ttl, c.command_ttl_secs, 30.0 * 86_400.0, "ttl")?;
-    let now = now_ms();
-    let record = CommandRecord {
-        id: uuid::Uuid::new_v4().to_string(),
+    let record = CommandRequest {
         device,
-        name,
-        params: m.params.clone().unwrap_or_else(|| json!({})),
-        priority: m.priority.unwrap_or(0),
-        status: CommandStatus::Queued,
-        result: None,
-        error: None,
-        issued_by: state.principal.as_ref().map(|p| p.subject.clone()),
-        timeout_ms,
-        created_at: now,
-        updated_at: now,
-        expires_at: now + ttl_ms,
-        deadline: None,
-    };
+        name: m.required(&m.name, "name")?.clone(),
+        params: m.params.clone(),
+        timeout: m.timeout,
+        priority: m.priority,
+        ttl: m.ttl,
+    }
+    .into_record(hub.config(), state.principal.as_ref().map(|p| p.subject.clone()))?;
     let command_id = record.id.clone();
     hub.commands().submit(record, Some(state.out.clone())).await?;
     send(
@@ -293,49 +268,20 @@ async fn command(hub: &Hub, link: &mut Link, state: &mut State, m: Incoming) -> 
     .await
 }
 
-/// A bucket width: milliseconds, or a duration like "1m".
-fn bucket_ms(v: &Value) -> Result<i64, Failure> {
-    let ms = match v {
-        Value::Number(n) => n.as_f64().map(|f| f as i64),
-        Value::String(s) => humantime::parse_duration(s).ok().map(|d| d.as_millis() as i64),
-        _ => None,
-    };
-    ms.filter(|ms| *ms > 0)
-        .ok_or_else(|| Failure::params("bucket is milliseconds or a duration like \"1m\""))
-}
-
 async fn history(hub: &Hub, link: &mut Link, state: &mut State, m: &Incoming) -> Result<(), Failure> {
     let device = m.required(&m.device, "device")?.clone();
     state.check_device(&device)?;
-    let limit = m.limit.unwrap_or(1000).clamp(1, MAX_HISTORY);
-    let query = PointQuery {
-        devices: vec![device.clone()],
-        keys: m.key.iter().cloned().collect(),
-        from: m.from,
-        to: m.to,
-        limit,
-        newest_first: true,
-        ..Default::default()
-    };
-    let store_error = |e: crate::store::StoreError| Failure::new(Code::StoreError, e.to_string());
-    let mut answer = json!({"device": device, "key": m.key});
-    if let Some(bucket) = &m.bucket {
-        let width = bucket_ms(bucket)?;
-        if m.key.is_none() {
-            return Err(Failure::params("an aggregated history needs \"key\""));
-        }
-        let mut buckets = hub.store().buckets(&query, width).await.map_err(store_error)?;
-        buckets.reverse();
-        answer["bucket"] = json!(width);
-        answer["buckets"] = json!(buckets);
-    } else {
-        let mut points = hub.store().points(&query).await.map_err(store_error)?;
-        points.reverse();
-        let points: Vec<Value> = points
-            .iter()
-            .map(|p| json!({"id": p.id, "key": p.key, "value": p.value, "ts": p.ts}))
-            .collect();
-        answer["points"] = json!(points);
-    }
+    let answer = history::answer(
+        hub,
+        HistoryRequest {
+            device,
+            key: m.key.clone(),
+            from: m.from,
+            to: m.to,
+            limit: m.limit,
+            bucket: m.bucket.clone(),
+        },
+    )
+    .await?;
     send(link, protocol::reply("history", &m.id, answer)).await
 }

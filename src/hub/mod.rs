@@ -10,6 +10,7 @@
 //! - `connlog.rs`: the connection log, written in the background.
 //! - `socket.rs`: one connection's task: authentication, role, limits.
 //! - `device.rs`, `client.rs`: the device and client message families.
+//! - `history.rs`: stored telemetry as `history` and REST both answer it.
 //! - `ble.rs`: the BLE feed (notifications → telemetry, commands → writes).
 //! - `rest.rs`: history, devices and commands over REST.
 
@@ -19,6 +20,7 @@ pub mod commands;
 mod connlog;
 mod device;
 pub mod fanout;
+mod history;
 mod presence;
 pub mod protocol;
 pub mod rest;

@@ -13,11 +13,12 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::commands::CommandRequest;
+use super::history::{self, HistoryRequest};
 use super::protocol::{Code, Failure};
 use super::socket::may_use;
 use super::Hub;
 use crate::auth::Principal;
-use crate::store::{now_ms, CommandRecord, CommandStatus, PointQuery};
 
 #[derive(OpenApi)]
 #[openapi()]
@@ -98,38 +99,18 @@ async fn telemetry(
     Query(q): Query<TelemetryQuery>,
 ) -> HubResult<Json<Value>> {
     admit(&p, &id)?;
-    let query = PointQuery {
-        devices: vec![id.clone()],
-        keys: q.key.iter().cloned().collect(),
-        from: q.from,
-        to: q.to,
-        limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
-        newest_first: true,
-        ..Default::default()
-    };
-    let mut body = json!({"device": id, "key": q.key});
-    if let Some(bucket) = &q.bucket {
-        let width = match bucket.parse::<i64>() {
-            Ok(ms) if ms > 0 => ms,
-            _ => humantime::parse_duration(bucket)
-                .map(|d| d.as_millis() as i64)
-                .map_err(|_| Failure::params("bucket is milliseconds or a duration like 1m"))?,
-        };
-        if q.key.is_none() {
-            return Err(Failure::params("an aggregated history needs key=").into());
-        }
-        let mut buckets = hub.store().buckets(&query, width).await?;
-        buckets.reverse();
-        body["bucket"] = json!(width);
-        body["buckets"] = json!(buckets);
-    } else {
-        let mut points = hub.store().points(&query).await?;
-        points.reverse();
-        body["points"] = json!(points
-            .iter()
-            .map(|p| json!({"id": p.id, "key": p.key, "value": p.value, "ts": p.ts}))
-            .collect::<Vec<_>>());
-    }
+    let body = history::answer(
+        &hub,
+        HistoryRequest {
+            device: id,
+            key: q.key,
+            from: q.from,
+            to: q.to,
+            limit: q.limit,
+            bucket: q.bucket.map(Value::String),
+        },
+    )
+    .await?;
     Ok(Json(body))
 }
 
@@ -219,35 +200,15 @@ async fn send_command(
     Json(body): Json<CommandBody>,
 ) -> HubResult<Response> {
     admit(&p, &id)?;
-    if body.name.is_empty() || body.name.len() > 100 {
-        return Err(Failure::params("a command name is 1 to 100 characters").into());
-    }
-    let c = hub.config();
-    let secs = |v: Option<f64>, default: f64| -> HubResult<i64> {
-        let s = v.unwrap_or(default);
-        if s.is_finite() && s > 0.0 {
-            Ok((s * 1000.0) as i64)
-        } else {
-            Err(Failure::params("timeout and ttl are seconds, more than 0").into())
-        }
-    };
-    let now = now_ms();
-    let record = CommandRecord {
-        id: uuid::Uuid::new_v4().to_string(),
+    let record = CommandRequest {
         device: id,
         name: body.name,
-        params: body.params.unwrap_or_else(|| json!({})),
-        priority: body.priority.unwrap_or(0),
-        status: CommandStatus::Queued,
-        result: None,
-        error: None,
-        issued_by: p.map(|e| e.0.subject),
-        timeout_ms: secs(body.timeout, c.command_timeout_secs)?,
-        created_at: now,
-        updated_at: now,
-        expires_at: now + secs(body.ttl, c.command_ttl_secs)?,
-        deadline: None,
-    };
+        params: body.params,
+        timeout: body.timeout,
+        priority: body.priority,
+        ttl: body.ttl,
+    }
+    .into_record(hub.config(), p.map(|e| e.0.subject))?;
     let command_id = record.id.clone();
     hub.commands().submit(record, None).await?;
     Ok((
