@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{self, Code, Failure, Frame, Incoming};
-use super::socket::{sink, Link, Read};
+use super::socket::{Link, Read};
 use super::Hub;
 use crate::outbox::Outbox;
 use crate::store::{now_ms, DeviceBatch, Point};
@@ -39,7 +39,9 @@ pub(super) async fn run(
 ) -> &'static str {
     let (conn, replaced) = hub.presence().connect(&device, "network");
     let out: Outbox<Frame> = Outbox::new(1);
-    hub.commands().online(&device, conn, sink(&out));
+    // Commands for the device are frames in its connection's queue.
+    hub.commands()
+        .online(&device, conn, std::sync::Arc::new(out.clone()));
     let reason = Box::pin(serve(hub, link, &device, &out, &replaced, shutdown)).await;
     hub.commands().offline(&device, conn);
     hub.presence().disconnect(&device, "network", conn);

@@ -2,7 +2,6 @@
 //! credential (at the upgrade or as a first `auth` message), the role (device or
 //! client), the connection log, then the role's message loop.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -319,9 +318,4 @@ async fn first_message_auth(hub: &Hub, link: &mut Link) -> Result<Principal, Fai
         ))
         .await;
     Ok(p)
-}
-
-/// The device command sink a connection registers.
-pub(super) fn sink(out: &crate::outbox::Outbox<Frame>) -> Arc<dyn super::commands::CommandSink> {
-    Arc::new(out.clone())
 }
