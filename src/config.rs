@@ -15,6 +15,7 @@ use crate::ble::sim::SimConfig;
 use crate::bridge::BridgeConfig;
 use crate::control::ControlConfig;
 use crate::gateway::GatewayConfig;
+use crate::http::HttpConfig;
 use crate::hub::HubConfig;
 use crate::mcp::McpConfig;
 
@@ -52,6 +53,9 @@ pub struct Config {
     pub log_level: String,
     /// `auto` (human on a terminal, JSON otherwise), `text` or `json`.
     pub log_format: LogFormat,
+    /// What the HTTP door lets in, for every front end: allowed `Host` names and
+    /// browser origins, connection limits.
+    pub http: HttpConfig,
     pub gateway: GatewayConfig,
     pub sim: SimConfig,
     pub mcp: McpConfig,
@@ -72,6 +76,7 @@ impl Default for Config {
             adapter: String::new(),
             log_level: "info".into(),
             log_format: LogFormat::Auto,
+            http: HttpConfig::default(),
             gateway: GatewayConfig::default(),
             sim: SimConfig::default(),
             mcp: McpConfig::default(),

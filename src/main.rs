@@ -190,6 +190,7 @@ async fn serve(gateway: &Gateway, config: &Config) -> anyhow::Result<()> {
         config.control.clone(),
         auth,
     )
+    .with_http(config.http.clone())
     .with_hub(hub);
     http::serve(listener, state, shutdown_signal()).await?;
     Ok(())

@@ -135,7 +135,6 @@ fn fast_bridge() -> BridgeConfig {
         connect_timeout_ms: 3_000,
         max_frame_bytes: 1024,
         admin_token: "admin-secret".into(),
-        allowed_origins: vec![],
     }
 }
 
@@ -164,8 +163,16 @@ async fn a_command_frame_gets_the_readers_answer_as_data() {
     assert_eq!(&answer[..6], &[0xA7, 0xB3, 0x04, 0xD9, 0x82, 0x9E]);
     // Every byte went through the packet log, both ways.
     let log = rig.gateway.packet_log();
-    assert!(!log.search("A7B302D982370000A000", 1).is_empty(), "TX logged");
-    assert!(!log.search("A7B304D9829E", 1).is_empty(), "RX logged");
+    assert!(
+        !log.search("A7B302D982370000A000", &gattway::gateway::DeviceFilter::all(), 1)
+            .is_empty(),
+        "TX logged"
+    );
+    assert!(
+        !log.search("A7B304D9829E", &gattway::gateway::DeviceFilter::all(), 1)
+            .is_empty(),
+        "RX logged"
+    );
     // The session holds the device exclusively.
     assert!(rig
         .gateway

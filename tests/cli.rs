@@ -304,7 +304,7 @@ async fn token_mints_jwts_and_api_keys() {
     let p = auth.verify(&jwt).expect("the minted JWT verifies");
     assert_eq!(p.subject, "claude");
     assert!(p.has(gattway::auth::Scope::BleWrite));
-    assert_eq!(p.devices, Some(vec!["CS108".to_string()]));
+    assert_eq!(p.devices, gattway::auth::DeviceAllowList::new(&["CS108"]));
 
     let out = gattway()
         .args(["token", "--api-key", "--subject", "ci", "--scope", "hub:client"])

@@ -2,7 +2,10 @@
 //! [`Principal`], from an API key or a JWT) and what it may do (scopes, an optional
 //! device allow-list). API keys are stored as SHA-256 hashes and compared in
 //! constant time; JWTs are checked for signature, `exp`, `nbf`, `aud` and `iss`.
-//! Secrets never reach the logs.
+//! Secrets never reach the logs. Which devices a credential may use is one
+//! [`DeviceAllowList`], with one meaning on every front end.
+
+mod allow_list;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -12,8 +15,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use self::allow_list::DeviceAllowList;
 use crate::ble::DeviceId;
-use crate::gateway::constant_time_eq;
 
 /// What a principal may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -66,8 +69,8 @@ pub struct Principal {
     /// The API key's name or the JWT's `sub`.
     pub subject: String,
     pub scopes: BTreeSet<Scope>,
-    /// Devices it may use (ids or name prefixes); `None`: any.
-    pub devices: Option<Vec<String>>,
+    /// Devices it may see and use.
+    pub devices: DeviceAllowList,
     /// Unix seconds the credential expires at (JWTs).
     pub expires_at: Option<u64>,
 }
@@ -87,29 +90,60 @@ impl Principal {
         }
     }
 
-    /// Whether the device allow-list (if any) admits this device.
+    /// Whether the device allow-list admits this device.
     pub fn may_use(&self, id: &DeviceId, name: Option<&str>) -> bool {
-        match &self.devices {
-            None => true,
-            Some(list) => list
-                .iter()
-                .any(|d| d == id.as_str() || name.is_some_and(|n| n.starts_with(d.as_str()))),
+        self.devices.admits(id.as_str(), name)
+    }
+
+    /// The hub device a `hub:device` credential is: the single entry of its device
+    /// list, or else its subject. A credential whose list names several devices, or
+    /// a prefix, is no one device and is refused.
+    pub fn device_identity(&self) -> Result<&str, AuthError> {
+        if self.devices.is_any() {
+            return Ok(&self.subject);
         }
+        self.devices
+            .single()
+            .ok_or_else(|| AuthError::NoDeviceIdentity(self.devices.to_string()))
+    }
+
+    /// Whether the credential (a JWT, a session token) has expired by now.
+    pub fn expired(&self) -> bool {
+        self.time_left().is_some_and(|left| left.is_zero())
+    }
+
+    /// How long the credential holds yet; `None` for one that never expires.
+    pub fn time_left(&self) -> Option<Duration> {
+        let exp = self.expires_at?;
+        Some(Duration::from_secs(
+            exp.saturating_sub(jsonwebtoken::get_current_timestamp()),
+        ))
     }
 }
 
-/// Whether an (optional) principal may use a device: no principal (no credentials
+/// Constant-time comparison for secrets (API keys, lease and session tokens), so
+/// timing does not reveal how much of a guess was right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether an (optional) principal may see and use a device (a BLE device's id or a
+/// hub device's id, and its name when it has one): no principal (no credentials
 /// configured) may use any.
-pub fn admits(principal: Option<&Principal>, id: &DeviceId, name: Option<&str>) -> bool {
-    principal.is_none_or(|p| p.may_use(id, name))
+pub fn admits(principal: Option<&Principal>, id: impl AsRef<str>, name: Option<&str>) -> bool {
+    principal.is_none_or(|p| p.devices.admits(id.as_ref(), name))
 }
 
 /// Like [`admits`], as the error front ends return.
 pub fn check_device(
     principal: Option<&Principal>,
-    id: &DeviceId,
+    id: impl AsRef<str>,
     name: Option<&str>,
 ) -> Result<(), AuthError> {
+    let id = id.as_ref();
     if admits(principal, id, name) {
         Ok(())
     } else {
@@ -137,6 +171,12 @@ pub enum AuthError {
     MissingScope(Scope),
     #[error("permission denied: device {0} is not in this credential's device list")]
     DeviceNotAllowed(String),
+    #[error(
+        "a hub:device credential is one device: its subject, or a device list of one id (this one lists {0})"
+    )]
+    NoDeviceIdentity(String),
+    #[error("permission denied: this credential is device {credential}, not {asked}")]
+    NotThisDevice { credential: String, asked: String },
 }
 
 impl AuthError {
@@ -150,14 +190,20 @@ impl AuthError {
             | AuthError::WrongAudience
             | AuthError::WrongIssuer
             | AuthError::InvalidToken(_) => "INVALID_TOKEN",
-            AuthError::MissingScope(_) | AuthError::DeviceNotAllowed(_) => "FORBIDDEN",
+            AuthError::MissingScope(_)
+            | AuthError::DeviceNotAllowed(_)
+            | AuthError::NoDeviceIdentity(_)
+            | AuthError::NotThisDevice { .. } => "FORBIDDEN",
         }
     }
 
     /// 401 for "who are you", 403 for "you may not".
     pub fn http_status(&self) -> u16 {
         match self {
-            AuthError::MissingScope(_) | AuthError::DeviceNotAllowed(_) => 403,
+            AuthError::MissingScope(_)
+            | AuthError::DeviceNotAllowed(_)
+            | AuthError::NoDeviceIdentity(_)
+            | AuthError::NotThisDevice { .. } => 403,
             _ => 401,
         }
     }
@@ -172,7 +218,7 @@ pub struct ApiKeyConfig {
     /// SHA-256 of the key, hex (`gattway token --api-key` prints it).
     pub sha256: String,
     pub scopes: Vec<Scope>,
-    /// Devices it may use (ids or name prefixes); empty: any.
+    /// Devices it may use: ids, names, or prefixes ending in `*`; empty: any.
     pub devices: Vec<String>,
 }
 
@@ -185,9 +231,9 @@ pub struct AuthConfig {
     pub jwt_secret: String,
     /// PEM public key (RSA or EC) for RS256/ES256 JWTs, instead of a secret.
     pub jwt_public_key: String,
-    /// Expected `aud` (empty: not checked).
+    /// Expected `aud`; when set, a token without it is refused (empty: not checked).
     pub jwt_audience: String,
-    /// Expected `iss` (empty: not checked).
+    /// Expected `iss`; when set, a token without it is refused (empty: not checked).
     pub jwt_issuer: String,
     /// Serve on a non-loopback address with no authentication (warned every minute).
     pub insecure_no_auth: bool,
@@ -217,7 +263,7 @@ struct Key {
     name: String,
     hash: [u8; 32],
     scopes: BTreeSet<Scope>,
-    devices: Option<Vec<String>>,
+    devices: DeviceAllowList,
 }
 
 /// Verifies credentials against the configuration.
@@ -242,7 +288,7 @@ impl Authenticator {
                 name: k.name.clone(),
                 hash: bytes,
                 scopes: k.scopes.iter().copied().collect(),
-                devices: (!k.devices.is_empty()).then(|| k.devices.clone()),
+                devices: DeviceAllowList::new(&k.devices),
             });
         }
         let jwt = match (config.jwt_secret.trim(), config.jwt_public_key.trim()) {
@@ -265,14 +311,20 @@ impl Authenticator {
         let jwt = jwt.map(|(key, mut v)| {
             v.validate_nbf = true;
             v.leeway = 5;
+            // A configured audience or issuer must be present, not merely correct
+            // when present: jsonwebtoken checks only the claims it is told are required.
+            let mut required = vec!["exp"];
             if config.jwt_audience.trim().is_empty() {
                 v.validate_aud = false;
             } else {
                 v.set_audience(&[config.jwt_audience.trim()]);
+                required.push("aud");
             }
             if !config.jwt_issuer.trim().is_empty() {
                 v.set_issuer(&[config.jwt_issuer.trim()]);
+                required.push("iss");
             }
+            v.set_required_spec_claims(&required);
             (key, v)
         });
         Ok(Authenticator { keys, jwt })
@@ -321,6 +373,8 @@ fn verify_jwt(token: &str, key: &DecodingKey, validation: &Validation) -> Result
         ErrorKind::ImmatureSignature => AuthError::NotYetValid,
         ErrorKind::InvalidAudience => AuthError::WrongAudience,
         ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+        ErrorKind::MissingRequiredClaim(c) if c == "aud" => AuthError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(c) if c == "iss" => AuthError::WrongIssuer,
         _ => AuthError::InvalidToken(e.to_string()),
     })?;
     let c = data.claims;
@@ -332,7 +386,7 @@ fn verify_jwt(token: &str, key: &DecodingKey, validation: &Validation) -> Result
     Ok(Principal {
         subject: c.sub,
         scopes,
-        devices: c.devices.filter(|d| !d.is_empty()),
+        devices: DeviceAllowList::new(c.devices.as_deref().unwrap_or_default()),
         expires_at: Some(c.exp),
     })
 }
@@ -399,7 +453,7 @@ mod tests {
                 name: "ci".into(),
                 sha256: sha256_hex(key.as_bytes()),
                 scopes: vec![Scope::BleRead],
-                devices: vec!["CS108".into()],
+                devices: vec!["CS108*".into()],
             }],
             jwt_secret: "s3cret".into(),
             jwt_audience: "gattway".into(),
@@ -429,6 +483,7 @@ mod tests {
         assert_eq!(p.subject, "ci");
         assert!(p.has(Scope::BleRead) && !p.has(Scope::BleWrite));
         assert!(p.may_use(&DeviceId::new("X"), Some("CS108Reader")));
+        assert!(!p.may_use(&DeviceId::new("X"), Some("CS10")));
         assert!(!p.may_use(&DeviceId::new("X"), Some("Gattway HRM")));
         assert_eq!(a.verify("k2").unwrap_err(), AuthError::InvalidApiKey);
         assert_eq!(a.verify("").unwrap_err(), AuthError::NotAuthenticated);
@@ -475,11 +530,58 @@ mod tests {
     }
 
     #[test]
+    fn a_configured_audience_or_issuer_must_be_present() {
+        let mut config = config_with("k1");
+        config.jwt_issuer = "https://issuer.example".into();
+        let a = Authenticator::new(&config).unwrap();
+        let scopes = [Scope::BleRead];
+        let with = |aud: Option<&'static str>, iss: Option<&'static str>| TokenRequest {
+            issuer: iss,
+            ..req(&scopes, aud, 60)
+        };
+        assert!(a
+            .verify(&token(
+                with(Some("gattway"), Some("https://issuer.example")),
+                "s3cret"
+            ))
+            .is_ok());
+        assert_eq!(
+            a.verify(&token(with(None, Some("https://issuer.example")), "s3cret"))
+                .unwrap_err(),
+            AuthError::WrongAudience,
+            "no aud at all"
+        );
+        assert_eq!(
+            a.verify(&token(with(Some("gattway"), None), "s3cret"))
+                .unwrap_err(),
+            AuthError::WrongIssuer,
+            "no iss at all"
+        );
+    }
+
+    #[test]
+    fn a_device_credential_is_one_device() {
+        let p = |devices: &[&str]| Principal {
+            subject: "sensor-7".into(),
+            scopes: [Scope::HubDevice].into_iter().collect(),
+            devices: DeviceAllowList::new(devices),
+            expires_at: None,
+        };
+        assert_eq!(p(&[]).device_identity(), Ok("sensor-7"));
+        assert_eq!(p(&["boiler"]).device_identity(), Ok("boiler"));
+        assert!(matches!(
+            p(&["a", "b"]).device_identity(),
+            Err(AuthError::NoDeviceIdentity(_))
+        ));
+        assert!(p(&["sensor-*"]).device_identity().is_err());
+    }
+
+    #[test]
     fn admin_implies_read_and_write() {
         let p = Principal {
             subject: "root".into(),
             scopes: [Scope::BleAdmin].into_iter().collect(),
-            devices: None,
+            devices: DeviceAllowList::any(),
             expires_at: None,
         };
         assert!(p.has(Scope::BleRead) && p.has(Scope::BleWrite) && !p.has(Scope::HubClient));

@@ -39,6 +39,12 @@ impl fmt::Debug for DeviceId {
     }
 }
 
+impl AsRef<str> for DeviceId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl From<&str> for DeviceId {
     fn from(s: &str) -> Self {
         DeviceId::new(s)

@@ -25,8 +25,9 @@ use tokio::sync::{mpsc, oneshot};
 use self::protocol::{close, ConnectParams, ServerMessage};
 use self::session::{Outgoing, ReleaseReason, SessionHandle};
 pub use self::socket::handle_socket;
+use crate::auth::constant_time_eq;
 use crate::ble::{BleError, DeviceId, GattTree, ScanFilter};
-use crate::gateway::{constant_time_eq, Gateway, GatewayError};
+use crate::gateway::{Gateway, GatewayError};
 use crate::sync::lock;
 
 /// The `[bridge]` table of the config file.
@@ -47,8 +48,6 @@ pub struct BridgeConfig {
     pub max_frame_bytes: usize,
     /// Secret for `admin_cleanup` (empty: admin clean-up is refused).
     pub admin_token: String,
-    /// Browser origins allowed besides localhost ones and the server's own.
-    pub allowed_origins: Vec<String>,
 }
 
 impl Default for BridgeConfig {
@@ -60,7 +59,6 @@ impl Default for BridgeConfig {
             connect_timeout_ms: 10_000,
             max_frame_bytes: 64 * 1024,
             admin_token: String::new(),
-            allowed_origins: Vec::new(),
         }
     }
 }
@@ -144,6 +142,14 @@ impl Bridge {
         if let Some(sid) = &params.session {
             let existing = lock(&self.registry).sessions.get(sid).cloned();
             if let Some(handle) = existing {
+                if !handle.may_resume(params, principal) {
+                    tracing::warn!(session = %sid, "bridge resume refused: neither the session's token nor its credential");
+                    return Err(OpenError::new(
+                        "session_in_use",
+                        1008,
+                        format!("Session '{sid}' belongs to another client: resume it with session_token=<the token of its connected message>"),
+                    ));
+                }
                 let allowed = crate::auth::admits(
                     principal,
                     &handle.device,
@@ -177,19 +183,26 @@ impl Bridge {
         let lease = match self.gateway.lease(&device, &holder, params.force) {
             Ok(l) => l,
             Err(GatewayError::Busy { holder: other, .. }) => {
-                let blocking = other
-                    .strip_prefix("bridge session '")
-                    .and_then(|s| s.strip_suffix('\''))
-                    .unwrap_or(&other)
-                    .to_string();
+                // The blocking session's id, for its own client only: ble-mcp-test
+                // clients use it to clean up after themselves.
+                let blocking = lock(&self.registry)
+                    .sessions
+                    .values()
+                    .find(|s| s.device == device)
+                    .filter(|s| s.owned_by(principal))
+                    .map(|s| s.id.clone());
+                let shown = match &blocking {
+                    Some(_) => other.clone(),
+                    None => "another client".to_string(),
+                };
                 let text = format!(
-                    "Device is busy: {device} is in use by {other}. Connect with force=true to take it over."
+                    "Device is busy: {device} is in use by {shown}. Connect with force=true to take it over."
                 );
                 return Err(OpenError {
                     message: ServerMessage::Error {
                         error: text.clone(),
                         code: "busy",
-                        blocking_session_id: Some(blocking),
+                        blocking_session_id: blocking,
                         device: Some(device.to_string()),
                     },
                     close_code: close::BUSY,
@@ -261,6 +274,7 @@ impl Bridge {
             lease,
             subscription,
             bridge: self.clone(),
+            owner: principal.map(|p| p.subject.clone()),
         });
         lock(&self.registry)
             .sessions

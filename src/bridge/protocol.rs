@@ -35,6 +35,10 @@ pub struct ConnectParams {
     pub device_id: Option<String>,
     /// Resume this session's BLE connection if it is still held.
     pub session: Option<String>,
+    /// The `token` of the session's `connected` message: proves a resuming client
+    /// is the one that opened it (`session_token=`). The credential that opened it
+    /// proves the same.
+    pub session_token: Option<String>,
     /// Take the device over from whoever holds it.
     pub force: bool,
     /// Connection timeout, milliseconds.
@@ -69,6 +73,7 @@ impl ConnectParams {
             device_name: get("device").or(get("deviceName")).map(str::to_string),
             device_id: get("deviceId").map(str::to_string),
             session: get("session").map(str::to_string),
+            session_token: get("session_token").map(str::to_string),
             force: get("force") == Some("true"),
             timeout_ms,
             client_version: get("_mv").map(str::to_string),

@@ -172,11 +172,29 @@ pub(crate) struct SessionHandle {
     pub id: String,
     pub device: DeviceId,
     pub token: String,
+    /// The subject of the credential that opened it (`None` without credentials).
+    pub owner: Option<String>,
     params: ConnectParams,
     tx: mpsc::Sender<SessionCmd>,
 }
 
 impl SessionHandle {
+    /// Whether a client may resume this session: it shows the session's token, or
+    /// the credential that opened it. A session id alone is a name, not a key.
+    pub fn may_resume(&self, p: &ConnectParams, principal: Option<&crate::auth::Principal>) -> bool {
+        let token = p
+            .session_token
+            .as_deref()
+            .is_some_and(|t| crate::auth::constant_time_eq(t.as_bytes(), self.token.as_bytes()));
+        token || self.owned_by(principal)
+    }
+
+    /// Whether the caller holds the credential that opened this session (without
+    /// credentials configured, every caller is the same anonymous one).
+    pub fn owned_by(&self, principal: Option<&crate::auth::Principal>) -> bool {
+        self.owner.as_deref() == principal.map(|p| p.subject.as_str())
+    }
+
     /// A resuming socket must ask for the same characteristic pair.
     pub fn params_match(&self, p: &ConnectParams) -> bool {
         self.params.service == p.service && self.params.write == p.write && self.params.notify == p.notify
@@ -247,6 +265,7 @@ pub(crate) struct SessionSetup {
     pub lease: Lease,
     pub subscription: Subscription,
     pub bridge: Bridge,
+    pub owner: Option<String>,
 }
 
 pub(crate) fn spawn(setup: SessionSetup) -> SessionHandle {
@@ -255,6 +274,7 @@ pub(crate) fn spawn(setup: SessionSetup) -> SessionHandle {
         id: setup.id.clone(),
         device: setup.device.clone(),
         token: setup.lease.token().to_string(),
+        owner: setup.owner.clone(),
         params: setup.params.clone(),
         tx,
     };

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{Message, WebSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -13,8 +13,8 @@ use super::protocol::{data_bytes, parse_client, ClientMessage, ConnectParams, Se
 use super::session::{Outgoing, ReleaseReason, SessionHandle, SOCKET_QUEUE};
 use super::Bridge;
 use crate::gateway::serde_helpers::to_unix_ms;
-use crate::metrics::resident_memory_bytes;
-use crate::metrics::{Direction, Endpoint, EndpointLabels, MessageLabels};
+use crate::http::ws;
+use crate::metrics::{resident_memory_bytes, Endpoint};
 
 static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
 
@@ -49,25 +49,10 @@ pub async fn handle_socket(
         _ = shutdown.cancelled() => return,
     };
     let max_frame = bridge.config().max_frame_bytes;
-    let metrics = bridge.gateway().metrics().clone();
-    let endpoint = EndpointLabels {
-        endpoint: Endpoint::bridge,
-    };
-    metrics.ws_connections.get_or_create(&endpoint).inc();
-    let received = metrics
-        .messages
-        .get_or_create(&MessageLabels {
-            endpoint: Endpoint::bridge,
-            direction: Direction::received,
-        })
-        .clone();
-    let sent = metrics
-        .messages
-        .get_or_create(&MessageLabels {
-            endpoint: Endpoint::bridge,
-            direction: Direction::sent,
-        })
-        .clone();
+    let meter = ws::Meter::open(bridge.gateway().metrics(), Endpoint::bridge);
+    let (received, sent) = (&meter.received, &meter.sent);
+    // The credential was checked at the upgrade; it still ends the socket when it expires.
+    let expiry = ws::Deadline::of(None, principal.as_ref(), tokio::time::Instant::now());
     loop {
         tokio::select! {
             // Relay what the session sends before reading more from the client, so
@@ -120,13 +105,19 @@ pub async fn handle_socket(
                     if send(&mut ws, &reply).await.is_err() { break; }
                 }
             }
+            passed = expiry.passed() => {
+                let error = passed.error();
+                let _ = send(&mut ws, &ServerMessage::error("session_expired", error.to_string())).await;
+                let _ = close_with(&mut ws, ws::POLICY, &error.to_string()).await;
+                break;
+            }
             _ = shutdown.cancelled() => {
                 let _ = close_with(&mut ws, 1001, "server shutting down").await;
                 break;
             }
         }
     }
-    metrics.ws_connections.get_or_create(&endpoint).dec();
+    drop(meter);
     session.detach(socket_id).await;
 }
 
@@ -241,11 +232,5 @@ async fn send(ws: &mut WebSocket, msg: &ServerMessage) -> Result<(), axum::Error
 }
 
 async fn close_with(ws: &mut WebSocket, code: u16, reason: &str) -> Result<(), axum::Error> {
-    // Close reasons are limited to 123 bytes.
-    let reason: String = reason.chars().take(120).collect();
-    ws.send(Message::Close(Some(CloseFrame {
-        code,
-        reason: reason.into(),
-    })))
-    .await
+    ws.send(ws::close(code, reason)).await
 }

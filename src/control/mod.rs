@@ -16,7 +16,6 @@ mod scan;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket};
 use serde::{Deserialize, Serialize};
@@ -28,8 +27,9 @@ use self::protocol::{event, reply, Code, Failure, Request};
 use crate::auth::{AuthError, Authenticator, Principal, Scope};
 use crate::ble::{DeviceId, Uuid};
 use crate::gateway::{Gateway, GatewayEvent};
+use crate::http::ws;
 use crate::limits::TokenBucket;
-use crate::metrics::{Direction, Endpoint, EndpointLabels, MessageLabels};
+use crate::metrics::Endpoint;
 use crate::sync::{lock, AbortOnDrop};
 
 /// The `[control]` table.
@@ -72,8 +72,9 @@ struct Inner {
     auth: Arc<Authenticator>,
     config: ControlConfig,
     slots: Arc<Semaphore>,
-    /// Session token → principal and when the token expires.
-    sessions: Mutex<HashMap<String, (Principal, Instant)>>,
+    /// Session token → the principal it stands for, whose `expires_at` is when the
+    /// token expires (never after the credential it was issued for).
+    sessions: Mutex<HashMap<String, Principal>>,
     per_principal: Mutex<HashMap<String, TokenBucket>>,
 }
 
@@ -146,15 +147,19 @@ impl Conn {
         self.control.0.auth.enabled()
     }
 
+    /// Whether this connection may be sent events: with credentials configured,
+    /// only once it has authenticated.
+    fn authenticated(&self) -> bool {
+        !self.auth_required() || self.principal.is_some()
+    }
+
     /// Checks authentication, expiry and the scope a request type needs.
     fn authorize(&self, kind: &str) -> Result<(), Failure> {
         if !self.auth_required() || matches!(kind, "AUTHENTICATE" | "PING") {
             return Ok(());
         }
         let p = self.principal.as_ref().ok_or(AuthError::NotAuthenticated)?;
-        if p.expires_at
-            .is_some_and(|exp| exp <= jsonwebtoken::get_current_timestamp())
-        {
+        if p.expired() {
             return Err(AuthError::Expired.into());
         }
         let scope = match kind {
@@ -179,7 +184,7 @@ impl Conn {
         let principal = if let Some(session) = req.opt_str("sessionToken")? {
             let mut sessions = lock(&inner.sessions);
             match sessions.get(session) {
-                Some((p, until)) if *until > Instant::now() => p.clone(),
+                Some(p) if !p.expired() => p.clone(),
                 Some(_) => {
                     sessions.remove(session);
                     return Err(AuthError::Expired.into());
@@ -193,21 +198,17 @@ impl Conn {
                 .ok_or_else(|| Failure::params("AUTHENTICATE needs apiKey, token (JWT) or sessionToken"))?;
             inner.auth.verify(credential)?
         };
-        let ttl = Duration::from_secs(inner.config.session_ttl_secs);
-        let mut until = Instant::now() + ttl;
-        let mut expires_at = jsonwebtoken::get_current_timestamp() + ttl.as_secs();
-        if let Some(exp) = principal.expires_at {
-            let left = exp.saturating_sub(jsonwebtoken::get_current_timestamp());
-            if left < ttl.as_secs() {
-                until = Instant::now() + Duration::from_secs(left);
-                expires_at = exp;
-            }
-        }
+        let ttl_end = jsonwebtoken::get_current_timestamp() + inner.config.session_ttl_secs;
+        let expires_at = principal.expires_at.map_or(ttl_end, |exp| exp.min(ttl_end));
         let token = uuid::Uuid::new_v4().to_string();
         {
             let mut sessions = lock(&inner.sessions);
-            sessions.retain(|_, (_, u)| *u > Instant::now());
-            sessions.insert(token.clone(), (principal.clone(), until));
+            sessions.retain(|_, p| !p.expired());
+            let session = Principal {
+                expires_at: Some(expires_at),
+                ..principal.clone()
+            };
+            sessions.insert(token.clone(), session);
         }
         let scopes: Vec<&str> = principal.scopes.iter().map(|s| s.as_str()).collect();
         let out = reply(
@@ -284,6 +285,7 @@ pub async fn handle_socket(
     mut ws: WebSocket,
     principal: Option<Principal>,
     slot: Option<OwnedSemaphorePermit>,
+    auth_deadline: std::time::Duration,
     shutdown: CancellationToken,
 ) {
     let Some(_slot) = slot else {
@@ -301,21 +303,9 @@ pub async fn handle_socket(
         return;
     };
     let gateway = control.0.gateway.clone();
-    let metrics = gateway.metrics().clone();
-    let endpoint = EndpointLabels {
-        endpoint: Endpoint::control,
-    };
-    metrics.ws_connections.get_or_create(&endpoint).inc();
-    let counter = |direction| {
-        metrics
-            .messages
-            .get_or_create(&MessageLabels {
-                endpoint: Endpoint::control,
-                direction,
-            })
-            .clone()
-    };
-    let (received, sent) = (counter(Direction::received), counter(Direction::sent));
+    let meter = ws::Meter::open(gateway.metrics(), Endpoint::control);
+    let (received, sent) = (&meter.received, &meter.sent);
+    let opened = tokio::time::Instant::now();
     let outbox = Outbox::new(control.config().queue);
     let c = control.config().clone();
     let mut conn = Conn {
@@ -332,6 +322,11 @@ pub async fn handle_socket(
     let mut link_events = gateway.events();
     let max = c.max_message_bytes;
     loop {
+        let deadline = ws::Deadline::of(
+            conn.auth_required().then_some(auth_deadline),
+            conn.principal.as_ref(),
+            opened,
+        );
         tokio::select! {
             biased;
             v = outbox.next() => {
@@ -346,14 +341,15 @@ pub async fn handle_socket(
             frame = ws.recv() => {
                 // Boxed: the state of handling a frame exists only while one is handled,
                 // not in every idle connection's task.
-                let io = Io { ws: &mut ws, outbox: &outbox, sent: &sent };
-                if !Box::pin(on_frame(&mut conn, io, frame, &received, max)).await {
+                let io = Io { ws: &mut ws, outbox: &outbox, sent };
+                if !Box::pin(on_frame(&mut conn, io, frame, received, max)).await {
                     break;
                 }
             }
             link = link_events.recv() => match link {
+                Ok(e) if !conn.authenticated() => drop(e),
                 Ok(e) => {
-                    if let Some(v) = link_event(&e, conn.principal.as_ref()) {
+                    if let Some(v) = link_event(&e, &conn) {
                         sent.inc();
                         if send(&mut ws, &v).await.is_err() { break; }
                     }
@@ -361,10 +357,18 @@ pub async fn handle_socket(
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => conn.out.lost(n),
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
-            _ = shutdown.cancelled() => break,
+            passed = deadline.passed() => {
+                let error = passed.error();
+                let _ = send(&mut ws, &protocol::error(&Value::Null, &error.clone().into())).await;
+                let _ = ws.send(ws::close(ws::POLICY, &error.to_string())).await;
+                break;
+            }
+            _ = shutdown.cancelled() => {
+                let _ = ws.send(ws::close(1001, "server shutting down")).await;
+                break;
+            }
         }
     }
-    metrics.ws_connections.get_or_create(&endpoint).dec();
 }
 
 /// What `on_frame` writes to.
@@ -439,7 +443,7 @@ async fn on_frame(
 }
 
 /// A link change as a CONNECTED / DISCONNECTED event, if this connection may see the device.
-fn link_event(e: &GatewayEvent, principal: Option<&Principal>) -> Option<Value> {
+fn link_event(e: &GatewayEvent, conn: &Conn) -> Option<Value> {
     let (kind, id, mut fields) = match e {
         GatewayEvent::Connected { id, mtu } => ("CONNECTED", id, json!({"mtu": mtu})),
         GatewayEvent::Reconnected { id, mtu } => ("CONNECTED", id, json!({"mtu": mtu, "reconnected": true})),
@@ -453,7 +457,8 @@ fn link_event(e: &GatewayEvent, principal: Option<&Principal>) -> Option<Value> 
             json!({"reason": reason, "willReconnect": will_reconnect}),
         ),
     };
-    if !crate::auth::admits(principal, id, None) {
+    let name = conn.gateway.name_of(id);
+    if !crate::auth::admits(conn.principal.as_ref(), id, name.as_deref()) {
         return None;
     }
     fields["deviceId"] = json!(id);

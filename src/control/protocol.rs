@@ -104,7 +104,7 @@ impl From<AuthError> for Failure {
             AuthError::NotAuthenticated => Code::NotAuthenticated,
             AuthError::InvalidApiKey => Code::InvalidApiKey,
             AuthError::Expired => Code::SessionExpired,
-            AuthError::MissingScope(_) | AuthError::DeviceNotAllowed(_) => Code::Forbidden,
+            _ if e.http_status() == 403 => Code::Forbidden,
             _ => Code::InvalidToken,
         };
         Failure::new(code, e.to_string())

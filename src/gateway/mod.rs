@@ -15,6 +15,7 @@ mod device;
 mod error;
 pub mod packet_log;
 pub mod serde_helpers;
+mod visibility;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,6 +31,8 @@ pub use self::device::LinkState;
 use self::device::{Command, DeviceHandle, DeviceShared};
 pub use self::error::{GatewayError, GatewayResult};
 use self::packet_log::PacketLog;
+pub use self::visibility::DeviceFilter;
+use crate::auth::constant_time_eq;
 use crate::ble::{
     Advertisement, Backend, BackendEvent, BleError, DeviceId, DisconnectReason, Notification, ScanFilter,
     Service, Uuid, WriteKind,
@@ -660,15 +663,6 @@ impl Gateway {
                 after: limit,
             })?
     }
-}
-
-/// Constant-time comparison for secrets (lease tokens), so timing does not reveal
-/// how much of a guess was right.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Reads the backend's events: advertisements to the known-device table and to

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use serde::Serialize;
 
+use super::visibility::DeviceFilter;
 use crate::ble::{DeviceId, Uuid};
 use crate::sync::lock;
 
@@ -208,9 +209,15 @@ impl PacketLog {
         });
     }
 
-    /// Entries from `since` on, oldest first, that `filter` keeps: at most `limit`,
-    /// and how many more matched.
-    pub fn query(&self, since: &Since, filter: &Filter, limit: usize) -> (Vec<PacketEntry>, usize) {
+    /// Entries from `since` on, oldest first, of devices the caller may see and that
+    /// `filter` keeps: at most `limit`, and how many more matched.
+    pub fn query(
+        &self,
+        since: &Since,
+        filter: &Filter,
+        visible: &DeviceFilter,
+        limit: usize,
+    ) -> (Vec<PacketEntry>, usize) {
         let now = SystemTime::now();
         let st = lock(&self.state);
         let start = |e: &PacketEntry| match since {
@@ -220,7 +227,11 @@ impl PacketLog {
         };
         let mut out = Vec::new();
         let mut more = 0;
-        for e in st.ring.iter().filter(|e| start(e) && filter.keeps(e)) {
+        for e in st
+            .ring
+            .iter()
+            .filter(|e| start(e) && filter.keeps(e) && visible.admits(&e.device))
+        {
             if out.len() < limit {
                 out.push(e.clone());
             } else {
@@ -230,13 +241,14 @@ impl PacketLog {
         (out, more)
     }
 
-    /// The newest entries whose data contains `pattern` (normalised hex), newest first.
-    pub fn search(&self, pattern: &str, limit: usize) -> Vec<PacketEntry> {
+    /// The newest entries of devices the caller may see whose data contains
+    /// `pattern` (normalised hex), newest first.
+    pub fn search(&self, pattern: &str, visible: &DeviceFilter, limit: usize) -> Vec<PacketEntry> {
         let st = lock(&self.state);
         st.ring
             .iter()
             .rev()
-            .filter(|e| e.hex().contains(pattern))
+            .filter(|e| visible.admits(&e.device) && e.hex().contains(pattern))
             .take(limit)
             .cloned()
             .collect()
@@ -298,7 +310,7 @@ mod tests {
     #[test]
     fn the_ring_keeps_the_newest_and_counts_everything() {
         let log = log_with(10, 4);
-        let (all, more) = log.query(&Since::AfterSeq(0), &Filter::All, 100);
+        let (all, more) = log.query(&Since::AfterSeq(0), &Filter::All, &DeviceFilter::all(), 100);
         assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
         assert_eq!(more, 0);
         assert_eq!(log.totals().packets_transmitted, 5);
@@ -309,19 +321,24 @@ mod tests {
     #[test]
     fn filters_by_direction_hex_and_limit() {
         let log = log_with(10, 100);
+        let all = DeviceFilter::all();
         let (tx, _) = log.query(
             &Since::Ago(Duration::from_secs(60)),
             &Filter::parse("tx").unwrap(),
+            &all,
             100,
         );
         assert_eq!(tx.len(), 5);
         assert!(tx.iter().all(|e| e.direction == Direction::Tx));
-        let (hits, _) = log.query(&Since::AfterSeq(0), &Filter::parse("b3 05").unwrap(), 100);
+        let (hits, _) = log.query(&Since::AfterSeq(0), &Filter::parse("b3 05").unwrap(), &all, 100);
         assert_eq!(hits.len(), 1);
-        let (page, more) = log.query(&Since::AfterSeq(0), &Filter::All, 3);
+        let (page, more) = log.query(&Since::AfterSeq(0), &Filter::All, &all, 3);
         assert_eq!((page.len(), more), (3, 7));
         assert_eq!(
-            log.search("A7B3", 2).iter().map(|e| e.seq).collect::<Vec<_>>(),
+            log.search("A7B3", &all, 2)
+                .iter()
+                .map(|e| e.seq)
+                .collect::<Vec<_>>(),
             vec![10, 9]
         );
     }

@@ -2,10 +2,17 @@
 //! graceful shutdown. Mounted now: `/healthz`, `/readyz`, `/health`, `/metrics`,
 //! `/api/v1/packets`, MCP over Streamable HTTP at `/mcp`, and the WebSocket bridge
 //! (an upgrade on `/` or `/ws/bridge`; a plain GET of `/` is the index page).
+//!
+//! - `guard.rs`: `Host` and `Origin` checks on every route, and the `[http]` table.
+//! - `auth.rs`: credentials on routes and upgrades.
+//! - `server.rs`: the accept loop, with a connection cap and a header deadline.
+//! - `ops.rs`: the operators' endpoints.
 
 mod auth;
+pub mod guard;
 mod ops;
-mod origin;
+mod server;
+pub mod ws;
 
 use std::future::Future;
 
@@ -23,7 +30,9 @@ use tokio_util::sync::CancellationToken;
 
 use std::sync::Arc;
 
-use crate::auth::{Authenticator, Scope};
+use self::guard::Guard;
+pub use self::guard::HttpConfig;
+use crate::auth::{Authenticator, Principal, Scope};
 use crate::bridge::{self, Bridge, BridgeConfig};
 use crate::control::{self, Control, ControlConfig};
 use crate::gateway::Gateway;
@@ -40,6 +49,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// The device hub at `/hub` (with its REST routes), when a store is configured.
     pub hub: Option<Hub>,
+    /// `Host` and `Origin` allow-lists and connection limits (`[http]`).
+    pub guard: Guard,
     /// Cancelled at shutdown: ends long-lived streams (MCP SSE, WebSockets) so the
     /// server can stop.
     pub shutdown: CancellationToken,
@@ -64,8 +75,15 @@ impl AppState {
             mcp,
             auth,
             hub: None,
+            guard: Guard::default(),
             shutdown: CancellationToken::new(),
         }
+    }
+
+    /// Sets the `[http]` table (allowed hosts and origins, connection limits).
+    pub fn with_http(mut self, http: HttpConfig) -> Self {
+        self.guard = Guard::new(http);
+        self
     }
 
     /// Mounts the device hub.
@@ -77,12 +95,7 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     let settings = McpSettings::new(&state.mcp, state.gateway.is_simulated(), "http");
-    let mcp_service = mcp::http_service(
-        state.gateway.clone(),
-        settings,
-        &state.mcp,
-        state.shutdown.clone(),
-    );
+    let mcp_service = mcp::http_service(state.gateway.clone(), settings, state.shutdown.clone());
     let mcp_routes =
         Router::new()
             .nest_service("/mcp", mcp_service)
@@ -146,10 +159,15 @@ pub fn router(state: AppState) -> Router {
                 auth::require,
             )),
         )
-        .with_state(state)
+        .with_state(state.clone())
         .merge(mcp_routes)
         .merge(rest_routes)
         .merge(hub_routes.unwrap_or_default())
+        // Outermost: no route sees a request for a foreign Host or Origin.
+        .layer(axum::middleware::from_fn_with_state(
+            state.guard.clone(),
+            guard::check,
+        ))
         .layer(axum::middleware::from_fn(request_span))
 }
 
@@ -185,17 +203,8 @@ async fn request_span(req: axum::extract::Request, next: axum::middleware::Next)
     next.run(req).instrument(span).await
 }
 
-/// Initial read buffer of every WebSocket. tungstenite's default (128 KiB) is held
-/// by every idle connection; messages larger than this still arrive, the buffer
-/// grows for them.
-const WS_READ_BUFFER: usize = 512;
-
 /// Bytes of hub frames gathered before a write (a flush writes what is there).
 const HUB_WRITE_BUFFER: usize = 32 * 1024;
-
-/// Frames beyond this close the socket (1009); up to `bridge.max_frame_bytes` they
-/// are handled, and in between they get an `error` and the socket carries on.
-const HARD_FRAME_LIMIT: usize = 16 * 1024 * 1024;
 
 /// A WebSocket upgrade is a bridge client; a plain GET is a person.
 async fn index_or_bridge(
@@ -206,27 +215,26 @@ async fn index_or_bridge(
     headers: HeaderMap,
 ) -> Response {
     let Ok(ws) = ws else {
-        return index(&state).into_response();
+        return index(&state, &headers, raw_query.as_deref()).into_response();
     };
     // The bridge writes to the device, so a credential (when configured) must allow it.
     let principal = match check_upgrade(&state, &headers, raw_query.as_deref(), Some(Scope::BleWrite)) {
         Ok(p) => p,
         Err(refusal) => return *refusal,
     };
-    let limit = HARD_FRAME_LIMIT.max(state.bridge.config().max_frame_bytes * 2);
-    ws.max_message_size(limit)
-        .max_frame_size(limit)
-        .read_buffer_size(WS_READ_BUFFER)
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| {
-            bridge::handle_socket(
-                state.bridge.clone(),
-                socket,
-                query,
-                principal,
-                state.shutdown.clone(),
-            )
-        })
+    // Up to `bridge.max_frame_bytes` frames are handled; a client that overshoots
+    // gets an `error` and carries on (as ble-mcp-test answers); a frame past 8×
+    // that (at least 64 KiB) closes the socket (1009) before it is buffered whole.
+    let limit = (state.bridge.config().max_frame_bytes * 8).max(64 * 1024);
+    ws::upgrade(ws, limit, 0).on_upgrade(move |socket| {
+        bridge::handle_socket(
+            state.bridge.clone(),
+            socket,
+            query,
+            principal,
+            state.shutdown.clone(),
+        )
+    })
 }
 
 /// The control WebSocket. A credential at the upgrade (header or `access_token=`)
@@ -244,18 +252,16 @@ async fn control_socket(
     };
     let slot = state.control.slot();
     let max = state.control.config().max_message_bytes.max(1024) * 4;
-    ws.max_message_size(max)
-        .read_buffer_size(WS_READ_BUFFER)
-        .write_buffer_size(0)
-        .on_upgrade(move |socket| {
-            control::handle_socket(
-                state.control.clone(),
-                socket,
-                principal,
-                slot,
-                state.shutdown.clone(),
-            )
-        })
+    ws::upgrade(ws, max, 0).on_upgrade(move |socket| {
+        control::handle_socket(
+            state.control.clone(),
+            socket,
+            principal,
+            slot,
+            state.guard.auth_deadline(),
+            state.shutdown.clone(),
+        )
+    })
 }
 
 /// The device hub. Devices and clients authenticate at the upgrade (header,
@@ -285,37 +291,25 @@ async fn hub_socket(
         device: query.get("device").cloned(),
         remote: remote.map(|r| r.0 .0.to_string()),
         batch: query.get("batch").is_some_and(|v| v == "1" || v == "true"),
+        auth_deadline: state.guard.auth_deadline(),
     };
     let slot = hub.slot();
     let max = hub.config().max_message_bytes.max(1024) * 2;
-    ws.max_message_size(max)
-        .read_buffer_size(WS_READ_BUFFER)
-        // Frames a client is sent back to back are written together; the buffer
-        // exists only once something was sent.
-        .write_buffer_size(HUB_WRITE_BUFFER)
+    // Frames a client is sent back to back are written together; the buffer
+    // exists only once something was sent.
+    ws::upgrade(ws, max, HUB_WRITE_BUFFER)
         .on_upgrade(move |socket| device_hub::handle_socket(hub, socket, hello, slot, state.shutdown.clone()))
 }
 
-/// The checks every browser-facing WebSocket upgrade makes: the `Origin` (cross-site
-/// WebSocket hijacking), then the credential if credentials are configured. With
-/// `required`, a credential with that scope must be present; without, a credential
-/// is optional but must be valid when given.
+/// The credential check of a WebSocket upgrade (the guard checked `Host` and
+/// `Origin` already). With `required`, a credential with that scope must be
+/// present; without, a credential is optional but must be valid when given.
 fn check_upgrade(
     state: &AppState,
     headers: &HeaderMap,
     raw_query: Option<&str>,
     required: Option<Scope>,
-) -> Result<Option<crate::auth::Principal>, Box<Response>> {
-    if !origin::origin_allowed(headers, &state.bridge.config().allowed_origins) {
-        tracing::warn!(origin = ?headers.get("origin"), "WebSocket from a foreign origin refused");
-        return Err(Box::new(
-            (
-                StatusCode::FORBIDDEN,
-                "cross-origin WebSocket refused: add the origin to bridge.allowed_origins",
-            )
-                .into_response(),
-        ));
-    }
+) -> Result<Option<Principal>, Box<Response>> {
     if !state.auth.enabled() {
         return Ok(None);
     }
@@ -328,10 +322,24 @@ fn check_upgrade(
     result.map_err(|e| Box::new(auth::problem(&e)))
 }
 
-fn index(state: &AppState) -> Html<String> {
-    let rows: String = state
-        .gateway
-        .connections()
+/// The index page. With credentials configured, device data (ids, names, lease
+/// holders) is shown only to a request carrying a `ble:read` credential, and only
+/// the devices its list admits.
+fn index(state: &AppState, headers: &HeaderMap, raw_query: Option<&str>) -> Html<String> {
+    let viewer = match state.auth.enabled() {
+        false => Ok(None),
+        true => auth::authorize(&state.auth, auth::credential(headers, raw_query), Scope::BleRead).map(Some),
+    };
+    let connections = match &viewer {
+        Ok(p) => state
+            .gateway
+            .connections()
+            .into_iter()
+            .filter(|c| crate::auth::admits(p.as_ref(), &c.id, c.name.as_deref()))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    let rows: String = connections
         .iter()
         .map(|c| {
             format!(
@@ -350,10 +358,17 @@ fn index(state: &AppState) -> Html<String> {
          <li><code>ws://…/?service=&amp;write=&amp;notify=</code>: the ble-mcp-test compatible bridge</li>\
          <li><code>/ws</code>: the control WebSocket; <a href=\"/api/v1/openapi.json\">/api/v1</a>: REST (OpenAPI)</li>{hub}\
          <li><a href=\"/metrics\">/metrics</a>, <a href=\"/healthz\">/healthz</a>, <a href=\"/readyz\">/readyz</a>, <a href=\"/health\">/health</a></li>\
-         </ul><h2>Connections</h2>\
-         <table><tr><th>id</th><th>name</th><th>state</th><th>held by</th></tr>{rows}</table></body></html>",
+         </ul><h2>Connections</h2>{table}</body></html>",
         env!("CARGO_PKG_VERSION"),
         escape(state.gateway.backend_name()),
+        table = match viewer {
+            Ok(_) => format!(
+                "<table><tr><th>id</th><th>name</th><th>state</th><th>held by</th></tr>{rows}</table>"
+            ),
+            Err(_) => "<p>Sign in to see devices: send a credential with the ble:read scope \
+                       (<code>Authorization: Bearer …</code> or <code>?access_token=…</code>).</p>"
+                .to_string(),
+        },
         hub = if state.hub.is_some() {
             "<li><code>/hub</code>: the device hub, telemetry in and commands out \
              (<a href=\"/api/v1/hub/devices\">devices</a>)</li>"
@@ -392,17 +407,6 @@ pub async fn serve(
         shutdown.await;
         token.cancel();
     };
-    use axum::serve::ListenerExt;
-    // Small frames (acks, notifications) must not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
-    axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let http = state.guard.config().clone();
+    server::run(listener, router(state), &http, shutdown).await
 }

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::json;
 
 use super::AppState;
+use crate::auth::Principal;
 use crate::gateway::packet_log::{Filter, Since};
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
@@ -72,8 +73,13 @@ pub async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
     }))
 }
 
-/// `?since=30s|ISO|seq&filter=TX|RX|hex&limit=N`, oldest first.
-pub async fn packets(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+/// `?since=30s|ISO|seq&filter=TX|RX|hex&limit=N`, oldest first; only the devices
+/// the caller's credential may see.
+pub async fn packets(
+    State(state): State<AppState>,
+    principal: Option<Extension<Principal>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let problem = |detail: String| super::problem(StatusCode::BAD_REQUEST, "INVALID_PARAMS", &detail);
     let since = match Since::parse(q.get("since").map(String::as_str).unwrap_or("5m")) {
         Ok(s) => s,
@@ -88,7 +94,8 @@ pub async fn packets(State(state): State<AppState>, Query(q): Query<HashMap<Stri
         Some(Ok(l)) if (1..=10_000).contains(&l) => l,
         Some(_) => return problem("limit must be a number from 1 to 10000".into()),
     };
-    let (entries, more) = state.gateway.packet_log().query(&since, &filter, limit);
+    let visible = state.gateway.device_filter(principal.as_ref().map(|p| &p.0));
+    let (entries, more) = state.gateway.packet_log().query(&since, &filter, &visible, limit);
     Json(json!({
         "packets": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
         "count": entries.len() + more,

@@ -4,13 +4,12 @@
 //! client that falls behind loses messages and is sent `lagged` with how many.
 
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 
 use super::commands::CommandRequest;
 use super::fanout::{Filter, Registration};
 use super::history::{self, HistoryRequest};
 use super::protocol::{self, Code, Failure, Frame, Incoming};
-use super::socket::{may_use, Link, Read};
+use super::socket::{Ends, Link, Read};
 use super::Hub;
 use crate::auth::Principal;
 use crate::outbox::Outbox;
@@ -29,11 +28,7 @@ struct State {
 
 impl State {
     fn check_device(&self, device: &str) -> Result<(), Failure> {
-        if may_use(self.principal.as_ref(), device) {
-            Ok(())
-        } else {
-            Err(crate::auth::AuthError::DeviceNotAllowed(device.to_string()).into())
-        }
+        Ok(crate::auth::check_device(self.principal.as_ref(), device, None)?)
     }
 }
 
@@ -43,7 +38,7 @@ pub(super) async fn run(
     link: &mut Link,
     principal: Option<Principal>,
     batch: bool,
-    shutdown: &CancellationToken,
+    ends: &Ends,
 ) -> &'static str {
     let mut state = State {
         principal,
@@ -51,12 +46,12 @@ pub(super) async fn run(
         out: Outbox::new(hub.config().client_queue),
         subscriptions: Vec::new(),
     };
-    let reason = serve(hub, link, &mut state, shutdown).await;
+    let reason = serve(hub, link, &mut state, ends).await;
     hub.fanout().unsubscribe(&state.subscriptions);
     reason
 }
 
-async fn serve(hub: &Hub, link: &mut Link, state: &mut State, shutdown: &CancellationToken) -> &'static str {
+async fn serve(hub: &Hub, link: &mut Link, state: &mut State, ends: &Ends) -> &'static str {
     if link
         .send(protocol::frame(&json!({"type": "welcome", "role": "client"})))
         .await
@@ -83,7 +78,11 @@ async fn serve(hub: &Hub, link: &mut Link, state: &mut State, shutdown: &Cancell
                     }
                 }
             },
-            _ = shutdown.cancelled() => {
+            passed = ends.expiry.passed() => {
+                link.expire(passed).await;
+                return "credential expired";
+            }
+            _ = ends.shutdown.cancelled() => {
                 link.close(1001, "server shutting down").await;
                 return "shutdown";
             }
@@ -145,7 +144,7 @@ async fn handle(hub: &Hub, link: &mut Link, state: &mut State, m: Incoming) -> R
             let command_id = m.required(&m.command_id, "command_id")?.clone();
             let principal = state.principal.clone();
             hub.commands()
-                .cancel(command_id.clone(), move |device| may_use(principal.as_ref(), device))
+                .cancel(command_id.clone(), move |device| crate::auth::admits(principal.as_ref(), device, None))
                 .await?;
             send(link, protocol::reply("cancelled", &m.id, json!({"command_id": command_id}))).await
         }
@@ -157,7 +156,7 @@ async fn handle(hub: &Hub, link: &mut Link, state: &mut State, m: Incoming) -> R
                 .snapshot(&wanted)
                 .await
                 .map_err(|e| Failure::new(Code::StoreError, e.to_string()))?;
-            list.retain(|d| may_use(state.principal.as_ref(), &d.device));
+            list.retain(|d| crate::auth::admits(state.principal.as_ref(), &d.device, None));
             send(link, protocol::reply("presence", &m.id, json!({"devices": list}))).await
         }
         "ping" => send(link, protocol::reply("pong", &m.id, json!({"ts": now_ms()}))).await,
@@ -179,16 +178,22 @@ async fn send(link: &mut Link, frame: Frame) -> Result<(), Failure> {
 /// The devices a subscription may take: what it asks for, within the credential's list.
 fn device_filter(state: &State, asked: Option<&[String]>) -> Result<Filter, Failure> {
     let filter = Filter::from_list(asked);
-    let list = state.principal.as_ref().and_then(|p| p.devices.clone());
-    match (&filter, list) {
-        (_, None) => Ok(filter),
-        (Filter::All, Some(list)) if list.iter().all(|d| !d.ends_with('*')) => {
-            Ok(Filter::Only(list.into_iter().collect()))
-        }
-        (Filter::All, Some(_)) => Err(Failure::params(
-            "this credential's device list has prefixes: subscribe to device ids, not \"*\"",
-        )),
-        (Filter::Only(set), Some(_)) => {
+    let Some(allowed) = state
+        .principal
+        .as_ref()
+        .map(|p| &p.devices)
+        .filter(|l| !l.is_any())
+    else {
+        return Ok(filter);
+    };
+    match &filter {
+        Filter::All => match allowed.exact_entries() {
+            Some(ids) => Ok(Filter::Only(ids.into_iter().collect())),
+            None => Err(Failure::params(
+                "this credential's device list has prefixes: subscribe to device ids, not \"*\"",
+            )),
+        },
+        Filter::Only(set) => {
             for d in set {
                 state.check_device(d)?;
             }

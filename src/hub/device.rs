@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{self, Code, Failure, Frame, Incoming};
-use super::socket::{Link, Read};
+use super::socket::{Ends, Link, Read};
 use super::Hub;
 use crate::outbox::Outbox;
 use crate::store::{now_ms, DeviceBatch, Point};
@@ -31,18 +31,13 @@ struct State {
 }
 
 /// Runs a device connection; returns why it ended (for the connection log).
-pub(super) async fn run(
-    hub: &Hub,
-    link: &mut Link,
-    device: String,
-    shutdown: &CancellationToken,
-) -> &'static str {
+pub(super) async fn run(hub: &Hub, link: &mut Link, device: String, ends: &Ends) -> &'static str {
     let (conn, replaced) = hub.presence().connect(&device, "network");
     let out: Outbox<Frame> = Outbox::new(1);
     // Commands for the device are frames in its connection's queue.
     hub.commands()
         .online(&device, conn, std::sync::Arc::new(out.clone()));
-    let reason = Box::pin(serve(hub, link, &device, &out, &replaced, shutdown)).await;
+    let reason = Box::pin(serve(hub, link, &device, &out, &replaced, ends)).await;
     hub.commands().offline(&device, conn);
     hub.presence().disconnect(&device, "network", conn);
     reason
@@ -54,7 +49,7 @@ async fn serve(
     device: &str,
     out: &Outbox<Frame>,
     replaced: &CancellationToken,
-    shutdown: &CancellationToken,
+    ends: &Ends,
 ) -> &'static str {
     let last_seq = match Box::pin(hub.store().device(device)).await {
         Ok(d) => d.map_or(0, |d| d.last_seq),
@@ -129,7 +124,11 @@ async fn serve(
                 link.close(4009, "replaced").await;
                 return "replaced";
             }
-            _ = shutdown.cancelled() => {
+            passed = ends.expiry.passed() => {
+                link.expire(passed).await;
+                return "credential expired";
+            }
+            _ = ends.shutdown.cancelled() => {
                 link.close(1001, "server shutting down").await;
                 return "shutdown";
             }

@@ -19,6 +19,8 @@ pub enum Code {
     /// A required field is missing or a value is out of range.
     InvalidParams,
     NotAuthenticated,
+    /// The credential expired; the connection closes (1008).
+    SessionExpired,
     Forbidden,
     MessageTooLarge,
     RateLimited,
@@ -41,6 +43,7 @@ impl Code {
             Code::UnknownType => "UNKNOWN_TYPE",
             Code::InvalidParams => "INVALID_PARAMS",
             Code::NotAuthenticated => "NOT_AUTHENTICATED",
+            Code::SessionExpired => "SESSION_EXPIRED",
             Code::Forbidden => "FORBIDDEN",
             Code::MessageTooLarge => "MESSAGE_TOO_LARGE",
             Code::RateLimited => "RATE_LIMITED",
@@ -75,10 +78,10 @@ impl Failure {
 
 impl From<crate::auth::AuthError> for Failure {
     fn from(e: crate::auth::AuthError) -> Self {
+        // "Who are you" (401) or "you may not" (403), as auth itself classes it.
         let code = match e {
-            crate::auth::AuthError::MissingScope(_) | crate::auth::AuthError::DeviceNotAllowed(_) => {
-                Code::Forbidden
-            }
+            crate::auth::AuthError::Expired => Code::SessionExpired,
+            _ if e.http_status() == 403 => Code::Forbidden,
             _ => Code::NotAuthenticated,
         };
         Failure::new(code, e.to_string())

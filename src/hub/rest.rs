@@ -16,7 +16,6 @@ use utoipa_axum::routes;
 use super::commands::CommandRequest;
 use super::history::{self, HistoryRequest};
 use super::protocol::{Code, Failure};
-use super::socket::may_use;
 use super::Hub;
 use crate::auth::Principal;
 
@@ -67,7 +66,7 @@ impl IntoResponse for HubError {
 type HubResult<T> = Result<T, HubError>;
 
 fn admit(p: &Option<Extension<Principal>>, device: &str) -> HubResult<()> {
-    if may_use(p.as_ref().map(|e| &e.0), device) {
+    if crate::auth::admits(p.as_ref().map(|e| &e.0), device, None) {
         Ok(())
     } else {
         Err(Failure::from(crate::auth::AuthError::DeviceNotAllowed(device.to_string())).into())
@@ -118,7 +117,7 @@ async fn telemetry(
 #[utoipa::path(get, path = "/hub/devices", responses((status = 200, body = Object)))]
 async fn hub_devices(State(hub): State<Hub>, p: Option<Extension<Principal>>) -> HubResult<Json<Value>> {
     let mut list = hub.presence().snapshot(&[]).await?;
-    list.retain(|d| may_use(p.as_ref().map(|e| &e.0), &d.device));
+    list.retain(|d| crate::auth::admits(p.as_ref().map(|e| &e.0), &d.device, None));
     Ok(Json(json!({"devices": list})))
 }
 
@@ -137,7 +136,7 @@ async fn connections(
     p: Option<Extension<Principal>>,
     Query(q): Query<ConnectionsQuery>,
 ) -> HubResult<Json<Value>> {
-    if p.as_ref().is_some_and(|e| e.0.devices.is_some()) {
+    if p.as_ref().is_some_and(|e| !e.0.devices.is_any()) {
         return Err(Failure::new(
             Code::Forbidden,
             "the connection log covers every device: this credential is limited to some",
@@ -227,7 +226,7 @@ async fn command(
 ) -> HubResult<Json<Value>> {
     let not_found = || HubError(Failure::new(Code::UnknownCommand, format!("no command {id}")));
     let c = hub.store().command(&id).await?.ok_or_else(not_found)?;
-    if !may_use(p.as_ref().map(|e| &e.0), &c.device) {
+    if !crate::auth::admits(p.as_ref().map(|e| &e.0), &c.device, None) {
         return Err(not_found());
     }
     let events: Vec<Value> = hub

@@ -2,23 +2,19 @@
 //! credential (at the upgrade or as a first `auth` message), the role (device or
 //! client), the connection log, then the role's message loop.
 
-use std::time::Duration;
-
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use prometheus_client::metrics::counter::Counter;
+use axum::extract::ws::{Message, WebSocket};
 use serde_json::{json, Value};
 use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{self, Code, Failure, Frame, Incoming};
 use super::{client, device, Hub};
 use crate::auth::{Principal, Scope};
+use crate::http::ws;
 use crate::limits::TokenBucket;
-use crate::metrics::{Direction, Endpoint, EndpointLabels, MessageLabels};
+use crate::metrics::Endpoint;
 use crate::store::{now_ms, ConnectionRecord};
-
-/// How long a connection without a credential has to send `auth`.
-const AUTH_WAIT: Duration = Duration::from_secs(10);
 
 /// What the upgrade request said about the connection.
 #[derive(Clone, Debug, Default)]
@@ -34,6 +30,9 @@ pub struct Hello {
     /// `batch=1`: a client takes live messages that queued up together as one
     /// `{"type":"batch","messages":[…]}` frame.
     pub batch: bool,
+    /// Without a credential at the upgrade (and credentials configured), how long
+    /// the connection has to send `auth`.
+    pub auth_deadline: std::time::Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -42,11 +41,10 @@ pub(super) enum Role {
     Client,
 }
 
-/// The socket with its message counters and rate limit.
+/// The socket with its metrics and rate limit.
 pub(super) struct Link {
     pub ws: WebSocket,
-    sent: Counter,
-    received: Counter,
+    meter: ws::Meter,
     limiter: TokenBucket,
     max_bytes: usize,
 }
@@ -61,14 +59,14 @@ pub(super) enum Read {
 
 impl Link {
     pub async fn send(&mut self, frame: Frame) -> Result<(), axum::Error> {
-        self.sent.inc();
+        self.meter.sent.inc();
         self.ws.send(Message::Text(frame)).await
     }
 
     /// Queues a frame without flushing: frames fed together go out in one write.
     pub async fn feed(&mut self, frame: Frame) -> Result<(), axum::Error> {
         use futures::SinkExt;
-        self.sent.inc();
+        self.meter.sent.inc();
         self.ws.feed(Message::Text(frame)).await
     }
 
@@ -81,14 +79,15 @@ impl Link {
         self.send(protocol::error(id, f)).await
     }
 
-    pub async fn close(&mut self, code: u16, reason: &'static str) {
-        let _ = self
-            .ws
-            .send(Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            })))
-            .await;
+    pub async fn close(&mut self, code: u16, reason: &str) {
+        let _ = self.ws.send(ws::close(code, reason)).await;
+    }
+
+    /// Tells the client why its deadline ended the connection, and closes.
+    pub async fn expire(&mut self, deadline: ws::Deadline) {
+        let error = deadline.error();
+        let _ = self.fail(&Value::Null, &error.clone().into()).await;
+        self.close(ws::POLICY, &error.to_string()).await;
     }
 
     /// Turns a received frame into a message, answering what cannot be one.
@@ -105,7 +104,7 @@ impl Link {
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => return Read::Refused,
             Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return Read::Closed,
         };
-        self.received.inc();
+        self.meter.received.inc();
         if text.len() > self.max_bytes {
             let f = Failure::new(
                 Code::MessageTooLarge,
@@ -137,18 +136,6 @@ impl Link {
     }
 }
 
-/// Whether a credential's device list (if any) admits a hub device id: an exact
-/// id, or an entry ending in `*` as a prefix.
-pub(super) fn may_use(principal: Option<&Principal>, device: &str) -> bool {
-    let Some(list) = principal.and_then(|p| p.devices.as_ref()) else {
-        return true;
-    };
-    list.iter().any(|d| match d.strip_suffix('*') {
-        Some(prefix) => device.starts_with(prefix),
-        None => d == device,
-    })
-}
-
 /// Runs one hub connection to its end. Not an `async fn`: the socket goes into the
 /// [`Link`] before the future is made, so an idle connection's task holds one
 /// copy of it, not the argument and the link both.
@@ -159,21 +146,10 @@ pub fn handle_socket(
     slot: Option<OwnedSemaphorePermit>,
     shutdown: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + Send {
-    let metrics = hub.metrics().clone();
-    let counter = |direction| {
-        metrics
-            .messages
-            .get_or_create(&MessageLabels {
-                endpoint: Endpoint::hub,
-                direction,
-            })
-            .clone()
-    };
     let c = hub.config();
     let link = Link {
         ws,
-        sent: counter(Direction::sent),
-        received: counter(Direction::received),
+        meter: ws::Meter::open(hub.metrics(), Endpoint::hub),
         limiter: TokenBucket::new(c.rate_per_connection, c.burst_per_connection),
         max_bytes: c.max_message_bytes,
     };
@@ -196,22 +172,13 @@ async fn run(
         link.close(1013, "connection limit reached").await;
         return;
     };
-    let gauge = hub
-        .metrics()
-        .ws_connections
-        .get_or_create(&EndpointLabels {
-            endpoint: Endpoint::hub,
-        })
-        .clone();
-    gauge.inc();
     // The steps are boxed: an idle connection's task then holds only the state of
     // the step it is in (its role's loop), not the largest of them all.
     let role = match Box::pin(identify(&hub, &mut link, &mut hello)).await {
         Ok(role) => role,
         Err(f) => {
             let _ = link.fail(&Value::Null, &f).await;
-            link.close(1008, "not allowed").await;
-            gauge.dec();
+            link.close(ws::POLICY, "not allowed").await;
             return;
         }
     };
@@ -230,28 +197,30 @@ async fn run(
         reason: None,
     });
     tracing::info!(role = role_name, ?device, subject = ?hello.principal.as_ref().map(|p| &p.subject), "hub connection");
+    // Authenticated by now: the only deadline left is the credential's expiry.
+    let ends = Ends {
+        expiry: ws::Deadline::of(None, hello.principal.as_ref(), Instant::now()),
+        shutdown,
+    };
     let reason = match role {
-        Role::Device(id) => Box::pin(device::run(&hub, &mut link, id, &shutdown)).await,
-        Role::Client => {
-            Box::pin(client::run(
-                &hub,
-                &mut link,
-                hello.principal,
-                hello.batch,
-                &shutdown,
-            ))
-            .await
-        }
+        Role::Device(id) => Box::pin(device::run(&hub, &mut link, id, &ends)).await,
+        Role::Client => Box::pin(client::run(&hub, &mut link, hello.principal, hello.batch, &ends)).await,
     };
     hub.connections().closed(log_id, reason);
     tracing::info!(role = role_name, ?device, reason, "hub connection ended");
-    gauge.dec();
+}
+
+/// What ends a connection from the server's side: its credential expiring, or
+/// the server shutting down.
+pub(super) struct Ends {
+    pub expiry: ws::Deadline,
+    pub shutdown: CancellationToken,
 }
 
 /// Who is connecting, and as what.
 async fn identify(hub: &Hub, link: &mut Link, hello: &mut Hello) -> Result<Role, Failure> {
     if hub.auth().enabled() && hello.principal.is_none() {
-        hello.principal = Some(first_message_auth(hub, link).await?);
+        hello.principal = Some(first_message_auth(hub, link, hello.auth_deadline).await?);
     }
     let p = hello.principal.as_ref();
     let wants = hello.role.as_deref().map(str::to_ascii_lowercase);
@@ -276,13 +245,21 @@ async fn identify(hub: &Hub, link: &mut Link, hello: &mut Hello) -> Result<Role,
         }
         return Ok(Role::Client);
     }
-    if let Some(p) = p {
-        p.require(Scope::HubDevice)?;
-    }
-    let id = match (&hello.device, p) {
-        (Some(d), p) if may_use(p, d) => d.clone(),
-        (Some(d), _) => return Err(crate::auth::AuthError::DeviceNotAllowed(d.clone()).into()),
-        (None, Some(p)) => p.subject.clone(),
+    // A device credential is the one device it names; it cannot speak for another.
+    let id = match (p, &hello.device) {
+        (Some(p), asked) => {
+            p.require(Scope::HubDevice)?;
+            let own = p.device_identity()?;
+            if asked.as_deref().is_some_and(|asked| asked != own) {
+                return Err(crate::auth::AuthError::NotThisDevice {
+                    credential: own.to_string(),
+                    asked: asked.clone().unwrap_or_default(),
+                }
+                .into());
+            }
+            own.to_string()
+        }
+        (None, Some(d)) => d.clone(),
         (None, None) => return Err(Failure::params("a device connection needs device=ID in the URL")),
     };
     if id.is_empty() || id.len() > 200 {
@@ -292,14 +269,18 @@ async fn identify(hub: &Hub, link: &mut Link, hello: &mut Hello) -> Result<Role,
 }
 
 /// Waits for `{"type":"auth","token":…}` as the first message.
-async fn first_message_auth(hub: &Hub, link: &mut Link) -> Result<Principal, Failure> {
+async fn first_message_auth(
+    hub: &Hub,
+    link: &mut Link,
+    within: std::time::Duration,
+) -> Result<Principal, Failure> {
     let missing = || {
         Failure::new(
             Code::NotAuthenticated,
             "send a credential: token=, Authorization, or an auth message first",
         )
     };
-    let frame = tokio::time::timeout(AUTH_WAIT, link.ws.recv())
+    let frame = tokio::time::timeout(within, link.ws.recv())
         .await
         .map_err(|_| missing())?;
     let Read::Message(m) = link.read(frame).await else {

@@ -70,8 +70,7 @@ impl BleMcp {
     #[tool(annotations(title = "List BLE connections", read_only_hint = true))]
     async fn ble_connections(&self) -> Result<Json<ConnectionsResult>, String> {
         let connections = self
-            .gateway
-            .connections()
+            .visible_connections()
             .iter()
             .map(ConnectionOut::from)
             .collect();
@@ -82,7 +81,7 @@ impl BleMcp {
     /// most recently connected device's packet counts, plus every open link.
     #[tool(annotations(title = "Get connection state", read_only_hint = true))]
     async fn get_connection_state(&self) -> Result<Json<ConnectionStateResult>, String> {
-        let connections = self.gateway.connections();
+        let connections = self.visible_connections();
         let newest = connections.iter().max_by_key(|c| c.connected_since);
         let (counts, last) = newest
             .map(|c| self.gateway.packet_log().device_activity(&c.id))
@@ -98,5 +97,14 @@ impl BleMcp {
             packets_received: counts.packets_received,
             connections: connections.iter().map(ConnectionOut::from).collect(),
         }))
+    }
+}
+
+impl BleMcp {
+    /// The open links of devices the caller may see.
+    fn visible_connections(&self) -> Vec<crate::gateway::ConnectionInfo> {
+        let mut connections = self.gateway.connections();
+        connections.retain(|c| self.may_see(&c.id, c.name.as_deref()));
+        connections
     }
 }

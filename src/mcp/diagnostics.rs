@@ -27,7 +27,10 @@ impl BleMcp {
         };
         let filter = Filter::parse(p.filter.as_deref().unwrap_or("")).map_err(ToolError)?;
         let limit = p.limit.unwrap_or(100).clamp(1, 1000);
-        let (entries, more) = self.gateway.packet_log().query(&since, &filter, limit);
+        let (entries, more) = self
+            .gateway
+            .packet_log()
+            .query(&since, &filter, &self.visible(), limit);
         if let Some(last) = entries.last() {
             self.session.logs_cursor.fetch_max(last.seq, Ordering::Relaxed);
         }
@@ -51,7 +54,7 @@ impl BleMcp {
         let matches: Vec<LogEntryOut> = self
             .gateway
             .packet_log()
-            .search(&pattern, limit)
+            .search(&pattern, &self.visible(), limit)
             .iter()
             .map(LogEntryOut::from)
             .collect();

@@ -59,11 +59,6 @@ pub struct McpConfig {
     pub writes: WritePolicy,
     /// Characteristic UUIDs writes are limited to (empty: any).
     pub write_allow_list: Vec<Uuid>,
-    /// Host names accepted on `/mcp` besides the loopback ones (DNS-rebinding guard).
-    pub allowed_hosts: Vec<String>,
-    /// Browser origins accepted on `/mcp` besides `http://localhost:*`,
-    /// `http://127.0.0.1:*` and `http://[::1]:*`.
-    pub allowed_origins: Vec<String>,
 }
 
 /// Settings resolved at start-up, shared by every session.
@@ -95,6 +90,13 @@ then ble_read / ble_write (hex in `value` or UTF-8 in `text`) and ble_subscribe 
 to watch values. UUIDs may be short (\"180d\") or long. Standard values (heart rate, battery, \
 temperature, humidity, device information) come back decoded with units. get_logs and \
 search_packets show every byte exchanged.";
+
+tokio::task_local! {
+    /// The principal of the tool call being answered (over HTTP with credentials
+    /// configured): a session's calls may come with different credentials, so it
+    /// is per call, set by `call_tool` around the tool it runs.
+    static CALLER: Option<crate::auth::Principal>;
+}
 
 /// One MCP session's server: the tools, over the shared gateway.
 #[derive(Clone)]
@@ -163,6 +165,21 @@ impl BleMcp {
             [one] => one.id.clone(),
             _ => DeviceId::new(device),
         })
+    }
+
+    /// The devices the caller of the current tool may see (every device over stdio
+    /// or without credentials).
+    fn visible(&self) -> crate::gateway::DeviceFilter {
+        CALLER
+            .try_with(|p| self.gateway.device_filter(p.as_ref()))
+            .unwrap_or_else(|_| crate::gateway::DeviceFilter::all())
+    }
+
+    /// Whether the caller of the current tool may see this device.
+    fn may_see(&self, id: &DeviceId, name: Option<&str>) -> bool {
+        CALLER
+            .try_with(|p| crate::auth::admits(p.as_ref(), id, name))
+            .unwrap_or(true)
     }
 
     /// The (device, service, characteristic) three arguments name.
@@ -251,8 +268,12 @@ impl ServerHandler for BleMcp {
                 vec![rmcp::model::ContentBlock::text(why)],
             )))
         } else {
-            self.tool_router
-                .call(ToolCallContext::new(self, request, context))
+            CALLER
+                .scope(
+                    principal,
+                    self.tool_router
+                        .call(ToolCallContext::new(self, request, context)),
+                )
                 .await
         };
         let outcome = match &result {
@@ -321,30 +342,18 @@ fn stdio_pipes() -> Option<(tokio::net::unix::pipe::Receiver, tokio::net::unix::
     Some((rx, tx))
 }
 
-/// The Streamable HTTP service for `/mcp`: one `BleMcp` per MCP session, Host and
-/// Origin checked against the allow-lists (DNS rebinding, cross-site requests).
+/// The Streamable HTTP service for `/mcp`: one `BleMcp` per MCP session.
 pub fn http_service(
     gateway: Gateway,
     settings: McpSettings,
-    config: &McpConfig,
     shutdown: CancellationToken,
 ) -> StreamableHttpService<BleMcp, LocalSessionManager> {
     let settings = Arc::new(settings);
-    let mut hosts = vec![
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-        "::1".to_string(),
-    ];
-    hosts.extend(config.allowed_hosts.iter().cloned());
-    let mut origins = vec![
-        "http://localhost:*".to_string(),
-        "http://127.0.0.1:*".to_string(),
-        "http://[::1]:*".to_string(),
-    ];
-    origins.extend(config.allowed_origins.iter().cloned());
+    // Host and Origin are checked for every route, this one included, by the
+    // HTTP guard (`[http]`): one list, one meaning.
     let http_config = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(hosts)
-        .with_allowed_origins(origins)
+        .disable_allowed_hosts()
+        .disable_allowed_origins()
         .with_cancellation_token(shutdown);
     StreamableHttpService::new(
         move || Ok(BleMcp::new(gateway.clone(), settings.clone())),

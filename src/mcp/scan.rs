@@ -45,6 +45,9 @@ impl BleMcp {
         let token = meta.get_progress_token();
         let mut found = 0u32;
         while let Some(device) = scan.next().await {
+            if !self.may_see(&device.id, device.name.as_deref()) {
+                continue;
+            }
             found += 1;
             if let Some(token) = &token {
                 let message = format!(
@@ -60,7 +63,12 @@ impl BleMcp {
                     .await;
             }
         }
-        let devices = scan.results().iter().map(DeviceOut::from).collect();
+        let devices = scan
+            .results()
+            .iter()
+            .filter(|d| self.may_see(&d.id, d.name.as_deref()))
+            .map(DeviceOut::from)
+            .collect();
         Ok(Json(ScanResult { devices }))
     }
 
@@ -84,6 +92,7 @@ impl BleMcp {
             .collect()
             .await
             .iter()
+            .filter(|d| self.may_see(&d.id, d.name.as_deref()))
             .map(DeviceOut::from)
             .collect();
         Ok(Json(ScanResult { devices }))

@@ -165,19 +165,61 @@ async fn start_any_server(
     control: gattway::control::ControlConfig,
     auth: gattway::auth::AuthConfig,
 ) -> Server {
+    let setup = Setup {
+        mcp,
+        bridge,
+        control,
+        auth,
+        ..Default::default()
+    };
+    start(gateway, setup).await.0
+}
+
+/// Everything a test server can be given; `Default` is `gattway serve`'s defaults
+/// without the hub.
+#[derive(Default)]
+pub struct Setup {
+    pub mcp: gattway::mcp::McpConfig,
+    pub bridge: gattway::bridge::BridgeConfig,
+    pub control: gattway::control::ControlConfig,
+    pub auth: gattway::auth::AuthConfig,
+    pub http: gattway::http::HttpConfig,
+    /// The hub on a store at this URL, with these settings.
+    pub hub: Option<(String, gattway::hub::HubConfig)>,
+}
+
+/// The real router on port 0 over `gateway`, as `setup` says.
+pub async fn start(gateway: &Gateway, setup: Setup) -> (Server, Option<gattway::hub::Hub>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let auth = std::sync::Arc::new(gattway::auth::Authenticator::new(&auth).expect("auth config"));
-    let state = gattway::http::AppState::with_control(gateway.clone(), mcp, bridge, control, auth);
+    let auth = std::sync::Arc::new(gattway::auth::Authenticator::new(&setup.auth).expect("auth config"));
+    let hub = match setup.hub {
+        Some((db, config)) => {
+            let store = gattway::store::open(&db).await.expect("store");
+            Some(
+                gattway::hub::Hub::start(store, gateway, auth.clone(), config)
+                    .await
+                    .expect("hub"),
+            )
+        }
+        None => None,
+    };
+    let mut state =
+        gattway::http::AppState::with_control(gateway.clone(), setup.mcp, setup.bridge, setup.control, auth)
+            .with_http(setup.http);
+    if let Some(hub) = &hub {
+        state = state.with_hub(hub.clone());
+    }
     let task = tokio::spawn(gattway::http::serve(listener, state, async move {
         let _ = stopped.await;
     }));
-    Server {
+    let server = Server {
         addr,
         stop: Some(stop),
         task: Some(task),
-    }
+    };
+    (server, hub)
 }
 
 impl Rig {
@@ -261,25 +303,13 @@ pub async fn start_hub_server(
     hub: gattway::hub::HubConfig,
     auth: gattway::auth::AuthConfig,
 ) -> (Server, gattway::hub::Hub) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let auth = std::sync::Arc::new(gattway::auth::Authenticator::new(&auth).expect("auth config"));
-    let store = gattway::store::open(db).await.expect("store");
-    let hub = gattway::hub::Hub::start(store, gateway, auth.clone(), hub)
-        .await
-        .expect("hub");
-    let state = gattway::http::AppState::new(gateway.clone(), Default::default(), Default::default(), auth)
-        .with_hub(hub.clone());
-    let task = tokio::spawn(gattway::http::serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    let server = Server {
-        addr,
-        stop: Some(stop),
-        task: Some(task),
+    let setup = Setup {
+        auth,
+        hub: Some((db.to_string(), hub)),
+        ..Default::default()
     };
-    (server, hub)
+    let (server, hub) = start(gateway, setup).await;
+    (server, hub.expect("hub started"))
 }
 
 /// A WebSocket client speaking JSON, for the hub.
@@ -288,6 +318,14 @@ pub struct JsonWs {
 }
 
 impl JsonWs {
+    /// Connects, or says why the upgrade was refused (the HTTP status among it).
+    pub async fn try_connect(url: &str) -> Result<Self, String> {
+        match within("ws connect", tokio_tungstenite::connect_async(url)).await {
+            Ok((ws, _)) => Ok(JsonWs { ws }),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     pub async fn connect(url: &str) -> Self {
         let (ws, _) = within("ws connect", tokio_tungstenite::connect_async(url))
             .await
