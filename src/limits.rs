@@ -22,6 +22,12 @@ impl TokenBucket {
         }
     }
 
+    /// Whether the bucket has refilled to its burst (its caller has been idle).
+    pub fn is_full(&self) -> bool {
+        let refilled = self.tokens + self.at.elapsed().as_secs_f64() * self.rate;
+        refilled >= self.burst
+    }
+
     /// Takes one token; false when the bucket is empty.
     pub fn take(&mut self) -> bool {
         let now = Instant::now();

@@ -103,6 +103,7 @@ pub struct Metrics {
     pub hub_commits: Counter,
     pub hub_deliveries: Counter,
     pub hub_dropped: Counter,
+    pub hub_connection_log_dropped: Counter,
     pub hub_devices_online: Gauge,
     pub hub_commands: Family<CommandStatusLabels, Counter>,
     sampler: Mutex<Sampler>,
@@ -242,6 +243,7 @@ impl Metrics {
         let hub_commits = Counter::default();
         let hub_deliveries = Counter::default();
         let hub_dropped = Counter::default();
+        let hub_connection_log_dropped = Counter::default();
         let hub_devices_online = Gauge::default();
         let hub_commands = Family::<CommandStatusLabels, Counter>::default();
         r.register(
@@ -263,6 +265,11 @@ impl Metrics {
             "gattway_hub_dropped",
             "Live hub messages a slow subscriber lost (it was sent `lagged`)",
             hub_dropped.clone(),
+        );
+        r.register(
+            "gattway_hub_connection_log_dropped",
+            "Connection-log records not written: the store fell too far behind, or failed",
+            hub_connection_log_dropped.clone(),
         );
         r.register(
             "gattway_hub_devices_online",
@@ -311,6 +318,7 @@ impl Metrics {
             hub_commits,
             hub_deliveries,
             hub_dropped,
+            hub_connection_log_dropped,
             hub_devices_online,
             hub_commands,
             sampler: Mutex::new(Sampler {

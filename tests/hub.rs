@@ -877,3 +877,219 @@ async fn retention_deletes_points_older_than_configured_and_keeps_the_rest() {
     .await;
     assert_eq!(values, [2]);
 }
+
+/// A batch that failed to store, hidden behind a later one: before, the later
+/// batch committed, raised the device's `last_seq` past the failed one, and the
+/// device's retry of it was acked as a duplicate and never stored.
+#[tokio::test]
+async fn a_failed_batch_is_never_acked_as_a_duplicate_of_a_later_one() {
+    let rig = rig();
+    let db = TempDb::new();
+    let config = gattway::hub::HubConfig {
+        // One batch per commit: the poisoned batch and the next one commit apart.
+        max_batch_points: 1,
+        ..hub_config()
+    };
+    let (server, _hub) = start_hub_server(&rig.gateway, &db.url(), config, AuthConfig::default()).await;
+    // The store refuses the point "poison", slowly, so the batch after it is
+    // already queued when it fails.
+    let sql = sqlx::SqlitePool::connect(&db.url()).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER poison BEFORE INSERT ON telemetry WHEN NEW.key = 'poison' AND \
+         (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 500000) \
+          SELECT count(*) FROM c) > 0 \
+         BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+    )
+    .execute(&sql)
+    .await
+    .unwrap();
+    let url = format!("ws://{}/hub?device=meter", server.addr);
+    let mut dev = JsonWs::connect(&url).await;
+    assert_eq!(dev.next().await["last_seq"], 0);
+    let point = |seq: u64, key: &str| json!({"type": "telemetry", "seq": seq, "points": [{"key": key, "value": seq}]});
+    dev.send(point(1, "ok")).await;
+    assert_eq!(dev.next().await, json!({"type": "telemetry_ack", "seq": 1}));
+    dev.send(point(2, "poison")).await;
+    dev.send(point(3, "ok")).await;
+    let failed = dev.next().await;
+    assert_eq!(
+        (failed["code"].as_str(), failed["seq"].as_u64()),
+        (Some("STORE_ERROR"), Some(2)),
+        "{failed}"
+    );
+    assert_eq!(dev.close_code().await, Some(1011));
+
+    // The device comes back: the hub says 1 is the last stored, not 3.
+    sqlx::query("DROP TRIGGER poison").execute(&sql).await.unwrap();
+    let mut dev = JsonWs::connect(&url).await;
+    assert_eq!(
+        dev.next().await["last_seq"],
+        1,
+        "seq 3 was not stored behind the failed 2"
+    );
+    dev.send(point(2, "poison")).await;
+    assert_eq!(dev.next().await, json!({"type": "telemetry_ack", "seq": 2}));
+    dev.send(point(3, "ok")).await;
+    assert_eq!(dev.next().await, json!({"type": "telemetry_ack", "seq": 3}));
+    let history: Value = reqwest::get(server.url("/api/v1/devices/meter/telemetry"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut seqs: Vec<u64> = history["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["value"].as_u64().unwrap())
+        .collect();
+    seqs.sort();
+    assert_eq!(seqs, vec![1, 2, 3], "every acked point stored once: {history}");
+    server.stop().await;
+}
+
+/// A status the store refused is not announced: the device is told its result was
+/// not stored (and may send it again), and subscribers never hear of it.
+#[tokio::test]
+async fn a_command_status_that_was_not_stored_is_not_announced() {
+    let rig = rig();
+    let db = TempDb::new();
+    let (server, _hub) = start_hub_server(&rig.gateway, &db.url(), hub_config(), AuthConfig::default()).await;
+    let sql = sqlx::SqlitePool::connect(&db.url()).await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse BEFORE UPDATE ON commands WHEN NEW.status = 'succeeded' \
+         BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .execute(&sql)
+    .await
+    .unwrap();
+    let ws = |q: &str| format!("ws://{}/hub?{q}", server.addr);
+    let mut dev = JsonWs::connect(&ws("device=dev-1")).await;
+    dev.next().await;
+    let mut client = JsonWs::connect(&ws("role=client")).await;
+    client.next().await;
+    client
+        .send(json!({"type": "command", "id": 1, "device": "dev-1", "name": "reboot"}))
+        .await;
+    let command_id = client.next_of("command_accepted").await["command_id"].clone();
+    dev.next_of("command").await;
+    assert_eq!(client.next_of("command_status").await["status"], "sent");
+    dev.send(json!({"type": "command_result", "id": 5, "command_id": command_id, "status": "succeeded"}))
+        .await;
+    let refused = dev.next_of("error").await;
+    assert_eq!(
+        (refused["id"].as_u64(), refused["code"].as_str()),
+        (Some(5), Some("STORE_ERROR")),
+        "{refused}"
+    );
+
+    // Once the store takes it, the same result goes through and is announced;
+    // the client hears `succeeded` exactly once, after it was stored.
+    sqlx::query("DROP TRIGGER refuse").execute(&sql).await.unwrap();
+    dev.send(json!({"type": "command_result", "command_id": command_id, "status": "succeeded"}))
+        .await;
+    let status = client.next_of("command_status").await;
+    assert_eq!(status["status"], "succeeded", "{status}");
+    let record: Value =
+        reqwest::get(server.url(&format!("/api/v1/commands/{}", command_id.as_str().unwrap())))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(record["status"], "succeeded");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn commands_that_become_ble_writes_need_ble_write() {
+    let auth = AuthConfig {
+        api_keys: vec![
+            api_key("dashboard", vec![Scope::HubClient], vec![]),
+            api_key("operator", vec![Scope::HubClient, Scope::BleWrite], vec![]),
+        ],
+        ..Default::default()
+    };
+    let config = gattway::hub::HubConfig {
+        sim_feed: true,
+        ..hub_config()
+    };
+    let hub = Hub::start_with(config, auth).await;
+    let send = |key: &'static str| {
+        let url = hub.server.url(&format!("/api/v1/devices/{HRM}/commands"));
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"name": "reset_energy_expended", "params": {"value": "01"}}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let refused = send("dashboard").await;
+    assert_eq!(refused.status(), 403);
+    let problem: Value = refused.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("ble:write"),
+        "{problem}"
+    );
+    assert_eq!(send("operator").await.status(), 202);
+
+    // Over the socket too; a command to a network device needs no more than hub:client.
+    let mut client = JsonWs::connect(&hub.ws("role=client&token=dashboard")).await;
+    client.next_of("welcome").await;
+    client
+        .send(json!({"type": "command", "id": 1, "device": HRM, "name": "reset_energy_expended"}))
+        .await;
+    assert_eq!(client.next_of("error").await["code"], "FORBIDDEN");
+    client
+        .send(json!({"type": "command", "id": 2, "device": "thermostat", "name": "set"}))
+        .await;
+    assert_eq!(client.next_of("command_accepted").await["id"], 2);
+}
+
+#[tokio::test]
+async fn a_connection_and_a_device_cannot_pile_up_without_bound() {
+    let config = gattway::hub::HubConfig {
+        max_subscriptions: 2,
+        max_open_commands: 2,
+        rest_rate_per_principal: 0.001,
+        rest_burst_per_principal: 3.0,
+        ..hub_config()
+    };
+    let hub = Hub::start(config).await;
+    let mut client = hub.client().await;
+    for id in 1..=2 {
+        client
+            .send(json!({"type": "subscribe", "id": id, "devices": ["a"]}))
+            .await;
+        assert_eq!(client.next_of("subscribed").await["id"], id);
+    }
+    client
+        .send(json!({"type": "subscribe", "id": 3, "devices": ["a"]}))
+        .await;
+    assert_eq!(client.next_of("error").await["code"], "TOO_MANY_SUBSCRIPTIONS");
+
+    for id in 1..=2 {
+        client
+            .send(json!({"type": "command", "id": id, "device": "offline", "name": "x"}))
+            .await;
+        assert_eq!(client.next_of("command_accepted").await["id"], id);
+    }
+    client
+        .send(json!({"type": "command", "id": 3, "device": "offline", "name": "x"}))
+        .await;
+    assert_eq!(client.next_of("error").await["code"], "COMMAND_QUEUE_FULL");
+
+    // Hub REST is rate-limited per caller: the burst, then 429 with Retry-After.
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            let r = reqwest::get(hub.server.url("/api/v1/hub/devices")).await.unwrap();
+            v.push(r.status().as_u16());
+        }
+        v
+    };
+    assert_eq!(statuses, vec![200, 200, 200, 429]);
+}

@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use self::allow_list::DeviceAllowList;
-use crate::ble::DeviceId;
 
 /// What a principal may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -88,11 +87,6 @@ impl Principal {
         } else {
             Err(AuthError::MissingScope(scope))
         }
-    }
-
-    /// Whether the device allow-list admits this device.
-    pub fn may_use(&self, id: &DeviceId, name: Option<&str>) -> bool {
-        self.devices.admits(id.as_str(), name)
     }
 
     /// The hub device a `hub:device` credential is: the single entry of its device
@@ -482,9 +476,9 @@ mod tests {
         let p = a.verify("k1").unwrap();
         assert_eq!(p.subject, "ci");
         assert!(p.has(Scope::BleRead) && !p.has(Scope::BleWrite));
-        assert!(p.may_use(&DeviceId::new("X"), Some("CS108Reader")));
-        assert!(!p.may_use(&DeviceId::new("X"), Some("CS10")));
-        assert!(!p.may_use(&DeviceId::new("X"), Some("Gattway HRM")));
+        assert!(admits(Some(&p), "X", Some("CS108Reader")));
+        assert!(!admits(Some(&p), "X", Some("CS10")));
+        assert!(!admits(Some(&p), "X", Some("Gattway HRM")));
         assert_eq!(a.verify("k2").unwrap_err(), AuthError::InvalidApiKey);
         assert_eq!(a.verify("").unwrap_err(), AuthError::NotAuthenticated);
     }

@@ -10,6 +10,7 @@
 
 mod auth;
 pub mod guard;
+mod limit;
 mod ops;
 mod server;
 pub mod ws;
@@ -111,10 +112,15 @@ pub fn router(state: AppState) -> Router {
         control: state.control.clone(),
     });
     let hub_routes = state.hub.clone().map(|hub| {
-        let (routes, api) = device_hub::rest::router(hub);
+        let (routes, api) = device_hub::rest::router(hub.clone());
         openapi.merge(api);
+        let c = hub.config();
+        let rate = limit::RateLimit::new(c.rest_rate_per_principal, c.rest_burst_per_principal);
         Router::new()
             .nest("/api/v1", routes)
+            // Inside authentication (layers run outermost last-added first), so the
+            // credential's subject is the caller.
+            .layer(axum::middleware::from_fn_with_state(rate, limit::limit))
             .layer(axum::middleware::from_fn_with_state(
                 auth::Requirement {
                     auth: state.auth.clone(),

@@ -115,6 +115,18 @@ pub(super) struct Feed {
     commands: Vec<BleCommand>,
 }
 
+impl Feed {
+    /// The hub ids known before connecting whose commands become BLE writes.
+    pub(super) fn written_ids(&self) -> Vec<String> {
+        if self.commands.is_empty() {
+            return Vec::new();
+        }
+        let mut ids = vec![self.device.clone()];
+        ids.extend(self.hub_id.clone());
+        ids
+    }
+}
+
 /// The simulator's devices, fed when nothing is configured.
 fn sim_defaults() -> (Vec<BleTelemetry>, Vec<BleCommand>) {
     let t = |device: &str, service: u16, characteristic: u16, decoder, key: &str| BleTelemetry {
@@ -239,6 +251,9 @@ async fn feed_link(
                 .map(move |e| (i, e))
                 .boxed(),
         );
+    }
+    if !feed.commands.is_empty() {
+        hub.ble_written(hub_id);
     }
     let (conn, replaced) = hub.presence().connect(hub_id, "ble");
     let (tx, mut commands) = mpsc::unbounded_channel();

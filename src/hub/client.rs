@@ -203,6 +203,13 @@ fn device_filter(state: &State, asked: Option<&[String]>) -> Result<Filter, Fail
 }
 
 async fn subscribe(hub: &Hub, link: &mut Link, state: &mut State, m: &Incoming) -> Result<(), Failure> {
+    let most = hub.config().max_subscriptions;
+    if state.subscriptions.len() >= most {
+        return Err(Failure::new(
+            Code::TooManySubscriptions,
+            format!("a connection holds at most {most} subscriptions: unsubscribe one first"),
+        ));
+    }
     let devices = device_filter(state, m.devices.as_deref())?;
     let keys = Filter::from_list(m.keys.as_deref());
     let query_devices = devices.to_list();
@@ -250,7 +257,7 @@ async fn subscribe(hub: &Hub, link: &mut Link, state: &mut State, m: &Incoming) 
 
 async fn command(hub: &Hub, link: &mut Link, state: &mut State, m: Incoming) -> Result<(), Failure> {
     let device = m.required(&m.device, "device")?.clone();
-    state.check_device(&device)?;
+    hub.may_command(state.principal.as_ref(), &device)?;
     let record = CommandRequest {
         device,
         name: m.required(&m.name, "name")?.clone(),

@@ -12,6 +12,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How soon a timer whose status change the store refused tries again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
+
 use futures::future::poll_fn;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -25,6 +28,15 @@ use crate::metrics::CommandStatusLabels;
 use crate::outbox::Outbox;
 use crate::store::{now_ms, CommandRecord, CommandStatus, CommandUpdate, Store};
 use crate::sync::AbortOnDrop;
+
+/// How much the router lets pile up.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Commands one device works on at once.
+    pub in_flight: usize,
+    /// Open (not yet final) commands one device may have.
+    pub max_open: usize,
+}
 
 /// A command as a client asks for it, over `/hub` or REST.
 pub struct CommandRequest {
@@ -148,7 +160,7 @@ impl Commands {
     pub async fn start(
         store: Arc<dyn Store>,
         fanout: Arc<Fanout>,
-        in_flight: usize,
+        limits: Limits,
         metrics: Family<CommandStatusLabels, Counter>,
     ) -> Result<Commands, crate::store::StoreError> {
         let mut router = Router {
@@ -158,14 +170,21 @@ impl Commands {
             online: HashMap::new(),
             busy: HashMap::new(),
             timers: DelayQueue::new(),
-            in_flight: in_flight.max(1),
+            in_flight: limits.in_flight.max(1),
+            max_open: limits.max_open.max(1),
             next_order: 0,
             metrics,
         };
         for mut c in store.open_commands().await? {
             if c.status == CommandStatus::Sent {
                 // It may never have reached the device: send it again.
-                router.set(&mut c, CommandStatus::Queued, None, None).await;
+                if router
+                    .set(&mut c, CommandStatus::Queued, None, None)
+                    .await
+                    .is_err()
+                {
+                    c.status = CommandStatus::Queued; // re-sent all the same
+                }
             }
             if c.status == CommandStatus::Delivered {
                 *router.busy.entry(c.device.clone()).or_default() += 1;
@@ -273,6 +292,8 @@ struct Router {
     busy: HashMap<String, usize>,
     timers: DelayQueue<String>,
     in_flight: usize,
+    /// Open commands one device may have; more are refused (COMMAND_QUEUE_FULL).
+    max_open: usize,
     next_order: u64,
     metrics: Family<CommandStatusLabels, Counter>,
 }
@@ -296,44 +317,52 @@ impl Router {
         }
     }
 
-    /// Stores a status change, counts it and tells the issuer. A store failure is
-    /// logged; the in-memory state still moves on so the device is not blocked.
+    /// Stores a status change and, once stored, applies it to `c` and counts it.
+    /// A change the store refused is not applied, so it is never announced: the
+    /// caller tells whoever caused it (a device's report, a client's cancel) or
+    /// tries again later (a timer).
     async fn set(
         &mut self,
         c: &mut CommandRecord,
         status: CommandStatus,
         result: Option<Value>,
         error: Option<String>,
-    ) {
+    ) -> Result<(), Failure> {
         let at = now_ms();
-        c.status = status;
-        c.updated_at = at;
-        if result.is_some() {
-            c.result = result.clone();
-        }
-        if error.is_some() {
-            c.error = error.clone();
-        }
-        c.deadline = match status {
+        let deadline = match status {
             CommandStatus::Sent => Some(at + c.timeout_ms),
             CommandStatus::Queued => None,
             _ => c.deadline,
         };
         let update = CommandUpdate {
             status,
-            result,
-            error,
-            deadline: c.deadline,
+            result: result.clone(),
+            error: error.clone(),
+            deadline,
             at,
         };
         if let Err(e) = self.store.update_command(&c.id, &update).await {
-            tracing::error!(command = %c.id, error = %e, "command status not stored");
+            tracing::error!(command = %c.id, status = status.as_str(), error = %e, "command status not stored; not announced");
+            return Err(Failure::new(
+                Code::StoreError,
+                format!("command status not stored: {e}"),
+            ));
+        }
+        c.status = status;
+        c.updated_at = at;
+        c.deadline = deadline;
+        if result.is_some() {
+            c.result = result;
+        }
+        if error.is_some() {
+            c.error = error;
         }
         self.metrics
             .get_or_create(&CommandStatusLabels {
                 status: status.as_str(),
             })
             .inc();
+        Ok(())
     }
 
     /// Keeps an open command with its timer.
@@ -376,6 +405,14 @@ impl Router {
                 reply,
             } => {
                 let device = record.device.clone();
+                let open = self.open.values().filter(|o| o.record.device == device).count();
+                if open >= self.max_open {
+                    let _ = reply.send(Err(Failure::new(
+                        Code::CommandQueueFull,
+                        format!("{device} has {open} open commands, the most it may have: wait for some to finish"),
+                    )));
+                    return;
+                }
                 if let Err(e) = self.store.insert_command(&record).await {
                     let _ = reply.send(Err(Failure::new(Code::StoreError, e.to_string())));
                     return;
@@ -422,14 +459,15 @@ impl Router {
                     return;
                 };
                 let was = self.open.get(&command_id).map(|o| o.record.status);
-                if was != Some(CommandStatus::Queued) {
+                let closed = self
+                    .close(&command_id, CommandStatus::Cancelled, None, None)
+                    .await;
+                if closed.is_ok() && was != Some(CommandStatus::Queued) {
                     if let Some((_, sink)) = self.online.get(&device) {
                         sink.deliver(Delivery::Cancel(command_id.clone()));
                     }
                 }
-                self.close(&command_id, CommandStatus::Cancelled, None, None)
-                    .await;
-                let _ = reply.send(Ok(()));
+                let _ = reply.send(closed);
                 self.dispatch(&device).await;
             }
             Msg::Online { device, conn, sink } => {
@@ -463,9 +501,17 @@ impl Router {
             self.timers.remove(&key);
         }
         self.release(&open.record.device);
-        self.set(&mut open.record, CommandStatus::Queued, None, None)
-            .await;
-        Self::notify(&self.fanout, &open);
+        if self
+            .set(&mut open.record, CommandStatus::Queued, None, None)
+            .await
+            .is_ok()
+        {
+            Self::notify(&self.fanout, &open);
+        } else {
+            // Not stored, not announced; it must still go out again on the next
+            // connection (the store still says sent, which a restart re-sends too).
+            open.record.status = CommandStatus::Queued;
+        }
         self.track(open.record, open.issuer, Some(open.order));
     }
 
@@ -500,7 +546,8 @@ impl Router {
             (_, CommandStatus::Delivered) => {
                 if open.record.status == CommandStatus::Sent {
                     let mut record = open.record.clone();
-                    self.set(&mut record, CommandStatus::Delivered, None, None).await;
+                    self.set(&mut record, CommandStatus::Delivered, None, None)
+                        .await?;
                     if let Some(o) = self.open.get_mut(id) {
                         o.record = record;
                         Self::notify(&self.fanout, o);
@@ -508,17 +555,26 @@ impl Router {
                 }
                 Ok(())
             }
-            _ => {
-                self.close(id, status, result, error).await;
-                Ok(())
-            }
+            // A device whose result was not stored is told so, and may send it again.
+            _ => self.close(id, status, result, error).await,
         }
     }
 
-    /// Gives an open command its final status.
-    async fn close(&mut self, id: &str, status: CommandStatus, result: Option<Value>, error: Option<String>) {
+    /// Gives an open command its final status, once that is stored; until then
+    /// it stays open as it was.
+    async fn close(
+        &mut self,
+        id: &str,
+        status: CommandStatus,
+        result: Option<Value>,
+        error: Option<String>,
+    ) -> Result<(), Failure> {
+        let Some(mut record) = self.open.get(id).map(|o| o.record.clone()) else {
+            return Ok(());
+        };
+        self.set(&mut record, status, result, error).await?;
         let Some(mut open) = self.open.remove(id) else {
-            return;
+            return Ok(());
         };
         if let Some(key) = open.timer.take() {
             self.timers.remove(&key);
@@ -526,8 +582,9 @@ impl Router {
         if open.record.status != CommandStatus::Queued {
             self.release(&open.record.device);
         }
-        self.set(&mut open.record, status, result, error).await;
+        open.record = record;
         Self::notify(&self.fanout, &open);
+        Ok(())
     }
 
     async fn expire(&mut self, id: String) {
@@ -546,7 +603,16 @@ impl Router {
             ),
         };
         let device = open.record.device.clone();
-        self.close(&id, status, None, Some(why.to_string())).await;
+        if self
+            .close(&id, status, None, Some(why.to_string()))
+            .await
+            .is_err()
+        {
+            // Not stored: try again shortly rather than announce it.
+            if let Some(open) = self.open.get_mut(&id) {
+                open.timer = Some(self.timers.insert(id.clone(), STORE_RETRY));
+            }
+        }
         self.dispatch(&device).await;
     }
 
@@ -573,8 +639,17 @@ impl Router {
             if let Some(key) = open.timer.take() {
                 self.timers.remove(&key);
             }
+            if self
+                .set(&mut open.record, CommandStatus::Sent, None, None)
+                .await
+                .is_err()
+            {
+                // Not stored as sent: it stays queued, and goes out at the next
+                // dispatch (a report, a new command, a reconnect) or expires.
+                self.track(open.record, open.issuer, Some(open.order));
+                return;
+            }
             *self.busy.entry(device.to_string()).or_default() += 1;
-            self.set(&mut open.record, CommandStatus::Sent, None, None).await;
             let delivered = sink.deliver(Delivery::Command(Box::new(open.record.clone())));
             Self::notify(&self.fanout, &open);
             self.track(open.record, open.issuer, Some(open.order));

@@ -1,35 +1,67 @@
 //! The hub's bookkeeping, written in the background: the connection log (who
 //! connected, when, from where, how it ended) and devices coming online or going
 //! offline. A connection does not wait for the database to open or close: ids are
-//! handed out here, and one task writes what queued up in one transaction. A burst
-//! of connections (every device reconnecting after a restart) costs one write, not
-//! a query each, nor a queue of pending queries holding memory.
+//! handed out here, and one task writes what gathered in one transaction. A burst
+//! of connections (every device reconnecting after a restart) costs one write.
+//!
+//! What waits is bounded, however slow the store is:
+//! - presence is kept as each device's latest change (one entry per device);
+//! - connections wait in a table of at most [`PENDING`] entries, where a close
+//!   finds its still-unwritten open and completes it (one row, not two writes).
+//!   Past that, records are dropped and counted
+//!   (`gattway_hub_connection_log_dropped_total`), never queued without end.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::mpsc;
+use prometheus_client::metrics::counter::Counter;
+use tokio::sync::Notify;
 
 use crate::store::{now_ms, ConnectionRecord, LogEvent, Store, StoreResult};
-use crate::sync::AbortOnDrop;
+use crate::sync::{lock, AbortOnDrop};
 
-/// Most events in one transaction.
-const BATCH: usize = 1000;
+/// Connection records waiting to be written, at most.
+const PENDING: usize = 10_000;
+
+/// A connection record waiting: a new connection (perhaps closed already), or
+/// the close of one written before.
+enum Waiting {
+    Opened(ConnectionRecord),
+    Closed { at: i64, reason: String },
+}
+
+#[derive(Default)]
+struct Pending {
+    connections: BTreeMap<i64, Waiting>,
+    /// Device → its latest presence change.
+    presence: HashMap<String, (&'static str, bool, i64)>,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    ready: Notify,
+    dropped: Counter,
+}
 
 pub struct ConnectionLog {
     next_id: AtomicI64,
-    tx: mpsc::UnboundedSender<LogEvent>,
+    shared: Arc<Shared>,
     _task: AbortOnDrop,
 }
 
 impl ConnectionLog {
-    pub async fn start(store: Arc<dyn Store>) -> StoreResult<ConnectionLog> {
+    pub async fn start(store: Arc<dyn Store>, dropped: Counter) -> StoreResult<ConnectionLog> {
         let last = store.last_connection_id().await?;
-        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            ready: Notify::new(),
+            dropped,
+        });
         Ok(ConnectionLog {
             next_id: AtomicI64::new(last + 1),
-            tx,
-            _task: AbortOnDrop(tokio::spawn(write(store, rx))),
+            _task: AbortOnDrop(tokio::spawn(write(store, shared.clone()))),
+            shared,
         })
     }
 
@@ -37,42 +69,76 @@ impl ConnectionLog {
     pub fn opened(&self, mut record: ConnectionRecord) -> i64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         record.id = id;
-        let _ = self.tx.send(LogEvent::Opened(record));
+        self.wait(id, Waiting::Opened(record));
         id
+    }
+
+    pub fn closed(&self, id: i64, reason: &str) {
+        let at = now_ms();
+        {
+            let mut p = lock(&self.shared.pending);
+            if let Some(Waiting::Opened(record)) = p.connections.get_mut(&id) {
+                record.disconnected_at = Some(at);
+                record.reason = Some(reason.to_string());
+                return;
+            }
+        }
+        self.wait(
+            id,
+            Waiting::Closed {
+                at,
+                reason: reason.to_string(),
+            },
+        );
     }
 
     /// A device came online or went offline.
     pub fn presence(&self, device: &str, kind: &'static str, online: bool, at: i64) {
-        let _ = self.tx.send(LogEvent::Presence {
-            device: device.to_string(),
-            kind,
-            online,
-            at,
-        });
+        lock(&self.shared.pending)
+            .presence
+            .insert(device.to_string(), (kind, online, at));
+        self.shared.ready.notify_one();
     }
 
-    pub fn closed(&self, id: i64, reason: &str) {
-        let _ = self.tx.send(LogEvent::Closed {
-            id,
-            at: now_ms(),
-            reason: reason.to_string(),
-        });
+    fn wait(&self, id: i64, w: Waiting) {
+        let mut p = lock(&self.shared.pending);
+        if p.connections.len() >= PENDING {
+            drop(p);
+            self.shared.dropped.inc();
+            tracing::debug!(id, "connection log full: record dropped");
+            return;
+        }
+        p.connections.insert(id, w);
+        drop(p);
+        self.shared.ready.notify_one();
     }
 }
 
-async fn write(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<LogEvent>) {
-    let mut batch = Vec::new();
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        while batch.len() < BATCH {
-            match rx.try_recv() {
-                Ok(e) => batch.push(e),
-                Err(_) => break,
-            }
+async fn write(store: Arc<dyn Store>, shared: Arc<Shared>) {
+    loop {
+        shared.ready.notified().await;
+        let taken = std::mem::take(&mut *lock(&shared.pending));
+        let mut events: Vec<LogEvent> = Vec::with_capacity(taken.connections.len() + taken.presence.len());
+        for (id, w) in taken.connections {
+            events.push(match w {
+                Waiting::Opened(record) => LogEvent::Opened(record),
+                Waiting::Closed { at, reason } => LogEvent::Closed { id, at, reason },
+            });
         }
-        if let Err(e) = store.write_log(&batch).await {
-            tracing::warn!(error = %e, events = batch.len(), "connection log and presence not written");
+        for (device, (kind, online, at)) in taken.presence {
+            events.push(LogEvent::Presence {
+                device,
+                kind,
+                online,
+                at,
+            });
         }
-        batch.clear();
+        if events.is_empty() {
+            continue;
+        }
+        if let Err(e) = store.write_log(&events).await {
+            shared.dropped.inc_by(events.len() as u64);
+            tracing::warn!(error = %e, events = events.len(), "connection log and presence not written");
+        }
     }
 }

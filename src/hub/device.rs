@@ -51,7 +51,14 @@ async fn serve(
     replaced: &CancellationToken,
     ends: &Ends,
 ) -> &'static str {
-    let last_seq = match Box::pin(hub.store().device(device)).await {
+    // Whatever an earlier connection of this device left in the writer is stored
+    // or refused first; its batches are taken again from here on.
+    let resumed = Box::pin(hub.writer().resume(device.into())).await;
+    let stored = match resumed {
+        Ok(()) => Box::pin(hub.store().device(device)).await,
+        Err(e) => Err(e),
+    };
+    let last_seq = match stored {
         Ok(d) => d.map_or(0, |d| d.last_seq),
         Err(e) => {
             let _ = link
@@ -105,9 +112,16 @@ async fn serve(
                     Read::Closed => return "closed",
                     Read::Refused => {}
                     Read::Message(m) => {
+                        // Telemetry the writer would not take ends the connection (the
+                        // device resends from last_seq); a command result that was not
+                        // stored is answered, and the device may send it again.
+                        let telemetry = m.kind == "telemetry";
                         if let Err(f) = Box::pin(handle(hub, link, &mut state, *m)).await {
-                            if f.1.code == Code::StoreError { return "store error"; }
                             if link.fail(&f.0, &f.1).await.is_err() { return "closed"; }
+                            if telemetry && f.1.code == Code::StoreError {
+                                link.close(1011, "store error").await;
+                                return "store error";
+                            }
                         }
                     }
                 }

@@ -8,7 +8,7 @@
 //! (its watermark), live delivery brings every point after it, and the replay
 //! reads stored points up to it.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
 
@@ -52,14 +52,15 @@ impl Filter {
 }
 
 struct Subscriber {
-    id: u64,
     devices: Filter,
     keys: Filter,
     out: Outbox<Frame>,
 }
 
 struct Inner {
-    subscribers: Vec<Subscriber>,
+    /// By id: ids grow, so walking the map is subscription order, and removing
+    /// one costs a lookup, not a scan of every subscriber under the write lock.
+    subscribers: BTreeMap<u64, Subscriber>,
     next_id: u64,
 }
 
@@ -82,7 +83,7 @@ impl Fanout {
     pub fn new(last_stored: i64, deliveries: Counter, dropped: Counter) -> Self {
         Fanout {
             inner: RwLock::new(Inner {
-                subscribers: Vec::new(),
+                subscribers: BTreeMap::new(),
                 next_id: 1,
             }),
             last_published: AtomicI64::new(last_stored),
@@ -95,12 +96,7 @@ impl Fanout {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let id = inner.next_id;
         inner.next_id += 1;
-        inner.subscribers.push(Subscriber {
-            id,
-            devices,
-            keys,
-            out,
-        });
+        inner.subscribers.insert(id, Subscriber { devices, keys, out });
         Registration {
             id,
             watermark: self.last_published.load(Ordering::Acquire),
@@ -110,9 +106,9 @@ impl Fanout {
     /// Removes subscriptions; returns how many went.
     pub fn unsubscribe(&self, ids: &[u64]) -> usize {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        let before = inner.subscribers.len();
-        inner.subscribers.retain(|s| !ids.contains(&s.id));
-        before - inner.subscribers.len()
+        ids.iter()
+            .filter(|id| inner.subscribers.remove(id).is_some())
+            .count()
     }
 
     pub fn subscriber_count(&self) -> usize {
@@ -152,7 +148,7 @@ impl Fanout {
             let mut whole: Option<Frame> = None;
             for s in inner
                 .subscribers
-                .iter()
+                .values()
                 .filter(|s| s.devices.admits(&batch.device))
             {
                 let frame = match &s.keys {
@@ -179,7 +175,7 @@ impl Fanout {
     pub fn device_event(&self, device: &str, frame: Frame, except: Option<&Outbox<Frame>>) {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let mut told: Vec<&Outbox<Frame>> = Vec::new();
-        for s in inner.subscribers.iter().filter(|s| s.devices.admits(device)) {
+        for s in inner.subscribers.values().filter(|s| s.devices.admits(device)) {
             if except.is_some_and(|e| e.same(&s.out)) || told.iter().any(|t| t.same(&s.out)) {
                 continue;
             }

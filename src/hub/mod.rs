@@ -37,8 +37,9 @@ use self::commands::Commands;
 use self::connlog::ConnectionLog;
 use self::fanout::Fanout;
 use self::presence::Presence;
+use self::protocol::Failure;
 pub use self::socket::{handle_socket, Hello};
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Principal, Scope};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, TelemetryWriter};
@@ -67,8 +68,20 @@ pub struct HubConfig {
     pub command_ttl_secs: f64,
     /// Commands one device works on at once; more wait `queued` (busy).
     pub commands_in_flight: usize,
+    /// Open (not yet final) commands one device may have; more are refused
+    /// (`COMMAND_QUEUE_FULL`), so a flood cannot pile up in memory for the TTL.
+    pub max_open_commands: usize,
+    /// Subscriptions one client connection may hold.
+    pub max_subscriptions: usize,
+    /// Hub REST requests a second per credential (or per peer without one),
+    /// sustained, and the burst above it; more get 429.
+    pub rest_rate_per_principal: f64,
+    pub rest_burst_per_principal: f64,
     /// Points older than this are deleted (hourly); 0 keeps them forever.
     pub retention_days: f64,
+    /// Ended connections older than this leave the connection log (hourly); 0
+    /// keeps them forever.
+    pub connection_log_days: f64,
     /// Most points in one transaction (group commit).
     pub max_batch_points: usize,
     /// Feed the simulated devices' notifications into the hub (on the simulator,
@@ -93,7 +106,12 @@ impl Default for HubConfig {
             command_timeout_secs: 30.0,
             command_ttl_secs: 24.0 * 3600.0,
             commands_in_flight: 1,
+            max_open_commands: 1000,
+            max_subscriptions: 256,
+            rest_rate_per_principal: 100.0,
+            rest_burst_per_principal: 200.0,
             retention_days: 30.0,
+            connection_log_days: 30.0,
             max_batch_points: 20_000,
             sim_feed: true,
             ble: Vec::new(),
@@ -115,8 +133,13 @@ impl HubConfig {
                 return Err(format!("{name} must be a positive number of seconds, not {v}"));
             }
         }
-        if self.retention_days < 0.0 || !self.retention_days.is_finite() {
-            return Err("hub.retention_days must be 0 (keep) or more".into());
+        for (name, days) in [
+            ("hub.retention_days", self.retention_days),
+            ("hub.connection_log_days", self.connection_log_days),
+        ] {
+            if days < 0.0 || !days.is_finite() {
+                return Err(format!("{name} must be 0 (keep) or more"));
+            }
         }
         for b in &self.ble {
             b.validate()?;
@@ -143,6 +166,9 @@ struct Inner {
     auth: Arc<Authenticator>,
     metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
+    /// Hub ids of BLE devices whose commands become BLE writes: the configured
+    /// ones, and each fed device's resolved id once its feed connects.
+    ble_written: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Retention and the BLE feed; they stop with the hub.
     tasks: std::sync::Mutex<Vec<AbortOnDrop>>,
 }
@@ -183,20 +209,30 @@ impl Hub {
         let commands = Commands::start(
             store.clone(),
             fanout.clone(),
-            config.commands_in_flight,
+            commands::Limits {
+                in_flight: config.commands_in_flight,
+                max_open: config.max_open_commands,
+            },
             metrics.hub_commands.clone(),
         )
         .await?;
-        let connections = Arc::new(ConnectionLog::start(store.clone()).await?);
+        let connections =
+            Arc::new(ConnectionLog::start(store.clone(), metrics.hub_connection_log_dropped.clone()).await?);
         let presence = Presence::new(
             store.clone(),
             connections.clone(),
             fanout.clone(),
             metrics.hub_devices_online.clone(),
         );
+        let feeds = ble::feeds(&config, gateway);
+        let ble_written = feeds.iter().flat_map(ble::Feed::written_ids).collect();
         let mut tasks = Vec::new();
-        if config.retention_days > 0.0 {
-            tasks.push(retention(store.clone(), config.retention_days));
+        if config.retention_days > 0.0 || config.connection_log_days > 0.0 {
+            tasks.push(retention(
+                store.clone(),
+                config.retention_days,
+                config.connection_log_days,
+            ));
         }
         let hub = Hub(Arc::new(Inner {
             slots: Arc::new(Semaphore::new(config.max_connections)),
@@ -209,15 +245,12 @@ impl Hub {
             connections,
             auth,
             metrics,
+            ble_written: std::sync::Mutex::new(ble_written),
             tasks: std::sync::Mutex::new(tasks),
         }));
         // The feeds hold a weak handle: the hub owns their tasks, and a strong one
         // would keep both alive forever.
-        let feeds = ble::spawn(
-            ble::feeds(&config, gateway),
-            gateway.clone(),
-            Arc::downgrade(&hub.0),
-        );
+        let feeds = ble::spawn(feeds, gateway.clone(), Arc::downgrade(&hub.0));
         crate::sync::lock(&hub.0.tasks).extend(feeds);
         Ok(hub)
     }
@@ -263,6 +296,26 @@ impl Hub {
         self.0.slots.clone().try_acquire_owned().ok()
     }
 
+    /// Whether `principal` may command `device`: its device list must admit the
+    /// device, and a command that becomes a BLE write needs `ble:write`, as a write
+    /// on any other front end does.
+    pub(crate) fn may_command(&self, principal: Option<&Principal>, device: &str) -> Result<(), Failure> {
+        crate::auth::check_device(principal, device, None)?;
+        let Some(p) = principal else { return Ok(()) };
+        if !p.has(Scope::BleWrite) && crate::sync::lock(&self.0.ble_written).contains(device) {
+            return Err(Failure::new(
+                protocol::Code::Forbidden,
+                format!("commands to {device} become BLE writes: they need the ble:write scope"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A BLE feed connected under this hub id: its commands are BLE writes.
+    pub(crate) fn ble_written(&self, hub_id: &str) {
+        crate::sync::lock(&self.0.ble_written).insert(hub_id.to_string());
+    }
+
     /// Live subscriptions now (tests and metrics).
     pub fn subscriber_count(&self) -> usize {
         self.0.fanout.subscriber_count()
@@ -274,17 +327,33 @@ impl Hub {
     }
 }
 
-/// Deletes points older than the retention every hour (and once at start).
-fn retention(store: Arc<dyn Store>, days: f64) -> AbortOnDrop {
-    let keep_ms = (days * 86_400_000.0) as i64;
+/// Deletes points, and ended connections, older than their retention every hour
+/// (and once at start); 0 days keeps them.
+fn retention(store: Arc<dyn Store>, days: f64, log_days: f64) -> AbortOnDrop {
+    let age = |days: f64| (days > 0.0).then_some((days * 86_400_000.0) as i64);
+    let (points, log) = (age(days), age(log_days));
     AbortOnDrop(tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(3600));
         loop {
             every.tick().await;
-            match store.delete_points_before(crate::store::now_ms() - keep_ms).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, days, "old telemetry deleted (retention)"),
-                Err(e) => tracing::warn!(error = %e, "retention failed"),
+            if let Some(keep) = points {
+                match store.delete_points_before(crate::store::now_ms() - keep).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, days, "old telemetry deleted (retention)"),
+                    Err(e) => tracing::warn!(error = %e, "retention failed"),
+                }
+            }
+            if let Some(keep) = log {
+                match store
+                    .delete_connections_before(crate::store::now_ms() - keep)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(deleted = n, days = log_days, "old connection-log entries deleted")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "connection-log retention failed"),
+                }
             }
         }
     }))

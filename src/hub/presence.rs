@@ -2,7 +2,7 @@
 //! socket, a BLE device's link held by the feed); one connection per device, the
 //! newest wins. Changes are stored and sent to the device's subscribers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -103,37 +103,44 @@ impl Presence {
     }
 
     /// Presence of the named devices (every known device when `devices` is empty).
+    /// Linear in the devices: the live table is copied out under its lock (no store
+    /// call, no search inside it) and merged with the stored list by name.
     pub async fn snapshot(&self, devices: &[String]) -> Result<Vec<DevicePresence>, StoreError> {
         let stored = self.store.devices().await?;
-        let live = lock(&self.devices);
-        let mut out: Vec<DevicePresence> = stored
-            .into_iter()
-            .filter(|d| devices.is_empty() || devices.contains(&d.id))
-            .map(|d| {
-                let now = live.get(&d.id);
-                DevicePresence {
-                    online: now.is_some(),
-                    last_seen: now.map_or(d.last_seen, |e| e.last_seen.max(d.last_seen)),
-                    device: d.id,
-                }
-            })
+        let wanted: HashSet<&str> = devices.iter().map(String::as_str).collect();
+        let asked = |name: &str| wanted.is_empty() || wanted.contains(name);
+        let mut live: HashMap<String, i64> = lock(&self.devices)
+            .iter()
+            .filter(|(name, _)| asked(name))
+            .map(|(name, e)| (name.clone(), e.last_seen))
             .collect();
-        // Online devices whose first presence is still on its way to the store.
-        for (name, e) in live.iter() {
-            if (devices.is_empty() || devices.contains(name)) && !out.iter().any(|d| &d.device == name) {
-                out.push(DevicePresence {
-                    device: name.clone(),
-                    online: true,
-                    last_seen: e.last_seen,
-                });
-            }
+        let mut out: Vec<DevicePresence> = Vec::with_capacity(stored.len() + live.len());
+        let mut listed: HashSet<String> = HashSet::new();
+        for d in stored.into_iter().filter(|d| asked(&d.id)) {
+            let now = live.remove(&d.id);
+            listed.insert(d.id.clone());
+            out.push(DevicePresence {
+                online: now.is_some(),
+                last_seen: now.map_or(d.last_seen, |seen| seen.max(d.last_seen)),
+                device: d.id,
+            });
         }
+        // Online devices whose first presence is still on its way to the store.
+        for (name, last_seen) in live {
+            listed.insert(name.clone());
+            out.push(DevicePresence {
+                device: name,
+                online: true,
+                last_seen,
+            });
+        }
+        // Named devices never seen at all.
         for name in devices {
-            if !out.iter().any(|d| &d.device == name) {
+            if listed.insert(name.clone()) {
                 out.push(DevicePresence {
                     device: name.clone(),
-                    online: live.contains_key(name),
-                    last_seen: live.get(name).map_or(0, |e| e.last_seen),
+                    online: false,
+                    last_seen: 0,
                 });
             }
         }

@@ -28,6 +28,10 @@ pub enum Code {
     UnknownCommand,
     /// The command is already final.
     CommandClosed,
+    /// The device has as many open commands as it may (`hub.max_open_commands`).
+    CommandQueueFull,
+    /// The connection has as many subscriptions as it may (`hub.max_subscriptions`).
+    TooManySubscriptions,
     /// The store failed; nothing was acknowledged.
     StoreError,
     /// A newer connection for the same device took over.
@@ -49,6 +53,8 @@ impl Code {
             Code::RateLimited => "RATE_LIMITED",
             Code::UnknownCommand => "UNKNOWN_COMMAND",
             Code::CommandClosed => "COMMAND_CLOSED",
+            Code::CommandQueueFull => "COMMAND_QUEUE_FULL",
+            Code::TooManySubscriptions => "TOO_MANY_SUBSCRIPTIONS",
             Code::StoreError => "STORE_ERROR",
             Code::Replaced => "REPLACED",
             Code::HeartbeatTimeout => "HEARTBEAT_TIMEOUT",

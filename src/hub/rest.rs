@@ -53,7 +53,8 @@ impl IntoResponse for HubError {
     fn into_response(self) -> Response {
         let status = match self.0.code {
             Code::Forbidden => StatusCode::FORBIDDEN,
-            Code::NotAuthenticated => StatusCode::UNAUTHORIZED,
+            Code::NotAuthenticated | Code::SessionExpired => StatusCode::UNAUTHORIZED,
+            Code::CommandQueueFull => StatusCode::TOO_MANY_REQUESTS,
             Code::UnknownCommand => StatusCode::NOT_FOUND,
             Code::CommandClosed => StatusCode::CONFLICT,
             Code::StoreError => StatusCode::SERVICE_UNAVAILABLE,
@@ -198,7 +199,7 @@ async fn send_command(
     Path(id): Path<String>,
     Json(body): Json<CommandBody>,
 ) -> HubResult<Response> {
-    admit(&p, &id)?;
+    hub.may_command(p.as_ref().map(|e| &e.0), &id)?;
     let record = CommandRequest {
         device: id,
         name: body.name,

@@ -54,6 +54,15 @@ pub struct DeviceBatch {
     pub points: Vec<Point>,
 }
 
+/// What [`Store::append_telemetry`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Appended {
+    /// The first stored point's id; the rest follow in order.
+    pub first_id: i64,
+    /// For each batch given: stored (true), or skipped as a retry (false).
+    pub stored: Vec<bool>,
+}
+
 /// A stored point; `id` is its place in commit order.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StoredPoint {
@@ -225,10 +234,11 @@ pub enum LogEvent {
 /// batches from [`TelemetryWriter`].
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Stores the batches in one transaction and records each device's seq. Points
-    /// get consecutive ids in the order given; returns the first (nothing stored
-    /// when there are no points).
-    async fn append_telemetry(&self, batches: &[DeviceBatch]) -> StoreResult<i64>;
+    /// Stores the batches in one transaction and records each device's seq. A batch
+    /// whose seq is not above its device's stored `last_seq` (read inside the same
+    /// transaction) is a retry of something stored: it is skipped, not stored
+    /// twice. The stored batches' points get consecutive ids in the order given.
+    async fn append_telemetry(&self, batches: &[DeviceBatch]) -> StoreResult<Appended>;
     /// The highest id stored (0 when empty).
     async fn last_point_id(&self) -> StoreResult<i64>;
     async fn points(&self, query: &PointQuery) -> StoreResult<Vec<StoredPoint>>;
@@ -259,6 +269,8 @@ pub trait Store: Send + Sync + 'static {
     async fn last_connection_id(&self) -> StoreResult<i64>;
     /// The newest connections first.
     async fn connections(&self, limit: u32) -> StoreResult<Vec<ConnectionRecord>>;
+    /// Deletes ended connections that began before `before` (ms); how many.
+    async fn delete_connections_before(&self, before: i64) -> StoreResult<u64>;
 
     /// Answers when the database does (readiness).
     async fn ping(&self) -> StoreResult<()>;

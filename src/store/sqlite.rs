@@ -21,12 +21,19 @@ use tokio::sync::Mutex;
 use crate::sync::AbortOnDrop;
 
 use super::{
-    Bucket, CommandRecord, CommandStatus, CommandUpdate, ConnectionRecord, DeviceBatch, DeviceRecord,
-    LogEvent, PointQuery, Store, StoreError, StoreResult, StoredPoint,
+    Appended, Bucket, CommandRecord, CommandStatus, CommandUpdate, ConnectionRecord, DeviceBatch,
+    DeviceRecord, LogEvent, PointQuery, Store, StoreError, StoreResult, StoredPoint,
 };
 
 /// The migrations, compiled in so the binary needs no files beside it.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "hub", include_str!("../../migrations/sqlite/0001_hub.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "hub", include_str!("../../migrations/sqlite/0001_hub.sql")),
+    (
+        2,
+        "connection log retention",
+        include_str!("../../migrations/sqlite/0002_connection_log_retention.sql"),
+    ),
+];
 
 /// How often the WAL is copied into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -261,17 +268,47 @@ fn push_filters<'a>(qb: &mut QueryBuilder<'a, Sqlite>, q: &'a PointQuery) {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn append_telemetry(&self, batches: &[DeviceBatch]) -> StoreResult<i64> {
+    async fn append_telemetry(&self, batches: &[DeviceBatch]) -> StoreResult<Appended> {
         static FULL: OnceLock<String> = OnceLock::new();
         let full = FULL.get_or_init(|| insert_sql(ROWS_PER_INSERT));
-        let rows: Vec<(&str, &super::Point)> = batches
-            .iter()
-            .flat_map(|b| b.points.iter().map(|p| (b.device.as_ref(), p)))
-            .collect();
         let mut next_id = self.next_id.lock().await;
         let first = *next_id;
         let mut id = first;
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: the write lock is taken before the read below. A deferred
+        // transaction that reads first and writes second fails (SQLITE_BUSY_SNAPSHOT)
+        // when another connection (the connection log, a command) wrote in between.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        // The de-duplication by seq happens here, inside the transaction that
+        // stores: what a device last stored is read where nothing can slip between.
+        let mut last: HashMap<&str, i64> = HashMap::new();
+        for b in batches.iter().filter(|b| b.seq.is_some()) {
+            let device = b.device.as_ref();
+            if !last.contains_key(device) {
+                let stored: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM devices WHERE id = ?")
+                    .bind(device)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                last.insert(device, stored.unwrap_or(0));
+            }
+        }
+        let stored: Vec<bool> = batches
+            .iter()
+            .map(|b| match b.seq {
+                None => true,
+                Some(seq) => {
+                    let high = last.entry(b.device.as_ref()).or_insert(0);
+                    let fresh = seq as i64 > *high;
+                    *high = (*high).max(seq as i64);
+                    fresh
+                }
+            })
+            .collect();
+        let rows: Vec<(&str, &super::Point)> = batches
+            .iter()
+            .zip(&stored)
+            .filter(|(_, kept)| **kept)
+            .flat_map(|(b, _)| b.points.iter().map(|p| (b.device.as_ref(), p)))
+            .collect();
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let partial;
             let sql = if chunk.len() == ROWS_PER_INSERT {
@@ -296,7 +333,7 @@ impl Store for SqliteStore {
         }
         // One row per device: its highest seq in this batch and when it was seen.
         let mut seen: HashMap<&str, (i64, i64)> = HashMap::new();
-        for b in batches {
+        for (b, _) in batches.iter().zip(&stored).filter(|(_, kept)| **kept) {
             let last_ts = b.points.iter().map(|p| p.ts).max().unwrap_or(0);
             let entry = seen.entry(b.device.as_ref()).or_insert((0, 0));
             entry.0 = entry.0.max(b.seq.unwrap_or(0) as i64);
@@ -319,7 +356,10 @@ impl Store for SqliteStore {
         }
         tx.commit().await?;
         *next_id = id;
-        Ok(first)
+        Ok(Appended {
+            first_id: first,
+            stored,
+        })
     }
 
     async fn last_point_id(&self) -> StoreResult<i64> {
@@ -500,9 +540,11 @@ impl Store for SqliteStore {
         for e in events {
             match e {
                 LogEvent::Opened(c) => {
+                    // A connection that ended before it was written arrives whole.
                     sqlx::query(
-                        "INSERT INTO connections (id, role, subject, device_id, remote, connected_at) \
-                         VALUES (?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO connections \
+                         (id, role, subject, device_id, remote, connected_at, disconnected_at, reason) \
+                         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     )
                     .bind(c.id)
                     .bind(&c.role)
@@ -510,6 +552,8 @@ impl Store for SqliteStore {
                     .bind(&c.device)
                     .bind(&c.remote)
                     .bind(c.connected_at)
+                    .bind(c.disconnected_at)
+                    .bind(&c.reason)
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -551,6 +595,15 @@ impl Store for SqliteStore {
         Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM connections")
             .fetch_one(&self.pool)
             .await?)
+    }
+
+    async fn delete_connections_before(&self, before: i64) -> StoreResult<u64> {
+        let done =
+            sqlx::query("DELETE FROM connections WHERE connected_at < ? AND disconnected_at IS NOT NULL")
+                .bind(before)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected())
     }
 
     async fn connections(&self, limit: u32) -> StoreResult<Vec<ConnectionRecord>> {
@@ -609,7 +662,8 @@ mod tests {
                 ),
             ])
             .await
-            .unwrap();
+            .unwrap()
+            .first_id;
         assert_eq!(first, 1);
         assert_eq!(s.last_point_id().await.unwrap(), 5);
         let all = s
@@ -631,19 +685,37 @@ mod tests {
             ]
         );
         assert_eq!(s.device("d1").await.unwrap().unwrap().last_seq, 7);
-        // A lower seq never moves it back.
-        s.append_telemetry(&[batch("d1", 3, &[("temp", json!(1), 2000)])])
+        // A seq at or below the stored one is a retry: skipped, not stored twice,
+        // and it never moves the seq back. In one commit, the second of two
+        // batches with the same seq is the retry.
+        let again = s
+            .append_telemetry(&[
+                batch("d1", 3, &[("temp", json!(1), 2000)]),
+                batch("d1", 8, &[("temp", json!(2), 2001)]),
+                batch("d1", 8, &[("temp", json!(2), 2001)]),
+            ])
             .await
             .unwrap();
-        assert_eq!(s.device("d1").await.unwrap().unwrap().last_seq, 7);
+        assert_eq!(again.stored, vec![false, true, false]);
+        assert_eq!(again.first_id, 6);
+        assert_eq!(s.last_point_id().await.unwrap(), 6, "one point stored");
+        assert_eq!(s.device("d1").await.unwrap().unwrap().last_seq, 8);
     }
 
     #[tokio::test]
     async fn many_points_span_several_statements_with_consecutive_ids() {
         let s = SqliteStore::open("sqlite::memory:").await.unwrap();
         let points: Vec<_> = (0..300).map(|i| ("k", json!(i), i as i64)).collect();
-        let first = s.append_telemetry(&[batch("d", 1, &points)]).await.unwrap();
-        let second = s.append_telemetry(&[batch("d", 2, &points[..5])]).await.unwrap();
+        let first = s
+            .append_telemetry(&[batch("d", 1, &points)])
+            .await
+            .unwrap()
+            .first_id;
+        let second = s
+            .append_telemetry(&[batch("d", 2, &points[..5])])
+            .await
+            .unwrap()
+            .first_id;
         assert_eq!((first, second), (1, 301));
         let q = PointQuery {
             after_id: Some(100),
@@ -723,5 +795,40 @@ mod tests {
                 (CommandStatus::Succeeded, 12)
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn the_connection_log_keeps_open_connections_and_forgets_old_ended_ones() {
+        let s = SqliteStore::open("sqlite::memory:").await.unwrap();
+        let record = |id: i64, at: i64, ended: Option<i64>| ConnectionRecord {
+            id,
+            role: "device".into(),
+            subject: None,
+            device: Some(format!("d{id}")),
+            remote: None,
+            connected_at: at,
+            disconnected_at: ended,
+            reason: ended.map(|_| "closed".into()),
+        };
+        s.write_log(&[
+            // Ended before it was written: one row, whole.
+            LogEvent::Opened(record(1, 1_000, Some(1_500))),
+            LogEvent::Opened(record(2, 2_000, None)),
+            LogEvent::Opened(record(3, 9_000, Some(9_100))),
+        ])
+        .await
+        .unwrap();
+        let all = s.connections(10).await.unwrap();
+        assert_eq!(
+            all.iter().find(|c| c.id == 1).unwrap().reason.as_deref(),
+            Some("closed")
+        );
+        assert_eq!(
+            s.delete_connections_before(5_000).await.unwrap(),
+            1,
+            "only the ended old one"
+        );
+        let left: Vec<i64> = s.connections(10).await.unwrap().iter().map(|c| c.id).collect();
+        assert_eq!(left, vec![3, 2], "the open one stays however old");
     }
 }

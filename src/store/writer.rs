@@ -4,7 +4,14 @@
 //! Each sender learns when its points are durable (that is when a device gets its
 //! ack), and the committed points, with their ids, go to a callback in commit
 //! order (the hub's live fan-out).
+//!
+//! A failed commit fails every batch in it, and then every later batch of the
+//! devices in it, until each device [`TelemetryWriter::resume`]s (reconnects).
+//! Without that, a later batch stored behind a failed one would raise the
+//! device's `last_seq` past the failed one, and its retry would be taken for a
+//! duplicate: acknowledged, never stored.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -18,18 +25,24 @@ pub struct Committed {
     pub batches: Vec<DeviceBatch>,
 }
 
-/// Told when a submission is stored, or why it is not.
+/// Told when a submission is stored (or recognised as a retry of one stored), or
+/// why it is not.
 pub type Ack = oneshot::Receiver<Result<(), String>>;
 
-struct Submission {
-    batch: DeviceBatch,
-    done: oneshot::Sender<Result<(), String>>,
+enum Msg {
+    Submit {
+        batch: DeviceBatch,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    /// The device reconnected: its batches are taken again. Answered once
+    /// everything queued before it is done.
+    Resume(Arc<str>, oneshot::Sender<()>),
 }
 
 /// The sending side of the writer task; the task ends when the last clone drops.
 #[derive(Clone)]
 pub struct TelemetryWriter {
-    tx: mpsc::Sender<Submission>,
+    tx: mpsc::Sender<Msg>,
     _task: Arc<AbortOnDrop>,
 }
 
@@ -55,46 +68,100 @@ impl TelemetryWriter {
     pub async fn submit(&self, batch: DeviceBatch) -> Result<Ack, StoreError> {
         let (done, ack) = oneshot::channel();
         self.tx
-            .send(Submission { batch, done })
+            .send(Msg::Submit { batch, done })
             .await
             .map_err(|_| StoreError::WriterStopped)?;
         Ok(ack)
+    }
+
+    /// A device's new connection: batches it sends from now on are taken again,
+    /// even if an earlier one failed. Returns once everything its old connection
+    /// queued has been stored or refused, so the `last_seq` read next is final.
+    pub async fn resume(&self, device: Arc<str>) -> Result<(), StoreError> {
+        let (done, resumed) = oneshot::channel();
+        self.tx
+            .send(Msg::Resume(device, done))
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        resumed.await.map_err(|_| StoreError::WriterStopped)
     }
 }
 
 async fn run(
     store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<Submission>,
+    mut rx: mpsc::Receiver<Msg>,
     max_points: usize,
     on_commit: impl Fn(Committed),
 ) {
-    let mut waiting = Vec::new();
+    // Devices with a failed batch, refused until they resume.
+    let mut failed: HashSet<Arc<str>> = HashSet::new();
+    let mut batches = Vec::new();
+    let mut acks = Vec::new();
     while let Some(first) = rx.recv().await {
-        let mut points = first.batch.points.len();
-        waiting.push(first);
-        while points < max_points {
-            match rx.try_recv() {
-                Ok(s) => {
-                    points += s.batch.points.len();
-                    waiting.push(s);
+        let mut next = Some(first);
+        let mut points = 0;
+        let mut resume = None;
+        while let Some(msg) = next.take() {
+            match msg {
+                // A resume ends the gathering: what came before it is committed (or
+                // failed) first, so a failure there cannot outlive the resume.
+                Msg::Resume(device, done) => resume = Some((device, done)),
+                Msg::Submit { batch, done } if failed.contains(&batch.device) => {
+                    let _ = done.send(Err(
+                        "an earlier batch of this device was not stored: reconnect and send again after last_seq"
+                            .into(),
+                    ));
                 }
-                Err(_) => break,
+                Msg::Submit { batch, done } => {
+                    points += batch.points.len();
+                    batches.push(batch);
+                    acks.push(done);
+                }
+            }
+            if points < max_points && resume.is_none() {
+                next = rx.try_recv().ok();
             }
         }
-        let (batches, acks): (Vec<_>, Vec<_>) = waiting.drain(..).map(|s| (s.batch, s.done)).unzip();
-        match store.append_telemetry(&batches).await {
-            Ok(first_id) => {
-                on_commit(Committed { first_id, batches });
-                for ack in acks {
-                    let _ = ack.send(Ok(()));
-                }
+        if !batches.is_empty() {
+            commit(&*store, &mut batches, &mut acks, &mut failed, &on_commit, points).await;
+        }
+        if let Some((device, done)) = resume {
+            failed.remove(&device);
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Stores what gathered; acks it, or fails it and marks its devices failed.
+async fn commit(
+    store: &dyn Store,
+    batches: &mut Vec<DeviceBatch>,
+    acks: &mut Vec<oneshot::Sender<Result<(), String>>>,
+    failed: &mut HashSet<Arc<str>>,
+    on_commit: &impl Fn(Committed),
+    points: usize,
+) {
+    match store.append_telemetry(batches).await {
+        Ok(appended) => {
+            let stored = batches
+                .drain(..)
+                .zip(appended.stored)
+                .filter_map(|(b, kept)| kept.then_some(b))
+                .collect();
+            on_commit(Committed {
+                first_id: appended.first_id,
+                batches: stored,
+            });
+            for ack in acks.drain(..) {
+                let _ = ack.send(Ok(()));
             }
-            Err(e) => {
-                tracing::error!(error = %e, points, "telemetry not stored");
-                let message = e.to_string();
-                for ack in acks {
-                    let _ = ack.send(Err(message.clone()));
-                }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, points, "telemetry not stored");
+            let message = e.to_string();
+            failed.extend(batches.drain(..).map(|b| b.device));
+            for ack in acks.drain(..) {
+                let _ = ack.send(Err(message.clone()));
             }
         }
     }
