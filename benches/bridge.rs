@@ -9,9 +9,9 @@
 use std::time::Instant;
 
 use futures::{SinkExt, StreamExt};
+use gattway::app::{serve, AppState};
 use gattway::ble::sim::{SimBackend, SimConfig};
 use gattway::gateway::{Gateway, GatewayConfig};
-use gattway::http::{serve, AppState};
 use tokio_tungstenite::tungstenite::Message;
 
 const QUERY: &str = "service=6e400001-b5a3-f393-e0a9-e50e24dcca9e&write=6e400002-b5a3-f393-e0a9-e50e24dcca9e\

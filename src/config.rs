@@ -12,24 +12,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
 use crate::ble::sim::SimConfig;
+pub use crate::ble::BackendKind;
 use crate::bridge::BridgeConfig;
 use crate::control::ControlConfig;
 use crate::gateway::GatewayConfig;
 use crate::http::HttpConfig;
 use crate::hub::HubConfig;
 use crate::mcp::McpConfig;
-
-/// Which radio to use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    /// Built-in simulated devices.
-    Sim,
-    /// The machine's Bluetooth adapter.
-    Native,
-    /// The adapter when there is one, else the simulator (with a warning).
-    Auto,
-}
 
 /// How logs are written (to stderr).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]

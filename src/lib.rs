@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! - [`auth`]: the security layer: API keys, JWTs, scopes, device allow-lists.
+//! - [`auth`]: the security layer: API keys, JWTs, scopes, and the one
+//!   [`auth::DeviceAllowList`].
 //! - [`ble`]: the radio. The [`ble::Backend`] trait, the plain data types every layer
 //!   reuses, and the backends (`ble::sim`: simulated devices; `ble::native`: the
 //!   machine's adapter through btleplug).
@@ -17,7 +18,11 @@
 //!   subscriptions, presence, history; BLE notifications as telemetry.
 //! - [`store`]: where the hub keeps telemetry, commands, devices and the connection
 //!   log (SQLite, embedded), with batched writes (group commit).
-//! - [`http`]: the HTTP server every network front end is mounted on.
+//! - [`http`]: the one door every network front end stands on: `Host` and `Origin`
+//!   checks, credentials, rate limits, the WebSocket connection layer, the accept
+//!   loop with its limits.
+//! - [`app`]: every front end mounted behind the door: the router, the WebSocket
+//!   upgrades, the index page and the operators' endpoints.
 //! - [`config`]: the one `Config`, from a TOML file, `GATTWAY_*` variables and flags.
 //! - [`cli`]: the command line (`gattway scan`, `gattway serve`).
 //! - [`metrics`]: the Prometheus registry every layer records into.
@@ -25,6 +30,7 @@
 //! - [`outbox`], [`limits`]: a WebSocket's bounded send queue and token-bucket rate
 //!   limits, shared by the WebSocket front ends.
 
+pub mod app;
 pub mod auth;
 pub mod ble;
 pub mod bridge;

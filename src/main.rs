@@ -10,11 +10,11 @@ use tracing_subscriber::EnvFilter;
 use gattway::ble::{open_backend, ScanFilter};
 use std::sync::Arc;
 
+use gattway::app::{self, AppState};
 use gattway::auth::{Authenticator, Scope};
 use gattway::cli::{Cli, Command, ScanArgs, TokenArgs};
 use gattway::config::{Config, LogFormat};
 use gattway::gateway::{DeviceInfo, Gateway};
-use gattway::http::{self, AppState};
 use gattway::mcp::McpSettings;
 
 fn main() -> anyhow::Result<()> {
@@ -192,7 +192,7 @@ async fn serve(gateway: &Gateway, config: &Config) -> anyhow::Result<()> {
     )
     .with_http(config.http.clone())
     .with_hub(hub);
-    http::serve(listener, state, shutdown_signal()).await?;
+    app::serve(listener, state, shutdown_signal()).await?;
     Ok(())
 }
 

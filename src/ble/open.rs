@@ -5,7 +5,19 @@ use std::sync::Arc;
 use super::native::NativeBackend;
 use super::sim::{SimBackend, SimConfig};
 use super::{Backend, BleError};
-use crate::config::BackendKind;
+use serde::{Deserialize, Serialize};
+
+/// Which radio to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Built-in simulated devices.
+    Sim,
+    /// The machine's Bluetooth adapter.
+    Native,
+    /// The adapter when there is one, else the simulator (with a warning).
+    Auto,
+}
 
 /// Opens the configured backend on `adapter` ("hci0"; empty: the first). `native`
 /// fails fast, saying what to do, when there is no usable adapter; `auto` falls back

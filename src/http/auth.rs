@@ -72,3 +72,25 @@ pub fn problem(e: &AuthError) -> Response {
     );
     resp
 }
+
+/// The credential check of a WebSocket upgrade (the guard checked `Host` and
+/// `Origin` already). With `required`, a credential with that scope must be
+/// present; without, a credential is optional but must be valid when given (a
+/// protocol that authenticates in-band takes it later). The refusal is the HTTP
+/// answer to send instead of upgrading.
+pub fn upgrade_credential(
+    auth: &Authenticator,
+    headers: &HeaderMap,
+    raw_query: Option<&str>,
+    required: Option<Scope>,
+) -> Result<Option<Principal>, Box<Response>> {
+    if !auth.enabled() {
+        return Ok(None);
+    }
+    let result = match (required, credential(headers, raw_query)) {
+        (Some(scope), credential) => authorize(auth, credential, scope).map(Some),
+        (None, Some(c)) => auth.verify(&c).map(Some),
+        (None, None) => Ok(None),
+    };
+    result.map_err(|e| Box::new(problem(&e)))
+}

@@ -5,11 +5,11 @@
 
 use serde_json::json;
 
-use super::commands::CommandRequest;
+use super::command_request::CommandRequest;
 use super::fanout::{Filter, Registration};
 use super::history::{self, HistoryRequest};
+use super::link::{Ends, Link, Read};
 use super::protocol::{self, Code, Failure, Frame, Incoming};
-use super::socket::{Ends, Link, Read};
 use super::Hub;
 use crate::auth::Principal;
 use crate::outbox::Outbox;

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::link::{Ends, Link, Read};
 use super::protocol::{self, Code, Failure, Frame, Incoming};
-use super::socket::{Ends, Link, Read};
 use super::Hub;
 use crate::outbox::Outbox;
 use crate::store::{now_ms, DeviceBatch, Point};

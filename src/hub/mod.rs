@@ -5,22 +5,26 @@
 //!
 //! - `protocol.rs`: wire shapes, error codes, frame builders.
 //! - `fanout.rs`: live delivery to subscribers, with the replay watermark.
-//! - `commands.rs`: the command router (status, priority, timeouts, restarts).
+//! - `commands.rs`: the command router (status, priority, timeouts, restarts);
+//!   `command_request.rs`: a client's command, checked, as the record stored first.
 //! - `presence.rs`: who is online, and telling subscribers.
 //! - `connlog.rs`: the connection log, written in the background.
 //! - `socket.rs`: one connection's task: authentication, role, limits.
+//! - `link.rs`: the socket as the role loops use it, and what ends it.
 //! - `device.rs`, `client.rs`: the device and client message families.
 //! - `history.rs`: stored telemetry as `history` and REST both answer it.
-//! - `ble.rs`: the BLE feed (notifications → telemetry, commands → writes).
+//! - `ble_feed.rs`: the BLE feed (notifications → telemetry, commands → writes).
 //! - `rest.rs`: history, devices and commands over REST.
 
-mod ble;
+mod ble_feed;
 mod client;
+mod command_request;
 pub mod commands;
 mod connlog;
 mod device;
 pub mod fanout;
 mod history;
+mod link;
 mod presence;
 pub mod protocol;
 pub mod rest;
@@ -32,7 +36,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-pub use self::ble::{BleCommand, BleTelemetry};
+pub use self::ble_feed::{BleCommand, BleTelemetry};
 use self::commands::Commands;
 use self::connlog::ConnectionLog;
 use self::fanout::Fanout;
@@ -224,8 +228,8 @@ impl Hub {
             fanout.clone(),
             metrics.hub_devices_online.clone(),
         );
-        let feeds = ble::feeds(&config, gateway);
-        let ble_written = feeds.iter().flat_map(ble::Feed::written_ids).collect();
+        let feeds = ble_feed::feeds(&config, gateway);
+        let ble_written = feeds.iter().flat_map(ble_feed::Feed::written_ids).collect();
         let mut tasks = Vec::new();
         if config.retention_days > 0.0 || config.connection_log_days > 0.0 {
             tasks.push(retention(
@@ -250,7 +254,7 @@ impl Hub {
         }));
         // The feeds hold a weak handle: the hub owns their tasks, and a strong one
         // would keep both alive forever.
-        let feeds = ble::spawn(feeds, gateway.clone(), Arc::downgrade(&hub.0));
+        let feeds = ble_feed::spawn(feeds, gateway.clone(), Arc::downgrade(&hub.0));
         crate::sync::lock(&hub.0.tasks).extend(feeds);
         Ok(hub)
     }

@@ -13,7 +13,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::commands::CommandRequest;
+use super::command_request::CommandRequest;
 use super::history::{self, HistoryRequest};
 use super::protocol::{Code, Failure};
 use super::Hub;

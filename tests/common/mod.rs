@@ -206,12 +206,12 @@ pub async fn start(gateway: &Gateway, setup: Setup) -> (Server, Option<gattway::
         None => None,
     };
     let mut state =
-        gattway::http::AppState::with_control(gateway.clone(), setup.mcp, setup.bridge, setup.control, auth)
+        gattway::app::AppState::with_control(gateway.clone(), setup.mcp, setup.bridge, setup.control, auth)
             .with_http(setup.http);
     if let Some(hub) = &hub {
         state = state.with_hub(hub.clone());
     }
-    let task = tokio::spawn(gattway::http::serve(listener, state, async move {
+    let task = tokio::spawn(gattway::app::serve(listener, state, async move {
         let _ = stopped.await;
     }));
     let server = Server {

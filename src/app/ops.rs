@@ -80,7 +80,7 @@ pub async fn packets(
     principal: Option<Extension<Principal>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let problem = |detail: String| super::problem(StatusCode::BAD_REQUEST, "INVALID_PARAMS", &detail);
+    let problem = |detail: String| crate::http::problem(StatusCode::BAD_REQUEST, "INVALID_PARAMS", &detail);
     let since = match Since::parse(q.get("since").map(String::as_str).unwrap_or("5m")) {
         Ok(s) => s,
         Err(e) => return problem(e),

@@ -1,0 +1,198 @@
+//! The application: every network front end mounted behind the one door
+//! (`http`), on one router and one listener, with graceful shutdown. Mounted:
+//! `/healthz`, `/readyz`, `/health`, `/metrics`, `/api/v1/packets`, REST under
+//! `/api/v1` (with the hub's), MCP over Streamable HTTP at `/mcp`, the control
+//! WebSocket `/ws`, the hub `/hub`, and the WebSocket bridge (an upgrade on `/` or
+//! `/ws/bridge`; a plain GET of `/` is the index page).
+//!
+//! - `upgrades.rs`: the WebSocket upgrades of the bridge, `/ws` and `/hub`.
+//! - `index.rs`: the index page and `/healthz`.
+//! - `ops.rs`: the operators' endpoints.
+
+mod index;
+mod ops;
+mod upgrades;
+
+use std::future::Future;
+
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use std::sync::Arc;
+
+use crate::auth::{Authenticator, Scope};
+use crate::bridge::{Bridge, BridgeConfig};
+use crate::control::{self, Control, ControlConfig};
+use crate::gateway::Gateway;
+use crate::http::{auth, guard, limit, server, Guard, HttpConfig};
+use crate::hub::{self as device_hub, Hub};
+use crate::mcp::{self, McpConfig, McpSettings};
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub gateway: Gateway,
+    pub mcp: McpConfig,
+    pub bridge: Bridge,
+    pub control: Control,
+    pub auth: Arc<Authenticator>,
+    /// The device hub at `/hub` (with its REST routes), when a store is configured.
+    pub hub: Option<Hub>,
+    /// `Host` and `Origin` allow-lists and connection limits (`[http]`).
+    pub guard: Guard,
+    /// Cancelled at shutdown: ends long-lived streams (MCP SSE, WebSockets) so the
+    /// server can stop.
+    pub shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub fn new(gateway: Gateway, mcp: McpConfig, bridge: BridgeConfig, auth: Arc<Authenticator>) -> Self {
+        Self::with_control(gateway, mcp, bridge, ControlConfig::default(), auth)
+    }
+
+    pub fn with_control(
+        gateway: Gateway,
+        mcp: McpConfig,
+        bridge: BridgeConfig,
+        control: ControlConfig,
+        auth: Arc<Authenticator>,
+    ) -> Self {
+        AppState {
+            bridge: Bridge::new(gateway.clone(), bridge),
+            control: Control::new(gateway.clone(), auth.clone(), control),
+            gateway,
+            mcp,
+            auth,
+            hub: None,
+            guard: Guard::default(),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    /// Sets the `[http]` table (allowed hosts and origins, connection limits).
+    pub fn with_http(mut self, http: HttpConfig) -> Self {
+        self.guard = Guard::new(http);
+        self
+    }
+
+    /// Mounts the device hub.
+    pub fn with_hub(mut self, hub: Hub) -> Self {
+        self.hub = Some(hub);
+        self
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let settings = McpSettings::new(&state.mcp, state.gateway.is_simulated(), "http");
+    let mcp_service = mcp::http_service(state.gateway.clone(), settings, state.shutdown.clone());
+    let mcp_routes =
+        Router::new()
+            .nest_service("/mcp", mcp_service)
+            .layer(axum::middleware::from_fn_with_state(
+                auth::Requirement {
+                    auth: state.auth.clone(),
+                    scope: Scope::BleRead,
+                },
+                auth::require,
+            ));
+    let (rest, mut openapi) = control::rest::router(control::rest::RestState {
+        gateway: state.gateway.clone(),
+        control: state.control.clone(),
+    });
+    let hub_routes = state.hub.clone().map(|hub| {
+        let (routes, api) = device_hub::rest::router(hub.clone());
+        openapi.merge(api);
+        let c = hub.config();
+        let rate = limit::RateLimit::new(c.rest_rate_per_principal, c.rest_burst_per_principal);
+        Router::new()
+            .nest("/api/v1", routes)
+            // Inside authentication (layers run outermost last-added first), so the
+            // credential's subject is the caller.
+            .layer(axum::middleware::from_fn_with_state(rate, limit::limit))
+            .layer(axum::middleware::from_fn_with_state(
+                auth::Requirement {
+                    auth: state.auth.clone(),
+                    scope: Scope::HubClient,
+                },
+                auth::require,
+            ))
+    });
+    let openapi = Arc::new(openapi);
+    let rest_routes = Router::new()
+        .nest("/api/v1", rest)
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let api = openapi.clone();
+                async move { Json(api.as_ref().clone()) }
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            auth::Requirement {
+                auth: state.auth.clone(),
+                scope: Scope::BleRead,
+            },
+            auth::require,
+        ));
+    Router::new()
+        .route("/", get(upgrades::index_or_bridge))
+        .route("/ws/bridge", get(upgrades::index_or_bridge))
+        .route("/ws", get(upgrades::control_socket))
+        .route("/hub", get(upgrades::hub_socket))
+        .route("/healthz", get(index::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics))
+        .route(
+            "/api/v1/packets",
+            get(ops::packets).route_layer(axum::middleware::from_fn_with_state(
+                auth::Requirement {
+                    auth: state.auth.clone(),
+                    scope: Scope::BleRead,
+                },
+                auth::require,
+            )),
+        )
+        .with_state(state.clone())
+        .merge(mcp_routes)
+        .merge(rest_routes)
+        .merge(hub_routes.unwrap_or_default())
+        // Outermost: no route sees a request for a foreign Host or Origin.
+        .layer(axum::middleware::from_fn_with_state(
+            state.guard.clone(),
+            guard::check,
+        ))
+        .layer(axum::middleware::from_fn(request_span))
+}
+
+/// Every request runs in a span with an id, so its log lines can be told apart.
+async fn request_span(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tracing::Instrument;
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let span = tracing::info_span!(
+        "request",
+        id = NEXT.fetch_add(1, Ordering::Relaxed),
+        method = %req.method(),
+        path = %req.uri().path()
+    );
+    next.run(req).instrument(span).await
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let token = state.shutdown.clone();
+    let shutdown = async move {
+        shutdown.await;
+        token.cancel();
+    };
+    let http = state.guard.config().clone();
+    server::run(listener, router(state), &http, shutdown).await
+}

@@ -1,0 +1,115 @@
+//! The WebSocket upgrades: each front end's socket behind the door's checks (the
+//! guard ran before; the credential at the upgrade is checked here) and the
+//! connection layer's limits.
+
+use std::collections::HashMap;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::auth::Scope;
+use crate::http::auth::upgrade_credential;
+use crate::http::{problem, ws};
+use crate::{bridge, control, hub as device_hub};
+
+/// Bytes of hub frames gathered before a write (a flush writes what is there).
+const HUB_WRITE_BUFFER: usize = 32 * 1024;
+
+/// A WebSocket upgrade is a bridge client; a plain GET is a person.
+pub(super) async fn index_or_bridge(
+    State(state): State<AppState>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    Query(query): Query<HashMap<String, String>>,
+    axum::extract::RawQuery(raw_query): axum::extract::RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(ws) = ws else {
+        return super::index::page(&state, &headers, raw_query.as_deref()).into_response();
+    };
+    // The bridge writes to the device, so a credential (when configured) must allow it.
+    let principal =
+        match upgrade_credential(&state.auth, &headers, raw_query.as_deref(), Some(Scope::BleWrite)) {
+            Ok(p) => p,
+            Err(refusal) => return *refusal,
+        };
+    // Up to `bridge.max_frame_bytes` frames are handled; a client that overshoots
+    // gets an `error` and carries on (as ble-mcp-test answers); a frame past 8×
+    // that (at least 64 KiB) closes the socket (1009) before it is buffered whole.
+    let limit = (state.bridge.config().max_frame_bytes * 8).max(64 * 1024);
+    ws::upgrade(ws, limit, 0).on_upgrade(move |socket| {
+        bridge::handle_socket(
+            state.bridge.clone(),
+            socket,
+            query,
+            principal,
+            state.shutdown.clone(),
+        )
+    })
+}
+
+/// The control WebSocket. A credential at the upgrade (header or `access_token=`)
+/// authenticates the connection; without one, AUTHENTICATE must come first.
+pub(super) async fn control_socket(
+    State(state): State<AppState>,
+    ws: WebSocketUpgrade,
+    axum::extract::RawQuery(raw_query): axum::extract::RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    // Without a credential here, AUTHENTICATE must be the first request.
+    let principal = match upgrade_credential(&state.auth, &headers, raw_query.as_deref(), None) {
+        Ok(p) => p,
+        Err(refusal) => return *refusal,
+    };
+    let slot = state.control.slot();
+    let max = state.control.config().max_message_bytes.max(1024) * 4;
+    ws::upgrade(ws, max, 0).on_upgrade(move |socket| {
+        control::handle_socket(
+            state.control.clone(),
+            socket,
+            principal,
+            slot,
+            state.guard.auth_deadline(),
+            state.shutdown.clone(),
+        )
+    })
+}
+
+/// The device hub. Devices and clients authenticate at the upgrade (header,
+/// `token=` or `access_token=`) or with an `auth` message first.
+pub(super) async fn hub_socket(
+    State(state): State<AppState>,
+    ws: WebSocketUpgrade,
+    Query(query): Query<HashMap<String, String>>,
+    axum::extract::RawQuery(raw_query): axum::extract::RawQuery,
+    remote: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(hub) = state.hub.clone() else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            "HUB_DISABLED",
+            "this server runs without the device hub",
+        );
+    };
+    let principal = match upgrade_credential(&state.auth, &headers, raw_query.as_deref(), None) {
+        Ok(p) => p,
+        Err(refusal) => return *refusal,
+    };
+    let hello = device_hub::Hello {
+        principal,
+        role: query.get("role").cloned(),
+        device: query.get("device").cloned(),
+        remote: remote.map(|r| r.0 .0.to_string()),
+        batch: query.get("batch").is_some_and(|v| v == "1" || v == "true"),
+        auth_deadline: state.guard.auth_deadline(),
+    };
+    let slot = hub.slot();
+    let max = hub.config().max_message_bytes.max(1024) * 2;
+    // Frames a client is sent back to back are written together; the buffer
+    // exists only once something was sent.
+    ws::upgrade(ws, max, HUB_WRITE_BUFFER)
+        .on_upgrade(move |socket| device_hub::handle_socket(hub, socket, hello, slot, state.shutdown.clone()))
+}
