@@ -8,8 +8,10 @@
 //! - `upgrades.rs`: the WebSocket upgrades of the bridge, `/ws` and `/hub`.
 //! - `index.rs`: the index page and `/healthz`.
 //! - `ops.rs`: the operators' endpoints.
+//! - `openapi.rs`: what the OpenAPI document says of every operation.
 
 mod index;
+mod openapi;
 mod ops;
 mod upgrades;
 
@@ -119,8 +121,12 @@ pub fn router(state: AppState) -> Router {
                 },
                 auth::require,
             ))
+            .layer(axum::middleware::from_fn(crate::http::problem_errors))
     });
-    let openapi = Arc::new(openapi);
+    // Finished once: the document is the same for every request.
+    let openapi = Arc::new(openapi::finish(
+        serde_json::to_value(&openapi).unwrap_or_default(),
+    ));
     let rest_routes = Router::new()
         .nest("/api/v1", rest)
         .route(
@@ -136,7 +142,8 @@ pub fn router(state: AppState) -> Router {
                 scope: Scope::BleRead,
             },
             auth::require,
-        ));
+        ))
+        .layer(axum::middleware::from_fn(crate::http::problem_errors));
     Router::new()
         .route("/", get(upgrades::index_or_bridge))
         .route("/ws/bridge", get(upgrades::index_or_bridge))
@@ -146,16 +153,6 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
-        .route(
-            "/api/v1/packets",
-            get(ops::packets).route_layer(axum::middleware::from_fn_with_state(
-                auth::Requirement {
-                    auth: state.auth.clone(),
-                    scope: Scope::BleRead,
-                },
-                auth::require,
-            )),
-        )
         .with_state(state.clone())
         .merge(mcp_routes)
         .merge(rest_routes)

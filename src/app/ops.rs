@@ -1,17 +1,13 @@
-//! Endpoints for operators: `/metrics` (Prometheus), `/readyz`, `/health` (the
-//! ble-mcp-test shape, for clients that poll it) and `GET /api/v1/packets`.
+//! Endpoints for operators: `/metrics` (Prometheus), `/readyz` and `/health` (the
+//! ble-mcp-test shape, for clients that poll it).
 
-use std::collections::HashMap;
-
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use serde_json::json;
 
 use super::AppState;
-use crate::auth::Principal;
-use crate::gateway::packet_log::{Filter, Since};
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
     (
@@ -71,37 +67,6 @@ pub async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
             "state": if state.bridge.session_count() > 0 { "ACTIVE" } else { "IDLE" },
         },
     }))
-}
-
-/// `?since=30s|ISO|seq&filter=TX|RX|hex&limit=N`, oldest first; only the devices
-/// the caller's credential may see.
-pub async fn packets(
-    State(state): State<AppState>,
-    principal: Option<Extension<Principal>>,
-    Query(q): Query<HashMap<String, String>>,
-) -> Response {
-    let problem = |detail: String| crate::http::problem(StatusCode::BAD_REQUEST, "INVALID_PARAMS", &detail);
-    let since = match Since::parse(q.get("since").map(String::as_str).unwrap_or("5m")) {
-        Ok(s) => s,
-        Err(e) => return problem(e),
-    };
-    let filter = match Filter::parse(q.get("filter").map(String::as_str).unwrap_or("")) {
-        Ok(f) => f,
-        Err(e) => return problem(e),
-    };
-    let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
-        None => 100,
-        Some(Ok(l)) if (1..=10_000).contains(&l) => l,
-        Some(_) => return problem("limit must be a number from 1 to 10000".into()),
-    };
-    let visible = state.gateway.device_filter(principal.as_ref().map(|p| &p.0));
-    let (entries, more) = state.gateway.packet_log().query(&since, &filter, &visible, limit);
-    Json(json!({
-        "packets": entries.iter().map(|e| e.to_json()).collect::<Vec<_>>(),
-        "count": entries.len() + more,
-        "truncated": more > 0,
-    }))
-    .into_response()
 }
 
 fn hostname() -> String {

@@ -22,7 +22,7 @@ use super::protocol::{b64, Code, Failure};
 use super::Control;
 use crate::auth::{AuthError, Principal, Scope};
 use crate::ble::{DeviceId, ScanFilter, Uuid, WriteKind};
-use crate::gateway::serde_helpers::to_unix_ms;
+use crate::gateway::serde_helpers::{opt_whole, to_unix_ms};
 use crate::gateway::{ConnectOptions, DeviceInfo, Gateway, SubscriptionEvent};
 
 /// What the REST handlers share.
@@ -52,10 +52,43 @@ pub fn router(state: RestState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(services))
         .routes(routes!(read, write))
         .routes(routes!(notifications))
+        .routes(routes!(packets))
         .with_state(state)
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_string();
+    // Their bodies may be left out (an empty body); a body given must be right.
+    for path in ["/scan", "/devices/{id}/connect"] {
+        let body = api
+            .paths
+            .paths
+            .get_mut(path)
+            .and_then(|i| i.post.as_mut())
+            .and_then(|op| op.request_body.as_mut());
+        if let Some(utoipa::openapi::RefOr::T(body)) = body {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
     (router, api)
+}
+
+/// A JSON body that may be absent (empty), but not wrong: a body that does not
+/// parse is a 400, never taken for no body.
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| Failure::params(format!("the body: {e}")))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| OptionalJson(Some(v)))
+            .map_err(|e| Failure::params(format!("the body: {e}")).into())
+    }
 }
 
 /// An RFC 9457 problem.
@@ -221,10 +254,14 @@ async fn list_devices(
 #[serde(default, deny_unknown_fields)]
 pub struct ScanBody {
     /// Milliseconds (default 5000, at most 60000).
+    #[serde(deserialize_with = "opt_whole")]
+    #[schema(minimum = 0, maximum = 60000)]
     duration_ms: Option<u64>,
     name_prefix: Option<String>,
     /// Service UUIDs, short or long.
     services: Vec<String>,
+    #[serde(deserialize_with = "opt_whole")]
+    #[schema(minimum = -32768, maximum = 32767)]
     min_rssi: Option<i16>,
 }
 
@@ -233,10 +270,10 @@ pub struct ScanBody {
 async fn scan(
     State(s): State<RestState>,
     p: Option<Extension<Principal>>,
-    body: Option<Json<ScanBody>>,
+    OptionalJson(body): OptionalJson<ScanBody>,
 ) -> ApiResult<Json<DevicesJson>> {
     admit(&s, &p, Scope::BleRead, None)?;
-    let body = body.map(|Json(b)| b).unwrap_or_default();
+    let body = body.unwrap_or_default();
     let duration = body.duration_ms.unwrap_or(5000);
     if duration > 60_000 {
         return Err(Failure::params("duration_ms is at most 60000").into());
@@ -263,6 +300,8 @@ async fn scan(
 #[serde(default, deny_unknown_fields)]
 pub struct ConnectBody {
     /// Milliseconds (default: the gateway's connect timeout).
+    #[serde(deserialize_with = "opt_whole")]
+    #[schema(minimum = 0, maximum = 9000000000000000_i64)]
     timeout_ms: Option<u64>,
 }
 
@@ -281,10 +320,10 @@ async fn connect(
     State(s): State<RestState>,
     p: Option<Extension<Principal>>,
     Path(id): Path<String>,
-    body: Option<Json<ConnectBody>>,
+    OptionalJson(body): OptionalJson<ConnectBody>,
 ) -> ApiResult<Json<ConnectionJson>> {
     admit(&s, &p, Scope::BleRead, Some(&DeviceId::new(&id)))?;
-    let timeout = body.and_then(|Json(b)| b.timeout_ms).map(Duration::from_millis);
+    let timeout = body.and_then(|b| b.timeout_ms).map(Duration::from_millis);
     let info = s
         .gateway
         .connect(
@@ -377,8 +416,10 @@ async fn read(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WriteBody {
-    /// The bytes as hex; or give `base64`.
+    /// The bytes as hex (spaces allowed); or give `base64`, not both.
+    #[schema(pattern = r"^ *(?:[0-9A-Fa-f] *[0-9A-Fa-f] *)*$")]
     hex: Option<String>,
+    #[schema(pattern = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")]
     base64: Option<String>,
     /// Default true.
     with_response: Option<bool>,
@@ -462,4 +503,58 @@ async fn notifications(
         Some((Ok(event), sub))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Deserialize, IntoParams, Default)]
+#[serde(default, deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PacketsQuery {
+    /// From when: `30s`/`5m` ago (default `5m`), or after a sequence number; an
+    /// RFC 3339 time is taken too.
+    #[param(pattern = r"^\s*(?:[0-9]{1,19}|[0-9]{1,9}(?:ms|s|m|h|d))\s*$")]
+    since: Option<String>,
+    /// `TX`, `RX`, or hex the data must contain (spaces and colons ignored).
+    #[param(pattern = r"^\s*(?:[Tt][Xx]|[Rr][Xx]|[0-9A-Fa-f: ]*[0-9A-Fa-f][0-9A-Fa-f: ]*)?\s*$")]
+    filter: Option<String>,
+    /// Most entries (1 to 10000; default 100).
+    #[param(minimum = 1, maximum = 10000)]
+    limit: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct PacketsJson {
+    /// Oldest first: `id`, `timestamp`, `direction`, `hex`, `size`, `device`,
+    /// `service`, `characteristic`.
+    packets: Vec<Value>,
+    /// How many matched, beyond `limit` too.
+    count: usize,
+    truncated: bool,
+}
+
+/// The packet log: every value written and notified, oldest first, for the
+/// devices the credential may see.
+#[utoipa::path(get, path = "/packets", params(PacketsQuery), responses((status = 200, body = PacketsJson)))]
+async fn packets(
+    State(s): State<RestState>,
+    p: Option<Extension<Principal>>,
+    Query(q): Query<PacketsQuery>,
+) -> ApiResult<Json<PacketsJson>> {
+    use crate::gateway::packet_log::{Filter, Since};
+    admit(&s, &p, Scope::BleRead, None)?;
+    let since = Since::parse(q.since.as_deref().unwrap_or("5m")).map_err(Failure::params)?;
+    let filter = Filter::parse(q.filter.as_deref().unwrap_or("")).map_err(Failure::params)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(Failure::params("limit must be a number from 1 to 10000").into());
+    }
+    let visible = s.gateway.device_filter(p.as_ref().map(|e| &e.0));
+    let (entries, more) = s
+        .gateway
+        .packet_log()
+        .query(&since, &filter, &visible, limit as usize);
+    Ok(Json(PacketsJson {
+        packets: entries.iter().map(|e| e.to_json()).collect(),
+        count: entries.len() + more,
+        truncated: more > 0,
+    }))
 }

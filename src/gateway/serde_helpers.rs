@@ -1,4 +1,5 @@
-//! How gateway types print on the wire: times as Unix milliseconds, bytes as hex.
+//! How gateway types print on the wire: times as Unix milliseconds, bytes as hex;
+//! and how wire numbers are read.
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -32,4 +33,25 @@ pub fn hex_values<K: Display, S: Serializer>(m: &BTreeMap<K, Vec<u8>>, s: S) -> 
         map.serialize_entry(&k.to_string(), &hex::encode(v))?;
     }
     map.end()
+}
+
+/// An optional whole number that may arrive as `1500` or `1500.0` (JSON has one
+/// number type; a client or generator may write either). A fraction, or a value
+/// out of the target's range, is an error.
+pub fn opt_whole<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    use serde::de::Error;
+    use serde::Deserialize;
+    let Some(v) = Option::<f64>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if v.fract() != 0.0 || v.abs() > 9.0e15 {
+        return Err(D::Error::custom(format!("expected a whole number, not {v}")));
+    }
+    T::try_from(v as i64)
+        .map(Some)
+        .map_err(|_| D::Error::custom(format!("{v} is out of range")))
 }

@@ -37,3 +37,40 @@ pub fn problem(status: StatusCode, code: &str, detail: &str) -> Response {
     )
         .into_response()
 }
+
+/// Error answers that are not problem JSON yet (axum's own rejections of a bad
+/// path, query or body: plain text, 400/415/422) become problem JSON, so every
+/// error a REST client sees has one shape and a `code`. A 422 (a body of the
+/// wrong shape) is a 400 `INVALID_PARAMS` like any other bad argument.
+pub async fn problem_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let is_problem = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return resp;
+    }
+    let body = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let (status, code) = match status {
+        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::BAD_REQUEST => {
+            (StatusCode::BAD_REQUEST, "INVALID_PARAMS")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (status, "UNSUPPORTED_MEDIA_TYPE"),
+        StatusCode::PAYLOAD_TOO_LARGE => (status, "PAYLOAD_TOO_LARGE"),
+        StatusCode::NOT_FOUND => (status, "NOT_FOUND"),
+        StatusCode::METHOD_NOT_ALLOWED => (status, "METHOD_NOT_ALLOWED"),
+        _ if status.is_server_error() => (status, "INTERNAL"),
+        _ => (status, "INVALID_REQUEST"),
+    };
+    let detail = if body.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        body
+    };
+    problem(status, code, &detail)
+}

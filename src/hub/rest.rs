@@ -66,6 +66,15 @@ impl IntoResponse for HubError {
 
 type HubResult<T> = Result<T, HubError>;
 
+/// A list's `limit`: 100 when absent, else 1 to 10000 (out of range is refused,
+/// not quietly clamped).
+fn page_limit(limit: Option<u32>) -> HubResult<u32> {
+    match limit.unwrap_or(100) {
+        n @ 1..=10_000 => Ok(n),
+        n => Err(Failure::params(format!("limit is 1 to 10000, not {n}")).into()),
+    }
+}
+
 fn admit(p: &Option<Extension<Principal>>, device: &str) -> HubResult<()> {
     if crate::auth::admits(p.as_ref().map(|e| &e.0), device, None) {
         Ok(())
@@ -84,8 +93,10 @@ pub struct TelemetryQuery {
     /// To (exclusive), ms since the epoch.
     to: Option<i64>,
     /// Most points (or buckets), the newest; default 1000, at most 10000.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
     /// Bucket width ("1m", "30s", or ms): min/max/avg/count per bucket of one key.
+    #[param(pattern = r"^(?:[1-9][0-9]{0,11}|[1-9][0-9]{0,5}(?:ms|s|m|h|d))$")]
     bucket: Option<String>,
 }
 
@@ -125,7 +136,8 @@ async fn hub_devices(State(hub): State<Hub>, p: Option<Extension<Principal>>) ->
 #[derive(Deserialize, IntoParams, Default)]
 #[serde(default)]
 pub struct ConnectionsQuery {
-    /// Most entries, newest first; default 100.
+    /// Most entries, newest first; default 100, at most 10000.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 
@@ -144,17 +156,15 @@ async fn connections(
         )
         .into());
     }
-    let list = hub
-        .store()
-        .connections(q.limit.unwrap_or(100).clamp(1, 10_000))
-        .await?;
+    let list = hub.store().connections(page_limit(q.limit)?).await?;
     Ok(Json(json!({"connections": list})))
 }
 
 #[derive(Deserialize, IntoParams, Default)]
 #[serde(default)]
 pub struct CommandsQuery {
-    /// Most commands, newest first; default 100.
+    /// Most commands, newest first; default 100, at most 10000.
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
 }
 
@@ -167,26 +177,28 @@ async fn list_commands(
     Query(q): Query<CommandsQuery>,
 ) -> HubResult<Json<Value>> {
     admit(&p, &id)?;
-    let commands = hub
-        .store()
-        .commands(&id, q.limit.unwrap_or(100).clamp(1, 10_000))
-        .await?;
+    let commands = hub.store().commands(&id, page_limit(q.limit)?).await?;
     Ok(Json(json!({"device": id, "commands": commands})))
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandBody {
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
     #[serde(default)]
     params: Option<Value>,
-    /// Seconds from sent to a final result.
+    /// Seconds from sent to a final result (at most a day).
     #[serde(default)]
+    #[schema(exclusive_minimum = 0, maximum = 86400)]
     timeout: Option<f64>,
-    #[serde(default)]
+    /// Higher goes first.
+    #[serde(default, deserialize_with = "crate::gateway::serde_helpers::opt_whole")]
+    #[schema(minimum = -2147483648_i64, maximum = 2147483647)]
     priority: Option<i32>,
-    /// Seconds it may wait queued.
+    /// Seconds it may wait queued (at most 30 days).
     #[serde(default)]
+    #[schema(exclusive_minimum = 0, maximum = 2592000)]
     ttl: Option<f64>,
 }
 
