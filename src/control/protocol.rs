@@ -23,6 +23,8 @@ pub enum Code {
     ConnectionLimitReached,
     ScanAlreadyActive,
     DeviceNotFound,
+    /// The device has no such service, characteristic or descriptor.
+    AttributeNotFound,
     AlreadyConnected,
     NotConnected,
     InvalidParams,
@@ -47,6 +49,7 @@ impl Code {
             Code::ConnectionLimitReached => "CONNECTION_LIMIT_REACHED",
             Code::ScanAlreadyActive => "SCAN_ALREADY_ACTIVE",
             Code::DeviceNotFound => "DEVICE_NOT_FOUND",
+            Code::AttributeNotFound => "ATTRIBUTE_NOT_FOUND",
             Code::AlreadyConnected => "ALREADY_CONNECTED",
             Code::NotConnected => "NOT_CONNECTED",
             Code::InvalidParams => "INVALID_PARAMS",
@@ -86,12 +89,10 @@ impl From<GatewayError> for Failure {
             "busy" => Code::Busy,
             "connection_limit" => Code::ConnectionLimitReached,
             "adapter_unavailable" => Code::BleNotAvailable,
-            "service_not_found"
-            | "characteristic_not_found"
-            | "descriptor_not_found"
-            | "not_permitted"
-            | "value_too_long"
-            | "invalid_input" => Code::InvalidParams,
+            "service_not_found" | "characteristic_not_found" | "descriptor_not_found" => {
+                Code::AttributeNotFound
+            }
+            "not_permitted" | "value_too_long" | "invalid_input" => Code::InvalidParams,
             _ => Code::OperationFailed,
         };
         Failure::new(code, e.to_string())

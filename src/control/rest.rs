@@ -85,7 +85,14 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(None));
         }
-        serde_json::from_slice(&bytes)
+        // An object, not any JSON serde could map onto the struct (it would take
+        // an array as the fields in order).
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|e| Failure::params(format!("the body: {e}")))?;
+        if !value.is_object() {
+            return Err(Failure::params("the body is a JSON object").into());
+        }
+        serde_json::from_value(value)
             .map(|v| OptionalJson(Some(v)))
             .map_err(|e| Failure::params(format!("the body: {e}")).into())
     }
@@ -126,7 +133,7 @@ impl From<AuthError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match self.0.code {
-            Code::DeviceNotFound => StatusCode::NOT_FOUND,
+            Code::DeviceNotFound | Code::AttributeNotFound => StatusCode::NOT_FOUND,
             Code::NotConnected | Code::Busy | Code::AlreadyConnected | Code::ScanAlreadyActive => {
                 StatusCode::CONFLICT
             }
@@ -301,7 +308,7 @@ async fn scan(
 pub struct ConnectBody {
     /// Milliseconds (default: the gateway's connect timeout).
     #[serde(deserialize_with = "opt_whole")]
-    #[schema(minimum = 0, maximum = 9000000000000000_i64)]
+    #[schema(minimum = 0, maximum = 60000)]
     timeout_ms: Option<u64>,
 }
 
@@ -313,7 +320,8 @@ pub struct ConnectionJson {
     state: String,
 }
 
-/// Connects (returns at once when connected already).
+/// Connects (returns at once when connected already). A device that does not
+/// answer is a 502 (`OPERATION_FAILED`): the request was fine, the radio link was not.
 #[utoipa::path(post, path = "/devices/{id}/connect", params(("id" = String, Path, description = "device id or name prefix")), request_body = ConnectBody,
     responses((status = 200, body = ConnectionJson), (status = 404, body = Problem), (status = 502, body = Problem)))]
 async fn connect(
@@ -324,6 +332,9 @@ async fn connect(
 ) -> ApiResult<Json<ConnectionJson>> {
     admit(&s, &p, Scope::BleRead, Some(&DeviceId::new(&id)))?;
     let timeout = body.and_then(|b| b.timeout_ms).map(Duration::from_millis);
+    if timeout.is_some_and(|t| t > Duration::from_secs(60)) {
+        return Err(Failure::params("timeout_ms is at most 60000").into());
+    }
     let info = s
         .gateway
         .connect(
