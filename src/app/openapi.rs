@@ -43,7 +43,8 @@ pub fn finish(mut doc: Value) -> Value {
     }
     // Exactly one of the two encodings.
     if let Some(body) = doc.pointer_mut("/components/schemas/WriteBody") {
-        body["oneOf"] = json!([{"required": ["hex"]}, {"required": ["base64"]}]);
+        let given = |field: &str| json!({"required": [field], "properties": {field: {"type": "string"}}});
+        body["oneOf"] = json!([given("hex"), given("base64")]);
     }
     let problem = json!({"schema": {"$ref": "#/components/schemas/Problem"}});
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
@@ -91,4 +92,44 @@ pub fn finish(mut doc: Value) -> Value {
         }
     }
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_is_problem_json_and_uuids_have_their_form() {
+        let doc = finish(json!({
+            "paths": {"/devices/{id}/characteristics/{service}/{characteristic}": {"get": {
+                "parameters": [{"name": "service", "in": "path", "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {"description": "ok", "content": {"application/json": {}}},
+                    "409": {"description": "not connected", "content": {"application/json": {"schema": {}}}},
+                    "404": {"description": "no such device"}
+                }
+            }}},
+            "components": {"schemas": {"WriteBody": {"type": "object"}}}
+        }));
+        assert_eq!(doc["servers"][0]["url"], "/api/v1");
+        let op = &doc["paths"]["/devices/{id}/characteristics/{service}/{characteristic}"]["get"];
+        assert!(
+            op["responses"]["200"]["content"]["application/json"].is_object(),
+            "successes untouched"
+        );
+        for status in ["409", "404", "400", "401", "403", "429", "default"] {
+            assert!(
+                op["responses"][status]["content"]["application/problem+json"].is_object(),
+                "{status}: {op}"
+            );
+            assert!(op["responses"][status]["content"]
+                .get("application/json")
+                .is_none());
+        }
+        assert_eq!(op["parameters"][0]["schema"]["pattern"], UUID_PATTERN);
+        assert_eq!(
+            doc["components"]["schemas"]["WriteBody"]["oneOf"][1]["required"][0],
+            "base64"
+        );
+    }
 }
