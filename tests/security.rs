@@ -40,17 +40,23 @@ fn jwt(subject: &str, scopes: &[Scope], ttl_secs: u64) -> String {
     .expect("jwt")
 }
 
-/// The server with credentials configured, everything else as by default.
+/// The server with these credentials and `[http]` settings, everything else as by
+/// default.
+async fn with(rig: &Rig, auth: AuthConfig, http: HttpConfig) -> Server {
+    let setup = Setup {
+        auth,
+        http,
+        ..Default::default()
+    };
+    start(&rig.gateway, setup).await.0
+}
+
 async fn with_auth(rig: &Rig, auth: AuthConfig) -> Server {
-    start(
-        &rig.gateway,
-        Setup {
-            auth,
-            ..Default::default()
-        },
-    )
-    .await
-    .0
+    with(rig, auth, HttpConfig::default()).await
+}
+
+async fn with_http(rig: &Rig, http: HttpConfig) -> Server {
+    with(rig, AuthConfig::default(), http).await
 }
 
 /// Reads a raw socket until the server closes it (EOF or reset); fails after [`WAIT`].
@@ -75,14 +81,7 @@ async fn a_foreign_host_is_refused_on_every_route() {
         allowed_hosts: vec!["gw.lan".into()],
         ..Default::default()
     };
-    let (server, _) = start(
-        &rig.gateway,
-        Setup {
-            http,
-            ..Default::default()
-        },
-    )
-    .await;
+    let server = with_http(&rig, http).await;
     let port = server.addr.port();
     let client = reqwest::Client::new();
     let get = |path: &str, host: String| client.get(server.url(path)).header("Host", host).send();
@@ -223,15 +222,7 @@ async fn an_unauthenticated_control_socket_sees_nothing_and_is_closed_at_its_dea
         auth_deadline_ms: 1500,
         ..Default::default()
     };
-    let (server, _) = start(
-        &rig.gateway,
-        Setup {
-            auth,
-            http,
-            ..Default::default()
-        },
-    )
-    .await;
+    let server = with(&rig, auth, http).await;
     let mut lurker = JsonWs::connect(&format!("ws://{}/ws", server.addr)).await;
     // A link change while the lurker has not authenticated.
     rig.gateway
@@ -388,14 +379,7 @@ async fn a_client_that_trickles_its_headers_is_cut_off() {
         header_read_timeout_ms: 300,
         ..Default::default()
     };
-    let (server, _) = start(
-        &rig.gateway,
-        Setup {
-            http,
-            ..Default::default()
-        },
-    )
-    .await;
+    let server = with_http(&rig, http).await;
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     tcp.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         .await
@@ -414,14 +398,7 @@ async fn connections_beyond_the_cap_wait_for_a_slot() {
         max_connections: 2,
         ..Default::default()
     };
-    let (server, _) = start(
-        &rig.gateway,
-        Setup {
-            http,
-            ..Default::default()
-        },
-    )
-    .await;
+    let server = with_http(&rig, http).await;
     let first = JsonWs::connect(&format!("ws://{}/ws", server.addr)).await;
     let _second = JsonWs::connect(&format!("ws://{}/ws", server.addr)).await;
     let client = reqwest::Client::builder()
