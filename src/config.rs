@@ -122,6 +122,20 @@ impl Config {
     }
 }
 
+/// Keys that moved to `[http]` (one allow-list for every front end) get a word
+/// saying where they went, beside the parser's "unknown field".
+fn moved_keys_hint(message: String) -> String {
+    let moved = message.contains("unknown field `allowed_origins`")
+        || message.contains("unknown field `allowed_hosts`");
+    if moved {
+        format!(
+            "{message}\n(allowed_hosts and allowed_origins moved to the [http] table, for every front end)"
+        )
+    } else {
+        message
+    }
+}
+
 impl Config {
     /// Defaults ← file ← environment. Flags are applied by the caller afterwards.
     pub fn load(
@@ -162,7 +176,7 @@ impl Config {
                 } else {
                     "(environment)".into()
                 },
-                message: e.to_string(),
+                message: moved_keys_hint(e.to_string()),
             })?;
         config.validate()?;
         Ok(Loaded { config, unknown_env })
@@ -297,6 +311,15 @@ mod tests {
             .err()
             .unwrap();
         assert!(e.to_string().contains("max_connections"), "{e}");
+    }
+
+    #[test]
+    fn a_moved_allow_list_says_where_it_went() {
+        let path = std::env::temp_dir().join(format!("gattway-old-{}.toml", std::process::id()));
+        std::fs::write(&path, "[bridge]\nallowed_origins = [\"https://app.example\"]\n").unwrap();
+        let e = Config::load(Some(&path), env(&[])).err().unwrap().to_string();
+        let _ = std::fs::remove_file(&path);
+        assert!(e.contains("allowed_origins") && e.contains("[http]"), "{e}");
     }
 
     #[test]
