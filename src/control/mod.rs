@@ -27,6 +27,7 @@ use self::protocol::{event, reply, Code, Failure, Request};
 use crate::auth::{AuthError, Authenticator, Principal, Scope};
 use crate::ble::{DeviceId, Uuid};
 use crate::gateway::{Gateway, GatewayEvent};
+use crate::http::limit::RateLimit;
 use crate::http::ws;
 use crate::limits::TokenBucket;
 use crate::metrics::Endpoint;
@@ -75,7 +76,8 @@ struct Inner {
     /// Session token → the principal it stands for, whose `expires_at` is when the
     /// token expires (never after the credential it was issued for).
     sessions: Mutex<HashMap<String, Principal>>,
-    per_principal: Mutex<HashMap<String, TokenBucket>>,
+    /// One bucket per credential over all its connections (and its REST calls).
+    per_principal: RateLimit,
 }
 
 /// The control endpoint's shared state.
@@ -84,13 +86,14 @@ pub struct Control(Arc<Inner>);
 
 impl Control {
     pub fn new(gateway: Gateway, auth: Arc<Authenticator>, config: ControlConfig) -> Self {
+        let per_principal = RateLimit::new(config.rate_per_principal, config.burst_per_principal);
         Control(Arc::new(Inner {
             slots: Arc::new(Semaphore::new(config.max_connections)),
             gateway,
             auth,
             config,
             sessions: Mutex::new(HashMap::new()),
-            per_principal: Mutex::new(HashMap::new()),
+            per_principal,
         }))
     }
 
@@ -100,11 +103,7 @@ impl Control {
 
     /// Takes one request from a principal's rate-limit bucket; false when empty.
     pub fn take_principal_token(&self, subject: &str) -> bool {
-        let c = &self.0.config;
-        lock(&self.0.per_principal)
-            .entry(subject.to_string())
-            .or_insert_with(|| TokenBucket::new(c.rate_per_principal, c.burst_per_principal))
-            .take()
+        self.0.per_principal.take(subject)
     }
 
     /// A connection slot, or `None` when the limit is reached.

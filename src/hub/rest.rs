@@ -76,11 +76,7 @@ fn page_limit(limit: Option<u32>) -> HubResult<u32> {
 }
 
 fn admit(p: &Option<Extension<Principal>>, device: &str) -> HubResult<()> {
-    if crate::auth::admits(p.as_ref().map(|e| &e.0), device, None) {
-        Ok(())
-    } else {
-        Err(Failure::from(crate::auth::AuthError::DeviceNotAllowed(device.to_string())).into())
-    }
+    crate::auth::check_device(p.as_ref().map(|e| &e.0), device, None).map_err(|e| Failure::from(e).into())
 }
 
 #[derive(Deserialize, IntoParams, Default)]
