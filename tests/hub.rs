@@ -483,11 +483,23 @@ async fn history_answers_points_and_buckets_over_ws_and_rest() {
     let b = client.next().await;
     assert_eq!(
         b["buckets"][0],
-        json!({"ts": 1000, "count": 5, "min": 0.0, "max": 4.0, "avg": 2.0}),
+        json!({"key": "t", "ts": 1000, "count": 5, "min": 0.0, "max": 4.0, "avg": 2.0}),
         "{b}"
     );
     let rest = hub.get("/api/v1/devices/h/telemetry?key=t&bucket=500ms").await;
     assert_eq!(rest["buckets"][1]["avg"], 7.0);
+    // Without a key, every key is bucketed on its own.
+    dev.send(json!({"type": "telemetry", "seq": 2, "points": [{"key": "rh", "value": 40, "ts": 1_000}]}))
+        .await;
+    dev.next_of("telemetry_ack").await;
+    let every = hub.get("/api/v1/devices/h/telemetry?bucket=500").await;
+    let keys: Vec<(&str, i64)> = every["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["key"].as_str().unwrap(), b["count"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(keys, [("rh", 1), ("t", 5), ("t", 5)], "{every}");
 }
 
 #[tokio::test]

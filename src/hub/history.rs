@@ -15,7 +15,7 @@ const MAX_LIMIT: u32 = 10_000;
 /// What a history request asks for.
 pub struct HistoryRequest {
     pub device: String,
-    /// One key; every key when absent (not with a bucket).
+    /// One key; every key when absent.
     pub key: Option<String>,
     pub from: Option<i64>,
     pub to: Option<i64>,
@@ -53,9 +53,6 @@ pub async fn answer(hub: &Hub, req: HistoryRequest) -> Result<Value, Failure> {
     let mut answer = json!({"device": req.device, "key": req.key});
     if let Some(bucket) = &req.bucket {
         let width = bucket_ms(bucket)?;
-        if req.key.is_none() {
-            return Err(Failure::params("an aggregated history needs a key"));
-        }
         let mut buckets = hub.store().buckets(&query, width).await.map_err(store_error)?;
         buckets.reverse();
         answer["bucket"] = json!(width);

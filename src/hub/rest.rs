@@ -91,7 +91,7 @@ pub struct TelemetryQuery {
     /// Most points (or buckets), the newest; default 1000, at most 10000.
     #[param(minimum = 1, maximum = 10000)]
     limit: Option<u32>,
-    /// Bucket width ("1m", "30s", or ms): min/max/avg/count per bucket of one key.
+    /// Bucket width ("1m", "30s", or ms): min/max/avg/count per bucket, per key.
     #[param(pattern = r"^(?:[1-9][0-9]{0,11}|[1-9][0-9]{0,5}(?:ms|s|m|h|d))$")]
     bucket: Option<String>,
 }

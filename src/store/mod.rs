@@ -91,9 +91,10 @@ pub struct PointQuery {
     pub newest_first: bool,
 }
 
-/// One time bucket of a numeric series.
+/// One time bucket of one key's numeric series.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Bucket {
+    pub key: String,
     /// Start of the bucket, ms since the epoch.
     pub ts: i64,
     pub count: i64,
@@ -242,7 +243,8 @@ pub trait Store: Send + Sync + 'static {
     /// The highest id stored (0 when empty).
     async fn last_point_id(&self) -> StoreResult<i64>;
     async fn points(&self, query: &PointQuery) -> StoreResult<Vec<StoredPoint>>;
-    /// Numeric points of one series grouped into buckets of `bucket_ms`.
+    /// Numeric points grouped into buckets of `bucket_ms`, per key (each key the
+    /// query names, or every key).
     async fn buckets(&self, query: &PointQuery, bucket_ms: i64) -> StoreResult<Vec<Bucket>>;
     /// Deletes points older than `before` (ms); returns how many.
     async fn delete_points_before(&self, before: i64) -> StoreResult<u64>;

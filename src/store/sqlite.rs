@@ -381,19 +381,25 @@ impl Store for SqliteStore {
 
     async fn buckets(&self, q: &PointQuery, bucket_ms: i64) -> StoreResult<Vec<Bucket>> {
         let bucket_ms = bucket_ms.max(1);
-        let mut qb = QueryBuilder::new("SELECT (ts / ");
+        let mut qb = QueryBuilder::new("SELECT key, (ts / ");
         qb.push_bind(bucket_ms)
             .push(") * ")
             .push_bind(bucket_ms)
             .push(" AS b, COUNT(num) AS n, MIN(num) AS lo, MAX(num) AS hi, AVG(num) AS mean FROM telemetry");
         push_filters(&mut qb, q);
-        qb.push(" GROUP BY b ORDER BY b");
-        qb.push(if q.newest_first { " DESC" } else { "" });
+        // Newest first is read back to front, so the key order flips with it.
+        qb.push(" GROUP BY key, b ORDER BY ");
+        qb.push(if q.newest_first {
+            "b DESC, key DESC"
+        } else {
+            "b, key"
+        });
         qb.push(" LIMIT ").push_bind(q.limit as i64);
         let rows = qb.build().fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(Bucket {
+                    key: r.try_get("key")?,
                     ts: r.try_get("b")?,
                     count: r.try_get("n")?,
                     min: r.try_get("lo")?,
@@ -748,7 +754,22 @@ mod tests {
             (0, 5, Some(0.0), Some(4.0), Some(2.0))
         );
         assert_eq!(b[1].ts, 500);
-        assert_eq!(s.delete_points_before(500).await.unwrap(), 5);
+        // Without a key, each key has its own buckets.
+        s.append_telemetry(&[batch("d", 2, &[("h", json!(7), 0)])])
+            .await
+            .unwrap();
+        let every = PointQuery {
+            keys: vec![],
+            ..q.clone()
+        };
+        let b = s.buckets(&every, 500).await.unwrap();
+        assert_eq!(
+            b.iter()
+                .map(|b| (b.key.as_str(), b.ts, b.count))
+                .collect::<Vec<_>>(),
+            [("h", 0, 1), ("t", 0, 5), ("t", 500, 5)]
+        );
+        assert_eq!(s.delete_points_before(500).await.unwrap(), 6);
         assert_eq!(s.points(&q).await.unwrap().len(), 5);
     }
 
