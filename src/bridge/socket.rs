@@ -5,120 +5,136 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::ws::{Message, WebSocket};
+use std::future::Future;
+
+use axum::extract::ws::{Utf8Bytes, WebSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{data_bytes, parse_client, ClientMessage, ConnectParams, ServerMessage};
 use super::session::{Outgoing, ReleaseReason, SessionHandle, SOCKET_QUEUE};
 use super::Bridge;
+use crate::auth::AuthError;
 use crate::gateway::serde_helpers::to_unix_ms;
-use crate::http::ws;
+use crate::http::ws::{self, Closed, Connection, Deadline, Ends, Inbound};
 use crate::metrics::{resident_memory_bytes, Endpoint};
 
 static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
 
-/// Runs one upgraded bridge socket to its end.
-pub async fn handle_socket(
+/// Runs one upgraded bridge socket to its end. Not an `async fn`: the
+/// connection's state is built before the future is made and run through
+/// `&mut self`, so the task holds one copy of it.
+pub fn handle_socket(
     bridge: Bridge,
-    mut ws: WebSocket,
+    ws: WebSocket,
     query: HashMap<String, String>,
     principal: Option<crate::auth::Principal>,
     shutdown: CancellationToken,
-) {
-    let params = match ConnectParams::from_query(&query) {
-        Ok(p) => p,
-        Err(text) => {
-            let _ = send(&mut ws, &ServerMessage::error("missing_parameters", text.clone())).await;
-            let _ = close_with(&mut ws, 1008, &text).await;
-            return;
-        }
+) -> impl Future<Output = ()> + Send {
+    let meter = ws::Meter::open(bridge.gateway().metrics(), Endpoint::bridge);
+    let conn = Connection::new(ws, meter, bridge.config().max_frame_bytes);
+    // The credential was checked at the upgrade; it still ends the socket when it expires.
+    let expiry = Deadline::of(None, principal.as_ref(), tokio::time::Instant::now());
+    let mut socket = Socket {
+        bridge,
+        conn,
+        ends: Ends::new(expiry, shutdown),
+        query,
+        principal,
     };
-    let socket_id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
-    let (out_tx, mut out_rx) = mpsc::channel(SOCKET_QUEUE);
-    let session = tokio::select! {
-        opened = bridge.open(&params, principal.as_ref(), socket_id, out_tx) => match opened {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::info!(code = e.close_code, reason = %e.reason, "bridge connection refused");
-                let _ = send(&mut ws, &e.message).await;
-                let _ = close_with(&mut ws, e.close_code, &e.reason).await;
+    async move { socket.run().await }
+}
+
+struct Socket {
+    bridge: Bridge,
+    conn: Connection,
+    ends: Ends,
+    query: HashMap<String, String>,
+    principal: Option<crate::auth::Principal>,
+}
+
+impl Socket {
+    async fn run(&mut self) {
+        let params = match ConnectParams::from_query(&std::mem::take(&mut self.query)) {
+            Ok(p) => p,
+            Err(text) => {
+                let _ = send(
+                    &mut self.conn,
+                    &ServerMessage::error("missing_parameters", text.clone()),
+                )
+                .await;
+                self.conn.close(1008, &text).await;
                 return;
             }
-        },
-        _ = shutdown.cancelled() => return,
-    };
-    let max_frame = bridge.config().max_frame_bytes;
-    let meter = ws::Meter::open(bridge.gateway().metrics(), Endpoint::bridge);
-    let (received, sent) = (&meter.received, &meter.sent);
-    // The credential was checked at the upgrade; it still ends the socket when it expires.
-    let expiry = ws::Deadline::of(None, principal.as_ref(), tokio::time::Instant::now());
-    loop {
-        tokio::select! {
-            // Relay what the session sends before reading more from the client, so
-            // a client pipelining writes keeps its own echoes flowing.
-            biased;
-            out = out_rx.recv() => match out {
-                Some(Outgoing::Msg(m)) => {
-                    sent.inc();
-                    if send(&mut ws, &m).await.is_err() { break; }
-                }
-                Some(Outgoing::Close(code, reason)) => {
-                    let _ = close_with(&mut ws, code, &reason).await;
-                    break;
-                }
-                None => {
-                    // The session let this socket go: it fell too far behind.
-                    let _ = send(&mut ws, &ServerMessage::error("too_slow", "This client fell too far behind the device's notifications and was dropped")).await;
-                    let _ = close_with(&mut ws, 1011, "client too slow").await;
-                    break;
+        };
+        let socket_id = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
+        let (out_tx, mut out_rx) = mpsc::channel(SOCKET_QUEUE);
+        let opening = Box::pin(
+            self.bridge
+                .open(&params, self.principal.as_ref(), socket_id, out_tx),
+        );
+        let session = tokio::select! {
+            opened = opening => match opened {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::info!(code = e.close_code, reason = %e.reason, "bridge connection refused");
+                    let _ = send(&mut self.conn, &e.message).await;
+                    self.conn.close(e.close_code, &e.reason).await;
+                    return;
                 }
             },
-            frame = ws.recv() => {
-                let text = match frame {
-                    Some(Ok(Message::Text(t))) => t,
-                    Some(Ok(Message::Binary(b))) => {
-                        session.activity();
-                        let msg = if b.len() > max_frame {
-                            too_large(b.len(), max_frame)
-                        } else {
-                            ServerMessage::error("invalid_message", "Binary frames are not supported: send JSON text frames")
-                        };
-                        if send(&mut ws, &msg).await.is_err() { break; }
-                        continue;
+            _ = self.ends.wait() => return,
+        };
+        drop(params);
+        let bridge = &self.bridge;
+        let conn = &mut self.conn;
+        loop {
+            tokio::select! {
+                // Relay what the session sends before reading more from the client, so
+                // a client pipelining writes keeps its own echoes flowing.
+                biased;
+                out = out_rx.recv() => match out {
+                    Some(Outgoing::Msg(m)) => {
+                        if send(conn, &m).await.is_err() { break; }
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                };
-                session.activity();
-                received.inc();
-                if text.len() > max_frame {
-                    if send(&mut ws, &too_large(text.len(), max_frame)).await.is_err() { break; }
-                    continue;
+                    Some(Outgoing::Close(code, reason)) => {
+                        conn.close(code, &reason).await;
+                        break;
+                    }
+                    None => {
+                        // The session let this socket go: it fell too far behind.
+                        let _ = send(conn, &ServerMessage::error("too_slow", "This client fell too far behind the device's notifications and was dropped")).await;
+                        conn.close(1011, "client too slow").await;
+                        break;
+                    }
+                },
+                inbound = conn.recv() => {
+                    session.activity();
+                    let max = conn.max_bytes();
+                    let reply = match inbound {
+                        Inbound::Closed => break,
+                        Inbound::TooLarge(len) => Some(too_large(len, max)),
+                        // Unlimited here: a bridge client is one app driving one device.
+                        Inbound::TooFast(_) => None,
+                        Inbound::Binary(_) => Some(ServerMessage::error("invalid_message", "Binary frames are not supported: send JSON text frames")),
+                        Inbound::Text(text) => match parse_client(text.as_str()) {
+                            Ok(msg) => Box::pin(on_message(bridge, &session, socket_id, msg, conn)).await,
+                            Err((code, error)) => Some(ServerMessage::error(code, error)),
+                        },
+                    };
+                    if let Some(reply) = reply {
+                        if send(conn, &reply).await.is_err() { break; }
+                    }
                 }
-                let reply = match parse_client(text.as_str()) {
-                    Ok(msg) => on_message(&bridge, &session, socket_id, msg, &mut ws).await,
-                    Err((code, error)) => Some(ServerMessage::error(code, error)),
-                };
-                if let Some(reply) = reply {
-                    sent.inc();
-                    if send(&mut ws, &reply).await.is_err() { break; }
+                end = self.ends.wait() => {
+                    let tell = |e: AuthError| message_text(&ServerMessage::error("session_expired", e.to_string()));
+                    conn.end(end, tell).await;
+                    break;
                 }
-            }
-            passed = expiry.passed() => {
-                let error = passed.error();
-                let _ = send(&mut ws, &ServerMessage::error("session_expired", error.to_string())).await;
-                let _ = close_with(&mut ws, ws::POLICY, &error.to_string()).await;
-                break;
-            }
-            _ = shutdown.cancelled() => {
-                let _ = close_with(&mut ws, 1001, "server shutting down").await;
-                break;
             }
         }
+        session.detach(socket_id).await;
     }
-    drop(meter);
-    session.detach(socket_id).await;
 }
 
 fn too_large(len: usize, max: usize) -> ServerMessage {
@@ -134,7 +150,7 @@ async fn on_message(
     session: &SessionHandle,
     socket_id: u64,
     msg: ClientMessage,
-    ws: &mut WebSocket,
+    conn: &mut Connection,
 ) -> Option<ServerMessage> {
     match msg {
         ClientMessage::Data { data } => match data_bytes(&data) {
@@ -175,7 +191,7 @@ async fn on_message(
                     target.device, target.id
                 ),
             };
-            let _ = send(ws, &notice).await;
+            let _ = send(conn, &notice).await;
             let message = if all_sessions {
                 let n = bridge
                     .release_all(Some(&target.device), ReleaseReason::ForceCleanup)
@@ -225,12 +241,13 @@ async fn on_message(
     }
 }
 
-async fn send(ws: &mut WebSocket, msg: &ServerMessage) -> Result<(), axum::Error> {
+fn message_text(msg: &ServerMessage) -> Utf8Bytes {
     // Serialising our own enum cannot fail: no maps with non-string keys, no floats.
-    let text = serde_json::to_string(msg).unwrap_or_else(|_| r#"{"type":"error","error":"internal"}"#.into());
-    ws.send(Message::Text(text.into())).await
+    serde_json::to_string(msg)
+        .unwrap_or_else(|_| r#"{"type":"error","error":"internal"}"#.into())
+        .into()
 }
 
-async fn close_with(ws: &mut WebSocket, code: u16, reason: &str) -> Result<(), axum::Error> {
-    ws.send(ws::close(code, reason)).await
+async fn send(conn: &mut Connection, msg: &ServerMessage) -> Result<(), Closed> {
+    conn.send(message_text(msg)).await
 }

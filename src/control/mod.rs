@@ -13,24 +13,22 @@ mod gatt;
 pub mod protocol;
 pub mod rest;
 mod scan;
+mod socket;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::ws::{Message, WebSocket};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::CancellationToken;
 
-use self::protocol::{event, reply, Code, Failure, Request};
+pub use self::socket::handle_socket;
+
+use self::protocol::{reply, Code, Failure, Request};
 use crate::auth::{AuthError, Authenticator, Principal, Scope};
 use crate::ble::{DeviceId, Uuid};
-use crate::gateway::{Gateway, GatewayEvent};
+use crate::gateway::Gateway;
 use crate::http::limit::RateLimit;
-use crate::http::ws;
-use crate::limits::TokenBucket;
-use crate::metrics::Endpoint;
 use crate::sync::{lock, AbortOnDrop};
 
 /// The `[control]` table.
@@ -128,7 +126,6 @@ pub(crate) struct Conn {
     pub out: Outbox,
     pub scan: Option<ScanTask>,
     pub subs: HashMap<(DeviceId, Uuid, Uuid), AbortOnDrop>,
-    limiter: TokenBucket,
 }
 
 impl Conn {
@@ -169,13 +166,12 @@ impl Conn {
         Ok(())
     }
 
-    fn rate_limited(&mut self) -> bool {
-        let conn_ok = self.limiter.take();
-        let principal_ok = match &self.principal {
-            None => true,
-            Some(p) => self.control.take_principal_token(&p.subject),
-        };
-        !(conn_ok && principal_ok)
+    /// The credential's bucket over all its connections is empty (the connection's
+    /// own is checked as the message is read).
+    fn principal_rate_limited(&self) -> bool {
+        self.principal
+            .as_ref()
+            .is_some_and(|p| !self.control.take_principal_token(&p.subject))
     }
 
     fn authenticate(&mut self, req: &Request) -> Result<Option<Value>, Failure> {
@@ -276,194 +272,4 @@ impl Conn {
         }
         Ok(Some(reply("BATCH_RESULT", &req.id, json!({"results": results}))))
     }
-}
-
-/// Runs one control connection to its end.
-pub async fn handle_socket(
-    control: Control,
-    mut ws: WebSocket,
-    principal: Option<Principal>,
-    slot: Option<OwnedSemaphorePermit>,
-    auth_deadline: std::time::Duration,
-    shutdown: CancellationToken,
-) {
-    let Some(_slot) = slot else {
-        let f = Failure::new(
-            Code::ConnectionLimitReached,
-            format!("at most {} control connections", control.config().max_connections),
-        );
-        let _ = send(&mut ws, &protocol::error(&Value::Null, &f)).await;
-        let _ = ws
-            .send(Message::Close(Some(axum::extract::ws::CloseFrame {
-                code: 1013,
-                reason: "connection limit reached".into(),
-            })))
-            .await;
-        return;
-    };
-    let gateway = control.0.gateway.clone();
-    let meter = ws::Meter::open(gateway.metrics(), Endpoint::control);
-    let (received, sent) = (&meter.received, &meter.sent);
-    let opened = tokio::time::Instant::now();
-    let outbox = Outbox::new(control.config().queue);
-    let c = control.config().clone();
-    let mut conn = Conn {
-        control: control.clone(),
-        gateway: gateway.clone(),
-        principal,
-        out: outbox.clone(),
-        scan: None,
-        subs: HashMap::new(),
-        limiter: TokenBucket::new(c.rate_per_connection, c.burst_per_connection),
-    };
-    // Link changes arrive on the connection's own task: a second task per
-    // connection would cost every idle connection its memory.
-    let mut link_events = gateway.events();
-    let max = c.max_message_bytes;
-    loop {
-        let deadline = ws::Deadline::of(
-            conn.auth_required().then_some(auth_deadline),
-            conn.principal.as_ref(),
-            opened,
-        );
-        tokio::select! {
-            biased;
-            v = outbox.next() => {
-                sent.inc();
-                if send(&mut ws, &v).await.is_err() { break; }
-                let n = outbox.take_lost();
-                if n > 0 {
-                    let f = Failure::new(Code::QueueFull, format!("{n} events were dropped: this client reads slower than they arrive"));
-                    if send(&mut ws, &protocol::error(&Value::Null, &f)).await.is_err() { break; }
-                }
-            }
-            frame = ws.recv() => {
-                // Boxed: the state of handling a frame exists only while one is handled,
-                // not in every idle connection's task.
-                let io = Io { ws: &mut ws, outbox: &outbox, sent };
-                if !Box::pin(on_frame(&mut conn, io, frame, received, max)).await {
-                    break;
-                }
-            }
-            link = link_events.recv() => match link {
-                Ok(e) if !conn.authenticated() => drop(e),
-                Ok(e) => {
-                    if let Some(v) = link_event(&e, &conn) {
-                        sent.inc();
-                        if send(&mut ws, &v).await.is_err() { break; }
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => conn.out.lost(n),
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            },
-            passed = deadline.passed() => {
-                let error = passed.error();
-                let _ = send(&mut ws, &protocol::error(&Value::Null, &error.clone().into())).await;
-                let _ = ws.send(ws::close(ws::POLICY, &error.to_string())).await;
-                break;
-            }
-            _ = shutdown.cancelled() => {
-                let _ = ws.send(ws::close(1001, "server shutting down")).await;
-                break;
-            }
-        }
-    }
-}
-
-/// What `on_frame` writes to.
-struct Io<'a> {
-    ws: &'a mut WebSocket,
-    outbox: &'a Outbox,
-    sent: &'a prometheus_client::metrics::counter::Counter,
-}
-
-impl Io<'_> {
-    async fn send(&mut self, v: &Value) -> Result<(), axum::Error> {
-        self.sent.inc();
-        send(self.ws, v).await
-    }
-}
-
-/// Handles one client frame; false when the connection should end.
-async fn on_frame(
-    conn: &mut Conn,
-    mut io: Io<'_>,
-    frame: Option<Result<Message, axum::Error>>,
-    received: &prometheus_client::metrics::counter::Counter,
-    max: usize,
-) -> bool {
-    let text = match frame {
-        Some(Ok(Message::Text(t))) => t.to_string(),
-        Some(Ok(Message::Binary(_))) => {
-            let f = Failure::new(
-                Code::InvalidMessage,
-                "binary frames are not supported: send JSON text",
-            );
-            return io.send(&protocol::error(&Value::Null, &f)).await.is_ok();
-        }
-        Some(Ok(Message::Ping(_) | Message::Pong(_))) => return true,
-        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return false,
-    };
-    received.inc();
-    let answer = if text.len() > max {
-        protocol::error(
-            &Value::Null,
-            &Failure::new(
-                Code::MessageTooLarge,
-                format!("{} bytes is over the {max}-byte limit", text.len()),
-            ),
-        )
-    } else if conn.rate_limited() {
-        conn.gateway.metrics().rate_limited.inc();
-        let id = protocol::parse(&text).map(|r| r.id).unwrap_or(Value::Null);
-        protocol::error(
-            &id,
-            &Failure::new(Code::RateLimitExceeded, "too many requests: slow down"),
-        )
-    } else {
-        match protocol::parse(&text) {
-            Err((id, f)) => protocol::error(&id, &f),
-            Ok(req) => {
-                // Keep events flowing while a long request (CONNECT) runs.
-                let outbox = io.outbox.clone();
-                let mut work = Box::pin(conn.dispatch(req));
-                loop {
-                    tokio::select! {
-                        done = &mut work => break done,
-                        v = outbox.next() => {
-                            let _ = io.send(&v).await;
-                        }
-                    }
-                }
-            }
-        }
-    };
-    answer.is_null() || io.send(&answer).await.is_ok()
-}
-
-/// A link change as a CONNECTED / DISCONNECTED event, if this connection may see the device.
-fn link_event(e: &GatewayEvent, conn: &Conn) -> Option<Value> {
-    let (kind, id, mut fields) = match e {
-        GatewayEvent::Connected { id, mtu } => ("CONNECTED", id, json!({"mtu": mtu})),
-        GatewayEvent::Reconnected { id, mtu } => ("CONNECTED", id, json!({"mtu": mtu, "reconnected": true})),
-        GatewayEvent::Disconnected {
-            id,
-            reason,
-            will_reconnect,
-        } => (
-            "DISCONNECTED",
-            id,
-            json!({"reason": reason, "willReconnect": will_reconnect}),
-        ),
-    };
-    let name = conn.gateway.name_of(id);
-    if !crate::auth::admits(conn.principal.as_ref(), id, name.as_deref()) {
-        return None;
-    }
-    fields["deviceId"] = json!(id);
-    Some(event(kind, fields))
-}
-
-async fn send(ws: &mut WebSocket, v: &Value) -> Result<(), axum::Error> {
-    ws.send(Message::Text(v.to_string().into())).await
 }

@@ -8,10 +8,11 @@ use serde_json::json;
 use super::command_request::CommandRequest;
 use super::fanout::{Filter, Registration};
 use super::history::{self, HistoryRequest};
-use super::link::{Ends, Link, Read};
+use super::link::{Link, Read};
 use super::protocol::{self, Code, Failure, Frame, Incoming};
 use super::Hub;
 use crate::auth::Principal;
+use crate::http::ws::{Closed, End, Ends};
 use crate::outbox::Outbox;
 use crate::store::{now_ms, PointQuery};
 
@@ -38,7 +39,7 @@ pub(super) async fn run(
     link: &mut Link,
     principal: Option<Principal>,
     batch: bool,
-    ends: &Ends,
+    ends: &mut Ends,
 ) -> &'static str {
     let mut state = State {
         principal,
@@ -51,7 +52,7 @@ pub(super) async fn run(
     reason
 }
 
-async fn serve(hub: &Hub, link: &mut Link, state: &mut State, ends: &Ends) -> &'static str {
+async fn serve(hub: &Hub, link: &mut Link, state: &mut State, ends: &mut Ends) -> &'static str {
     if link
         .send(protocol::frame(&json!({"type": "welcome", "role": "client"})))
         .await
@@ -68,7 +69,7 @@ async fn serve(hub: &Hub, link: &mut Link, state: &mut State, ends: &Ends) -> &'
                 // not in every idle connection's task.
                 if drain(link, &out, frame, state.batch).await.is_err() { return "closed"; }
             }
-            frame = link.ws.recv() => match Box::pin(link.read(frame)).await {
+            inbound = link.conn.recv() => match Box::pin(link.read(inbound)).await {
                 Read::Closed => return "closed",
                 Read::Refused => {}
                 Read::Message(m) => {
@@ -78,13 +79,12 @@ async fn serve(hub: &Hub, link: &mut Link, state: &mut State, ends: &Ends) -> &'
                     }
                 }
             },
-            passed = ends.expiry.passed() => {
-                link.expire(passed).await;
-                return "credential expired";
-            }
-            _ = ends.shutdown.cancelled() => {
-                link.close(1001, "server shutting down").await;
-                return "shutdown";
+            end = ends.wait() => {
+                link.end(end).await;
+                return match end {
+                    End::Deadline(_) => "credential expired",
+                    End::Shutdown => "shutdown",
+                };
             }
         }
     }
@@ -97,7 +97,7 @@ const DRAIN: usize = 64;
 /// Sends `first` and whatever else is queued (up to [`DRAIN`]) with one flush, then
 /// `lagged` if the queue overflowed. With `batch`, the frames go as one
 /// `{"type":"batch","messages":[…]}` frame.
-async fn drain(link: &mut Link, out: &Outbox<Frame>, first: Frame, batch: bool) -> Result<(), axum::Error> {
+async fn drain(link: &mut Link, out: &Outbox<Frame>, first: Frame, batch: bool) -> Result<(), Closed> {
     if batch {
         let mut frames = vec![first];
         while frames.len() < DRAIN {

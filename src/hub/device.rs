@@ -6,14 +6,15 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use futures::stream::{FuturesOrdered, StreamExt};
 use serde_json::{json, Value};
+use std::collections::VecDeque;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::link::{Ends, Link, Read};
+use super::link::{Link, Read};
 use super::protocol::{self, Code, Failure, Frame, Incoming};
 use super::Hub;
+use crate::http::ws::{End, Ends};
 use crate::outbox::Outbox;
 use crate::store::{now_ms, DeviceBatch, Point};
 
@@ -27,11 +28,13 @@ struct State {
     device: String,
     /// Highest seq accepted (stored, or on its way to the store).
     last_seq: u64,
-    acks: FuturesOrdered<PendingAck>,
+    /// In the order the batches came; answered front first. A `VecDeque`, not a
+    /// `FuturesOrdered`: that allocates up front, in every idle connection.
+    acks: VecDeque<PendingAck>,
 }
 
 /// Runs a device connection; returns why it ended (for the connection log).
-pub(super) async fn run(hub: &Hub, link: &mut Link, device: String, ends: &Ends) -> &'static str {
+pub(super) async fn run(hub: &Hub, link: &mut Link, device: String, ends: &mut Ends) -> &'static str {
     let (conn, replaced) = hub.presence().connect(&device, "network");
     let out: Outbox<Frame> = Outbox::new(1);
     // Commands for the device are frames in its connection's queue.
@@ -49,7 +52,7 @@ async fn serve(
     device: &str,
     out: &Outbox<Frame>,
     replaced: &CancellationToken,
-    ends: &Ends,
+    ends: &mut Ends,
 ) -> &'static str {
     // Whatever an earlier connection of this device left in the writer is stored
     // or refused first; its batches are taken again from here on.
@@ -67,20 +70,21 @@ async fn serve(
             return "store error";
         }
     };
-    let welcome = json!({
+    // A temporary: a local `Value` would live (in the task) as long as the connection.
+    let welcome = protocol::frame(&json!({
         "type": "welcome",
         "role": "device",
         "device": device,
         "last_seq": last_seq,
         "heartbeat_interval": hub.config().heartbeat_secs,
-    });
-    if link.send(protocol::frame(&welcome)).await.is_err() {
+    }));
+    if link.send(welcome).await.is_err() {
         return "closed";
     }
     let mut state = State {
         device: device.to_string(),
         last_seq,
-        acks: FuturesOrdered::new(),
+        acks: VecDeque::new(),
     };
     let silence = hub.config().heartbeat_timeout();
     let heartbeat = tokio::time::sleep(silence);
@@ -93,7 +97,7 @@ async fn serve(
                 // not in every idle connection's task.
                 if Box::pin(link.send(frame)).await.is_err() { return "closed"; }
             }
-            Some((seq, stored)) = state.acks.next(), if !state.acks.is_empty() => {
+            (seq, stored) = next_ack(&mut state.acks), if !state.acks.is_empty() => {
                 let sent = match stored {
                     Ok(()) => Box::pin(link.send(ack(seq))).await,
                     Err(e) => {
@@ -105,10 +109,10 @@ async fn serve(
                 };
                 if sent.is_err() { return "closed"; }
             }
-            frame = link.ws.recv() => {
+            inbound = link.conn.recv() => {
                 heartbeat.as_mut().reset(Instant::now() + silence);
                 hub.presence().seen(device);
-                match Box::pin(link.read(frame)).await {
+                match Box::pin(link.read(inbound)).await {
                     Read::Closed => return "closed",
                     Read::Refused => {}
                     Read::Message(m) => {
@@ -138,16 +142,25 @@ async fn serve(
                 link.close(4009, "replaced").await;
                 return "replaced";
             }
-            passed = ends.expiry.passed() => {
-                link.expire(passed).await;
-                return "credential expired";
-            }
-            _ = ends.shutdown.cancelled() => {
-                link.close(1001, "server shutting down").await;
-                return "shutdown";
+            end = ends.wait() => {
+                link.end(end).await;
+                return match end {
+                    End::Deadline(_) => "credential expired",
+                    End::Shutdown => "shutdown",
+                };
             }
         }
     }
+}
+
+/// The oldest acknowledgement, once it is known; cancel-safe (it stays queued).
+async fn next_ack(acks: &mut VecDeque<PendingAck>) -> (Option<u64>, Result<(), String>) {
+    let Some(front) = acks.front_mut() else {
+        return std::future::pending().await;
+    };
+    let done = front.await;
+    acks.pop_front();
+    done
 }
 
 fn ack(seq: Option<u64>) -> Frame {

@@ -8,11 +8,11 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::link::{Ends, Link, Read};
+use super::link::{Link, Read};
 use super::protocol::{self, Code, Failure};
 use super::{client, device, Hub};
 use crate::auth::{Principal, Scope};
-use crate::http::ws;
+use crate::http::ws::{self, Connection, Deadline, Ends};
 use crate::limits::TokenBucket;
 use crate::metrics::Endpoint;
 use crate::store::{now_ms, ConnectionRecord};
@@ -42,9 +42,9 @@ pub(super) enum Role {
     Client,
 }
 
-/// Runs one hub connection to its end. Not an `async fn`: the socket goes into the
-/// [`Link`] before the future is made, so an idle connection's task holds one
-/// copy of it, not the argument and the link both.
+/// Runs one hub connection to its end. Not an `async fn`: the connection's state
+/// is built before the future is made and run through `&mut self`, so an idle
+/// connection's task holds one copy of it.
 pub fn handle_socket(
     hub: Hub,
     ws: WebSocket,
@@ -53,67 +53,82 @@ pub fn handle_socket(
     shutdown: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + Send {
     let c = hub.config();
-    let link = Link {
+    let conn = Connection::new(
         ws,
-        meter: ws::Meter::open(hub.metrics(), Endpoint::hub),
-        limiter: TokenBucket::new(c.rate_per_connection, c.burst_per_connection),
-        max_bytes: c.max_message_bytes,
+        ws::Meter::open(hub.metrics(), Endpoint::hub),
+        c.max_message_bytes,
+    )
+    .with_rate_limit(TokenBucket::new(c.rate_per_connection, c.burst_per_connection));
+    let mut socket = Socket {
+        link: Link { conn },
+        hub,
+        hello,
+        slot,
+        ends: Ends::new(Deadline::None, shutdown),
     };
-    run(hub, link, hello, slot, shutdown)
+    async move { socket.run().await }
 }
 
-async fn run(
+struct Socket {
     hub: Hub,
-    mut link: Link,
-    mut hello: Hello,
+    link: Link,
+    hello: Hello,
     slot: Option<OwnedSemaphorePermit>,
-    shutdown: CancellationToken,
-) {
-    let Some(_slot) = slot else {
-        let f = Failure::new(
-            Code::RateLimited,
-            format!("at most {} hub connections", hub.config().max_connections),
-        );
-        let _ = link.fail(&Value::Null, &f).await;
-        link.close(1013, "connection limit reached").await;
-        return;
-    };
-    // The steps are boxed: an idle connection's task then holds only the state of
-    // the step it is in (its role's loop), not the largest of them all.
-    let role = match Box::pin(identify(&hub, &mut link, &mut hello)).await {
-        Ok(role) => role,
-        Err(f) => {
+    ends: Ends,
+}
+
+impl Socket {
+    async fn run(&mut self) {
+        let (hub, link) = (&self.hub, &mut self.link);
+        if self.slot.is_none() {
+            let f = Failure::new(
+                Code::RateLimited,
+                format!("at most {} hub connections", hub.config().max_connections),
+            );
             let _ = link.fail(&Value::Null, &f).await;
-            link.close(ws::POLICY, "not allowed").await;
+            link.close(1013, "connection limit reached").await;
             return;
         }
-    };
-    let (role_name, device) = match &role {
-        Role::Device(d) => ("device", Some(d.clone())),
-        Role::Client => ("client", None),
-    };
-    let log_id = hub.connections().opened(ConnectionRecord {
-        id: 0,
-        role: role_name.into(),
-        subject: hello.principal.as_ref().map(|p| p.subject.clone()),
-        device: device.clone(),
-        remote: hello.remote.take(),
-        connected_at: now_ms(),
-        disconnected_at: None,
-        reason: None,
-    });
-    tracing::info!(role = role_name, ?device, subject = ?hello.principal.as_ref().map(|p| &p.subject), "hub connection");
-    // Authenticated by now: the only deadline left is the credential's expiry.
-    let ends = Ends {
-        expiry: ws::Deadline::of(None, hello.principal.as_ref(), Instant::now()),
-        shutdown,
-    };
-    let reason = match role {
-        Role::Device(id) => Box::pin(device::run(&hub, &mut link, id, &ends)).await,
-        Role::Client => Box::pin(client::run(&hub, &mut link, hello.principal, hello.batch, &ends)).await,
-    };
-    hub.connections().closed(log_id, reason);
-    tracing::info!(role = role_name, ?device, reason, "hub connection ended");
+        // The steps are boxed: an idle connection's task then holds only the state
+        // of the step it is in (its role's loop), not the largest of them all.
+        let role = match Box::pin(identify(hub, link, &mut self.hello)).await {
+            Ok(role) => role,
+            Err(f) => {
+                let _ = link.fail(&Value::Null, &f).await;
+                link.close(ws::POLICY, "not allowed").await;
+                return;
+            }
+        };
+        let hello = &mut self.hello;
+        let (role_name, device) = match &role {
+            Role::Device(d) => ("device", Some(d.clone())),
+            Role::Client => ("client", None),
+        };
+        let log_id = hub.connections().opened(ConnectionRecord {
+            id: 0,
+            role: role_name.into(),
+            subject: hello.principal.as_ref().map(|p| p.subject.clone()),
+            device,
+            remote: hello.remote.take(),
+            connected_at: now_ms(),
+            disconnected_at: None,
+            reason: None,
+        });
+        tracing::info!(role = role_name, subject = ?hello.principal.as_ref().map(|p| &p.subject), "hub connection");
+        // Authenticated by now: the only deadline left is the credential's expiry.
+        self.ends
+            .set(Deadline::of(None, hello.principal.as_ref(), Instant::now()));
+        let ends = &mut self.ends;
+        let reason = match role {
+            Role::Device(id) => Box::pin(device::run(hub, link, id, ends)).await,
+            Role::Client => {
+                let principal = hello.principal.take();
+                Box::pin(client::run(hub, link, principal, hello.batch, ends)).await
+            }
+        };
+        hub.connections().closed(log_id, reason);
+        tracing::info!(role = role_name, reason, "hub connection ended");
+    }
 }
 
 /// Who is connecting, and as what.
@@ -179,10 +194,10 @@ async fn first_message_auth(
             "send a credential: token=, Authorization, or an auth message first",
         )
     };
-    let frame = tokio::time::timeout(within, link.ws.recv())
+    let inbound = tokio::time::timeout(within, link.conn.recv())
         .await
         .map_err(|_| missing())?;
-    let Read::Message(m) = link.read(frame).await else {
+    let Read::Message(m) = link.read(inbound).await else {
         return Err(missing());
     };
     if m.kind != "auth" {
