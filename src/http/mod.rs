@@ -5,7 +5,8 @@
 //! - `guard.rs`: `Host` and `Origin` checks on every route, and the `[http]` table.
 //! - `auth.rs`: credentials on routes and at WebSocket upgrades.
 //! - `limit.rs`: per-caller rate limits for HTTP routes.
-//! - `ws.rs`: the WebSocket connection layer (limits, deadlines, metrics, close).
+//! - `ws/`: the WebSocket connection layer: the handshake and its limits, one
+//!   `Connection` type, deadlines, metrics, close.
 //! - `server.rs`: the accept loop, with a connection cap and a header deadline.
 
 pub mod auth;

@@ -19,17 +19,18 @@ use crate::store::{now_ms, PointQuery};
 /// Points per replay page.
 const PAGE: u32 = 1000;
 
-struct State {
-    principal: Option<Principal>,
+struct State<'a> {
+    /// Borrowed from the connection: a copy would be held twice by every idle task.
+    principal: Option<&'a Principal>,
     /// Live messages queued together go out as one `batch` frame.
     batch: bool,
     out: Outbox<Frame>,
     subscriptions: Vec<u64>,
 }
 
-impl State {
+impl State<'_> {
     fn check_device(&self, device: &str) -> Result<(), Failure> {
-        Ok(crate::auth::check_device(self.principal.as_ref(), device, None)?)
+        Ok(crate::auth::check_device(self.principal, device, None)?)
     }
 }
 
@@ -37,7 +38,7 @@ impl State {
 pub(super) async fn run(
     hub: &Hub,
     link: &mut Link,
-    principal: Option<Principal>,
+    principal: Option<&Principal>,
     batch: bool,
     ends: &mut Ends,
 ) -> &'static str {
@@ -52,7 +53,7 @@ pub(super) async fn run(
     reason
 }
 
-async fn serve(hub: &Hub, link: &mut Link, state: &mut State, ends: &mut Ends) -> &'static str {
+async fn serve(hub: &Hub, link: &mut Link, state: &mut State<'_>, ends: &mut Ends) -> &'static str {
     if link
         .send(protocol::frame(&json!({"type": "welcome", "role": "client"})))
         .await
@@ -127,7 +128,7 @@ async fn drain(link: &mut Link, out: &Outbox<Frame>, first: Frame, batch: bool) 
     link.flush().await
 }
 
-async fn handle(hub: &Hub, link: &mut Link, state: &mut State, m: Incoming) -> Result<(), Failure> {
+async fn handle(hub: &Hub, link: &mut Link, state: &mut State<'_>, m: Incoming) -> Result<(), Failure> {
     match m.kind.as_str() {
         "subscribe" => subscribe(hub, link, state, &m).await,
         "unsubscribe" => {
@@ -142,7 +143,7 @@ async fn handle(hub: &Hub, link: &mut Link, state: &mut State, m: Incoming) -> R
         "command" => command(hub, link, state, m).await,
         "cancel" => {
             let command_id = m.required(&m.command_id, "command_id")?.clone();
-            let principal = state.principal.clone();
+            let principal = state.principal.cloned();
             hub.commands()
                 .cancel(command_id.clone(), move |device| crate::auth::admits(principal.as_ref(), device, None))
                 .await?;
@@ -156,7 +157,7 @@ async fn handle(hub: &Hub, link: &mut Link, state: &mut State, m: Incoming) -> R
                 .snapshot(&wanted)
                 .await
                 .map_err(|e| Failure::new(Code::StoreError, e.to_string()))?;
-            list.retain(|d| crate::auth::admits(state.principal.as_ref(), &d.device, None));
+            list.retain(|d| crate::auth::admits(state.principal, &d.device, None));
             send(link, protocol::reply("presence", &m.id, json!({"devices": list}))).await
         }
         "ping" => send(link, protocol::reply("pong", &m.id, json!({"ts": now_ms()}))).await,
@@ -176,14 +177,9 @@ async fn send(link: &mut Link, frame: Frame) -> Result<(), Failure> {
 }
 
 /// The devices a subscription may take: what it asks for, within the credential's list.
-fn device_filter(state: &State, asked: Option<&[String]>) -> Result<Filter, Failure> {
+fn device_filter(state: &State<'_>, asked: Option<&[String]>) -> Result<Filter, Failure> {
     let filter = Filter::from_list(asked);
-    let Some(allowed) = state
-        .principal
-        .as_ref()
-        .map(|p| &p.devices)
-        .filter(|l| !l.is_any())
-    else {
+    let Some(allowed) = state.principal.map(|p| &p.devices).filter(|l| !l.is_any()) else {
         return Ok(filter);
     };
     match &filter {
@@ -202,7 +198,7 @@ fn device_filter(state: &State, asked: Option<&[String]>) -> Result<Filter, Fail
     }
 }
 
-async fn subscribe(hub: &Hub, link: &mut Link, state: &mut State, m: &Incoming) -> Result<(), Failure> {
+async fn subscribe(hub: &Hub, link: &mut Link, state: &mut State<'_>, m: &Incoming) -> Result<(), Failure> {
     let most = hub.config().max_subscriptions;
     if state.subscriptions.len() >= most {
         return Err(Failure::new(
@@ -255,9 +251,9 @@ async fn subscribe(hub: &Hub, link: &mut Link, state: &mut State, m: &Incoming) 
     .await
 }
 
-async fn command(hub: &Hub, link: &mut Link, state: &mut State, m: Incoming) -> Result<(), Failure> {
+async fn command(hub: &Hub, link: &mut Link, state: &mut State<'_>, m: Incoming) -> Result<(), Failure> {
     let device = m.required(&m.device, "device")?.clone();
-    hub.may_command(state.principal.as_ref(), &device)?;
+    hub.may_command(state.principal, &device)?;
     let record = CommandRequest {
         device,
         name: m.required(&m.name, "name")?.clone(),
@@ -266,7 +262,7 @@ async fn command(hub: &Hub, link: &mut Link, state: &mut State, m: Incoming) -> 
         priority: m.priority,
         ttl: m.ttl,
     }
-    .into_record(hub.config(), state.principal.as_ref().map(|p| p.subject.clone()))?;
+    .into_record(hub.config(), state.principal.map(|p| p.subject.clone()))?;
     let command_id = record.id.clone();
     hub.commands().submit(record, Some(state.out.clone())).await?;
     send(
@@ -280,7 +276,7 @@ async fn command(hub: &Hub, link: &mut Link, state: &mut State, m: Incoming) -> 
     .await
 }
 
-async fn history(hub: &Hub, link: &mut Link, state: &mut State, m: &Incoming) -> Result<(), Failure> {
+async fn history(hub: &Hub, link: &mut Link, state: &mut State<'_>, m: &Incoming) -> Result<(), Failure> {
     let device = m.required(&m.device, "device")?.clone();
     state.check_device(&device)?;
     let answer = history::answer(

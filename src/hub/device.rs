@@ -24,8 +24,8 @@ const MAX_KEY: usize = 200;
 /// An acknowledgement to come: the seq it answers and whether the points were stored.
 type PendingAck = Pin<Box<dyn Future<Output = (Option<u64>, Result<(), String>)> + Send>>;
 
-struct State {
-    device: String,
+struct State<'a> {
+    device: &'a str,
     /// Highest seq accepted (stored, or on its way to the store).
     last_seq: u64,
     /// In the order the batches came; answered front first. A `VecDeque`, not a
@@ -40,25 +40,31 @@ pub(super) async fn run(hub: &Hub, link: &mut Link, device: String, ends: &mut E
     // Commands for the device are frames in its connection's queue.
     hub.commands()
         .online(&device, conn, std::sync::Arc::new(out.clone()));
-    let reason = Box::pin(serve(hub, link, &device, &out, &replaced, ends)).await;
+    // Two boxed steps: the greeting's state is gone before the long-lived loop's
+    // is made, so an idle connection holds only the loop's.
+    let reason = match Box::pin(greet(hub, link, &device)).await {
+        Ok(last_seq) => {
+            let mut state = State {
+                device: &device,
+                last_seq,
+                acks: VecDeque::new(),
+            };
+            Box::pin(serve(hub, link, &mut state, &out, &replaced, ends)).await
+        }
+        Err(reason) => reason,
+    };
     hub.commands().offline(&device, conn);
     hub.presence().disconnect(&device, "network", conn);
     reason
 }
 
-async fn serve(
-    hub: &Hub,
-    link: &mut Link,
-    device: &str,
-    out: &Outbox<Frame>,
-    replaced: &CancellationToken,
-    ends: &mut Ends,
-) -> &'static str {
+/// Settles what an earlier connection left, then welcomes the device with the last
+/// seq stored; `Err` holds why the connection ends instead.
+async fn greet(hub: &Hub, link: &mut Link, device: &str) -> Result<u64, &'static str> {
     // Whatever an earlier connection of this device left in the writer is stored
     // or refused first; its batches are taken again from here on.
-    let resumed = Box::pin(hub.writer().resume(device.into())).await;
-    let stored = match resumed {
-        Ok(()) => Box::pin(hub.store().device(device)).await,
+    let stored = match hub.writer().resume(device.into()).await {
+        Ok(()) => hub.store().device(device).await,
         Err(e) => Err(e),
     };
     let last_seq = match stored {
@@ -67,25 +73,32 @@ async fn serve(
             let _ = link
                 .fail(&Value::Null, &Failure::new(Code::StoreError, e.to_string()))
                 .await;
-            return "store error";
+            return Err("store error");
         }
     };
-    // A temporary: a local `Value` would live (in the task) as long as the connection.
-    let welcome = protocol::frame(&json!({
+    let welcome = json!({
         "type": "welcome",
         "role": "device",
         "device": device,
         "last_seq": last_seq,
         "heartbeat_interval": hub.config().heartbeat_secs,
-    }));
-    if link.send(welcome).await.is_err() {
-        return "closed";
+    });
+    match link.send(protocol::frame(&welcome)).await {
+        Ok(()) => Ok(last_seq),
+        Err(_) => Err("closed"),
     }
-    let mut state = State {
-        device: device.to_string(),
-        last_seq,
-        acks: VecDeque::new(),
-    };
+}
+
+/// The device's message loop.
+async fn serve(
+    hub: &Hub,
+    link: &mut Link,
+    state: &mut State<'_>,
+    out: &Outbox<Frame>,
+    replaced: &CancellationToken,
+    ends: &mut Ends,
+) -> &'static str {
+    let device = state.device;
     let silence = hub.config().heartbeat_timeout();
     let heartbeat = tokio::time::sleep(silence);
     tokio::pin!(heartbeat);
@@ -120,7 +133,7 @@ async fn serve(
                         // device resends from last_seq); a command result that was not
                         // stored is answered, and the device may send it again.
                         let telemetry = m.kind == "telemetry";
-                        if let Err(f) = Box::pin(handle(hub, link, &mut state, *m)).await {
+                        if let Err(f) = Box::pin(handle(hub, link, state, *m)).await {
                             if link.fail(&f.0, &f.1).await.is_err() { return "closed"; }
                             if telemetry && f.1.code == Code::StoreError {
                                 link.close(1011, "store error").await;
@@ -171,7 +184,12 @@ fn ack(seq: Option<u64>) -> Frame {
 }
 
 /// Handles one device message; an error goes back with the message's id.
-async fn handle(hub: &Hub, link: &mut Link, state: &mut State, m: Incoming) -> Result<(), (Value, Failure)> {
+async fn handle(
+    hub: &Hub,
+    link: &mut Link,
+    state: &mut State<'_>,
+    m: Incoming,
+) -> Result<(), (Value, Failure)> {
     let id = m.id.clone();
     let fail = |f: Failure| (id.clone(), f);
     match m.kind.as_str() {
@@ -185,7 +203,7 @@ async fn handle(hub: &Hub, link: &mut Link, state: &mut State, m: Incoming) -> R
                 )))
             })?;
             hub.commands()
-                .report(&state.device, command_id, status, m.result, m.error)
+                .report(state.device, command_id, status, m.result, m.error)
                 .await
                 .map_err(fail)
         }
@@ -209,7 +227,7 @@ async fn handle(hub: &Hub, link: &mut Link, state: &mut State, m: Incoming) -> R
 }
 
 /// Validates the points and hands them to the writer; the ack follows in order.
-async fn telemetry(hub: &Hub, state: &mut State, m: Incoming) -> Result<(), Failure> {
+async fn telemetry(hub: &Hub, state: &mut State<'_>, m: Incoming) -> Result<(), Failure> {
     let Some(points) = m.points else {
         return Err(Failure::params("telemetry needs \"points\": [{key, value, ts?}]"));
     };
@@ -240,7 +258,7 @@ async fn telemetry(hub: &Hub, state: &mut State, m: Incoming) -> Result<(), Fail
     let ack = hub
         .writer()
         .submit(DeviceBatch {
-            device: state.device.as_str().into(),
+            device: state.device.into(),
             seq: m.seq,
             points: batch,
         })

@@ -38,6 +38,12 @@ impl Link {
         self.send(protocol::error(id, f)).await
     }
 
+    /// Turns the connection away: the error, then the close frame.
+    pub async fn turn_away(&mut self, f: &Failure, code: u16, reason: &str) {
+        let _ = self.fail(&Value::Null, f).await;
+        self.close(code, reason).await;
+    }
+
     pub async fn close(&mut self, code: u16, reason: &str) {
         self.conn.close(code, reason).await
     }

@@ -3,7 +3,7 @@
 //! client), the connection log, then the role's message loop.
 
 use axum::extract::ws::WebSocket;
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -85,8 +85,8 @@ impl Socket {
                 Code::RateLimited,
                 format!("at most {} hub connections", hub.config().max_connections),
             );
-            let _ = link.fail(&Value::Null, &f).await;
-            link.close(1013, "connection limit reached").await;
+            // Boxed, as every cold path here: its state is not in every idle task.
+            Box::pin(link.turn_away(&f, 1013, "connection limit reached")).await;
             return;
         }
         // The steps are boxed: an idle connection's task then holds only the state
@@ -94,8 +94,7 @@ impl Socket {
         let role = match Box::pin(identify(hub, link, &mut self.hello)).await {
             Ok(role) => role,
             Err(f) => {
-                let _ = link.fail(&Value::Null, &f).await;
-                link.close(ws::POLICY, "not allowed").await;
+                Box::pin(link.turn_away(&f, ws::POLICY, "not allowed")).await;
                 return;
             }
         };
@@ -122,7 +121,7 @@ impl Socket {
         let reason = match role {
             Role::Device(id) => Box::pin(device::run(hub, link, id, ends)).await,
             Role::Client => {
-                let principal = hello.principal.take();
+                let principal = hello.principal.as_ref();
                 Box::pin(client::run(hub, link, principal, hello.batch, ends)).await
             }
         };

@@ -25,10 +25,11 @@ pub use self::connection::{Closed, Connection, Inbound};
 pub use self::deadline::{Deadline, End, Ends};
 pub use self::meter::Meter;
 
-/// Initial read buffer of every WebSocket. tungstenite's default (128 KiB) is held
-/// by every idle connection; messages larger than this still arrive, the buffer
-/// grows for them.
-const READ_BUFFER: usize = 512;
+/// Initial read buffer of every WebSocket, and the most one read takes from the
+/// socket. tungstenite's default (128 KiB) is held by every idle connection; at 256
+/// bytes a typical request or telemetry batch is one or two reads, and larger
+/// messages still arrive (the buffer grows for them).
+const READ_BUFFER: usize = 256;
 
 /// Close code: the policy was violated (no credential in time, or it expired).
 pub const POLICY: u16 = 1008;
