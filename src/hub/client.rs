@@ -81,7 +81,7 @@ async fn serve(hub: &Hub, link: &mut Link, state: &mut State<'_>, ends: &mut End
                 }
             },
             end = ends.wait() => {
-                link.end(end).await;
+                Box::pin(link.end(end)).await;
                 return match end {
                     End::Deadline(_) => "credential expired",
                     End::Shutdown => "shutdown",

@@ -156,7 +156,7 @@ async fn serve(
                 return "replaced";
             }
             end = ends.wait() => {
-                link.end(end).await;
+                Box::pin(link.end(end)).await;
                 return match end {
                     End::Deadline(_) => "credential expired",
                     End::Shutdown => "shutdown",

@@ -62,7 +62,8 @@ pub fn handle_socket(
     let mut socket = Socket {
         link: Link { conn },
         hub,
-        hello,
+        hello: Some(Box::new(hello)),
+        principal: None,
         slot,
         ends: Ends::new(Deadline::None, shutdown),
     };
@@ -72,7 +73,10 @@ pub fn handle_socket(
 struct Socket {
     hub: Hub,
     link: Link,
-    hello: Hello,
+    /// What the upgrade asked, until the connection is identified; boxed so that
+    /// afterwards only the principal stays in the task.
+    hello: Option<Box<Hello>>,
+    principal: Option<Principal>,
     slot: Option<OwnedSemaphorePermit>,
     ends: Ends,
 }
@@ -91,14 +95,16 @@ impl Socket {
         }
         // The steps are boxed: an idle connection's task then holds only the state
         // of the step it is in (its role's loop), not the largest of them all.
-        let role = match Box::pin(identify(hub, link, &mut self.hello)).await {
+        let Some(mut hello) = self.hello.take() else {
+            return;
+        };
+        let role = match Box::pin(identify(hub, link, &mut hello)).await {
             Ok(role) => role,
             Err(f) => {
                 Box::pin(link.turn_away(&f, ws::POLICY, "not allowed")).await;
                 return;
             }
         };
-        let hello = &mut self.hello;
         let (role_name, device) = match &role {
             Role::Device(d) => ("device", Some(d.clone())),
             Role::Client => ("client", None),
@@ -114,15 +120,18 @@ impl Socket {
             reason: None,
         });
         tracing::info!(role = role_name, subject = ?hello.principal.as_ref().map(|p| &p.subject), "hub connection");
+        let batch = hello.batch;
+        self.principal = hello.principal.take();
+        drop(hello);
         // Authenticated by now: the only deadline left is the credential's expiry.
         self.ends
-            .set(Deadline::of(None, hello.principal.as_ref(), Instant::now()));
+            .set(Deadline::of(None, self.principal.as_ref(), Instant::now()));
         let ends = &mut self.ends;
         let reason = match role {
             Role::Device(id) => Box::pin(device::run(hub, link, id, ends)).await,
             Role::Client => {
-                let principal = hello.principal.as_ref();
-                Box::pin(client::run(hub, link, principal, hello.batch, ends)).await
+                let principal = self.principal.as_ref();
+                Box::pin(client::run(hub, link, principal, batch, ends)).await
             }
         };
         hub.connections().closed(log_id, reason);

@@ -103,22 +103,27 @@ impl Ends {
     }
 
     /// Resolves when the deadline passes or the server shuts down; cancel-safe.
-    pub fn wait(&mut self) -> impl Future<Output = End> + '_ {
-        let deadline = self.deadline;
-        let timer = self.timer.as_mut();
-        let shutdown = &self.shutdown;
-        async move {
-            let passed = async {
-                match timer {
-                    Some(t) => t.await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => End::Shutdown,
-                _ = passed => End::Deadline(deadline),
-            }
+    pub async fn wait(&mut self) -> End {
+        let timer = Timer(self.timer.as_mut().map(|t| t.as_mut()));
+        tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled() => End::Shutdown,
+            _ = timer => End::Deadline(self.deadline),
+        }
+    }
+}
+
+/// The deadline's timer, or never when there is none. A plain future rather than
+/// an `async` block: an idle connection holds it while it waits.
+struct Timer<'a>(Option<Pin<&'a mut Sleep>>);
+
+impl Future for Timer<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match &mut self.0 {
+            Some(sleep) => sleep.as_mut().poll(cx),
+            None => std::task::Poll::Pending,
         }
     }
 }
