@@ -7,7 +7,7 @@
 //! would carry.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -27,6 +27,8 @@ struct OutboxInner<T> {
     ready: Notify,
     /// Events dropped since the client was last told.
     lost: AtomicU64,
+    /// Its connection was told to end (see [`Outbox::close`]).
+    closed: AtomicBool,
     capacity: usize,
 }
 
@@ -36,6 +38,7 @@ impl<T> Outbox<T> {
             queue: Mutex::new(VecDeque::new()),
             ready: Notify::new(),
             lost: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
             capacity: capacity.max(1),
         }))
     }
@@ -88,6 +91,28 @@ impl<T> Outbox<T> {
         lock(&self.0.queue).pop_front()
     }
 
+    /// Tells the connection that reads this queue to end: [`Outbox::next_or_closed`]
+    /// answers `None` from now on. One flag in the queue the connection already
+    /// waits on, rather than a token and a second future in every idle connection.
+    pub fn close(&self) {
+        self.0.closed.store(true, Ordering::Release);
+        self.0.ready.notify_one();
+    }
+
+    /// The next queued message, waiting for one; `None` once the queue is closed
+    /// (what is still queued is dropped).
+    pub async fn next_or_closed(&self) -> Option<T> {
+        loop {
+            if self.0.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            if let Some(v) = lock(&self.0.queue).pop_front() {
+                return Some(v);
+            }
+            self.0.ready.notified().await;
+        }
+    }
+
     /// The next queued message, waiting for one.
     pub async fn next(&self) -> T {
         loop {
@@ -127,5 +152,20 @@ mod tests {
         });
         out.event(json!({"type": "NOTIFICATION", "n": 9}));
         assert_eq!(waiting.await.unwrap()["n"], 9, "a waiting reader wakes");
+    }
+
+    #[tokio::test]
+    async fn a_closed_outbox_ends_its_reader() {
+        let out: Outbox<u32> = Outbox::new(4);
+        out.event(1);
+        assert_eq!(out.next_or_closed().await, Some(1));
+        let waiting = tokio::spawn({
+            let out = out.clone();
+            async move { out.next_or_closed().await }
+        });
+        out.close();
+        assert_eq!(waiting.await.unwrap(), None, "a waiting reader is told");
+        out.event(2);
+        assert_eq!(out.next_or_closed().await, None, "and so is a later one");
     }
 }

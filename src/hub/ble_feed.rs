@@ -13,8 +13,10 @@ use futures::stream::{self, SelectAll, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::commands::{CommandSink, Delivery};
+use super::presence::Replaced;
 use super::{Hub, Inner};
 use crate::ble::decode::decode;
 use crate::ble::{Uuid, WriteKind};
@@ -255,7 +257,10 @@ async fn feed_link(
     if !feed.commands.is_empty() {
         hub.ble_written(hub_id);
     }
-    let (conn, replaced) = hub.presence().connect(hub_id, "ble");
+    let replaced = CancellationToken::new();
+    let conn = hub
+        .presence()
+        .connect(hub_id, "ble", Replaced::Token(replaced.clone()));
     let (tx, mut commands) = mpsc::unbounded_channel();
     hub.commands().online(hub_id, conn, Arc::new(FeedSink(tx)));
     let device_name: Arc<str> = hub_id.into();

@@ -6,12 +6,13 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use serde_json::{json, Value};
 use std::collections::VecDeque;
+
+use serde_json::{json, Value};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use super::link::{Link, Read};
+use super::presence::Replaced;
 use super::protocol::{self, Code, Failure, Frame, Incoming};
 use super::Hub;
 use crate::http::ws::{End, Ends};
@@ -35,8 +36,11 @@ struct State<'a> {
 
 /// Runs a device connection; returns why it ended (for the connection log).
 pub(super) async fn run(hub: &Hub, link: &mut Link, device: String, ends: &mut Ends) -> &'static str {
-    let (conn, replaced) = hub.presence().connect(&device, "network");
     let out: Outbox<Frame> = Outbox::new(1);
+    // A newer connection of this device closes the queue; the loop ends.
+    let conn = hub
+        .presence()
+        .connect(&device, "network", Replaced::Outbox(out.clone()));
     // Commands for the device are frames in its connection's queue.
     hub.commands()
         .online(&device, conn, std::sync::Arc::new(out.clone()));
@@ -49,7 +53,7 @@ pub(super) async fn run(hub: &Hub, link: &mut Link, device: String, ends: &mut E
                 last_seq,
                 acks: VecDeque::new(),
             };
-            Box::pin(serve(hub, link, &mut state, &out, &replaced, ends)).await
+            Box::pin(serve(hub, link, &mut state, &out, ends)).await
         }
         Err(reason) => reason,
     };
@@ -95,7 +99,6 @@ async fn serve(
     link: &mut Link,
     state: &mut State<'_>,
     out: &Outbox<Frame>,
-    replaced: &CancellationToken,
     ends: &mut Ends,
 ) -> &'static str {
     let device = state.device;
@@ -105,7 +108,13 @@ async fn serve(
     loop {
         tokio::select! {
             biased;
-            frame = out.next() => {
+            frame = out.next_or_closed() => {
+                let Some(frame) = frame else {
+                    // Closed: a newer connection of this device took over.
+                    let f = Failure::new(Code::Replaced, "a newer connection of this device took over");
+                    Box::pin(link.turn_away(&f, 4009, "replaced")).await;
+                    return "replaced";
+                };
                 // Boxed, like every step below: its state exists only while it runs,
                 // not in every idle connection's task.
                 if Box::pin(link.send(frame)).await.is_err() { return "closed"; }
@@ -148,12 +157,6 @@ async fn serve(
                 let _ = link.fail(&Value::Null, &f).await;
                 link.close(4008, "heartbeat timeout").await;
                 return "heartbeat timeout";
-            }
-            _ = replaced.cancelled() => {
-                let f = Failure::new(Code::Replaced, "a newer connection of this device took over");
-                let _ = link.fail(&Value::Null, &f).await;
-                link.close(4009, "replaced").await;
-                return "replaced";
             }
             end = ends.wait() => {
                 Box::pin(link.end(end)).await;

@@ -12,15 +12,33 @@ use tokio_util::sync::CancellationToken;
 
 use super::connlog::ConnectionLog;
 use super::fanout::Fanout;
-use super::protocol;
+use super::protocol::{self, Frame};
+use crate::outbox::Outbox;
 use crate::store::{now_ms, Store, StoreError};
 use crate::sync::lock;
 
 struct Entry {
     conn: u64,
-    /// Cancelled when a newer connection of the same device takes over.
-    replaced: CancellationToken,
+    /// Told when a newer connection of the same device takes over.
+    replaced: Replaced,
     last_seen: i64,
+}
+
+/// How a connection is told that a newer one of its device took over.
+pub enum Replaced {
+    /// A network device's send queue is closed: its loop already waits on it.
+    Outbox(Outbox<Frame>),
+    /// The BLE feed's link is cancelled.
+    Token(CancellationToken),
+}
+
+impl Replaced {
+    fn tell(self) {
+        match self {
+            Replaced::Outbox(out) => out.close(),
+            Replaced::Token(token) => token.cancel(),
+        }
+    }
 }
 
 pub struct Presence {
@@ -53,22 +71,21 @@ impl Presence {
         }
     }
 
-    /// Records a new connection of `device`; returns its id and a token cancelled
-    /// when a newer one replaces it. The older connection, if any, is told to go.
-    pub fn connect(&self, device: &str, kind: &'static str) -> (u64, CancellationToken) {
+    /// Records a new connection of `device`, told through `replaced` when a newer
+    /// one takes over; returns its id. The older connection, if any, is told to go.
+    pub fn connect(&self, device: &str, kind: &'static str, replaced: Replaced) -> u64 {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let replaced = CancellationToken::new();
         let now = now_ms();
         let previous = lock(&self.devices).insert(
             device.to_string(),
             Entry {
                 conn,
-                replaced: replaced.clone(),
+                replaced,
                 last_seen: now,
             },
         );
         match previous {
-            Some(old) => old.replaced.cancel(),
+            Some(old) => old.replaced.tell(),
             None => {
                 self.online.inc();
                 self.log.presence(device, kind, true, now);
@@ -76,7 +93,7 @@ impl Presence {
                     .device_event(device, protocol::presence(device, true, now), None);
             }
         }
-        (conn, replaced)
+        conn
     }
 
     /// The connection ended; the device goes offline unless a newer one replaced it.

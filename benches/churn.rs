@@ -1,0 +1,161 @@
+//! Reconnect churn under a busy store: a hub device connects, is welcomed and
+//! closes, again and again, while the simulator (at `sim.time_scale = 1000000`)
+//! floods the store with telemetry through the hub's BLE feed. The server's
+//! resident memory must stay flat: nothing per connection may pile up behind the
+//! busy writer (the connection log, presence, the writer's per-device state).
+//!
+//! Run: `cargo bench --bench churn`. GATTWAY_BENCH_CYCLES sets the reconnects
+//! (default 1,000,000), GATTWAY_BENCH_CHURNERS how many devices reconnect at
+//! once (default 4, each its own device id), GATTWAY_BENCH_REPORT_EVERY how
+//! often RSS is sampled (default 50,000). The first tenth of the cycles is
+//! warm-up; the verdict compares every later sample with the first of them.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("server status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn metric(addr: &str, name: &str) -> f64 {
+    let body = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    body.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// One reconnect: open, wait for the welcome, close, wait for the server's close.
+async fn cycle(url: &str) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.contains("\"welcome\"") => break,
+            Some(Ok(_)) => continue,
+            other => panic!("no welcome: {other:?}"),
+        }
+    }
+    ws.send(Message::Close(None)).await.expect("close");
+    while let Some(Ok(_)) = ws.next().await {}
+}
+
+async fn run(cycles: u64, churners: u64, report_every: u64) {
+    let db_path = std::env::temp_dir().join(format!("gattway-churn-{}.db", std::process::id()));
+    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_gattway"))
+        .args(["--backend", "sim", "serve", "--listen", "127.0.0.1:0"])
+        .env("GATTWAY_DATABASE", format!("sqlite://{}", db_path.display()))
+        .env("GATTWAY_SIM_TIME_SCALE", "1000000")
+        .env("GATTWAY_LOG_LEVEL", "warn,gattway=info")
+        .env("GATTWAY_LOG_FORMAT", "text")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn gattway serve");
+    let pid = server.id().expect("pid");
+    let mut lines = BufReader::new(server.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = lines.next_line().await.expect("stderr").expect("server exited");
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().expect("addr").to_string();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for k in 0..churners {
+        let url = format!("ws://{addr}/hub?device=churn-{k}");
+        let done = done.clone();
+        let share = cycles / churners + u64::from(k < cycles % churners);
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..share {
+                cycle(&url).await;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+
+    println!("| cycles | server RSS KiB | reconnects/s | points stored | connection-log rows dropped |");
+    println!("|---|---|---|---|---|");
+    let warm_up = cycles / 10;
+    let mut baseline: Option<u64> = None;
+    let (mut low, mut high) = (u64::MAX, 0u64);
+    let started = Instant::now();
+    let mut next_report = report_every.min(cycles);
+    let (mut last_at, mut last_n) = (Instant::now(), 0u64);
+    loop {
+        let n = done.load(Ordering::Relaxed);
+        if n >= next_report || n >= cycles {
+            let rss = rss_kib(pid);
+            let rate = (n - last_n) as f64 / last_at.elapsed().as_secs_f64();
+            (last_at, last_n) = (Instant::now(), n);
+            let stored = metric(&addr, "gattway_hub_points_stored").await;
+            let dropped = metric(&addr, "gattway_hub_connection_log_dropped").await;
+            println!("| {n} | {rss} | {rate:.0} | {stored:.0} | {dropped:.0} |");
+            if n >= warm_up {
+                baseline.get_or_insert(rss);
+                low = low.min(rss);
+                high = high.max(rss);
+            }
+            if n >= cycles {
+                break;
+            }
+            next_report = (next_report + report_every).min(cycles);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for t in tasks {
+        t.await.expect("churner");
+    }
+    let base = baseline.unwrap_or(low);
+    let spread = high.saturating_sub(base).max(base.saturating_sub(low));
+    println!(
+        "\n{cycles} reconnects by {churners} devices in {:.0} s; after warm-up RSS {low}–{high} KiB \
+         around {base} KiB: {} (bar: within ±2 MB = 2048 KiB)",
+        started.elapsed().as_secs_f64(),
+        if spread <= 2048 {
+            format!("flat, ±{spread} KiB")
+        } else {
+            format!("NOT flat, {spread} KiB")
+        },
+    );
+    let _ = server.kill().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
+    }
+}
+
+fn main() {
+    let cycles = env_or("GATTWAY_BENCH_CYCLES", 1_000_000);
+    let churners = env_or("GATTWAY_BENCH_CHURNERS", 4).max(1);
+    let report_every = env_or("GATTWAY_BENCH_REPORT_EVERY", 50_000).max(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(run(cycles, churners, report_every));
+}
