@@ -7,15 +7,16 @@ use std::future::Future;
 use std::pin::Pin;
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::link::{Link, Read};
 use super::presence::Replaced;
 use super::protocol::{self, Code, Failure, Frame, Incoming};
 use super::Hub;
-use crate::http::ws::{End, Ends};
+use crate::http::ws::{End, Ends, Inbound};
 use crate::outbox::Outbox;
 use crate::store::{now_ms, DeviceBatch, Point};
 
@@ -93,7 +94,9 @@ async fn greet(hub: &Hub, link: &mut Link, device: &str) -> Result<u64, &'static
     }
 }
 
-/// The device's message loop.
+/// The device's message loop: wait for the next event, then handle it in a boxed
+/// step, so an idle connection holds only the wait (rustc would otherwise lay
+/// every handler's state out beside the `select!`'s futures).
 async fn serve(
     hub: &Hub,
     link: &mut Link,
@@ -101,70 +104,111 @@ async fn serve(
     out: &Outbox<Frame>,
     ends: &mut Ends,
 ) -> &'static str {
-    let device = state.device;
     let silence = hub.config().heartbeat_timeout();
     let heartbeat = tokio::time::sleep(silence);
     tokio::pin!(heartbeat);
     loop {
-        tokio::select! {
-            biased;
-            frame = out.next_or_closed() => {
-                let Some(frame) = frame else {
-                    // Closed: a newer connection of this device took over.
-                    let f = Failure::new(Code::Replaced, "a newer connection of this device took over");
-                    Box::pin(link.turn_away(&f, 4009, "replaced")).await;
-                    return "replaced";
+        let event = wait(hub, link, state, out, ends, heartbeat.as_mut(), silence).await;
+        if let Some(reason) = Box::pin(on_event(hub, link, state, event, silence)).await {
+            return reason;
+        }
+    }
+}
+
+/// What a device connection waits for.
+enum Event {
+    /// A frame from the device's queue (a command), or `None`: a newer connection
+    /// of this device took over.
+    Queued(Option<Frame>),
+    /// The store answered for a batch: its seq, and whether the points were stored.
+    Stored(Option<u64>, Result<(), String>),
+    Read(Inbound),
+    /// Nothing heard for the heartbeat timeout.
+    Silent,
+    End(End),
+}
+
+async fn wait(
+    hub: &Hub,
+    link: &mut Link,
+    state: &mut State<'_>,
+    out: &Outbox<Frame>,
+    ends: &mut Ends,
+    mut heartbeat: Pin<&mut Sleep>,
+    silence: Duration,
+) -> Event {
+    tokio::select! {
+        biased;
+        frame = out.next_or_closed() => Event::Queued(frame),
+        (seq, stored) = next_ack(&mut state.acks), if !state.acks.is_empty() => Event::Stored(seq, stored),
+        inbound = link.conn.recv() => {
+            heartbeat.as_mut().reset(Instant::now() + silence);
+            hub.presence().seen(state.device);
+            Event::Read(inbound)
+        }
+        _ = heartbeat.as_mut() => Event::Silent,
+        end = ends.wait() => Event::End(end),
+    }
+}
+
+/// Handles one event; why the connection ends, if it does.
+async fn on_event(
+    hub: &Hub,
+    link: &mut Link,
+    state: &mut State<'_>,
+    event: Event,
+    silence: Duration,
+) -> Option<&'static str> {
+    match event {
+        Event::Queued(None) => {
+            let f = Failure::new(Code::Replaced, "a newer connection of this device took over");
+            link.turn_away(&f, 4009, "replaced").await;
+            Some("replaced")
+        }
+        Event::Queued(Some(frame)) => link.send(frame).await.err().map(|_| "closed"),
+        Event::Stored(seq, Ok(())) => link.send(ack(seq)).await.err().map(|_| "closed"),
+        Event::Stored(seq, Err(e)) => {
+            let f = Failure::new(Code::StoreError, format!("telemetry not stored: {e}"));
+            let body = json!({"code": f.code.as_str(), "message": f.message, "seq": seq});
+            let _ = link.send(protocol::reply("error", &Value::Null, body)).await;
+            link.close(1011, "store error").await;
+            Some("store error")
+        }
+        Event::Read(inbound) => match link.read(inbound).await {
+            Read::Closed => Some("closed"),
+            Read::Refused => None,
+            Read::Message(m) => {
+                // Telemetry the writer would not take ends the connection (the device
+                // resends from last_seq); a command result that was not stored is
+                // answered, and the device may send it again.
+                let telemetry = m.kind == "telemetry";
+                let Err(f) = handle(hub, link, state, *m).await else {
+                    return None;
                 };
-                // Boxed, like every step below: its state exists only while it runs,
-                // not in every idle connection's task.
-                if Box::pin(link.send(frame)).await.is_err() { return "closed"; }
-            }
-            (seq, stored) = next_ack(&mut state.acks), if !state.acks.is_empty() => {
-                let sent = match stored {
-                    Ok(()) => Box::pin(link.send(ack(seq))).await,
-                    Err(e) => {
-                        let f = Failure::new(Code::StoreError, format!("telemetry not stored: {e}"));
-                        let _ = link.send(protocol::reply("error", &Value::Null, json!({"code": f.code.as_str(), "message": f.message, "seq": seq}))).await;
-                        link.close(1011, "store error").await;
-                        return "store error";
-                    }
-                };
-                if sent.is_err() { return "closed"; }
-            }
-            inbound = link.conn.recv() => {
-                heartbeat.as_mut().reset(Instant::now() + silence);
-                hub.presence().seen(device);
-                match Box::pin(link.read(inbound)).await {
-                    Read::Closed => return "closed",
-                    Read::Refused => {}
-                    Read::Message(m) => {
-                        // Telemetry the writer would not take ends the connection (the
-                        // device resends from last_seq); a command result that was not
-                        // stored is answered, and the device may send it again.
-                        let telemetry = m.kind == "telemetry";
-                        if let Err(f) = Box::pin(handle(hub, link, state, *m)).await {
-                            if link.fail(&f.0, &f.1).await.is_err() { return "closed"; }
-                            if telemetry && f.1.code == Code::StoreError {
-                                link.close(1011, "store error").await;
-                                return "store error";
-                            }
-                        }
-                    }
+                if link.fail(&f.0, &f.1).await.is_err() {
+                    return Some("closed");
                 }
+                if telemetry && f.1.code == Code::StoreError {
+                    link.close(1011, "store error").await;
+                    return Some("store error");
+                }
+                None
             }
-            _ = &mut heartbeat => {
-                let f = Failure::new(Code::HeartbeatTimeout, format!("nothing heard for {} s", silence.as_secs_f64()));
-                let _ = link.fail(&Value::Null, &f).await;
-                link.close(4008, "heartbeat timeout").await;
-                return "heartbeat timeout";
-            }
-            end = ends.wait() => {
-                Box::pin(link.end(end)).await;
-                return match end {
-                    End::Deadline(_) => "credential expired",
-                    End::Shutdown => "shutdown",
-                };
-            }
+        },
+        Event::Silent => {
+            let f = Failure::new(
+                Code::HeartbeatTimeout,
+                format!("nothing heard for {} s", silence.as_secs_f64()),
+            );
+            link.turn_away(&f, 4008, "heartbeat timeout").await;
+            Some("heartbeat timeout")
+        }
+        Event::End(end) => {
+            link.end(end).await;
+            Some(match end {
+                End::Deadline(_) => "credential expired",
+                End::Shutdown => "shutdown",
+            })
         }
     }
 }
