@@ -12,7 +12,7 @@ use super::link::{Link, Read};
 use super::protocol::{self, Code, Failure, Frame, Incoming};
 use super::Hub;
 use crate::auth::Principal;
-use crate::http::ws::{Closed, End, Ends};
+use crate::http::ws::{Closed, End, Ends, Inbound};
 use crate::outbox::Outbox;
 use crate::store::{now_ms, PointQuery};
 
@@ -63,30 +63,54 @@ async fn serve(hub: &Hub, link: &mut Link, state: &mut State<'_>, ends: &mut End
     }
     let out = state.out.clone();
     loop {
-        tokio::select! {
+        // Wait here; handle in a boxed step, so an idle connection holds only the wait.
+        let event = tokio::select! {
             biased;
-            frame = out.next() => {
-                // Boxed, like every step below: its state exists only while it runs,
-                // not in every idle connection's task.
-                if drain(link, &out, frame, state.batch).await.is_err() { return "closed"; }
-            }
-            inbound = link.conn.recv() => match Box::pin(link.read(inbound)).await {
-                Read::Closed => return "closed",
-                Read::Refused => {}
-                Read::Message(m) => {
-                    let id = m.id.clone();
-                    if let Err(f) = Box::pin(handle(hub, link, state, *m)).await {
-                        if link.fail(&id, &f).await.is_err() { return "closed"; }
-                    }
-                }
-            },
-            end = ends.wait() => {
-                Box::pin(link.end(end)).await;
-                return match end {
-                    End::Deadline(_) => "credential expired",
-                    End::Shutdown => "shutdown",
+            frame = out.next() => Event::Queued(frame),
+            inbound = link.conn.recv() => Event::Read(inbound),
+            end = ends.wait() => Event::End(end),
+        };
+        if let Some(reason) = Box::pin(on_event(hub, link, state, &out, event)).await {
+            return reason;
+        }
+    }
+}
+
+/// What a client connection waits for.
+enum Event {
+    /// A live message for the client (telemetry, presence, a command status).
+    Queued(Frame),
+    Read(Inbound),
+    End(End),
+}
+
+/// Handles one event; why the connection ends, if it does.
+async fn on_event(
+    hub: &Hub,
+    link: &mut Link,
+    state: &mut State<'_>,
+    out: &Outbox<Frame>,
+    event: Event,
+) -> Option<&'static str> {
+    match event {
+        Event::Queued(frame) => drain(link, out, frame, state.batch).await.err().map(|_| "closed"),
+        Event::Read(inbound) => match link.read(inbound).await {
+            Read::Closed => Some("closed"),
+            Read::Refused => None,
+            Read::Message(m) => {
+                let id = m.id.clone();
+                let Err(f) = handle(hub, link, state, *m).await else {
+                    return None;
                 };
+                link.fail(&id, &f).await.err().map(|_| "closed")
             }
+        },
+        Event::End(end) => {
+            link.end(end).await;
+            Some(match end {
+                End::Deadline(_) => "credential expired",
+                End::Shutdown => "shutdown",
+            })
         }
     }
 }
