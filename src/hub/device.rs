@@ -35,31 +35,40 @@ struct State<'a> {
     acks: VecDeque<PendingAck>,
 }
 
-/// Runs a device connection; returns why it ended (for the connection log).
-pub(super) async fn run(hub: &Hub, link: &mut Link, device: String, ends: &mut Ends) -> &'static str {
+/// Runs a device connection; returns why it ended (for the connection log). The
+/// greeting and each event's handling are boxed steps: an idle connection holds
+/// only the wait for the next event (rustc would otherwise lay every step's state
+/// out beside the `select!`'s futures).
+pub(super) async fn run(hub: &Hub, link: &mut Link, device: &str, ends: &mut Ends) -> &'static str {
     let out: Outbox<Frame> = Outbox::new(1);
     // A newer connection of this device closes the queue; the loop ends.
     let conn = hub
         .presence()
-        .connect(&device, "network", Replaced::Outbox(out.clone()));
+        .connect(device, "network", Replaced::Outbox(out.clone()));
     // Commands for the device are frames in its connection's queue.
     hub.commands()
-        .online(&device, conn, std::sync::Arc::new(out.clone()));
-    // Two boxed steps: the greeting's state is gone before the long-lived loop's
-    // is made, so an idle connection holds only the loop's.
-    let reason = match Box::pin(greet(hub, link, &device)).await {
+        .online(device, conn, std::sync::Arc::new(out.clone()));
+    let reason = match Box::pin(greet(hub, link, device)).await {
+        Err(reason) => reason,
         Ok(last_seq) => {
-            let mut state = State {
-                device: &device,
+            let state = &mut State {
+                device,
                 last_seq,
                 acks: VecDeque::new(),
             };
-            Box::pin(serve(hub, link, &mut state, &out, ends)).await
+            let silence = hub.config().heartbeat_timeout();
+            let heartbeat = tokio::time::sleep(silence);
+            tokio::pin!(heartbeat);
+            loop {
+                let event = wait(hub, link, state, &out, ends, heartbeat.as_mut(), silence).await;
+                if let Some(reason) = Box::pin(on_event(hub, link, state, event, silence)).await {
+                    break reason;
+                }
+            }
         }
-        Err(reason) => reason,
     };
-    hub.commands().offline(&device, conn);
-    hub.presence().disconnect(&device, "network", conn);
+    hub.commands().offline(device, conn);
+    hub.presence().disconnect(device, "network", conn);
     reason
 }
 
@@ -91,27 +100,6 @@ async fn greet(hub: &Hub, link: &mut Link, device: &str) -> Result<u64, &'static
     match link.send(protocol::frame(&welcome)).await {
         Ok(()) => Ok(last_seq),
         Err(_) => Err("closed"),
-    }
-}
-
-/// The device's message loop: wait for the next event, then handle it in a boxed
-/// step, so an idle connection holds only the wait (rustc would otherwise lay
-/// every handler's state out beside the `select!`'s futures).
-async fn serve(
-    hub: &Hub,
-    link: &mut Link,
-    state: &mut State<'_>,
-    out: &Outbox<Frame>,
-    ends: &mut Ends,
-) -> &'static str {
-    let silence = hub.config().heartbeat_timeout();
-    let heartbeat = tokio::time::sleep(silence);
-    tokio::pin!(heartbeat);
-    loop {
-        let event = wait(hub, link, state, out, ends, heartbeat.as_mut(), silence).await;
-        if let Some(reason) = Box::pin(on_event(hub, link, state, event, silence)).await {
-            return reason;
-        }
     }
 }
 

@@ -128,7 +128,7 @@ impl Socket {
             .set(Deadline::of(None, self.principal.as_ref(), Instant::now()));
         let ends = &mut self.ends;
         let reason = match role {
-            Role::Device(id) => Box::pin(device::run(hub, link, id, ends)).await,
+            Role::Device(id) => Box::pin(device::run(hub, link, &id, ends)).await,
             Role::Client => {
                 let principal = self.principal.as_ref();
                 Box::pin(client::run(hub, link, principal, batch, ends)).await
