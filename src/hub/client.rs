@@ -105,13 +105,7 @@ async fn on_event(
                 link.fail(&id, &f).await.err().map(|_| "closed")
             }
         },
-        Event::End(end) => {
-            link.end(end).await;
-            Some(match end {
-                End::Deadline(_) => "credential expired",
-                End::Shutdown => "shutdown",
-            })
-        }
+        Event::End(end) => Some(link.end(end).await),
     }
 }
 

@@ -191,13 +191,7 @@ async fn on_event(
             link.turn_away(&f, 4008, "heartbeat timeout").await;
             Some("heartbeat timeout")
         }
-        Event::End(end) => {
-            link.end(end).await;
-            Some(match end {
-                End::Deadline(_) => "credential expired",
-                End::Shutdown => "shutdown",
-            })
-        }
+        Event::End(end) => Some(link.end(end).await),
     }
 }
 

@@ -48,10 +48,15 @@ impl Link {
         self.conn.close(code, reason).await
     }
 
-    /// Tells the client why the server ends the connection, and closes.
-    pub async fn end(&mut self, end: ws::End) {
+    /// Tells the client why the server ends the connection, and closes; returns
+    /// the reason the connection log records.
+    pub async fn end(&mut self, end: ws::End) -> &'static str {
         let tell = |error: crate::auth::AuthError| protocol::error(&Value::Null, &error.into());
-        self.conn.end(end, tell).await
+        self.conn.end(end, tell).await;
+        match end {
+            ws::End::Deadline(_) => "credential expired",
+            ws::End::Shutdown => "shutdown",
+        }
     }
 
     /// Turns what the connection read into a message, answering what cannot be one.
