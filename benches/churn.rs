@@ -14,24 +14,14 @@
 //! pooled connection) fills slowly as the database grows, which is bounded
 //! growth, not a leak.
 
-use std::process::Stdio;
+mod support;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
-
-/// One line of `/proc/PID/status`, in KiB.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("server status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
-}
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -68,30 +58,17 @@ async fn cycle(url: &str) {
 }
 
 async fn run(cycles: u64, churners: u64, report_every: u64) {
-    let db_path = std::env::temp_dir().join(format!("gattway-churn-{}.db", std::process::id()));
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_gattway"))
-        .args(["--backend", "sim", "serve", "--listen", "127.0.0.1:0"])
-        .env("GATTWAY_DATABASE", format!("sqlite://{}", db_path.display()))
-        .env(
-            "GATTWAY_SIM_TIME_SCALE",
-            std::env::var("GATTWAY_BENCH_TIME_SCALE").unwrap_or("1000000".into()),
-        )
-        .env("GATTWAY_LOG_LEVEL", "warn,gattway=info")
-        .env("GATTWAY_LOG_FORMAT", "text")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn gattway serve");
-    let pid = server.id().expect("pid");
-    let mut lines = BufReader::new(server.stderr.take().expect("stderr")).lines();
-    let addr = loop {
-        let line = lines.next_line().await.expect("stderr").expect("server exited");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().expect("addr").to_string();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let time_scale = std::env::var("GATTWAY_BENCH_TIME_SCALE").unwrap_or("1000000".into());
+    let server = support::Server::start(
+        "churn",
+        &[],
+        &[
+            ("GATTWAY_SIM_TIME_SCALE", time_scale),
+            ("GATTWAY_LOG_LEVEL", "warn,gattway=info".into()),
+        ],
+    )
+    .await;
+    let addr = server.addr.clone();
 
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
@@ -123,8 +100,8 @@ async fn run(cycles: u64, churners: u64, report_every: u64) {
     loop {
         let n = done.load(Ordering::Relaxed);
         if n >= next_report || n >= cycles {
-            let rss = status_kib(pid, "RssAnon:");
-            let all = status_kib(pid, "VmRSS:");
+            let rss = server.status_kib("RssAnon:");
+            let all = server.status_kib("VmRSS:");
             let rate = (n - last_n) as f64 / last_at.elapsed().as_secs_f64();
             (last_at, last_n) = (Instant::now(), n);
             let stored = metric(&addr, "gattway_hub_points_stored").await;
@@ -165,10 +142,6 @@ async fn run(cycles: u64, churners: u64, report_every: u64) {
         "second half: anonymous RSS {low2}–{high2} KiB, a spread of {} KiB",
         high2.saturating_sub(low2)
     );
-    let _ = server.kill().await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
-    }
 }
 
 fn main() {

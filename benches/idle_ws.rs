@@ -8,19 +8,9 @@
 //! `control` (`/ws`, the default), `hub` (hub clients) or `hub-device` (hub devices,
 //! each its own device id, online in the hub).
 
-use std::process::Stdio;
+mod support;
+
 use std::time::Duration;
-
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("server status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
 
 async fn open_connections(addr: &str, label: &str) -> f64 {
     let body = reqwest::get(format!("http://{addr}/metrics"))
@@ -52,36 +42,16 @@ async fn run(n: usize, endpoint: &str) {
     };
     // A database file, as in production: rows written per connection (the hub's
     // connection log, devices) go to disk, not into the measured memory.
-    let db_path = std::env::temp_dir().join(format!("gattway-idle-{}.db", std::process::id()));
-    let database = format!("sqlite://{}", db_path.display());
-    let mut server = tokio::process::Command::new(env!("CARGO_BIN_EXE_gattway"))
-        .args([
-            "--backend",
-            "sim",
-            "--log-level",
-            "info",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .env("GATTWAY_CONTROL_MAX_CONNECTIONS", (n + 10).to_string())
-        .env("GATTWAY_LOG_FORMAT", "text")
-        .env("GATTWAY_DATABASE", &database)
-        .env("GATTWAY_HUB_SIM_FEED", "false")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn gattway serve");
-    let pid = server.id().expect("pid");
-    let mut lines = BufReader::new(server.stderr.take().expect("stderr")).lines();
-    let addr = loop {
-        let line = lines.next_line().await.expect("stderr").expect("server exited");
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().expect("addr").to_string();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let server = support::Server::start(
+        "idle",
+        &["--log-level", "info"],
+        &[
+            ("GATTWAY_CONTROL_MAX_CONNECTIONS", (n + 10).to_string()),
+            ("GATTWAY_HUB_SIM_FEED", "false".into()),
+        ],
+    )
+    .await;
+    let addr = server.addr.clone();
     // Warm the server up with a few connections so one-time allocations are not
     // counted against every connection.
     let mut warm = Vec::new();
@@ -97,7 +67,7 @@ async fn run(n: usize, endpoint: &str) {
     while open_connections(&addr, label).await != 0.0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let before = rss_kib(pid);
+    let before = server.status_kib("VmRSS:");
     let mut sockets = Vec::with_capacity(n);
     for i in 0..n {
         sockets.push(
@@ -112,14 +82,10 @@ async fn run(n: usize, endpoint: &str) {
     }
     // Let allocator and kernel settle.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = rss_kib(pid);
+    let after = server.status_kib("VmRSS:");
     let per = (after.saturating_sub(before)) as f64 * 1024.0 / n as f64;
     println!("| {n} idle {endpoint} WebSockets | server RSS {before} KiB → {after} KiB | {per:.0} bytes per connection |");
     drop(sockets);
-    let _ = server.kill().await;
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db_path.display()));
-    }
 }
 
 fn main() {
