@@ -3,9 +3,8 @@
 //! `error` and the socket carries on.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::ws::{Utf8Bytes, WebSocket};
 use tokio::sync::mpsc;

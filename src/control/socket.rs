@@ -46,10 +46,9 @@ pub fn handle_socket(
     // Link changes arrive on the connection's own task: a second task per
     // connection would cost every idle connection its memory.
     let link_events = gateway.events();
-    let out = Outbox::new(c.queue);
     let mut socket = Socket {
         state: Conn {
-            out: out.clone(),
+            out: Outbox::new(c.queue),
             control,
             gateway,
             principal,
@@ -58,7 +57,6 @@ pub fn handle_socket(
         },
         conn,
         ends,
-        out,
         link_events,
         slot,
     };
@@ -69,7 +67,6 @@ struct Socket {
     conn: Connection,
     state: Conn,
     ends: Ends,
-    out: Outbox,
     link_events: broadcast::Receiver<GatewayEvent>,
     slot: Option<OwnedSemaphorePermit>,
 }
@@ -91,7 +88,7 @@ impl Socket {
         loop {
             tokio::select! {
                 biased;
-                v = self.out.next() => {
+                v = self.state.out.next() => {
                     if Box::pin(self.send_queued(v)).await.is_err() { break; }
                 }
                 inbound = self.conn.recv() => {
@@ -106,7 +103,7 @@ impl Socket {
                             if Box::pin(self.send(&v)).await.is_err() { break; }
                         }
                     }
-                    Err(broadcast::error::RecvError::Lagged(n)) => self.out.lost(n),
+                    Err(broadcast::error::RecvError::Lagged(n)) => self.state.out.lost(n),
                     Err(broadcast::error::RecvError::Closed) => break,
                 },
                 end = self.ends.wait() => {
@@ -125,7 +122,7 @@ impl Socket {
     /// An event from the queue, then word of any that were dropped.
     async fn send_queued(&mut self, v: Value) -> Result<(), Closed> {
         self.send(&v).await?;
-        let n = self.out.take_lost();
+        let n = self.state.out.take_lost();
         if n > 0 {
             let f = Failure::new(
                 Code::QueueFull,
@@ -166,7 +163,7 @@ impl Socket {
             Ok(req) => {
                 let had = self.state.principal.as_ref().map(|p| p.expires_at);
                 // Keep events flowing while a long request (CONNECT) runs.
-                let out = self.out.clone();
+                let out = self.state.out.clone();
                 let mut work = Box::pin(self.state.dispatch(req));
                 let answer = loop {
                     tokio::select! {
