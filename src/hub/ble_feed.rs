@@ -258,12 +258,12 @@ async fn feed_link(
         hub.ble_written(hub_id);
     }
     let replaced = CancellationToken::new();
+    let device_name: Arc<str> = hub_id.into();
     let conn = hub
         .presence()
-        .connect(hub_id, "ble", Replaced::Token(replaced.clone()));
+        .connect(&device_name, "ble", Replaced::Token(replaced.clone()));
     let (tx, mut commands) = mpsc::unbounded_channel();
-    hub.commands().online(hub_id, conn, Arc::new(FeedSink(tx)));
-    let device_name: Arc<str> = hub_id.into();
+    hub.commands().online(&device_name, conn, Arc::new(FeedSink(tx)));
     let result = loop {
         tokio::select! {
             next = streams.next(), if !streams.is_empty() => match next {

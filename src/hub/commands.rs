@@ -82,7 +82,7 @@ enum Msg {
         reply: oneshot::Sender<Result<(), Failure>>,
     },
     Online {
-        device: String,
+        device: Arc<str>,
         conn: u64,
         sink: Arc<dyn CommandSink>,
     },
@@ -200,9 +200,9 @@ impl Commands {
     }
 
     /// A device connection (`conn`) is ready for commands.
-    pub fn online(&self, device: &str, conn: u64, sink: Arc<dyn CommandSink>) {
+    pub fn online(&self, device: &Arc<str>, conn: u64, sink: Arc<dyn CommandSink>) {
         let _ = self.tx.send(Msg::Online {
-            device: device.to_string(),
+            device: device.clone(),
             conn,
             sink,
         });
@@ -231,7 +231,8 @@ struct Router {
     fanout: Arc<Fanout>,
     open: HashMap<String, Open>,
     /// Device → (connection, sink) of its current connection.
-    online: HashMap<String, (u64, Arc<dyn CommandSink>)>,
+    /// Keyed by the id the device's connection holds too (one allocation).
+    online: HashMap<Arc<str>, (u64, Arc<dyn CommandSink>)>,
     /// Device → commands sent or delivered and not final.
     busy: HashMap<String, usize>,
     timers: DelayQueue<String>,
@@ -407,7 +408,7 @@ impl Router {
                     .close(&command_id, CommandStatus::Cancelled, None, None)
                     .await;
                 if closed.is_ok() && was != Some(CommandStatus::Queued) {
-                    if let Some((_, sink)) = self.online.get(&device) {
+                    if let Some((_, sink)) = self.online.get(device.as_str()) {
                         sink.deliver(Delivery::Cancel(command_id.clone()));
                     }
                 }
@@ -419,8 +420,8 @@ impl Router {
                 self.dispatch(&device).await;
             }
             Msg::Offline { device, conn } => {
-                if self.online.get(&device).is_some_and(|(c, _)| *c == conn) {
-                    self.online.remove(&device);
+                if self.online.get(device.as_str()).is_some_and(|(c, _)| *c == conn) {
+                    self.online.remove(device.as_str());
                     // Sent but never confirmed: the device may not have it. Queue
                     // it again for the next connection.
                     let unconfirmed: Vec<String> = self

@@ -1,16 +1,14 @@
 //! A network device's connection: `telemetry` in (acknowledged once stored, in
 //! order, retries recognised by `seq`), `command_result` and `heartbeat` in,
 //! commands out. A device silent for too many heartbeat intervals is dropped and
-//! goes offline.
-
-use std::future::Future;
-use std::pin::Pin;
+//! goes offline: presence's sweep closes its queue (no timer in every connection).
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
-use tokio::time::{Instant, Sleep};
 
 use super::link::{Link, Read};
 use super::presence::Replaced;
@@ -28,6 +26,8 @@ type PendingAck = Pin<Box<dyn Future<Output = (Option<u64>, Result<(), String>)>
 
 struct State<'a> {
     device: &'a str,
+    /// This connection's id in presence.
+    conn: u64,
     /// Highest seq accepted (stored, or on its way to the store).
     last_seq: u64,
     /// In the order the batches came; answered front first. A `VecDeque`, not a
@@ -39,29 +39,37 @@ struct State<'a> {
 /// greeting and each event's handling are boxed steps: an idle connection holds
 /// only the wait for the next event (rustc would otherwise lay every step's state
 /// out beside the `select!`'s futures).
-pub(super) async fn run(hub: &Hub, link: &mut Link, device: &str, ends: &mut Ends) -> &'static str {
+pub(super) async fn run(hub: &Hub, link: &mut Link, device: &Arc<str>, ends: &mut Ends) -> &'static str {
     let out: Outbox<Frame> = Outbox::new(1);
     // A newer connection of this device closes the queue; the loop ends.
     let conn = hub
         .presence()
         .connect(device, "network", Replaced::Outbox(out.clone()));
     // Commands for the device are frames in its connection's queue.
-    hub.commands()
-        .online(device, conn, std::sync::Arc::new(out.clone()));
+    hub.commands().online(device, conn, Arc::new(out.clone()));
     let reason = match Box::pin(greet(hub, link, device)).await {
         Err(reason) => reason,
         Ok(last_seq) => {
             let state = &mut State {
                 device,
+                conn,
                 last_seq,
                 acks: VecDeque::new(),
             };
-            let silence = hub.config().heartbeat_timeout();
-            let heartbeat = tokio::time::sleep(silence);
-            tokio::pin!(heartbeat);
             loop {
-                let event = wait(hub, link, state, &out, ends, heartbeat.as_mut(), silence).await;
-                if let Some(reason) = Box::pin(on_event(hub, link, state, event, silence)).await {
+                let event = tokio::select! {
+                    biased;
+                    frame = out.next_or_closed() => Event::Queued(frame),
+                    (seq, stored) = next_ack(&mut state.acks), if !state.acks.is_empty() => {
+                        Event::Stored(seq, stored)
+                    }
+                    inbound = link.conn.recv() => {
+                        hub.presence().seen(device);
+                        Event::Read(inbound)
+                    }
+                    end = ends.wait() => Event::End(end),
+                };
+                if let Some(reason) = Box::pin(on_event(hub, link, state, event)).await {
                     break reason;
                 }
             }
@@ -106,48 +114,26 @@ async fn greet(hub: &Hub, link: &mut Link, device: &str) -> Result<u64, &'static
 /// What a device connection waits for.
 enum Event {
     /// A frame from the device's queue (a command), or `None`: a newer connection
-    /// of this device took over.
+    /// of this device took over, or presence's sweep found it silent.
     Queued(Option<Frame>),
     /// The store answered for a batch: its seq, and whether the points were stored.
     Stored(Option<u64>, Result<(), String>),
     Read(Inbound),
-    /// Nothing heard for the heartbeat timeout.
-    Silent,
     End(End),
 }
 
-async fn wait(
-    hub: &Hub,
-    link: &mut Link,
-    state: &mut State<'_>,
-    out: &Outbox<Frame>,
-    ends: &mut Ends,
-    mut heartbeat: Pin<&mut Sleep>,
-    silence: Duration,
-) -> Event {
-    tokio::select! {
-        biased;
-        frame = out.next_or_closed() => Event::Queued(frame),
-        (seq, stored) = next_ack(&mut state.acks), if !state.acks.is_empty() => Event::Stored(seq, stored),
-        inbound = link.conn.recv() => {
-            heartbeat.as_mut().reset(Instant::now() + silence);
-            hub.presence().seen(state.device);
-            Event::Read(inbound)
-        }
-        _ = heartbeat.as_mut() => Event::Silent,
-        end = ends.wait() => Event::End(end),
-    }
-}
-
 /// Handles one event; why the connection ends, if it does.
-async fn on_event(
-    hub: &Hub,
-    link: &mut Link,
-    state: &mut State<'_>,
-    event: Event,
-    silence: Duration,
-) -> Option<&'static str> {
+async fn on_event(hub: &Hub, link: &mut Link, state: &mut State<'_>, event: Event) -> Option<&'static str> {
     match event {
+        Event::Queued(None) if hub.presence().ended_silent(state.device, state.conn) => {
+            let silence = hub.config().heartbeat_timeout();
+            let f = Failure::new(
+                Code::HeartbeatTimeout,
+                format!("nothing heard for {} s", silence.as_secs_f64()),
+            );
+            link.turn_away(&f, 4008, "heartbeat timeout").await;
+            Some("heartbeat timeout")
+        }
         Event::Queued(None) => {
             let f = Failure::new(Code::Replaced, "a newer connection of this device took over");
             link.turn_away(&f, 4009, "replaced").await;
@@ -183,14 +169,6 @@ async fn on_event(
                 None
             }
         },
-        Event::Silent => {
-            let f = Failure::new(
-                Code::HeartbeatTimeout,
-                format!("nothing heard for {} s", silence.as_secs_f64()),
-            );
-            link.turn_away(&f, 4008, "heartbeat timeout").await;
-            Some("heartbeat timeout")
-        }
         Event::End(end) => Some(link.end(end).await),
     }
 }

@@ -255,7 +255,8 @@ impl Hub {
         // The feeds hold a weak handle: the hub owns their tasks, and a strong one
         // would keep both alive forever.
         let feeds = ble_feed::spawn(feeds, gateway.clone(), Arc::downgrade(&hub.0));
-        crate::sync::lock(&hub.0.tasks).extend(feeds);
+        let sweep = heartbeat_sweep(Arc::downgrade(&hub.0), config.heartbeat_timeout());
+        crate::sync::lock(&hub.0.tasks).extend(feeds.into_iter().chain([sweep]));
         Ok(hub)
     }
 
@@ -333,6 +334,23 @@ impl Hub {
 
 /// Deletes points, and ended connections, older than their retention every hour
 /// (and once at start); 0 days keeps them.
+/// Ends network devices silent for `silence`, checking a few times within it (at
+/// least every second). A weak handle, as the feeds hold: the hub owns this task.
+fn heartbeat_sweep(hub: std::sync::Weak<Inner>, silence: Duration) -> AbortOnDrop {
+    let every = (silence / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+    AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            let Some(inner) = hub.upgrade() else {
+                return;
+            };
+            inner.presence.end_silent(silence);
+        }
+    }))
+}
+
 fn retention(store: Arc<dyn Store>, days: f64, log_days: f64) -> AbortOnDrop {
     let age = |days: f64| (days > 0.0).then_some((days * 86_400_000.0) as i64);
     let (points, log) = (age(days), age(log_days));

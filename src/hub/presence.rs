@@ -1,6 +1,7 @@
 //! Who is online. A device is online while it has a connection (a network device's
 //! socket, a BLE device's link held by the feed); one connection per device, the
-//! newest wins. Changes are stored and sent to the device's subscribers.
+//! newest wins. Changes are stored and sent to the device's subscribers. Network
+//! devices that fall silent are ended here too, by one sweep over all of them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
+use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::connlog::ConnectionLog;
@@ -22,6 +24,11 @@ struct Entry {
     /// Told when a newer connection of the same device takes over.
     replaced: Replaced,
     last_seen: i64,
+    /// When the device last said something, on the monotonic clock the
+    /// heartbeat sweep reads.
+    heard: Instant,
+    /// The sweep ended this connection for silence.
+    silent: bool,
 }
 
 /// How a connection is told that a newer one of its device took over.
@@ -47,7 +54,8 @@ pub struct Presence {
     log: Arc<ConnectionLog>,
     fanout: Arc<Fanout>,
     online: Gauge,
-    devices: Mutex<HashMap<String, Entry>>,
+    /// Keyed by the id the device's connection holds too (one allocation).
+    devices: Mutex<HashMap<Arc<str>, Entry>>,
     next_conn: AtomicU64,
 }
 
@@ -73,15 +81,17 @@ impl Presence {
 
     /// Records a new connection of `device`, told through `replaced` when a newer
     /// one takes over; returns its id. The older connection, if any, is told to go.
-    pub fn connect(&self, device: &str, kind: &'static str, replaced: Replaced) -> u64 {
+    pub fn connect(&self, device: &Arc<str>, kind: &'static str, replaced: Replaced) -> u64 {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let now = now_ms();
         let previous = lock(&self.devices).insert(
-            device.to_string(),
+            device.clone(),
             Entry {
                 conn,
                 replaced,
                 last_seen: now,
+                heard: Instant::now(),
+                silent: false,
             },
         );
         match previous {
@@ -116,7 +126,32 @@ impl Presence {
     pub fn seen(&self, device: &str) {
         if let Some(e) = lock(&self.devices).get_mut(device) {
             e.last_seen = now_ms();
+            e.heard = Instant::now();
         }
+    }
+
+    /// Tells every network device's connection that has heard nothing for
+    /// `silence` to end (its queue is closed; [`Presence::ended_silent`] says why).
+    /// One sweep for all devices, rather than a timer in every idle connection.
+    /// BLE devices are left alone: their feed watches its own link.
+    pub fn end_silent(&self, silence: Duration) {
+        let Some(cutoff) = Instant::now().checked_sub(silence) else {
+            return;
+        };
+        for e in lock(&self.devices).values_mut() {
+            if let (false, true, Replaced::Outbox(out)) = (e.silent, e.heard < cutoff, &e.replaced) {
+                e.silent = true;
+                out.close();
+            }
+        }
+    }
+
+    /// Whether connection `conn` of `device` was ended by [`Presence::end_silent`]
+    /// (and not replaced by a newer one).
+    pub fn ended_silent(&self, device: &str, conn: u64) -> bool {
+        lock(&self.devices)
+            .get(device)
+            .is_some_and(|e| e.conn == conn && e.silent)
     }
 
     /// Presence of the named devices (every known device when `devices` is empty).
@@ -129,7 +164,7 @@ impl Presence {
         let mut live: HashMap<String, i64> = lock(&self.devices)
             .iter()
             .filter(|(name, _)| asked(name))
-            .map(|(name, e)| (name.clone(), e.last_seen))
+            .map(|(name, e)| (name.to_string(), e.last_seen))
             .collect();
         let mut out: Vec<DevicePresence> = Vec::with_capacity(stored.len() + live.len());
         let mut listed: HashSet<String> = HashSet::new();
