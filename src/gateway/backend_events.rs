@@ -1,0 +1,50 @@
+//! The backend's events, routed: advertisements to the known-device table and to
+//! scanners, link drops to the device's actor.
+
+use std::sync::Weak;
+
+use tokio::sync::broadcast;
+
+use super::{lock, DeviceInfo, Inner};
+use crate::ble::{BackendEvent, DisconnectReason};
+
+/// Known devices kept from advertisements; beyond this the oldest are forgotten.
+const KNOWN_DEVICES_MAX: usize = 4096;
+
+/// Reads the backend's events: advertisements to the known-device table and to
+/// scanners; link drops to the device's actor.
+pub(super) async fn route_backend_events(inner: Weak<Inner>, mut rx: broadcast::Receiver<BackendEvent>) {
+    loop {
+        let event = match rx.recv().await {
+            Ok(e) => e,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "gateway fell behind the adapter's events");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let Some(inner) = inner.upgrade() else { return };
+        match event {
+            BackendEvent::Advertisement(adv) => {
+                {
+                    let mut known = lock(&inner.known);
+                    if known.len() >= KNOWN_DEVICES_MAX && !known.contains_key(&adv.id) {
+                        if let Some(oldest) = known.values().min_by_key(|d| d.last_seen).map(|d| d.id.clone())
+                        {
+                            known.remove(&oldest);
+                        }
+                    }
+                    known.insert(adv.id.clone(), DeviceInfo::from(&adv));
+                }
+                let _ = inner.adverts.send(adv);
+            }
+            BackendEvent::Disconnected { id, reason } => {
+                let handle = lock(&inner.devices).get(&id).cloned();
+                if let (Some(h), DisconnectReason::LinkLost) = (handle, reason) {
+                    h.shared.link_lost.notify_one();
+                }
+            }
+            BackendEvent::Connected(_) => {}
+        }
+    }
+}
