@@ -1,7 +1,7 @@
 //! Prometheus metrics: one registry per gateway (so several gateways in one process,
 //! as in tests, never share counters). The BLE names are the original performance
 //! guide's; the rest are `gattway_*`. Labels never carry unbounded values: no device
-//! ids, only endpoint, direction, tool and outcome.
+//! ids, only endpoint, direction, tool, outcome and the configured radios' names.
 //!
 //! Most series are recorded where things happen (the gateway, the front ends);
 //! process and runtime figures are sampled at scrape time ([`Metrics::render`]).
@@ -68,7 +68,23 @@ pub struct CommandStatusLabels {
     pub status: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RadioLabels {
+    /// A configured radio's name (a bounded set, unlike device ids).
+    pub radio: String,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
+
+/// Each radio's state, set at scrape time ([`Metrics::set_radio`]).
+#[derive(Default)]
+struct RadioGauges {
+    up: Family<RadioLabels, Gauge>,
+    scanning: Family<RadioLabels, Gauge>,
+    slots_used: Family<RadioLabels, Gauge>,
+    slots_free: Family<RadioLabels, Gauge>,
+    last_advert_age: Family<RadioLabels, FloatGauge>,
+}
 
 /// What changes between scrapes, for rates.
 struct Sampler {
@@ -106,6 +122,7 @@ pub struct Metrics {
     pub hub_connection_log_dropped: Counter,
     pub hub_devices_online: Gauge,
     pub hub_commands: Family<CommandStatusLabels, Counter>,
+    radios: RadioGauges,
     sampler: Mutex<Sampler>,
 }
 
@@ -132,6 +149,7 @@ impl Metrics {
         let memory_usage = Gauge::default();
         let cpu_usage = FloatGauge::default();
         let connected_devices = Gauge::default();
+        let radios = RadioGauges::default();
         let ws_connections = Family::<EndpointLabels, Gauge>::default();
         let messages = Family::<MessageLabels, Counter>::default();
         let mcp_tool_calls = Family::<ToolOutcomeLabels, Counter>::default();
@@ -193,6 +211,35 @@ impl Metrics {
             "gattway_connected_devices",
             "Devices with an open link",
             connected_devices.clone(),
+        );
+        for (name, help, family) in [
+            (
+                "gattway_radio_up",
+                "1 while the radio is present and powered",
+                &radios.up,
+            ),
+            (
+                "gattway_radio_scanning",
+                "1 while the radio scans",
+                &radios.scanning,
+            ),
+            (
+                "gattway_radio_slots_used",
+                "Links open or opening through the radio",
+                &radios.slots_used,
+            ),
+            (
+                "gattway_radio_slots_free",
+                "Links the radio can still open",
+                &radios.slots_free,
+            ),
+        ] {
+            r.register(name, help, family.clone());
+        }
+        r.register(
+            "gattway_radio_last_advert_age_seconds",
+            "Seconds since the radio last heard an advertisement",
+            radios.last_advert_age.clone(),
         );
         r.register(
             "gattway_ws_connections",
@@ -321,12 +368,35 @@ impl Metrics {
             hub_connection_log_dropped,
             hub_devices_online,
             hub_commands,
+            radios,
             sampler: Mutex::new(Sampler {
                 at: Instant::now(),
                 cpu_ticks: process_cpu_ticks(),
                 bytes: 0,
                 busy: Duration::ZERO,
             }),
+        }
+    }
+
+    /// One radio's state, as the gateway reads it before a scrape.
+    pub fn set_radio(
+        &self,
+        radio: &str,
+        up: bool,
+        scanning: bool,
+        slots: (usize, usize),
+        advert_age: Option<f64>,
+    ) {
+        let labels = RadioLabels {
+            radio: radio.to_string(),
+        };
+        let g = &self.radios;
+        g.up.get_or_create(&labels).set(i64::from(up));
+        g.scanning.get_or_create(&labels).set(i64::from(scanning));
+        g.slots_used.get_or_create(&labels).set(slots.0 as i64);
+        g.slots_free.get_or_create(&labels).set(slots.1 as i64);
+        if let Some(age) = advert_age {
+            g.last_advert_age.get_or_create(&labels).set(age);
         }
     }
 

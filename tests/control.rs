@@ -313,12 +313,7 @@ async fn connection_and_rate_limits() {
     }
     let limited = first.call(json!({"type": "PING"})).await;
     assert_eq!(code(&limited), "RATE_LIMIT_EXCEEDED");
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(metrics.contains("gattway_rate_limited_total 1"), "{metrics}");
     server.stop().await;
 }

@@ -50,6 +50,7 @@ async fn the_openapi_document_describes_the_api() {
         "/devices/{id}/disconnect",
         "/devices/{id}/services",
         "/devices/{id}/notifications",
+        "/radios",
     ] {
         assert!(
             paths.contains_key(p),
@@ -214,5 +215,86 @@ async fn credentials_scopes_and_rate_limits() {
     assert_eq!(write("writer").await.unwrap().status(), 204);
     let (status, p) = problem(write("writer").await.unwrap()).await;
     assert_eq!((status, p["code"].as_str()), (429, Some("RATE_LIMIT_EXCEEDED")));
+    server.stop().await;
+}
+
+/// `GET /api/v1/radios` until `done` holds for the one radio, within [`WAIT`].
+async fn radio_until(server: &Server, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    within(what, async {
+        loop {
+            let radios = body(reqwest::Client::new().get(server.url("/api/v1/radios"))).await;
+            let radio = radios["radios"][0].clone();
+            if done(&radio) {
+                return radio;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn radios_report_state_scanning_adverts_and_slots() {
+    let rig = rig();
+    let slots = rig.gateway.config().max_connections;
+    let server = start_control_server(&rig.gateway, ControlConfig::default(), AuthConfig::default()).await;
+    let listed = body(reqwest::Client::new().get(server.url("/api/v1/radios"))).await;
+    assert_eq!(listed["radios"].as_array().unwrap().len(), 1);
+    let radio = &listed["radios"][0];
+    assert_eq!(
+        (&radio["name"], &radio["kind"], &radio["state"], &radio["detail"]),
+        (&json!("sim"), &json!("sim"), &json!("ok"), &Value::Null)
+    );
+    assert_eq!(
+        (&radio["slots_used"], &radio["slots_free"]),
+        (&json!(0), &json!(slots))
+    );
+    assert_eq!(radio["scanning"], false);
+
+    // A scan: the radio scans, hears adverts, and says how long ago.
+    let mut scan = rig
+        .gateway
+        .scan(
+            gattway::ble::ScanFilter::default(),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    within("an advert", scan.next()).await.expect("a device");
+    let radio = radio_until(&server, "scanning", |r| r["scanning"] == true).await;
+    assert!(
+        radio["last_advert_age_ms"].as_u64().is_some_and(|ms| ms < 5_000),
+        "{radio}"
+    );
+    drop(scan);
+    radio_until(&server, "the scan to stop", |r| r["scanning"] == false).await;
+
+    // A link takes a slot.
+    rig.gateway
+        .connect(UART, gattway::gateway::ConnectOptions::default())
+        .await
+        .unwrap();
+    let radio = radio_until(&server, "a slot in use", |r| r["slots_used"] == 1).await;
+    assert_eq!(radio["slots_free"], json!(slots - 1));
+    let metrics = server.metrics().await;
+    for line in [
+        "gattway_radio_up{radio=\"sim\"} 1",
+        "gattway_radio_slots_used{radio=\"sim\"} 1",
+        &format!("gattway_radio_slots_free{{radio=\"sim\"}} {}", slots - 1),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} missing from /metrics");
+    }
+
+    // A powered-off adapter is down, with the reason.
+    rig.sim.set_powered(false);
+    let radio = radio_until(&server, "the radio down", |r| r["state"] == "down").await;
+    assert!(
+        radio["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("powered off")),
+        "{radio}"
+    );
+    let metrics = server.metrics().await;
+    assert!(metrics.lines().any(|l| l == "gattway_radio_up{radio=\"sim\"} 0"));
     server.stop().await;
 }

@@ -15,7 +15,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.gateway.render_metrics(),
+        state.gateway.render_metrics().await,
     )
         .into_response()
 }

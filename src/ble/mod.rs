@@ -44,6 +44,15 @@ pub trait Backend: Send + Sync + 'static {
         false
     }
 
+    /// What kind of radio this is, for operators (`GET /api/v1/radios`).
+    fn kind(&self) -> &'static str {
+        if self.is_simulated() {
+            "sim"
+        } else {
+            "native"
+        }
+    }
+
     /// Whether the adapter is present and powered (for `/readyz`).
     async fn adapter_status(&self) -> BleResult<()> {
         Ok(())

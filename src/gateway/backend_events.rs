@@ -26,6 +26,9 @@ pub(super) async fn route_backend_events(inner: Weak<Inner>, mut rx: broadcast::
         let Some(inner) = inner.upgrade() else { return };
         match event {
             BackendEvent::Advertisement(adv) => {
+                inner
+                    .last_advert_ms
+                    .store(inner.now_ms() + 1, std::sync::atomic::Ordering::Relaxed);
                 {
                     let mut known = lock(&inner.known);
                     if known.len() >= KNOWN_DEVICES_MAX && !known.contains_key(&adv.id) {

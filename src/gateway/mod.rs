@@ -24,6 +24,7 @@ mod error;
 mod info;
 mod lease;
 pub mod packet_log;
+mod radio;
 mod scan;
 pub mod serde_helpers;
 mod visibility;
@@ -44,6 +45,7 @@ pub use self::info::{ConnectOptions, ConnectionInfo, DeviceInfo, GatewayEvent, G
 pub(crate) use self::info::{LiveCount, Stats};
 pub use self::lease::{Lease, LeaseInfo};
 use self::packet_log::PacketLog;
+pub use self::radio::{RadioState, RadioStatus};
 pub use self::scan::ScanSession;
 pub use self::visibility::DeviceFilter;
 use crate::ble::{Advertisement, Backend, DeviceId, Notification};
@@ -61,6 +63,8 @@ pub(crate) struct Inner {
     adverts: broadcast::Sender<Advertisement>,
     events: broadcast::Sender<GatewayEvent>,
     notifications: broadcast::Sender<Notification>,
+    /// When the radio last heard an advertisement: [`Inner::now_ms`] + 1, 0 for never.
+    last_advert_ms: std::sync::atomic::AtomicU64,
     /// Callers scanning now; the radio scans while it is above zero.
     scanners: tokio::sync::Mutex<usize>,
     stats: Arc<Stats>,
@@ -122,6 +126,7 @@ impl Gateway {
             devices: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
             leases: Mutex::new(HashMap::new()),
+            last_advert_ms: std::sync::atomic::AtomicU64::new(0),
             scanners: tokio::sync::Mutex::new(0),
             stats: Arc::new(Stats::default()),
             packets,
@@ -174,7 +179,13 @@ impl Gateway {
     }
 
     /// Prometheus text for `/metrics`.
-    pub fn render_metrics(&self) -> String {
+    pub async fn render_metrics(&self) -> String {
+        for r in self.radios().await {
+            let age = r.last_advert_age_ms.map(|ms| ms as f64 / 1000.0);
+            let slots = (r.slots_used, r.slots_free);
+            let up = r.state == RadioState::Ok;
+            self.inner.metrics.set_radio(&r.name, up, r.scanning, slots, age);
+        }
         let totals = self.inner.packets.totals();
         self.inner.metrics.render(
             totals.bytes_transmitted + totals.bytes_received,

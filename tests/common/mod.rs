@@ -114,6 +114,12 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let resp = reqwest::get(self.url("/metrics")).await.expect("/metrics");
+        resp.text().await.expect("/metrics text")
+    }
+
     /// Stops the server and waits for it, failing the test if it does not stop.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

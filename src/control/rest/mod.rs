@@ -18,6 +18,8 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+mod radios;
+
 use super::protocol::{b64, Code, Failure};
 use super::Control;
 use crate::auth::{AuthError, Principal, Scope};
@@ -53,6 +55,7 @@ pub fn router(state: RestState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(read, write))
         .routes(routes!(notifications))
         .routes(routes!(packets))
+        .routes(routes!(radios::list_radios))
         .with_state(state)
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_string();

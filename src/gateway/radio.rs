@@ -1,0 +1,65 @@
+//! The radios as operators see them: [`RadioStatus`] for `GET /api/v1/radios`, the
+//! dashboard and the `gattway_radio_*` metrics. Today the gateway holds one radio
+//! (its backend); with several, each reports its own line.
+
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+
+use super::{lock, Gateway};
+
+/// Whether a radio can be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RadioState {
+    /// Present and powered.
+    Ok,
+    /// Absent, unpowered or not answering; `detail` says which.
+    Down,
+}
+
+/// One radio's state.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RadioStatus {
+    /// The backend's name (`sim`, `hci0`).
+    pub name: String,
+    /// `sim` or `native`.
+    pub kind: &'static str,
+    pub state: RadioState,
+    /// Why it is down.
+    pub detail: Option<String>,
+    /// Whether it scans now (some caller is scanning).
+    pub scanning: bool,
+    /// Milliseconds since it last heard an advertisement; `None` when it never has.
+    pub last_advert_age_ms: Option<u64>,
+    /// Links open or opening through it.
+    pub slots_used: usize,
+    /// Links it can still open before the least recently used one is closed.
+    pub slots_free: usize,
+}
+
+impl Gateway {
+    /// Every radio's state, in configuration order.
+    pub async fn radios(&self) -> Vec<RadioStatus> {
+        let inner = &self.inner;
+        let status = inner.backend.adapter_status().await;
+        let scanning = *inner.scanners.lock().await > 0;
+        // Stored as the gateway's clock + 1, so that 0 means never.
+        let heard = inner.last_advert_ms.load(Ordering::Relaxed);
+        let used = lock(&inner.devices).len();
+        vec![RadioStatus {
+            name: inner.backend.name().to_string(),
+            kind: inner.backend.kind(),
+            state: if status.is_ok() {
+                RadioState::Ok
+            } else {
+                RadioState::Down
+            },
+            detail: status.err().map(|e| e.to_string()),
+            scanning,
+            last_advert_age_ms: (heard > 0).then(|| inner.now_ms().saturating_sub(heard - 1)),
+            slots_used: used,
+            slots_free: inner.config.max_connections.saturating_sub(used),
+        }]
+    }
+}
