@@ -500,6 +500,17 @@ async fn history_answers_points_and_buckets_over_ws_and_rest() {
         .map(|b| (b["key"].as_str().unwrap(), b["count"].as_i64().unwrap()))
         .collect();
     assert_eq!(keys, [("rh", 1), ("t", 5), ("t", 5)], "{every}");
+    // A limit out of range is refused, not quietly clamped.
+    for limit in [0, 10_001] {
+        let url = hub
+            .server
+            .url(&format!("/api/v1/devices/h/telemetry?limit={limit}"));
+        assert_eq!(reqwest::get(url).await.unwrap().status(), 400, "limit={limit}");
+    }
+    client
+        .send(json!({"type": "history", "id": 7, "device": "h", "limit": 0}))
+        .await;
+    assert_eq!(client.next().await["code"], "INVALID_PARAMS");
 }
 
 #[tokio::test]

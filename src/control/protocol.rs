@@ -226,18 +226,28 @@ impl Request {
         }
     }
 
-    /// A base64 `value`, strictly: standard alphabet, padded.
+    /// A base64 `value` (see [`from_b64`]).
     pub fn base64(&self, name: &str) -> Result<Vec<u8>, Failure> {
-        use base64::Engine;
         let s = match self.body.get(name) {
             Some(Value::String(s)) => s,
             Some(_) => return Err(Failure::params(format!("{name} must be a base64 string"))),
             None => return Err(Failure::params(format!("missing {name}"))),
         };
-        base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .map_err(|e| Failure::params(format!("{name} is not valid base64: {e}")))
+        from_b64(s).map_err(|e| Failure::params(format!("{name} is not valid base64: {e}")))
     }
+}
+
+/// Decodes base64 as clients write it: the standard alphabet, padded, with any
+/// bits past the last byte ignored (`"AB=="` is `[0x00]`), as browsers' `atob`,
+/// Python and OpenAPI's pattern for the field take it.
+pub fn from_b64(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::engine::{GeneralPurpose, GeneralPurposeConfig};
+    use base64::{alphabet, Engine};
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    LENIENT.decode(s)
 }
 
 pub fn b64(bytes: &[u8]) -> String {
@@ -273,6 +283,19 @@ pub fn error(id: &Value, f: &Failure) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64_ignores_bits_past_the_last_byte_but_needs_its_padding() {
+        assert_eq!(from_b64("AQ==").unwrap(), [1]);
+        // Not canonical (the last symbol carries bits no byte uses): still [0x00],
+        // as atob and Python read it. A REST write with this was refused (schemathesis).
+        assert_eq!(from_b64("AB==").unwrap(), [0]);
+        assert_eq!(from_b64("u9DLb9boCNC/oPgRVby1+qk06F==").unwrap().len(), 19);
+        for bad in ["AQ", "A===", "A*==", "AQ==AQ=="] {
+            assert!(from_b64(bad).is_err(), "{bad}");
+        }
+        assert_eq!(from_b64(&b64(&[1, 2, 3, 250])).unwrap(), [1, 2, 3, 250]);
+    }
 
     #[test]
     fn parses_requests_and_names_what_is_wrong() {

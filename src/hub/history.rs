@@ -40,12 +40,16 @@ fn bucket_ms(v: &Value) -> Result<i64, Failure> {
 /// `{"device", "key", "points": [...]}`, or with a bucket `{"device", "key",
 /// "bucket", "buckets": [...]}`.
 pub async fn answer(hub: &Hub, req: HistoryRequest) -> Result<Value, Failure> {
+    let limit = match req.limit.unwrap_or(DEFAULT_LIMIT) {
+        n @ 1..=MAX_LIMIT => n,
+        n => return Err(Failure::params(format!("limit is 1 to {MAX_LIMIT}, not {n}"))),
+    };
     let query = PointQuery {
         devices: vec![req.device.clone()],
         keys: req.key.iter().cloned().collect(),
         from: req.from,
         to: req.to,
-        limit: req.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT),
+        limit,
         newest_first: true,
         ..Default::default()
     };

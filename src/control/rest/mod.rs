@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 
 mod radios;
 
-use super::protocol::{b64, Code, Failure};
+use super::protocol::{b64, from_b64, Code, Failure};
 use super::Control;
 use crate::auth::{AuthError, Principal, Scope};
 use crate::ble::{DeviceId, ScanFilter, Uuid, WriteKind};
@@ -454,12 +454,7 @@ async fn write(
         (Some(h), None) => {
             hex::decode(h.replace(' ', "")).map_err(|e| Failure::params(format!("hex: {e}")))?
         }
-        (None, Some(b)) => {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD
-                .decode(b)
-                .map_err(|e| Failure::params(format!("base64: {e}")))?
-        }
+        (None, Some(b)) => from_b64(&b).map_err(|e| Failure::params(format!("base64: {e}")))?,
         _ => return Err(Failure::params("give exactly one of hex or base64").into()),
     };
     let kind = if body.with_response.unwrap_or(true) {
