@@ -74,6 +74,15 @@ pub struct RadioLabels {
     pub radio: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecoveryLabels {
+    pub radio: String,
+    /// `restart_scan` or `power_cycle`.
+    pub action: &'static str,
+    /// `ok` or `failed`.
+    pub outcome: &'static str,
+}
+
 type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// Each radio's state, set at scrape time ([`Metrics::set_radio`]).
@@ -84,6 +93,7 @@ struct RadioGauges {
     slots_used: Family<RadioLabels, Gauge>,
     slots_free: Family<RadioLabels, Gauge>,
     last_advert_age: Family<RadioLabels, FloatGauge>,
+    recoveries: Family<RecoveryLabels, Counter>,
 }
 
 /// What changes between scrapes, for rates.
@@ -236,6 +246,11 @@ impl Metrics {
         ] {
             r.register(name, help, family.clone());
         }
+        r.register(
+            "gattway_radio_recoveries",
+            "The watchdog's recoveries of a deaf radio, by action and outcome",
+            radios.recoveries.clone(),
+        );
         r.register(
             "gattway_radio_last_advert_age_seconds",
             "Seconds since the radio last heard an advertisement",
@@ -398,6 +413,16 @@ impl Metrics {
         if let Some(age) = advert_age {
             g.last_advert_age.get_or_create(&labels).set(age);
         }
+    }
+
+    /// The watchdog tried `action` on `radio`.
+    pub fn radio_recovery(&self, radio: &str, action: &'static str, ok: bool) {
+        let labels = RecoveryLabels {
+            radio: radio.to_string(),
+            action,
+            outcome: if ok { "ok" } else { "failed" },
+        };
+        self.radios.recoveries.get_or_create(&labels).inc();
     }
 
     pub fn message(&self, endpoint: Endpoint, direction: Direction) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::bluez::FakeBluez;
 use common::*;
 use gattway::ble::native::NativeBackend;
-use gattway::ble::{DeviceId, ScanFilter, Uuid};
+use gattway::ble::{Backend, DeviceId, ScanFilter, Uuid};
 use gattway::gateway::{ConnectOptions, Gateway, GatewayEvent};
 use tokio::process::Command;
 
@@ -33,7 +33,7 @@ async fn the_gateway_drives_bluez_scan_connect_gatt_notify_and_recovers_dropped_
         NativeBackend::open(Some("hci7")).await.is_err(),
         "a missing adapter is refused"
     );
-    let gateway = Gateway::new(backend, fast_gateway()).expect("gateway");
+    let gateway = Gateway::new(backend.clone(), fast_gateway()).expect("gateway");
     assert_eq!(gateway.backend_name(), "hci0");
     gateway.adapter_status().await.expect("powered");
 
@@ -173,6 +173,16 @@ async fn the_gateway_drives_bluez_scan_connect_gatt_notify_and_recovers_dropped_
     assert!(refused.is_err(), "{refused:?}");
     bluez.mock("SetPowered", &["boolean:false"]).await;
     assert!(gateway.adapter_status().await.is_err());
+    // The watchdog's last resort, through BlueZ's Adapter1.Powered: off, then on.
+    within("a power cycle", backend.reset())
+        .await
+        .expect("power cycle through BlueZ");
+    within("the adapter back", async {
+        while gateway.adapter_status().await.is_err() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
     gateway.shutdown().await;
 }
 

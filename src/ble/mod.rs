@@ -62,6 +62,10 @@ pub trait Backend: Send + Sync + 'static {
     /// the ones nobody asked for).
     fn events(&self) -> broadcast::Receiver<BackendEvent>;
 
+    /// Power-cycles the adapter: the watchdog's last resort for a radio that stays
+    /// deaf after its scan was restarted. Links drop; scanning must be started again.
+    async fn reset(&self) -> BleResult<()>;
+
     /// Starts reporting advertisements. The filter is a hint a platform may apply in
     /// hardware; the gateway filters again.
     async fn start_scan(&self, filter: &ScanFilter) -> BleResult<()>;

@@ -30,6 +30,11 @@ pub struct GatewayConfig {
     pub subscriber_buffer: usize,
     /// Entries the packet log (every value written and notified) keeps.
     pub packet_log_size: usize,
+    /// A radio that hears nothing this long while it scans and devices are known is
+    /// stuck: its scan is restarted, then (still deaf) it is power-cycled (0: never).
+    pub watchdog_stall_ms: u64,
+    /// A device not heard this long is forgotten, unless it is connected (0: never).
+    pub device_expiry_ms: u64,
 }
 
 impl Default for GatewayConfig {
@@ -46,6 +51,8 @@ impl Default for GatewayConfig {
             idle_timeout_ms: 300_000,
             subscriber_buffer: 1024,
             packet_log_size: 10_000,
+            watchdog_stall_ms: 90_000,
+            device_expiry_ms: 195_000,
         }
     }
 }
@@ -61,6 +68,14 @@ impl GatewayConfig {
 
     pub fn idle_timeout(&self) -> Option<Duration> {
         (self.idle_timeout_ms > 0).then(|| Duration::from_millis(self.idle_timeout_ms))
+    }
+
+    pub fn watchdog_stall(&self) -> Option<Duration> {
+        (self.watchdog_stall_ms > 0).then(|| Duration::from_millis(self.watchdog_stall_ms))
+    }
+
+    pub fn device_expiry(&self) -> Option<Duration> {
+        (self.device_expiry_ms > 0).then(|| Duration::from_millis(self.device_expiry_ms))
     }
 
     /// Delay before retry number `attempt` (1-based): exponential, capped, jittered

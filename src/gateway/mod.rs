@@ -28,6 +28,7 @@ mod radio;
 mod scan;
 pub mod serde_helpers;
 mod visibility;
+mod watchdog;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -65,6 +66,10 @@ pub(crate) struct Inner {
     notifications: broadcast::Sender<Notification>,
     /// When the radio last heard an advertisement: [`Inner::now_ms`] + 1, 0 for never.
     last_advert_ms: std::sync::atomic::AtomicU64,
+    /// When the radio scan last started ([`Inner::now_ms`]).
+    scan_started_ms: std::sync::atomic::AtomicU64,
+    /// The watchdog is recovering the radio.
+    recovering: std::sync::atomic::AtomicBool,
     /// Callers scanning now; the radio scans while it is above zero.
     scanners: tokio::sync::Mutex<usize>,
     stats: Arc<Stats>,
@@ -73,6 +78,7 @@ pub(crate) struct Inner {
     shutting_down: std::sync::atomic::AtomicBool,
     router: Mutex<Option<AbortOnDrop>>,
     lag_probe: Mutex<Option<AbortOnDrop>>,
+    watchdog: Mutex<Option<AbortOnDrop>>,
 }
 
 impl Inner {
@@ -127,6 +133,8 @@ impl Gateway {
             known: Mutex::new(HashMap::new()),
             leases: Mutex::new(HashMap::new()),
             last_advert_ms: std::sync::atomic::AtomicU64::new(0),
+            scan_started_ms: std::sync::atomic::AtomicU64::new(0),
+            recovering: std::sync::atomic::AtomicBool::new(false),
             scanners: tokio::sync::Mutex::new(0),
             stats: Arc::new(Stats::default()),
             packets,
@@ -134,6 +142,7 @@ impl Gateway {
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             router: Mutex::new(None),
             lag_probe: Mutex::new(None),
+            watchdog: Mutex::new(None),
         });
         let router = tokio::spawn(backend_events::route_backend_events(
             Arc::downgrade(&inner),
@@ -141,6 +150,7 @@ impl Gateway {
         ));
         *lock(&inner.router) = Some(AbortOnDrop(router));
         *lock(&inner.lag_probe) = Some(crate::metrics::Metrics::spawn_lag_probe(inner.metrics.clone()));
+        *lock(&inner.watchdog) = watchdog::spawn(Arc::downgrade(&inner), &inner.config);
         Ok(Gateway { inner })
     }
 

@@ -14,6 +14,8 @@ use super::{lock, Gateway};
 pub enum RadioState {
     /// Present and powered.
     Ok,
+    /// The watchdog is restarting its scan or power-cycling it.
+    Restarting,
     /// Absent, unpowered or not answering; `detail` says which.
     Down,
 }
@@ -50,10 +52,10 @@ impl Gateway {
         vec![RadioStatus {
             name: inner.backend.name().to_string(),
             kind: inner.backend.kind(),
-            state: if status.is_ok() {
-                RadioState::Ok
-            } else {
-                RadioState::Down
+            state: match (status.is_ok(), inner.recovering.load(Ordering::Acquire)) {
+                (_, true) => RadioState::Restarting,
+                (true, false) => RadioState::Ok,
+                (false, false) => RadioState::Down,
             },
             detail: status.err().map(|e| e.to_string()),
             scanning,

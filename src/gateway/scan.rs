@@ -33,6 +33,10 @@ impl Gateway {
             let mut n = self.inner.scanners.lock().await;
             if *n == 0 {
                 self.inner.backend.start_scan(&filter).await?;
+                let now = self.inner.now_ms();
+                self.inner
+                    .scan_started_ms
+                    .store(now, std::sync::atomic::Ordering::Relaxed);
             }
             *n += 1;
         }

@@ -12,6 +12,8 @@
 //! - Our own disconnects are told apart from lost links, so they do not trigger a
 //!   reconnect.
 
+mod power;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -316,6 +318,11 @@ impl Backend for NativeBackend {
     async fn stop_scan(&self) -> BleResult<()> {
         self.shared.scanning.store(false, Ordering::Relaxed);
         self.shared.adapter.stop_scan().await.map_err(adapter_error)
+    }
+
+    async fn reset(&self) -> BleResult<()> {
+        self.shared.scanning.store(false, Ordering::Relaxed);
+        power::power_cycle(&self.name).await
     }
 
     async fn connect(&self, id: &DeviceId) -> BleResult<u16> {

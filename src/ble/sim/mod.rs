@@ -14,6 +14,7 @@ pub mod profiles;
 pub mod spec;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -119,7 +120,20 @@ pub struct SimBackend {
     powered: std::sync::atomic::AtomicBool,
     events: broadcast::Sender<BackendEvent>,
     scanning: Arc<std::sync::atomic::AtomicBool>,
+    /// A stuck scanner ([`Stall`]): it reports scanning and hears nothing.
+    stalled: Arc<std::sync::atomic::AtomicU8>,
     _world: AbortOnDrop,
+}
+
+/// How the simulated radio gets stuck, as real adapters do (BlueZ's
+/// `org.bluez.Error.InProgress`): scanning on paper, hearing nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Stall {
+    /// Restarting the scan unsticks it.
+    Scanner = 1,
+    /// Only a power cycle ([`Backend::reset`]) does.
+    Adapter = 2,
 }
 
 impl SimBackend {
@@ -158,12 +172,15 @@ impl SimBackend {
             .unwrap_or(MIN_TICK)
             .max(MIN_TICK);
         let weak: Vec<Weak<SimDevice>> = devices.values().map(Arc::downgrade).collect();
-        let world = tokio::spawn(run_world(weak, scanning.clone(), events.clone(), tick));
+        let stalled = Arc::new(std::sync::atomic::AtomicU8::new(0));
+        let listening = (scanning.clone(), stalled.clone());
+        let world = tokio::spawn(run_world(weak, listening, events.clone(), tick));
         Ok(Arc::new(SimBackend {
             devices,
             powered: std::sync::atomic::AtomicBool::new(true),
             events,
             scanning,
+            stalled,
             _world: AbortOnDrop(world),
         }))
     }
@@ -183,6 +200,13 @@ impl SimBackend {
                 d.drop_link(DisconnectReason::LinkLost);
             }
         }
+    }
+
+    /// Gets the radio stuck: it keeps scanning and hears nothing, until a scan
+    /// restart or a power cycle (see [`Stall`]) brings it back.
+    pub fn stall(&self, how: Stall) {
+        self.stalled
+            .store(how as u8, std::sync::atomic::Ordering::Release);
     }
 
     fn check_powered(&self) -> BleResult<()> {
@@ -267,7 +291,10 @@ async fn pause(d: Option<Duration>) {
 /// range) and advertising while a scan runs.
 async fn run_world(
     devices: Vec<Weak<SimDevice>>,
-    scanning: Arc<std::sync::atomic::AtomicBool>,
+    (scanning, stalled): (
+        Arc<std::sync::atomic::AtomicBool>,
+        Arc<std::sync::atomic::AtomicU8>,
+    ),
     events: broadcast::Sender<BackendEvent>,
     tick: Duration,
 ) {
@@ -275,7 +302,8 @@ async fn run_world(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         interval.tick().await;
-        let scanning = scanning.load(std::sync::atomic::Ordering::Relaxed);
+        // A stalled radio hears nothing; the devices advertise all the same.
+        let scanning = scanning.load(Ordering::Relaxed) && stalled.load(Ordering::Acquire) == 0;
         for weak in &devices {
             let Some(dev) = weak.upgrade() else { return };
             if let Some(adv) = dev.tick(scanning) {
@@ -559,7 +587,19 @@ impl Backend for SimBackend {
 
     async fn start_scan(&self, _filter: &ScanFilter) -> BleResult<()> {
         self.check_powered()?;
+        // A fresh scan unsticks a stuck scanner, not a stuck adapter.
+        let scanner = Stall::Scanner as u8;
+        let _ = self
+            .stalled
+            .compare_exchange(scanner, 0, Ordering::AcqRel, Ordering::Acquire);
         self.scanning.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn reset(&self) -> BleResult<()> {
+        self.set_powered(false);
+        self.stalled.store(0, Ordering::Release);
+        self.set_powered(true);
         Ok(())
     }
 

@@ -15,7 +15,8 @@ pub struct RadioJson {
     name: String,
     /// `sim` or `native`.
     kind: String,
-    /// `ok`, or `down` (then `detail` says why).
+    /// `ok`, `restarting` (the watchdog is recovering it), or `down` (then
+    /// `detail` says why).
     state: String,
     detail: Option<String>,
     /// Whether it scans now.
@@ -35,6 +36,7 @@ impl From<RadioStatus> for RadioJson {
             kind: r.kind.to_string(),
             state: match r.state {
                 RadioState::Ok => "ok",
+                RadioState::Restarting => "restarting",
                 RadioState::Down => "down",
             }
             .to_string(),

@@ -1,0 +1,114 @@
+//! The radio watchdog. The commonest failure of BLE gateways in the field is an
+//! adapter whose scanner gets stuck (BlueZ's `org.bluez.Error.InProgress`): it
+//! reports scanning and hears nothing for hours, until someone restarts
+//! bluetoothd. Here, while a scan runs and devices are known, a radio deaf for
+//! `gateway.watchdog_stall_ms` has its scan restarted; deaf for as long again, it
+//! is power-cycled ([`crate::ble::Backend::reset`]). Each recovery is logged and
+//! counted (`gattway_radio_recoveries_total`). The same task forgets devices not
+//! heard for `gateway.device_expiry_ms`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Weak;
+use std::time::{Duration, SystemTime};
+
+use super::{lock, AbortOnDrop, GatewayConfig, Inner};
+use crate::ble::ScanFilter;
+
+/// Starts the watchdog, when either of its jobs is configured.
+pub(super) fn spawn(inner: Weak<Inner>, config: &GatewayConfig) -> Option<AbortOnDrop> {
+    let (stall, expiry) = (config.watchdog_stall(), config.device_expiry());
+    // A few looks per period, at least every 5 s.
+    let every = [stall, expiry].into_iter().flatten().min()? / 4;
+    let every = every.clamp(Duration::from_millis(10), Duration::from_secs(5));
+    Some(AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut watch = Watch::default();
+        loop {
+            tick.tick().await;
+            let Some(inner) = inner.upgrade() else {
+                return;
+            };
+            if let Some(expiry) = expiry {
+                forget_unheard(&inner, expiry);
+            }
+            if let Some(stall) = stall {
+                watch.check(&inner, stall).await;
+            }
+        }
+    })))
+}
+
+/// What the watchdog remembers between looks.
+#[derive(Default)]
+struct Watch {
+    /// When it last began to act ([`Inner::now_ms`]); deafness is counted from
+    /// then too.
+    acted_ms: u64,
+    /// The scan restart did not help: the next step is a power cycle.
+    escalate: bool,
+}
+
+impl Watch {
+    async fn check(&mut self, inner: &Inner, stall: Duration) {
+        // Held throughout: no scan starts or stops while the radio is recovered.
+        let scanners = inner.scanners.lock().await;
+        if *scanners == 0 || lock(&inner.known).is_empty() {
+            self.escalate = false;
+            return;
+        }
+        let heard = inner.last_advert_ms.load(Ordering::Relaxed).saturating_sub(1);
+        if heard >= self.acted_ms {
+            // It heard something since the last recovery began (a deaf radio hears
+            // nothing before that): that one worked.
+            self.escalate = false;
+        }
+        let started = inner.scan_started_ms.load(Ordering::Relaxed);
+        let now = inner.now_ms();
+        if now.saturating_sub(heard.max(started).max(self.acted_ms)) < stall.as_millis() as u64 {
+            return;
+        }
+        let radio = inner.backend.name().to_string();
+        let deaf_s = now.saturating_sub(heard.max(started)) as f64 / 1000.0;
+        self.acted_ms = now;
+        inner.recovering.store(true, Ordering::Release);
+        let (action, result) = if self.escalate {
+            tracing::warn!(
+                radio,
+                deaf_s,
+                "radio still deaf after a scan restart: power-cycling it"
+            );
+            let cycled = inner.backend.reset().await;
+            let restarted = match cycled {
+                Ok(()) => inner.backend.start_scan(&ScanFilter::default()).await,
+                Err(e) => Err(e),
+            };
+            ("power_cycle", restarted)
+        } else {
+            tracing::warn!(radio, deaf_s, "radio deaf while scanning: restarting its scan");
+            // Stopping may fail on a wedged adapter; the start is what matters.
+            let _ = inner.backend.stop_scan().await;
+            (
+                "restart_scan",
+                inner.backend.start_scan(&ScanFilter::default()).await,
+            )
+        };
+        inner.recovering.store(false, Ordering::Release);
+        match &result {
+            Ok(()) => tracing::info!(radio, action, "radio recovery done"),
+            Err(e) => tracing::error!(radio, action, error = %e, "radio recovery failed"),
+        }
+        inner.metrics.radio_recovery(&radio, action, result.is_ok());
+        self.escalate = true;
+        drop(scanners);
+    }
+}
+
+/// Forgets devices not heard for `expiry`, except those with a link.
+fn forget_unheard(inner: &Inner, expiry: Duration) {
+    let Some(cutoff) = SystemTime::now().checked_sub(expiry) else {
+        return;
+    };
+    let linked = lock(&inner.devices);
+    lock(&inner.known).retain(|id, d| d.last_seen >= cutoff || linked.contains_key(id));
+}
