@@ -7,16 +7,21 @@
 //!
 //! `time_scale` speeds everything up (tests use 100: a 1 s heart-rate period becomes
 //! 10 ms). Delays that scale below the timer's 1 ms resolution are skipped.
+//!
+//! Here: the adapter (power, scanning, stalls, the world's clock) and the
+//! [`Backend`] calls; one device in `device.rs`; the builtin devices in
+//! `profiles.rs`, their spec in `spec.rs`, the CS108 reader in `cs108.rs`.
 
 pub mod cs108;
+mod device;
 mod generators;
 pub mod profiles;
 pub mod spec;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -25,13 +30,15 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 
-use self::spec::{DeviceSpec, GeneratorKind, WriteAction};
+use self::spec::{DeviceSpec, WriteAction};
 use super::{
-    well_known, Advertisement, Backend, BackendEvent, BleError, BleResult, CharProps, Characteristic,
-    Descriptor, DeviceId, DisconnectReason, Notification, NotificationStream, ScanFilter, Service, Uuid,
-    WriteKind,
+    well_known, Backend, BackendEvent, BleError, BleResult, CharProps, DeviceId, DisconnectReason,
+    NotificationStream, ScanFilter, Service, Uuid, WriteKind,
 };
 use crate::sync::{lock, AbortOnDrop};
+
+pub use self::device::SimDeviceControl;
+use self::device::{pause, scaled, Link, SimDevice};
 
 /// The MTU the simulated central asks for (what Android and iOS ask for).
 const CENTRAL_MTU: u16 = 247;
@@ -64,53 +71,6 @@ impl Default for SimConfig {
             seed: None,
         }
     }
-}
-
-/// Faults a test switches on for one device.
-#[derive(Debug, Default)]
-struct Faults {
-    /// The next N connection attempts fail.
-    fail_connects: u32,
-    /// The next GATT operation drops the link instead of completing.
-    drop_on_next_op: bool,
-    /// The next N reads never answer.
-    hang_reads: u32,
-    /// Added to every GATT operation (not scaled).
-    extra_delay: Duration,
-}
-
-/// An open link to a device; dropping it stops the device's generators and ends the
-/// notification stream.
-struct Link {
-    mtu: u16,
-    notify_tx: broadcast::Sender<Notification>,
-    /// (service, characteristic) with notifications enabled.
-    subscribed: HashSet<(Uuid, Uuid)>,
-    _generators: Vec<AbortOnDrop>,
-}
-
-struct DeviceState {
-    link: Option<Link>,
-    values: HashMap<(Uuid, Uuid), Vec<u8>>,
-    descriptor_values: HashMap<(Uuid, Uuid, Uuid), Vec<u8>>,
-    /// Current RSSI; drifts around the spec's mean.
-    rssi: f64,
-    /// Set by a test to force the device in or out of range.
-    in_range_override: Option<bool>,
-    /// Present on devices that speak CS108.
-    reader: Option<cs108::ReaderState>,
-    rng: fastrand::Rng,
-}
-
-struct SimDevice {
-    id: DeviceId,
-    spec: DeviceSpec,
-    gatt: Vec<Service>,
-    time_scale: f64,
-    started: Instant,
-    events: broadcast::Sender<BackendEvent>,
-    state: Mutex<DeviceState>,
-    faults: Mutex<Faults>,
 }
 
 /// The simulated adapter.
@@ -234,59 +194,6 @@ impl SimBackend {
     }
 }
 
-/// Switches faults and range on one simulated device.
-#[derive(Clone)]
-pub struct SimDeviceControl(Arc<SimDevice>);
-
-impl SimDeviceControl {
-    /// The next `n` connection attempts fail.
-    pub fn fail_next_connects(&self, n: u32) {
-        lock(&self.0.faults).fail_connects = n;
-    }
-
-    /// The next GATT operation drops the link instead of completing.
-    pub fn drop_link_on_next_op(&self) {
-        lock(&self.0.faults).drop_on_next_op = true;
-    }
-
-    /// The next `n` reads never answer.
-    pub fn hang_next_reads(&self, n: u32) {
-        lock(&self.0.faults).hang_reads = n;
-    }
-
-    /// Every GATT operation takes this much longer.
-    pub fn set_response_delay(&self, delay: Duration) {
-        lock(&self.0.faults).extra_delay = delay;
-    }
-
-    /// Forces the device in or out of range (`None`: back to its own schedule).
-    /// Going out of range drops an open link at the next world tick.
-    pub fn set_in_range(&self, in_range: Option<bool>) {
-        lock(&self.0.state).in_range_override = in_range;
-    }
-
-    /// Drops the link now, as a supervision timeout would.
-    pub fn drop_link(&self) {
-        self.0.drop_link(DisconnectReason::LinkLost);
-    }
-
-    pub fn is_connected(&self) -> bool {
-        lock(&self.0.state).link.is_some()
-    }
-}
-
-/// A delay in ms scaled by the time scale; `None` when it scales below 1 ms.
-fn scaled(ms: u64, time_scale: f64) -> Option<Duration> {
-    let d = Duration::from_secs_f64(ms as f64 / 1000.0 / time_scale);
-    (d >= Duration::from_millis(1)).then_some(d)
-}
-
-async fn pause(d: Option<Duration>) {
-    if let Some(d) = d {
-        tokio::time::sleep(d).await;
-    }
-}
-
 /// The world's clock: RSSI drift, range changes (dropping links that go out of
 /// range) and advertising while a scan runs.
 async fn run_world(
@@ -311,259 +218,6 @@ async fn run_world(
                 let _ = events.send(BackendEvent::Advertisement(adv));
             }
         }
-    }
-}
-
-impl SimDevice {
-    fn new(
-        spec: DeviceSpec,
-        time_scale: f64,
-        started: Instant,
-        events: broadcast::Sender<BackendEvent>,
-        seed: u64,
-    ) -> Result<Self, String> {
-        let mut gatt = Vec::new();
-        let mut values = HashMap::new();
-        let mut descriptor_values = HashMap::new();
-        for s in &spec.services {
-            let mut characteristics = Vec::new();
-            for c in &s.characteristics {
-                let props = c.props()?;
-                values.insert((s.uuid, c.uuid), c.initial_value()?);
-                let mut descriptors = Vec::new();
-                if props.can_subscribe() {
-                    descriptors.push(Descriptor {
-                        uuid: well_known::CCCD,
-                    });
-                }
-                for d in &c.descriptors {
-                    descriptors.push(Descriptor { uuid: d.uuid });
-                    descriptor_values.insert((s.uuid, c.uuid, d.uuid), d.initial_value()?);
-                }
-                characteristics.push(Characteristic {
-                    uuid: c.uuid,
-                    service: s.uuid,
-                    props,
-                    descriptors,
-                    max_len: Some(c.max_len),
-                });
-            }
-            gatt.push(Service {
-                uuid: s.uuid,
-                primary: true,
-                characteristics,
-            });
-        }
-        let has_reader = spec
-            .services
-            .iter()
-            .flat_map(|s| &s.characteristics)
-            .any(|c| matches!(c.on_write, WriteAction::Cs108 { .. }));
-        let state = DeviceState {
-            link: None,
-            values,
-            descriptor_values,
-            rssi: spec.rssi as f64,
-            in_range_override: None,
-            reader: has_reader.then(|| cs108::ReaderState::new(&spec.name)),
-            rng: fastrand::Rng::with_seed(seed),
-        };
-        Ok(SimDevice {
-            id: DeviceId::new(&spec.address),
-            spec,
-            gatt,
-            time_scale,
-            started,
-            events,
-            state: Mutex::new(state),
-            faults: Mutex::new(Faults::default()),
-        })
-    }
-
-    fn in_range(&self, state: &DeviceState) -> bool {
-        if let Some(forced) = state.in_range_override {
-            return forced;
-        }
-        match self.spec.range_cycle {
-            None => true,
-            Some(cycle) => {
-                let period = (cycle.in_ms + cycle.out_ms).max(1) as f64;
-                let elapsed_ms = self.started.elapsed().as_secs_f64() * 1000.0 * self.time_scale;
-                elapsed_ms % period < cycle.in_ms as f64
-            }
-        }
-    }
-
-    /// One world tick: drift, range, and the advertisement to send if any.
-    fn tick(&self, scanning: bool) -> Option<Advertisement> {
-        let mut st = lock(&self.state);
-        let mean = self.spec.rssi as f64;
-        let noise = st.rng.f64() * 4.0 - 2.0;
-        st.rssi = (mean + 0.85 * (st.rssi - mean) + noise).clamp(mean - 8.0, mean + 8.0);
-        let in_range = self.in_range(&st);
-        if !in_range && st.link.is_some() {
-            drop(st);
-            self.drop_link(DisconnectReason::LinkLost);
-            return None;
-        }
-        // Connected peripherals stop advertising; one packet in ten is lost.
-        if !scanning || !in_range || st.link.is_some() || st.rng.u8(0..10) == 0 {
-            return None;
-        }
-        Some(self.advertisement(st.rssi.round() as i16))
-    }
-
-    fn advertisement(&self, rssi: i16) -> Advertisement {
-        Advertisement {
-            id: self.id.clone(),
-            name: Some(self.spec.name.clone()),
-            rssi,
-            tx_power: self.spec.tx_power,
-            services: self.spec.advertised_services.clone(),
-            manufacturer_data: self
-                .spec
-                .manufacturer_data
-                .iter()
-                .filter_map(|m| Some((m.company_id, hex::decode(&m.data).ok()?)))
-                .collect(),
-            service_data: BTreeMap::new(),
-        }
-    }
-
-    fn drop_link(&self, reason: DisconnectReason) -> bool {
-        let link = {
-            let mut st = lock(&self.state);
-            if let Some(r) = st.reader.as_mut() {
-                r.inventory_running = false;
-            }
-            st.link.take()
-        };
-        let had_link = link.is_some();
-        drop(link);
-        if had_link {
-            let _ = self.events.send(BackendEvent::Disconnected {
-                id: self.id.clone(),
-                reason,
-            });
-        }
-        had_link
-    }
-
-    fn characteristic(&self, service: Uuid, characteristic: Uuid) -> BleResult<&Characteristic> {
-        let svc = self
-            .gatt
-            .iter()
-            .find(|s| s.uuid == service)
-            .ok_or(BleError::ServiceNotFound(service))?;
-        svc.characteristics
-            .iter()
-            .find(|c| c.uuid == characteristic)
-            .ok_or(BleError::CharacteristicNotFound {
-                service,
-                characteristic,
-            })
-    }
-
-    fn write_action(&self, service: Uuid, characteristic: Uuid) -> WriteAction {
-        self.spec
-            .services
-            .iter()
-            .find(|s| s.uuid == service)
-            .and_then(|s| s.characteristics.iter().find(|c| c.uuid == characteristic))
-            .map(|c| c.on_write.clone())
-            .unwrap_or_default()
-    }
-
-    fn op_latency(&self) -> Option<Duration> {
-        scaled(self.spec.op_latency_ms, self.time_scale)
-    }
-
-    /// Waits out one GATT round trip, applying faults; fails if the link is not up
-    /// (or goes down meanwhile).
-    async fn round_trip(&self, round_trips: u32) -> BleResult<()> {
-        let extra = {
-            let mut f = lock(&self.faults);
-            if lock(&self.state).link.is_none() {
-                return Err(BleError::NotConnected(self.id.clone()));
-            }
-            if std::mem::take(&mut f.drop_on_next_op) {
-                drop(f);
-                self.drop_link(DisconnectReason::LinkLost);
-                return Err(BleError::LinkLost(self.id.clone()));
-            }
-            f.extra_delay
-        };
-        pause(self.op_latency().map(|d| d * round_trips)).await;
-        if !extra.is_zero() {
-            tokio::time::sleep(extra).await;
-        }
-        if lock(&self.state).link.is_none() {
-            return Err(BleError::LinkLost(self.id.clone()));
-        }
-        Ok(())
-    }
-
-    /// Sends a notification if the client enabled them on that characteristic.
-    fn notify(&self, st: &DeviceState, service: Uuid, characteristic: Uuid, value: Vec<u8>) {
-        if let Some(link) = &st.link {
-            if link.subscribed.contains(&(service, characteristic)) {
-                let _ = link.notify_tx.send(Notification {
-                    device: self.id.clone(),
-                    service,
-                    characteristic,
-                    value: Bytes::from(value),
-                    at: SystemTime::now(),
-                });
-            }
-        }
-    }
-
-    /// Produces the next generated value of one characteristic.
-    fn generate(&self, service: Uuid, characteristic: Uuid, kind: GeneratorKind) {
-        let mut st = lock(&self.state);
-        if st.link.is_none() {
-            return;
-        }
-        let key = (service, characteristic);
-        let value = if kind == GeneratorKind::Cs108Inventory {
-            let rssi = (st.rssi + 100.0).clamp(0.0, 127.0) as u8;
-            match st.reader.as_mut().and_then(|r| r.next_tag_report(rssi)) {
-                Some(frame) => frame,
-                None => return,
-            }
-        } else {
-            let st = &mut *st;
-            let current = st.values.get(&key).map(Vec::as_slice).unwrap_or(&[]);
-            let next = generators::next_value(kind, current, &mut st.rng);
-            st.values.insert(key, next.clone());
-            next
-        };
-        self.notify(&st, service, characteristic, value);
-    }
-
-    fn spawn_generators(self: &Arc<Self>) -> Vec<AbortOnDrop> {
-        let mut tasks = Vec::new();
-        for s in &self.spec.services {
-            for c in &s.characteristics {
-                let Some(g) = &c.generator else { continue };
-                let period = scaled(g.period_ms, self.time_scale).unwrap_or(Duration::from_millis(1));
-                let (weak, svc, chr, kind) = (Arc::downgrade(self), s.uuid, c.uuid, g.kind);
-                tasks.push(AbortOnDrop(tokio::spawn(async move {
-                    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-                    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    loop {
-                        interval.tick().await;
-                        let Some(dev) = weak.upgrade() else { return };
-                        dev.generate(svc, chr, kind);
-                    }
-                })));
-            }
-        }
-        tasks
-    }
-
-    fn connected_mtu(&self) -> Option<u16> {
-        lock(&self.state).link.as_ref().map(|l| l.mtu)
     }
 }
 
