@@ -173,3 +173,20 @@ async fn the_contract_holds_on_the_native_backend_over_bluez() {
     let gateway = Gateway::new(backend, fast_gateway()).expect("gateway");
     contract(&gateway, &Radio::Native(Box::new(bluez))).await;
 }
+
+#[tokio::test]
+async fn the_contract_holds_on_one_radio_of_a_shared_simulated_world() {
+    let sim = gattway::ble::sim::SimBackend::new(&sim_config(100.0, vec![])).expect("simulator");
+    // Another radio in the same world, which the contract never touches.
+    let _other = sim.radio("far", -30);
+    let gateway = Gateway::new(sim.radio("near", -5), fast_gateway()).expect("gateway");
+    assert_eq!(gateway.backend_name(), "near");
+    contract(
+        &gateway,
+        &Radio::Sim(Rig {
+            gateway: gateway.clone(),
+            sim,
+        }),
+    )
+    .await;
+}

@@ -981,3 +981,69 @@ async fn devices_not_heard_for_the_expiry_are_forgotten_unless_connected() {
         .collect();
     assert_eq!(left, [UART]);
 }
+
+#[tokio::test]
+async fn radios_of_one_world_hear_it_from_their_own_distance_and_share_one_link() {
+    use gattway::ble::{Backend, BackendEvent};
+    let sim = gattway::ble::sim::SimBackend::new(&sim_config(100.0, vec![])).expect("simulator");
+    let (near, far) = (sim.radio("near", 0), sim.radio("far", -20));
+    let (mut near_events, mut far_events) = (near.events(), far.events());
+    let heard = |rx: &mut tokio::sync::broadcast::Receiver<BackendEvent>| {
+        let mut rx = rx.resubscribe();
+        async move {
+            loop {
+                if let Ok(BackendEvent::Advertisement(a)) = rx.recv().await {
+                    if a.id.as_str() == HRM {
+                        return a.rssi;
+                    }
+                }
+            }
+        }
+    };
+    // Only a scanning radio hears; each at its own distance.
+    near.start_scan(&ScanFilter::default()).await.unwrap();
+    let loud = within("near hears", heard(&mut near_events)).await;
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), heard(&mut far_events))
+            .await
+            .is_err(),
+        "a radio that does not scan hears nothing"
+    );
+    far.start_scan(&ScanFilter::default()).await.unwrap();
+    let faint = within("far hears", heard(&mut far_events)).await;
+    assert!(faint < loud - 10, "far {faint} dBm, near {loud} dBm");
+
+    // One link, through one radio.
+    near.connect(&id(HRM)).await.expect("connect through near");
+    assert!(far.connect(&id(HRM)).await.is_err(), "linked through near");
+    assert!(far
+        .read(&id(HRM), wk::HEART_RATE_SERVICE, wk::BODY_SENSOR_LOCATION)
+        .await
+        .is_err());
+    near.read(&id(HRM), wk::HEART_RATE_SERVICE, wk::BODY_SENSOR_LOCATION)
+        .await
+        .expect("read through near");
+
+    // The near radio dies: its link drops (it says so), and far takes the device.
+    near.set_powered(false);
+    within("near's link to drop", async {
+        loop {
+            if let Ok(BackendEvent::Disconnected { id, .. }) = near_events.recv().await {
+                if id.as_str() == HRM {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(near.adapter_status().await.is_err());
+    within("far to connect", async {
+        while far.connect(&id(HRM)).await.is_err() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    far.read(&id(HRM), wk::HEART_RATE_SERVICE, wk::BODY_SENSOR_LOCATION)
+        .await
+        .expect("read through far");
+}

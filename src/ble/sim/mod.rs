@@ -16,6 +16,7 @@ pub mod cs108;
 mod device;
 mod generators;
 pub mod profiles;
+mod radio;
 pub mod spec;
 
 use std::collections::{BTreeMap, HashSet};
@@ -39,6 +40,7 @@ use crate::sync::{lock, AbortOnDrop};
 
 pub use self::device::SimDeviceControl;
 use self::device::{pause, scaled, Link, SimDevice};
+pub use self::radio::SimRadio;
 
 /// The MTU the simulated central asks for (what Android and iOS ask for).
 const CENTRAL_MTU: u16 = 247;
@@ -82,6 +84,8 @@ pub struct SimBackend {
     scanning: Arc<std::sync::atomic::AtomicBool>,
     /// A stuck scanner ([`Stall`]): it reports scanning and hears nothing.
     stalled: Arc<std::sync::atomic::AtomicU8>,
+    /// Radios ([`SimRadio`]) scanning in this world now.
+    radios_scanning: std::sync::atomic::AtomicUsize,
     _world: AbortOnDrop,
 }
 
@@ -141,6 +145,7 @@ impl SimBackend {
             events,
             scanning,
             stalled,
+            radios_scanning: std::sync::atomic::AtomicUsize::new(0),
             _world: AbortOnDrop(world),
         }))
     }
@@ -167,6 +172,18 @@ impl SimBackend {
     pub fn stall(&self, how: Stall) {
         self.stalled
             .store(how as u8, std::sync::atomic::Ordering::Release);
+    }
+
+    /// A radio in this world started (`true`) or stopped scanning: the devices
+    /// advertise while any radio listens.
+    fn radio_scanning(&self, on: bool) {
+        let before = if on {
+            self.radios_scanning.fetch_add(1, Ordering::AcqRel)
+        } else {
+            self.radios_scanning.fetch_sub(1, Ordering::AcqRel)
+        };
+        let now = if on { before + 1 } else { before.saturating_sub(1) };
+        self.scanning.store(now > 0, Ordering::Relaxed);
     }
 
     fn check_powered(&self) -> BleResult<()> {
