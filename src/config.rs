@@ -55,6 +55,9 @@ pub struct Config {
     /// missing). `--database`, `GATTWAY_DATABASE`.
     pub database: String,
     pub hub: HubConfig,
+    /// Several radios at once (`[[radios]]`, file only); empty: one radio from
+    /// `backend` and `adapter`.
+    pub radios: Vec<crate::ble::RadioConfig>,
 }
 
 impl Default for Config {
@@ -74,6 +77,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             database: "sqlite://gattway.db".into(),
             hub: HubConfig::default(),
+            radios: Vec::new(),
         }
     }
 }

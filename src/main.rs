@@ -7,14 +7,14 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use gattway::ble::{open_backend, ScanFilter};
+use gattway::ble::{open_backend, open_radios, ScanFilter};
 use std::sync::Arc;
 
 use gattway::app::{self, AppState};
 use gattway::auth::{Authenticator, Scope};
 use gattway::cli::{Cli, Command, ScanArgs, TokenArgs};
 use gattway::config::{Config, LogFormat};
-use gattway::gateway::{DeviceInfo, Gateway};
+use gattway::gateway::{DeviceInfo, Gateway, RadioSpec};
 use gattway::mcp::McpSettings;
 
 fn main() -> anyhow::Result<()> {
@@ -51,8 +51,23 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
-    let backend = open_backend(config.backend, &config.adapter, &config.sim).await?;
-    let gateway = Gateway::new(backend, config.gateway.clone())?;
+    let gateway = if config.radios.is_empty() {
+        let backend = open_backend(config.backend, &config.adapter, &config.sim).await?;
+        Gateway::new(backend, config.gateway.clone())?
+    } else {
+        let backends = open_radios(&config.radios, &config.sim).await?;
+        let radios = config
+            .radios
+            .iter()
+            .zip(backends)
+            .map(|(r, backend)| RadioSpec {
+                name: r.name.clone(),
+                backend,
+                slots: r.slots,
+            })
+            .collect();
+        Gateway::with_radios(radios, config.gateway.clone())?
+    };
     let result = match command {
         Command::Scan(args) => scan(&gateway, args).await,
         Command::Serve(_) => serve(&gateway, &config).await,

@@ -332,3 +332,67 @@ async fn token_mints_jwts_and_api_keys() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown scope"));
 }
+
+#[tokio::test]
+async fn serve_with_radios_in_the_config_lists_each_and_an_unknown_kind_is_refused() {
+    let dir = std::env::temp_dir().join(format!("gattway-cli-radios-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("radios.toml");
+    let db = dir.join("radios.db");
+    std::fs::write(
+        &file,
+        format!(
+            "database = \"sqlite://{}\"\n\n[[radios]]\nname = \"kitchen\"\nkind = \"sim\"\nslots = 2\n\n\
+             [[radios]]\nname = \"garage\"\nkind = \"sim\"\nrssi_offset_db = -25\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let (mut child, mut lines) = spawn_reading_stderr(&[
+        "--config",
+        file.to_str().unwrap(),
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let addr = listening_addr(&wait_for_line(&mut lines, "listening on http://").await);
+    let radios: serde_json::Value = reqwest::get(format!("http://{addr}/api/v1/radios"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<(&str, &str, u64)> = radios["radios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let used = r["slots_used"].as_u64().unwrap();
+            let free = r["slots_free"].as_u64().unwrap();
+            (
+                r["name"].as_str().unwrap(),
+                r["kind"].as_str().unwrap(),
+                used + free,
+            )
+        })
+        .collect();
+    assert_eq!(listed, [("kitchen", "sim", 2), ("garage", "sim", 7)]);
+    child.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // A kind gattway does not have is refused, naming the ones it has.
+    let bad = std::env::temp_dir().join(format!("gattway-cli-radios-bad-{}.toml", std::process::id()));
+    std::fs::write(&bad, "[[radios]]\nname = \"shed\"\nkind = \"zigbee\"\n").unwrap();
+    let out = gattway()
+        .args(["--config", bad.to_str().unwrap(), "scan", "--timeout", "0.1"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("zigbee") && err.contains("sim") && err.contains("native"),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(&bad);
+}

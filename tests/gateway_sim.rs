@@ -1047,3 +1047,80 @@ async fn radios_of_one_world_hear_it_from_their_own_distance_and_share_one_link(
         .await
         .expect("read through far");
 }
+
+#[tokio::test]
+async fn links_go_through_the_radio_that_hears_best_fill_its_slots_and_fail_over() {
+    use gattway::gateway::{Gateway, RadioSpec};
+    let world = gattway::ble::sim::SimBackend::new(&sim_config(100.0, vec![])).expect("simulator");
+    let (near, far) = (world.radio("near", 0), world.radio("far", -20));
+    let spec = |name: &str, backend: std::sync::Arc<gattway::ble::sim::SimRadio>, slots| RadioSpec {
+        name: name.into(),
+        backend,
+        slots,
+    };
+    let gateway = Gateway::with_radios(
+        vec![spec("near", near.clone(), 1), spec("far", far.clone(), 2)],
+        fast_gateway(),
+    )
+    .expect("gateway");
+    let heard = gateway
+        .scan(ScanFilter::default(), Duration::from_millis(300))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    let hrm = heard.iter().find(|d| d.id.as_str() == HRM).expect("HRM heard");
+    assert_eq!(hrm.radio.as_deref(), Some("near"), "the radio that hears it best");
+    let radio_of = |id: &str| {
+        gateway
+            .connections()
+            .into_iter()
+            .find(|c| c.id.as_str() == id)
+            .and_then(|c| c.radio)
+    };
+
+    // The strongest radio first; when it is full, the next.
+    for target in [HRM, UART, ENV] {
+        within("connect", gateway.connect(target, ConnectOptions::default()))
+            .await
+            .unwrap_or_else(|e| panic!("{target}: {e}"));
+    }
+    assert_eq!(radio_of(HRM).as_deref(), Some("near"));
+    assert_eq!(radio_of(UART).as_deref(), Some("far"), "near's one slot is taken");
+    assert_eq!(radio_of(ENV).as_deref(), Some("far"));
+    let full = gateway
+        .connect(BATTERY, ConnectOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(full.code(), "no_free_slot", "{full}");
+    let slots: Vec<(String, usize, usize)> = gateway
+        .radios()
+        .await
+        .into_iter()
+        .map(|r| (r.name, r.slots_used, r.slots_free))
+        .collect();
+    assert_eq!(slots, [("near".into(), 1, 0), ("far".into(), 2, 0)]);
+
+    // Near dies: its link moves to far, once far has room, with one reconnect.
+    gateway.device(&id(ENV)).disconnect().await.unwrap();
+    let mut events = gateway.events();
+    near.set_powered(false);
+    within("the reconnect through far", async {
+        loop {
+            if let Ok(GatewayEvent::Reconnected { id, .. }) = events.recv().await {
+                if id.as_str() == HRM {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert_eq!(radio_of(HRM).as_deref(), Some("far"));
+    let value = gateway
+        .device(&id(HRM))
+        .read(wk::HEART_RATE_SERVICE, wk::BODY_SENSOR_LOCATION)
+        .await
+        .expect("read through far");
+    assert_eq!(value.to_vec(), [0x01]);
+    gateway.shutdown().await;
+}

@@ -49,7 +49,7 @@ pub(super) fn page(state: &AppState, headers: &HeaderMap, raw_query: Option<&str
          <li><a href=\"/metrics\">/metrics</a>, <a href=\"/healthz\">/healthz</a>, <a href=\"/readyz\">/readyz</a>, <a href=\"/health\">/health</a></li>\
          </ul><h2>Connections</h2>{table}</body></html>",
         env!("CARGO_PKG_VERSION"),
-        escape(state.gateway.backend_name()),
+        escape(&state.gateway.backend_name()),
         table = match viewer {
             Ok(_) => format!(
                 "<table><tr><th>id</th><th>name</th><th>state</th><th>held by</th></tr>{rows}</table>"

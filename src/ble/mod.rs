@@ -21,7 +21,7 @@ use tokio::sync::broadcast;
 
 pub use error::{BleError, BleResult};
 pub use names::well_known;
-pub use open::{open_backend, BackendKind};
+pub use open::{open_backend, open_radios, BackendKind, RadioConfig, RadioKind};
 pub use types::{
     Advertisement, BackendEvent, CharProps, Characteristic, Descriptor, DeviceId, DisconnectReason, GattTree,
     Notification, ScanFilter, Service, WriteKind,

@@ -19,6 +19,60 @@ pub enum BackendKind {
     Auto,
 }
 
+/// What a configured radio is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RadioKind {
+    /// A radio in the simulated world (`[sim]`), at its own distance.
+    Sim,
+    /// One of the machine's adapters.
+    Native,
+}
+
+/// One `[[radios]]` entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RadioConfig {
+    pub name: String,
+    pub kind: RadioKind,
+    /// A native radio's adapter ("hci0"); empty: the first one found.
+    #[serde(default)]
+    pub adapter: String,
+    /// A simulated radio's distance from the devices: dB added to what it hears.
+    #[serde(default)]
+    pub rssi_offset_db: i16,
+    /// Links it holds at once (BlueZ controllers manage about 7).
+    #[serde(default = "default_slots")]
+    pub slots: usize,
+}
+
+fn default_slots() -> usize {
+    7
+}
+
+/// Opens each configured radio, in order. Simulated radios share one world built
+/// from `sim`, so they hear the same devices, each from its own distance.
+pub async fn open_radios(radios: &[RadioConfig], sim: &SimConfig) -> Result<Vec<Arc<dyn Backend>>, BleError> {
+    let mut world: Option<Arc<SimBackend>> = None;
+    let mut out: Vec<Arc<dyn Backend>> = Vec::with_capacity(radios.len());
+    for r in radios {
+        match r.kind {
+            RadioKind::Sim => {
+                let world = match &world {
+                    Some(w) => w.clone(),
+                    None => world.insert(SimBackend::new(sim)?).clone(),
+                };
+                out.push(world.radio(&r.name, r.rssi_offset_db));
+            }
+            RadioKind::Native => {
+                let adapter = (!r.adapter.is_empty()).then_some(r.adapter.as_str());
+                out.push(NativeBackend::open(adapter).await?);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Opens the configured backend on `adapter` ("hci0"; empty: the first). `native`
 /// fails fast, saying what to do, when there is no usable adapter; `auto` falls back
 /// to the simulator, loudly.

@@ -21,6 +21,8 @@ pub enum Code {
     MessageTooLarge,
     QueueFull,
     ConnectionLimitReached,
+    /// Every radio's connection slots are taken.
+    NoFreeSlot,
     ScanAlreadyActive,
     DeviceNotFound,
     /// The device has no such service, characteristic or descriptor.
@@ -47,6 +49,7 @@ impl Code {
             Code::MessageTooLarge => "MESSAGE_TOO_LARGE",
             Code::QueueFull => "QUEUE_FULL",
             Code::ConnectionLimitReached => "CONNECTION_LIMIT_REACHED",
+            Code::NoFreeSlot => "NO_FREE_SLOT",
             Code::ScanAlreadyActive => "SCAN_ALREADY_ACTIVE",
             Code::DeviceNotFound => "DEVICE_NOT_FOUND",
             Code::AttributeNotFound => "ATTRIBUTE_NOT_FOUND",
@@ -88,6 +91,7 @@ impl From<GatewayError> for Failure {
             "not_connected" => Code::NotConnected,
             "busy" => Code::Busy,
             "connection_limit" => Code::ConnectionLimitReached,
+            "no_free_slot" => Code::NoFreeSlot,
             "adapter_unavailable" => Code::BleNotAvailable,
             "service_not_found" | "characteristic_not_found" | "descriptor_not_found" => {
                 Code::AttributeNotFound

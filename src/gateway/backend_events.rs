@@ -1,7 +1,7 @@
 //! The backend's events, routed: advertisements to the known-device table and to
 //! scanners, link drops to the device's actor.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 
 use tokio::sync::broadcast;
 
@@ -13,7 +13,11 @@ const KNOWN_DEVICES_MAX: usize = 4096;
 
 /// Reads the backend's events: advertisements to the known-device table and to
 /// scanners; link drops to the device's actor.
-pub(super) async fn route_backend_events(inner: Weak<Inner>, mut rx: broadcast::Receiver<BackendEvent>) {
+pub(super) async fn route_backend_events(
+    inner: Weak<Inner>,
+    radio: usize,
+    mut rx: broadcast::Receiver<BackendEvent>,
+) {
     loop {
         let event = match rx.recv().await {
             Ok(e) => e,
@@ -25,10 +29,16 @@ pub(super) async fn route_backend_events(inner: Weak<Inner>, mut rx: broadcast::
         };
         let Some(inner) = inner.upgrade() else { return };
         match event {
-            BackendEvent::Advertisement(adv) => {
-                inner
+            BackendEvent::Advertisement(mut adv) => {
+                let now = inner.now_ms();
+                let radios = &inner.radios;
+                radios.list[radio]
                     .last_advert_ms
-                    .store(inner.now_ms() + 1, std::sync::atomic::Ordering::Relaxed);
+                    .store(now + 1, std::sync::atomic::Ordering::Relaxed);
+                // Scanners and the known table see the radio that hears it best.
+                let (best, rssi) = radios.heard(radio, &adv.id, adv.rssi, now);
+                adv.rssi = rssi;
+                let best: Arc<str> = radios.list[best].name.as_str().into();
                 {
                     let mut known = lock(&inner.known);
                     if known.len() >= KNOWN_DEVICES_MAX && !known.contains_key(&adv.id) {
@@ -37,10 +47,14 @@ pub(super) async fn route_backend_events(inner: Weak<Inner>, mut rx: broadcast::
                             known.remove(&oldest);
                         }
                     }
-                    known.insert(adv.id.clone(), DeviceInfo::from(&adv));
+                    let mut info = DeviceInfo::from(&adv);
+                    info.radio = Some(best.to_string());
+                    known.insert(adv.id.clone(), info);
                 }
-                let _ = inner.adverts.send(adv);
+                let _ = inner.adverts.send((adv, best));
             }
+            // Only the radio that carries the link speaks for it.
+            BackendEvent::Disconnected { id, .. } if inner.radios.carrier(&id) != Some(radio) => {}
             BackendEvent::Disconnected { id, reason } => {
                 let handle = lock(&inner.devices).get(&id).cloned();
                 if let (Some(h), DisconnectReason::LinkLost) = (handle, reason) {

@@ -35,6 +35,9 @@ pub struct GatewayConfig {
     pub watchdog_stall_ms: u64,
     /// A device not heard this long is forgotten, unless it is connected (0: never).
     pub device_expiry_ms: u64,
+    /// With several radios, a re-made link moves to another radio only when that
+    /// one hears the device this many dB better than the radio it was on.
+    pub radio_hysteresis_db: i16,
 }
 
 impl Default for GatewayConfig {
@@ -53,6 +56,7 @@ impl Default for GatewayConfig {
             packet_log_size: 10_000,
             watchdog_stall_ms: 90_000,
             device_expiry_ms: 195_000,
+            radio_hysteresis_db: 6,
         }
     }
 }

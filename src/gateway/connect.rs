@@ -139,6 +139,11 @@ impl Gateway {
             mtu: h.shared.mtu.load(Ordering::Relaxed),
             connected_since: *lock(&h.shared.connected_since),
             lease_holder: lock(&self.inner.leases).get(&id).map(|l| l.holder.clone()),
+            radio: self
+                .inner
+                .radios
+                .carrier(&id)
+                .map(|i| self.inner.radios.list[i].name.clone()),
             id,
         }
     }

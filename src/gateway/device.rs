@@ -132,7 +132,11 @@ pub(crate) fn spawn(inner: &Arc<Inner>, id: DeviceId) -> DeviceHandle {
     let actor = Actor {
         id,
         inner: Arc::downgrade(inner),
-        backend: inner.backend.clone(),
+        // Until a link is made, the first radio; each link goes through the radio
+        // that routing picks then.
+        backend: inner.radios.list[0].backend.clone(),
+        radio: None,
+        failed: Vec::new(),
         config: inner.config.clone(),
         shared: shared.clone(),
         rx,
@@ -153,7 +157,11 @@ struct Actor {
     /// Weak: the gateway owns the actors, not the other way round; when the last
     /// `Gateway` goes, the command channel closes and the actor disconnects.
     inner: Weak<Inner>,
+    /// The radio of the current (or last) link, and its index.
     backend: Arc<dyn crate::ble::Backend>,
+    radio: Option<usize>,
+    /// Radios that failed to link the device in the current connect or reconnect.
+    failed: Vec<usize>,
     config: super::GatewayConfig,
     shared: Arc<DeviceShared>,
     rx: mpsc::Receiver<Command>,
@@ -343,6 +351,7 @@ impl Actor {
             return Ok(self.shared.mtu.load(Ordering::Relaxed));
         }
         self.shared.set_state(LinkState::Connecting);
+        self.failed.clear();
         let attempts = self.config.connect_retries + 1;
         let mut last = None;
         for attempt in 1..=attempts {
@@ -361,10 +370,12 @@ impl Actor {
                     }
                     return Ok(mtu);
                 }
-                // Retrying cannot help: no such device, or no radio at all.
-                Err(GatewayError::Ble(
-                    e @ (BleError::DeviceNotFound(_) | BleError::AdapterUnavailable(_)),
-                )) => {
+                // Retrying cannot help: no such device, or no radio left to try.
+                Err(GatewayError::Ble(e @ BleError::DeviceNotFound(_))) => {
+                    self.shared.set_state(LinkState::Disconnected);
+                    return Err(e.into());
+                }
+                Err(GatewayError::Ble(e @ BleError::AdapterUnavailable(_))) if self.every_radio_failed() => {
                     self.shared.set_state(LinkState::Disconnected);
                     return Err(e.into());
                 }
@@ -376,6 +387,8 @@ impl Actor {
         }
         self.shared.set_state(LinkState::Disconnected);
         let last = match last {
+            // Said as it is: every radio was full through all the back-off.
+            Some(e @ GatewayError::NoFreeSlot { .. }) => return Err(e),
             Some(GatewayError::Ble(e)) => e,
             Some(other) => BleError::Other(other.to_string()),
             None => BleError::Other("no attempt made".into()),
@@ -387,8 +400,46 @@ impl Actor {
         })
     }
 
-    /// One attempt: link, discovery, notification stream, re-enabled subscriptions.
+    fn every_radio_failed(&self) -> bool {
+        let radios = self.inner.upgrade().map_or(0, |i| i.radios.list.len());
+        self.failed.len() >= radios
+    }
+
+    /// Picks the radio for the next link (see `radios.rs`).
+    fn route(&mut self) -> GatewayResult<usize> {
+        let inner = self.inner.upgrade().ok_or(GatewayError::ShuttingDown)?;
+        let radio = inner
+            .radios
+            .route(&self.id, self.radio, &self.failed, inner.now_ms())?;
+        self.backend = inner.radios.list[radio].backend.clone();
+        Ok(radio)
+    }
+
+    /// The link is up through `radio` (`Some`), or gone (`None`): its slot is taken or freed.
+    fn carried_by(&mut self, radio: Option<usize>) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.radios.carry(&self.id, radio);
+        }
+        if radio.is_some() {
+            self.radio = radio;
+            self.failed.clear();
+        }
+    }
+
+    /// One attempt, through the radio routing picks: link, discovery, notification
+    /// stream, re-enabled subscriptions.
     async fn link_up(&mut self) -> GatewayResult<u16> {
+        let radio = self.route()?;
+        let up = self.link_up_through().await;
+        match up {
+            Ok(_) => self.carried_by(Some(radio)),
+            Err(_) if !self.failed.contains(&radio) => self.failed.push(radio),
+            Err(_) => {}
+        }
+        up
+    }
+
+    async fn link_up_through(&mut self) -> GatewayResult<u16> {
         let limit = self.config.connect_timeout();
         let backend = self.backend.clone();
         let mtu = self.timed("connect", limit, backend.connect(&self.id)).await?;
@@ -463,6 +514,8 @@ impl Actor {
         }
         self.forwarder = None;
         self.services = None;
+        self.carried_by(None);
+        self.failed.clear();
         let will_reconnect = self.config.auto_reconnect && self.config.reconnect_attempts > 0;
         tracing::warn!(device = %self.id, will_reconnect, "link lost");
         self.shared.set_state(LinkState::Reconnecting);
@@ -519,6 +572,7 @@ impl Actor {
         self.services = None;
         lock(&self.shared.subs).clear();
         let _ = tokio::time::timeout(self.config.op_timeout(), self.backend.disconnect(&self.id)).await;
+        self.carried_by(None);
         self.shared.set_state(LinkState::Disconnected);
         if was_up {
             if let Some(inner) = self.inner.upgrade() {

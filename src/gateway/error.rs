@@ -27,6 +27,8 @@ pub enum GatewayError {
         attempts: u32,
         last: BleError,
     },
+    #[error("no radio has a free connection slot for {id} ({radios} radio(s), all full or failing): close a link or try again later")]
+    NoFreeSlot { id: DeviceId, radios: usize },
     #[error("the gateway is shutting down")]
     ShuttingDown,
     #[error("no lease with that token")]
@@ -55,6 +57,7 @@ impl GatewayError {
             },
             GatewayError::Busy { .. } => "busy",
             GatewayError::ConnectionLimit(_) => "connection_limit",
+            GatewayError::NoFreeSlot { .. } => "no_free_slot",
             GatewayError::Ambiguous { .. } => "ambiguous",
             GatewayError::Timeout { .. } => "timeout",
             GatewayError::ConnectFailed { .. } => "connect_failed",

@@ -87,6 +87,8 @@ pub struct DeviceInfo {
     /// Serialised as milliseconds since the Unix epoch.
     #[serde(serialize_with = "serde_helpers::unix_ms")]
     pub last_seen: SystemTime,
+    /// The radio that hears it best (`rssi` is that radio's).
+    pub radio: Option<String>,
 }
 
 impl From<&Advertisement> for DeviceInfo {
@@ -100,6 +102,7 @@ impl From<&Advertisement> for DeviceInfo {
             manufacturer_data: a.manufacturer_data.clone(),
             service_data: a.service_data.clone(),
             last_seen: SystemTime::now(),
+            radio: None,
         }
     }
 }
@@ -117,6 +120,8 @@ pub struct ConnectionInfo {
     pub rssi: Option<i16>,
     /// Who holds the device exclusively, if anyone.
     pub lease_holder: Option<String>,
+    /// The radio the link goes through.
+    pub radio: Option<String>,
 }
 
 /// Options for [`Gateway::connect`].

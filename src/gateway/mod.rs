@@ -25,6 +25,7 @@ mod info;
 mod lease;
 pub mod packet_log;
 mod radio;
+mod radios;
 mod scan;
 pub mod serde_helpers;
 mod visibility;
@@ -47,13 +48,16 @@ pub(crate) use self::info::{LiveCount, Stats};
 pub use self::lease::{Lease, LeaseInfo};
 use self::packet_log::PacketLog;
 pub use self::radio::{RadioState, RadioStatus};
+pub use self::radios::RadioSpec;
+use self::radios::Radios;
 pub use self::scan::ScanSession;
 pub use self::visibility::DeviceFilter;
 use crate::ble::{Advertisement, Backend, DeviceId, Notification};
 pub(crate) use crate::sync::{lock, AbortOnDrop};
 
 pub(crate) struct Inner {
-    backend: Arc<dyn Backend>,
+    /// The radios, and which carries each link.
+    radios: Radios,
     config: GatewayConfig,
     started: Instant,
     use_counter: std::sync::atomic::AtomicU64,
@@ -61,22 +65,19 @@ pub(crate) struct Inner {
     devices: Mutex<HashMap<DeviceId, DeviceHandle>>,
     known: Mutex<HashMap<DeviceId, DeviceInfo>>,
     leases: Mutex<HashMap<DeviceId, LeaseInfo>>,
-    adverts: broadcast::Sender<Advertisement>,
+    /// Advertisements as scanners see them: RSSI from the radio that hears the
+    /// device best, and that radio's name.
+    adverts: broadcast::Sender<(Advertisement, Arc<str>)>,
     events: broadcast::Sender<GatewayEvent>,
     notifications: broadcast::Sender<Notification>,
-    /// When the radio last heard an advertisement: [`Inner::now_ms`] + 1, 0 for never.
-    last_advert_ms: std::sync::atomic::AtomicU64,
-    /// When the radio scan last started ([`Inner::now_ms`]).
-    scan_started_ms: std::sync::atomic::AtomicU64,
-    /// The watchdog is recovering the radio.
-    recovering: std::sync::atomic::AtomicBool,
     /// Callers scanning now; the radio scans while it is above zero.
     scanners: tokio::sync::Mutex<usize>,
     stats: Arc<Stats>,
     packets: Arc<PacketLog>,
     metrics: Arc<crate::metrics::Metrics>,
     shutting_down: std::sync::atomic::AtomicBool,
-    router: Mutex<Option<AbortOnDrop>>,
+    /// One task per radio, reading its events.
+    router: Mutex<Vec<AbortOnDrop>>,
     lag_probe: Mutex<Option<AbortOnDrop>>,
     watchdog: Mutex<Option<AbortOnDrop>>,
 }
@@ -117,12 +118,25 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts the gateway over a backend. Must run inside a tokio runtime.
+    /// Starts the gateway over one radio, with `gateway.max_connections` slots.
+    /// Must run inside a tokio runtime.
     pub fn new(backend: Arc<dyn Backend>, config: GatewayConfig) -> Result<Self, GatewayError> {
+        let radio = RadioSpec {
+            name: backend.name().to_string(),
+            slots: config.max_connections,
+            backend,
+        };
+        Self::with_radios(vec![radio], config)
+    }
+
+    /// Starts the gateway over several radios (`[[radios]]`). Must run inside a
+    /// tokio runtime.
+    pub fn with_radios(radios: Vec<RadioSpec>, config: GatewayConfig) -> Result<Self, GatewayError> {
         config.validate().map_err(GatewayError::InvalidInput)?;
+        radios::validate(&radios).map_err(GatewayError::InvalidInput)?;
         let packets = Arc::new(PacketLog::new(config.packet_log_size));
         let inner = Arc::new(Inner {
-            backend: backend.clone(),
+            radios: Radios::new(radios, config.radio_hysteresis_db),
             adverts: broadcast::channel(1024).0,
             events: broadcast::channel(256).0,
             notifications: broadcast::channel(config.subscriber_buffer).0,
@@ -132,40 +146,50 @@ impl Gateway {
             devices: Mutex::new(HashMap::new()),
             known: Mutex::new(HashMap::new()),
             leases: Mutex::new(HashMap::new()),
-            last_advert_ms: std::sync::atomic::AtomicU64::new(0),
-            scan_started_ms: std::sync::atomic::AtomicU64::new(0),
-            recovering: std::sync::atomic::AtomicBool::new(false),
             scanners: tokio::sync::Mutex::new(0),
             stats: Arc::new(Stats::default()),
             packets,
             metrics: Arc::new(crate::metrics::Metrics::new()),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
-            router: Mutex::new(None),
+            router: Mutex::new(Vec::new()),
             lag_probe: Mutex::new(None),
             watchdog: Mutex::new(None),
         });
-        let router = tokio::spawn(backend_events::route_backend_events(
-            Arc::downgrade(&inner),
-            backend.events(),
-        ));
-        *lock(&inner.router) = Some(AbortOnDrop(router));
+        *lock(&inner.router) = (0..inner.radios.list.len())
+            .map(|i| {
+                let events = inner.radios.list[i].backend.events();
+                let route = backend_events::route_backend_events(Arc::downgrade(&inner), i, events);
+                AbortOnDrop(tokio::spawn(route))
+            })
+            .collect();
         *lock(&inner.lag_probe) = Some(crate::metrics::Metrics::spawn_lag_probe(inner.metrics.clone()));
         *lock(&inner.watchdog) = watchdog::spawn(Arc::downgrade(&inner), &inner.config);
         Ok(Gateway { inner })
     }
 
-    pub fn backend_name(&self) -> &str {
-        self.inner.backend.name()
+    /// The radios' names, comma-separated.
+    pub fn backend_name(&self) -> String {
+        let names: Vec<&str> = self.inner.radios.list.iter().map(|r| r.name.as_str()).collect();
+        names.join(",")
     }
 
-    /// Whether the radio is present and powered.
+    /// Whether some radio is present and powered; with none, the first one's error.
     pub async fn adapter_status(&self) -> GatewayResult<()> {
-        Ok(self.inner.backend.adapter_status().await?)
+        let mut first_error = None;
+        for r in &self.inner.radios.list {
+            match r.backend.adapter_status().await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.map_or_else(|| GatewayError::InvalidInput("no radio".into()), Into::into))
     }
 
-    /// True when the radio is the simulator.
+    /// True when every radio is simulated.
     pub fn is_simulated(&self) -> bool {
-        self.inner.backend.is_simulated()
+        self.inner.radios.list.iter().all(|r| r.backend.is_simulated())
     }
 
     pub fn config(&self) -> &GatewayConfig {
@@ -250,7 +274,9 @@ impl Gateway {
         let _ = tokio::time::timeout(self.inner.config.op_timeout(), futures::future::join_all(waits)).await;
         let mut n = self.inner.scanners.lock().await;
         if *n > 0 {
-            let _ = self.inner.backend.stop_scan().await;
+            for r in &self.inner.radios.list {
+                let _ = r.backend.stop_scan().await;
+            }
             *n = 0;
         }
         tracing::debug!("gateway stopped");

@@ -1,12 +1,11 @@
 //! The radios as operators see them: [`RadioStatus`] for `GET /api/v1/radios`, the
-//! dashboard and the `gattway_radio_*` metrics. Today the gateway holds one radio
-//! (its backend); with several, each reports its own line.
+//! dashboard and the `gattway_radio_*` metrics, one line per radio.
 
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
 
-use super::{lock, Gateway};
+use super::Gateway;
 
 /// Whether a radio can be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -44,24 +43,28 @@ impl Gateway {
     /// Every radio's state, in configuration order.
     pub async fn radios(&self) -> Vec<RadioStatus> {
         let inner = &self.inner;
-        let status = inner.backend.adapter_status().await;
         let scanning = *inner.scanners.lock().await > 0;
-        // Stored as the gateway's clock + 1, so that 0 means never.
-        let heard = inner.last_advert_ms.load(Ordering::Relaxed);
-        let used = lock(&inner.devices).len();
-        vec![RadioStatus {
-            name: inner.backend.name().to_string(),
-            kind: inner.backend.kind(),
-            state: match (status.is_ok(), inner.recovering.load(Ordering::Acquire)) {
-                (_, true) => RadioState::Restarting,
-                (true, false) => RadioState::Ok,
-                (false, false) => RadioState::Down,
-            },
-            detail: status.err().map(|e| e.to_string()),
-            scanning,
-            last_advert_age_ms: (heard > 0).then(|| inner.now_ms().saturating_sub(heard - 1)),
-            slots_used: used,
-            slots_free: inner.config.max_connections.saturating_sub(used),
-        }]
+        let mut out = Vec::with_capacity(inner.radios.list.len());
+        for (i, r) in inner.radios.list.iter().enumerate() {
+            let status = r.backend.adapter_status().await;
+            // Stored as the gateway's clock + 1, so that 0 means never.
+            let heard = r.last_advert_ms.load(Ordering::Relaxed);
+            let used = inner.radios.used(i);
+            out.push(RadioStatus {
+                name: r.name.clone(),
+                kind: r.backend.kind(),
+                state: match (status.is_ok(), r.recovering.load(Ordering::Acquire)) {
+                    (_, true) => RadioState::Restarting,
+                    (true, false) => RadioState::Ok,
+                    (false, false) => RadioState::Down,
+                },
+                detail: status.err().map(|e| e.to_string()),
+                scanning: scanning && r.scan_started_ms.load(Ordering::Relaxed) > 0,
+                last_advert_age_ms: (heard > 0).then(|| inner.now_ms().saturating_sub(heard - 1)),
+                slots_used: used,
+                slots_free: r.slots.saturating_sub(used),
+            });
+        }
+        out
     }
 }

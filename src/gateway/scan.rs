@@ -32,11 +32,7 @@ impl Gateway {
         {
             let mut n = self.inner.scanners.lock().await;
             if *n == 0 {
-                self.inner.backend.start_scan(&filter).await?;
-                let now = self.inner.now_ms();
-                self.inner
-                    .scan_started_ms
-                    .store(now, std::sync::atomic::Ordering::Relaxed);
+                self.start_radio_scans(&filter).await?;
             }
             *n += 1;
         }
@@ -49,6 +45,30 @@ impl Gateway {
             seen: HashMap::new(),
             _guard: ScanGuard(Arc::downgrade(&self.inner)),
         })
+    }
+
+    /// Starts every radio's scan; an error only when no radio could start (a radio
+    /// that is down is passed over, and the watchdog sees to it).
+    async fn start_radio_scans(&self, filter: &ScanFilter) -> GatewayResult<()> {
+        let mut first_error = None;
+        let mut started = 0;
+        for r in &self.inner.radios.list {
+            match r.backend.start_scan(filter).await {
+                Ok(()) => {
+                    let now = self.inner.now_ms();
+                    r.scan_started_ms.store(now, std::sync::atomic::Ordering::Relaxed);
+                    started += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(radio = %r.name, error = %e, "radio could not start scanning");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match (started, first_error) {
+            (0, Some(e)) => Err(e.into()),
+            _ => Ok(()),
+        }
     }
 
     /// Finds the device `target` names: an id, or a name prefix that matches one
@@ -103,7 +123,7 @@ impl Gateway {
 /// A running scan. `next()` yields each matching device once, as first heard;
 /// [`ScanSession::results`] gives the latest of each.
 pub struct ScanSession {
-    rx: broadcast::Receiver<Advertisement>,
+    rx: broadcast::Receiver<(Advertisement, Arc<str>)>,
     filter: ScanFilter,
     started: tokio::time::Instant,
     metrics: Arc<crate::metrics::Metrics>,
@@ -116,16 +136,17 @@ impl ScanSession {
     /// The next newly found device, or `None` when the scan's time is up.
     pub async fn next(&mut self) -> Option<DeviceInfo> {
         loop {
-            let adv = match tokio::time::timeout_at(self.deadline, self.rx.recv()).await {
+            let (adv, radio) = match tokio::time::timeout_at(self.deadline, self.rx.recv()).await {
                 Err(_) => return None,
-                Ok(Ok(adv)) => adv,
+                Ok(Ok(heard)) => heard,
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
                 Ok(Err(broadcast::error::RecvError::Closed)) => return None,
             };
             if !self.filter.matches(&adv) {
                 continue;
             }
-            let info = DeviceInfo::from(&adv);
+            let mut info = DeviceInfo::from(&adv);
+            info.radio = Some(radio.to_string());
             if self.seen.insert(adv.id.clone(), info.clone()).is_none() {
                 self.metrics.devices_found.inc();
                 self.metrics
@@ -163,8 +184,10 @@ impl Drop for ScanGuard {
             let mut n = inner.scanners.lock().await;
             *n = n.saturating_sub(1);
             if *n == 0 {
-                if let Err(e) = inner.backend.stop_scan().await {
-                    tracing::warn!(error = %e, "stopping the scan failed");
+                for r in &inner.radios.list {
+                    if let Err(e) = r.backend.stop_scan().await {
+                        tracing::warn!(radio = %r.name, error = %e, "stopping the scan failed");
+                    }
                 }
             }
         });

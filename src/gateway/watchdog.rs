@@ -23,7 +23,7 @@ pub(super) fn spawn(inner: Weak<Inner>, config: &GatewayConfig) -> Option<AbortO
     Some(AbortOnDrop(tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut watch = Watch::default();
+        let mut watches: Vec<Watch> = Vec::new();
         loop {
             tick.tick().await;
             let Some(inner) = inner.upgrade() else {
@@ -33,13 +33,16 @@ pub(super) fn spawn(inner: Weak<Inner>, config: &GatewayConfig) -> Option<AbortO
                 forget_unheard(&inner, expiry);
             }
             if let Some(stall) = stall {
-                watch.check(&inner, stall).await;
+                watches.resize_with(inner.radios.list.len(), Watch::default);
+                for (i, watch) in watches.iter_mut().enumerate() {
+                    watch.check(&inner, i, stall).await;
+                }
             }
         }
     })))
 }
 
-/// What the watchdog remembers between looks.
+/// What the watchdog remembers of one radio between looks.
 #[derive(Default)]
 struct Watch {
     /// When it last began to act ([`Inner::now_ms`]); deafness is counted from
@@ -50,50 +53,48 @@ struct Watch {
 }
 
 impl Watch {
-    async fn check(&mut self, inner: &Inner, stall: Duration) {
+    async fn check(&mut self, inner: &Inner, index: usize, stall: Duration) {
+        let r = &inner.radios.list[index];
         // Held throughout: no scan starts or stops while the radio is recovered.
         let scanners = inner.scanners.lock().await;
         if *scanners == 0 || lock(&inner.known).is_empty() {
             self.escalate = false;
             return;
         }
-        let heard = inner.last_advert_ms.load(Ordering::Relaxed).saturating_sub(1);
+        let heard = r.last_advert_ms.load(Ordering::Relaxed).saturating_sub(1);
         if heard >= self.acted_ms {
             // It heard something since the last recovery began (a deaf radio hears
             // nothing before that): that one worked.
             self.escalate = false;
         }
-        let started = inner.scan_started_ms.load(Ordering::Relaxed);
+        let started = r.scan_started_ms.load(Ordering::Relaxed);
         let now = inner.now_ms();
         if now.saturating_sub(heard.max(started).max(self.acted_ms)) < stall.as_millis() as u64 {
             return;
         }
-        let radio = inner.backend.name().to_string();
+        let radio = r.name.clone();
         let deaf_s = now.saturating_sub(heard.max(started)) as f64 / 1000.0;
         self.acted_ms = now;
-        inner.recovering.store(true, Ordering::Release);
+        r.recovering.store(true, Ordering::Release);
         let (action, result) = if self.escalate {
             tracing::warn!(
                 radio,
                 deaf_s,
                 "radio still deaf after a scan restart: power-cycling it"
             );
-            let cycled = inner.backend.reset().await;
+            let cycled = r.backend.reset().await;
             let restarted = match cycled {
-                Ok(()) => inner.backend.start_scan(&ScanFilter::default()).await,
+                Ok(()) => r.backend.start_scan(&ScanFilter::default()).await,
                 Err(e) => Err(e),
             };
             ("power_cycle", restarted)
         } else {
             tracing::warn!(radio, deaf_s, "radio deaf while scanning: restarting its scan");
             // Stopping may fail on a wedged adapter; the start is what matters.
-            let _ = inner.backend.stop_scan().await;
-            (
-                "restart_scan",
-                inner.backend.start_scan(&ScanFilter::default()).await,
-            )
+            let _ = r.backend.stop_scan().await;
+            ("restart_scan", r.backend.start_scan(&ScanFilter::default()).await)
         };
-        inner.recovering.store(false, Ordering::Release);
+        r.recovering.store(false, Ordering::Release);
         match &result {
             Ok(()) => tracing::info!(radio, action, "radio recovery done"),
             Err(e) => tracing::error!(radio, action, error = %e, "radio recovery failed"),
@@ -110,5 +111,11 @@ fn forget_unheard(inner: &Inner, expiry: Duration) {
         return;
     };
     let linked = lock(&inner.devices);
-    lock(&inner.known).retain(|id, d| d.last_seen >= cutoff || linked.contains_key(id));
+    lock(&inner.known).retain(|id, d| {
+        let keep = d.last_seen >= cutoff || linked.contains_key(id);
+        if !keep {
+            inner.radios.forget(id);
+        }
+        keep
+    });
 }

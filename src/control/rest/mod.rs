@@ -147,7 +147,7 @@ impl IntoResponse for ApiError {
             Code::Forbidden => StatusCode::FORBIDDEN,
             Code::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
             Code::MessageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Code::BleNotAvailable | Code::ConnectionLimitReached | Code::QueueFull => {
+            Code::BleNotAvailable | Code::ConnectionLimitReached | Code::NoFreeSlot | Code::QueueFull => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Code::OperationFailed => StatusCode::BAD_GATEWAY,
@@ -225,6 +225,8 @@ pub struct DeviceJson {
     manufacturer_data: std::collections::BTreeMap<String, String>,
     /// Milliseconds since the Unix epoch.
     last_seen_ms: u64,
+    /// The radio that hears it best (`rssi` is that radio's).
+    radio: Option<String>,
 }
 
 impl From<&DeviceInfo> for DeviceJson {
@@ -241,6 +243,7 @@ impl From<&DeviceInfo> for DeviceJson {
                 .map(|(k, v)| (k.to_string(), hex::encode(v)))
                 .collect(),
             last_seen_ms: to_unix_ms(d.last_seen),
+            radio: d.radio.clone(),
         }
     }
 }
