@@ -18,6 +18,7 @@ pub fn device_json(d: &DeviceInfo) -> Value {
         "txPower": d.tx_power,
         "services": d.services.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
         "manufacturerData": d.manufacturer_data.iter().map(|(k, v)| (k.to_string(), Value::String(super::protocol::b64(v)))).collect::<serde_json::Map<_, _>>(),
+        "radio": d.radio,
     })
 }
 

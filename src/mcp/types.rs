@@ -170,6 +170,8 @@ pub struct DeviceOut {
     pub tx_power: Option<i16>,
     pub services: Vec<UuidOut>,
     pub manufacturer_data: Vec<ManufacturerDataOut>,
+    /// The radio that hears it best (`rssi` is that radio's).
+    pub radio: Option<String>,
 }
 
 impl From<&DeviceInfo> for DeviceOut {
@@ -189,6 +191,7 @@ impl From<&DeviceInfo> for DeviceOut {
                     data: hex::encode(data),
                 })
                 .collect(),
+            radio: d.radio.clone(),
         }
     }
 }
@@ -212,6 +215,8 @@ pub struct ConnectionOut {
     pub rssi: Option<i16>,
     /// Who holds the device exclusively (e.g. a bridge session), if anyone.
     pub lease_holder: Option<String>,
+    /// The radio the link goes through.
+    pub radio: Option<String>,
 }
 
 impl From<&ConnectionInfo> for ConnectionOut {
@@ -227,6 +232,7 @@ impl From<&ConnectionInfo> for ConnectionOut {
             connected_since_ms: c.connected_since.map(to_unix_ms),
             rssi: c.rssi,
             lease_holder: c.lease_holder.clone(),
+            radio: c.radio.clone(),
         }
     }
 }
