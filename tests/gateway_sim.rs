@@ -1050,19 +1050,7 @@ async fn radios_of_one_world_hear_it_from_their_own_distance_and_share_one_link(
 
 #[tokio::test]
 async fn links_go_through_the_radio_that_hears_best_fill_its_slots_and_fail_over() {
-    use gattway::gateway::{Gateway, RadioSpec};
-    let world = gattway::ble::sim::SimBackend::new(&sim_config(100.0, vec![])).expect("simulator");
-    let (near, far) = (world.radio("near", 0), world.radio("far", -20));
-    let spec = |name: &str, backend: std::sync::Arc<gattway::ble::sim::SimRadio>, slots| RadioSpec {
-        name: name.into(),
-        backend,
-        slots,
-    };
-    let gateway = Gateway::with_radios(
-        vec![spec("near", near.clone(), 1), spec("far", far.clone(), 2)],
-        fast_gateway(),
-    )
-    .expect("gateway");
+    let (gateway, near, _far) = two_radios(1, 2);
     let heard = gateway
         .scan(ScanFilter::default(), Duration::from_millis(300))
         .await
@@ -1105,16 +1093,7 @@ async fn links_go_through_the_radio_that_hears_best_fill_its_slots_and_fail_over
     gateway.device(&id(ENV)).disconnect().await.unwrap();
     let mut events = gateway.events();
     near.set_powered(false);
-    within("the reconnect through far", async {
-        loop {
-            if let Ok(GatewayEvent::Reconnected { id, .. }) = events.recv().await {
-                if id.as_str() == HRM {
-                    return;
-                }
-            }
-        }
-    })
-    .await;
+    reconnected(&mut events, HRM).await;
     assert_eq!(radio_of(HRM).as_deref(), Some("far"));
     let value = gateway
         .device(&id(HRM))

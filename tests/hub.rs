@@ -1116,3 +1116,51 @@ async fn a_connection_and_a_device_cannot_pile_up_without_bound() {
     };
     assert_eq!(statuses, vec![200, 200, 200, 429]);
 }
+
+#[tokio::test]
+async fn the_ble_feed_carries_on_through_a_radio_failover() {
+    let (gateway, near, _far) = two_radios(7, 7);
+    let db = TempDb::new();
+    let config = gattway::hub::HubConfig {
+        sim_feed: true,
+        ..hub_config()
+    };
+    let (server, _hub) = start_hub_server(&gateway, &db.url(), config, AuthConfig::default()).await;
+    let mut client = JsonWs::connect(&format!("ws://{}/hub?role=client", server.addr)).await;
+    assert_eq!(client.next().await["type"], "welcome");
+    client
+        .send(json!({"type": "subscribe", "id": 1, "devices": [HRM], "keys": ["heart_rate"]}))
+        .await;
+    client.next_of("subscribed").await;
+    client.next_of("telemetry").await;
+    let on = |radio: &str| {
+        gateway
+            .connections()
+            .iter()
+            .any(|c| c.id.as_str() == HRM && c.radio.as_deref() == Some(radio))
+    };
+    assert!(on("near"), "{:?}", gateway.connections());
+
+    // Near dies mid-session: the feed's link is re-made through far, once.
+    let mut events = gateway.events();
+    near.set_powered(false);
+    reconnected(&mut events, HRM).await;
+    assert!(on("far"), "{:?}", gateway.connections());
+    // Telemetry measured after the reconnect arrives, and the client saw no error.
+    let reconnected_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    loop {
+        let m = client.next().await;
+        assert_ne!(m["type"], "error", "{m}");
+        let fresh = m["points"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["ts"].as_i64() > Some(reconnected_ms)));
+        if m["type"] == "telemetry" && fresh {
+            assert_eq!(m["points"][0]["key"], "heart_rate");
+            break;
+        }
+    }
+    server.stop().await;
+}

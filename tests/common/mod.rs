@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gattway::ble::sim::spec::DeviceSpec;
-use gattway::ble::sim::{SimBackend, SimConfig, SimDeviceControl};
+use gattway::ble::sim::{SimBackend, SimConfig, SimDeviceControl, SimRadio};
 use gattway::ble::DeviceId;
-use gattway::gateway::{Gateway, GatewayConfig, GatewayEvent};
+use gattway::gateway::{Gateway, GatewayConfig, GatewayEvent, RadioSpec};
 use tokio::sync::broadcast;
 
 pub const HRM: &str = "C0:FF:EE:00:00:01";
@@ -64,6 +64,35 @@ pub fn rig_with(gateway: GatewayConfig, sim: SimConfig) -> Rig {
 
 pub fn rig() -> Rig {
     rig_with(fast_gateway(), sim_config(100.0, vec![]))
+}
+
+/// Two simulated radios in one world: "near" hears as loud as the world, "far"
+/// 20 dB fainter. Returns them and a gateway over both, with these slots.
+pub fn two_radios(near_slots: usize, far_slots: usize) -> (Gateway, Arc<SimRadio>, Arc<SimRadio>) {
+    let world = SimBackend::new(&sim_config(100.0, vec![])).expect("simulator");
+    let (near, far) = (world.radio("near", 0), world.radio("far", -20));
+    let radio = |name: &str, backend: &Arc<SimRadio>, slots| RadioSpec {
+        name: name.into(),
+        backend: backend.clone(),
+        slots,
+    };
+    let radios = vec![radio("near", &near, near_slots), radio("far", &far, far_slots)];
+    let gateway = Gateway::with_radios(radios, fast_gateway()).expect("gateway");
+    (gateway, near, far)
+}
+
+/// Waits for the gateway to say that `id` reconnected.
+pub async fn reconnected(events: &mut broadcast::Receiver<GatewayEvent>, id: &str) {
+    within("the reconnect", async {
+        loop {
+            if let Ok(GatewayEvent::Reconnected { id: got, .. }) = events.recv().await {
+                if got.as_str() == id {
+                    return;
+                }
+            }
+        }
+    })
+    .await
 }
 
 /// Awaits `fut`, failing the test if it takes longer than [`WAIT`].
