@@ -77,6 +77,12 @@ async fn ok(client: &Client, tool: &str, args: Value) -> Value {
 }
 
 /// The message of a call that must fail as a tool error (not a protocol error).
+/// The heart-rate monitor's body sensor location (0x2A38), read through MCP.
+async fn read_body_sensor_location(client: &Client) -> Value {
+    let args = json!({"device": HRM, "service": "180d", "characteristic": "2a38"});
+    ok(client, "ble_read", args).await
+}
+
 async fn fails(client: &Client, tool: &str, args: Value) -> String {
     let r = call(client, tool, args).await;
     assert_eq!(
@@ -207,12 +213,7 @@ async fn stdio_connect_explore_read_write_and_notify() {
     assert_eq!(hr["characteristics"][0]["properties"], json!(["notify"]));
     assert_eq!(hr["characteristics"][0]["descriptors"][0]["short"], "2902");
 
-    let loc = ok(
-        &client,
-        "ble_read",
-        json!({"device": HRM, "service": "180d", "characteristic": "2a38"}),
-    )
-    .await;
+    let loc = read_body_sensor_location(&client).await;
     assert_eq!(loc["hex"], "01");
     assert_eq!(loc["decoded"], "chest");
     let battery = ok(
@@ -438,12 +439,7 @@ async fn http_shares_the_gateway_with_other_front_ends() {
     assert_eq!(c["id"], HRM);
     // Connected through MCP, visible to everyone holding the gateway.
     assert_eq!(rig.gateway.connections()[0].id.as_str(), HRM);
-    let loc = ok(
-        &client,
-        "ble_read",
-        json!({"device": HRM, "service": "180d", "characteristic": "2a38"}),
-    )
-    .await;
+    let loc = read_body_sensor_location(&client).await;
     assert_eq!(loc["decoded"], "chest");
     // And the other way round: a lease taken elsewhere shows in MCP.
     let _lease = rig
@@ -704,12 +700,7 @@ async fn an_assistant_keeps_its_device_through_a_radio_failover() {
     reconnected(&mut events, HRM).await;
     let conns = ok(&client, "ble_connections", json!({})).await;
     assert_eq!(radio_of_hrm(&conns), Some(json!("far")), "{conns}");
-    let loc = ok(
-        &client,
-        "ble_read",
-        json!({"device": HRM, "service": "180d", "characteristic": "2a38"}),
-    )
-    .await;
+    let loc = read_body_sensor_location(&client).await;
     assert_eq!(loc["decoded"], "chest");
     server.stop().await;
 }
