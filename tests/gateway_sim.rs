@@ -1059,13 +1059,6 @@ async fn links_go_through_the_radio_that_hears_best_fill_its_slots_and_fail_over
         .await;
     let hrm = heard.iter().find(|d| d.id.as_str() == HRM).expect("HRM heard");
     assert_eq!(hrm.radio.as_deref(), Some("near"), "the radio that hears it best");
-    let radio_of = |id: &str| {
-        gateway
-            .connections()
-            .into_iter()
-            .find(|c| c.id.as_str() == id)
-            .and_then(|c| c.radio)
-    };
 
     // The strongest radio first; when it is full, the next.
     for target in [HRM, UART, ENV] {
@@ -1073,9 +1066,13 @@ async fn links_go_through_the_radio_that_hears_best_fill_its_slots_and_fail_over
             .await
             .unwrap_or_else(|e| panic!("{target}: {e}"));
     }
-    assert_eq!(radio_of(HRM).as_deref(), Some("near"));
-    assert_eq!(radio_of(UART).as_deref(), Some("far"), "near's one slot is taken");
-    assert_eq!(radio_of(ENV).as_deref(), Some("far"));
+    assert_eq!(link_radio(&gateway, HRM).as_deref(), Some("near"));
+    assert_eq!(
+        link_radio(&gateway, UART).as_deref(),
+        Some("far"),
+        "near's one slot is taken"
+    );
+    assert_eq!(link_radio(&gateway, ENV).as_deref(), Some("far"));
     let full = gateway
         .connect(BATTERY, ConnectOptions::default())
         .await
@@ -1094,7 +1091,7 @@ async fn links_go_through_the_radio_that_hears_best_fill_its_slots_and_fail_over
     let mut events = gateway.events();
     near.set_powered(false);
     reconnected(&mut events, HRM).await;
-    assert_eq!(radio_of(HRM).as_deref(), Some("far"));
+    assert_eq!(link_radio(&gateway, HRM).as_deref(), Some("far"));
     let value = gateway
         .device(&id(HRM))
         .read(wk::HEART_RATE_SERVICE, wk::BODY_SENSOR_LOCATION)

@@ -1133,19 +1133,13 @@ async fn the_ble_feed_carries_on_through_a_radio_failover() {
         .await;
     client.next_of("subscribed").await;
     client.next_of("telemetry").await;
-    let on = |radio: &str| {
-        gateway
-            .connections()
-            .iter()
-            .any(|c| c.id.as_str() == HRM && c.radio.as_deref() == Some(radio))
-    };
-    assert!(on("near"), "{:?}", gateway.connections());
+    assert_eq!(link_radio(&gateway, HRM).as_deref(), Some("near"));
 
     // Near dies mid-session: the feed's link is re-made through far, once.
     let mut events = gateway.events();
     near.set_powered(false);
     reconnected(&mut events, HRM).await;
-    assert!(on("far"), "{:?}", gateway.connections());
+    assert_eq!(link_radio(&gateway, HRM).as_deref(), Some("far"));
     // Telemetry measured after the reconnect arrives, and the client saw no error.
     let reconnected_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -81,6 +81,15 @@ pub fn two_radios(near_slots: usize, far_slots: usize) -> (Gateway, Arc<SimRadio
     (gateway, near, far)
 }
 
+/// The radio that carries the link to `id`, if there is one.
+pub fn link_radio(gateway: &Gateway, id: &str) -> Option<String> {
+    gateway
+        .connections()
+        .into_iter()
+        .find(|c| c.id.as_str() == id)
+        .and_then(|c| c.radio)
+}
+
 /// Waits for the gateway to say that `id` reconnected.
 pub async fn reconnected(events: &mut broadcast::Receiver<GatewayEvent>, id: &str) {
     within("the reconnect", async {
