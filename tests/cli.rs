@@ -68,6 +68,7 @@ async fn scan_prints_the_simulated_devices_as_json() {
         names,
         vec![
             "CS108Reader000001",
+            "Gattway BTHome",
             "Gattway Battery",
             "Gattway Env",
             "Gattway HRM",
@@ -79,6 +80,15 @@ async fn scan_prints_the_simulated_devices_as_json() {
     assert_eq!(hrm["id"], "C0:FF:EE:00:00:01");
     assert_eq!(hrm["manufacturer_data"]["89"], "0102");
     assert!(hrm["rssi"].as_i64().unwrap() < -30);
+    // The BTHome thermometer broadcasts its readings in service data 0xFCD2.
+    let bthome = devices.iter().find(|d| d["name"] == "Gattway BTHome").unwrap();
+    let data = bthome["service_data"]["0000fcd2-0000-1000-8000-00805f9b34fb"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{bthome}"));
+    assert!(
+        data.starts_with("4000"),
+        "BTHome v2, unencrypted, packet id first: {data}"
+    );
 }
 
 #[tokio::test]

@@ -37,10 +37,10 @@ async fn scan_finds_every_simulated_device_with_plausible_rssi() {
     let rig = rig();
     let found = rig.scan(ScanFilter::default(), 400).await;
     let ids: Vec<&str> = found.iter().map(|d| d.id.as_str()).collect();
-    for want in [HRM, BATTERY, ENV, UART, ROAMER, CS108] {
+    for want in [HRM, BATTERY, ENV, UART, ROAMER, CS108, BTHOME] {
         assert!(ids.contains(&want), "{want} not found in {ids:?}");
     }
-    assert_eq!(found.len(), 6, "each device once: {ids:?}");
+    assert_eq!(found.len(), 7, "each device once: {ids:?}");
     for d in &found {
         assert!((-100..=-30).contains(&d.rssi), "{} rssi {}", d.id, d.rssi);
         assert!(d.name.is_some());
@@ -786,6 +786,9 @@ async fn long_writes_without_response_are_chunked_to_the_mtu() {
         op_latency_ms: 1,
         advertised_services: vec![Uuid::from_u16(0xFFF0)],
         manufacturer_data: vec![],
+        service_data: vec![],
+        adverts: vec![],
+        advert_period_ms: 1_000,
         range_cycle: None,
         services: vec![ServiceSpec {
             uuid: Uuid::from_u16(0xFFF0),
@@ -1099,4 +1102,37 @@ async fn links_go_through_the_radio_that_hears_best_fill_its_slots_and_fail_over
         .expect("read through far");
     assert_eq!(value.to_vec(), [0x01]);
     gateway.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_broadcasting_sensor_cycles_its_payloads_in_service_data() {
+    let rig = rig();
+    let _scan = rig
+        .gateway
+        .scan(ScanFilter::default(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let fcd2 = Uuid::from_u16(0xFCD2);
+    let mut seen = std::collections::BTreeSet::new();
+    within("every payload of the BTHome thermometer", async {
+        while seen.len() < 4 {
+            let known = rig.gateway.known_devices();
+            if let Some(d) = known.iter().find(|d| d.id.as_str() == BTHOME) {
+                if let Some(data) = d.service_data.get(&fcd2) {
+                    seen.insert(hex::encode(data));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [
+            "400001015c02ca0903bf13",
+            "400002015c02d40903b513",
+            "400003015b02e80903a113",
+            "400004015b02de0903ab13"
+        ]
+    );
 }

@@ -20,6 +20,7 @@ pub const ENV: &str = "C0:FF:EE:00:00:03";
 pub const UART: &str = "C0:FF:EE:00:00:04";
 pub const ROAMER: &str = "C0:FF:EE:00:00:05";
 pub const CS108: &str = "C0:FF:EE:00:01:08";
+pub const BTHOME: &str = "C0:FF:EE:00:00:06";
 
 /// Generous: a loaded CI machine must not turn a working feature red.
 pub const WAIT: Duration = Duration::from_secs(10);

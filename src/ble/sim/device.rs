@@ -2,7 +2,7 @@
 //! drifting RSSI, links with a negotiated MTU, notification generators, timing,
 //! and the faults and range a test switches ([`SimDeviceControl`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -217,19 +217,23 @@ impl SimDevice {
     }
 
     pub(super) fn advertisement(&self, rssi: i16) -> Advertisement {
+        let (manufacturer_data, service_data) = match self.spec.adverts.len() {
+            0 => self.spec.fixed_payload().decode(),
+            n => {
+                // The payload of the current period of the (scaled) clock.
+                let period = self.spec.advert_period_ms as f64 / self.time_scale;
+                let turn = (self.started.elapsed().as_secs_f64() * 1000.0 / period) as usize;
+                self.spec.adverts[turn % n].decode()
+            }
+        };
         Advertisement {
             id: self.id.clone(),
             name: Some(self.spec.name.clone()),
             rssi,
             tx_power: self.spec.tx_power,
             services: self.spec.advertised_services.clone(),
-            manufacturer_data: self
-                .spec
-                .manufacturer_data
-                .iter()
-                .filter_map(|m| Some((m.company_id, hex::decode(&m.data).ok()?)))
-                .collect(),
-            service_data: BTreeMap::new(),
+            manufacturer_data,
+            service_data,
         }
     }
 

@@ -1,7 +1,8 @@
 //! The built-in simulated devices (DESIGN.md "Simulated devices"): a heart-rate
 //! monitor, a battery tag, an environmental sensor, a Nordic UART echo device, a
-//! CS108-style RFID reader, and a tag that wanders out of range now and then. Each
-//! also carries a Device Information service, as real devices do.
+//! CS108-style RFID reader, a tag that wanders out of range now and then, and a
+//! BTHome thermometer that only broadcasts. Each connectable one also carries a
+//! Device Information service, as real devices do.
 
 use super::spec::*;
 use crate::ble::{well_known as wk, Uuid};
@@ -82,9 +83,35 @@ fn device(name: &str, address: &str, rssi: i16, services: Vec<ServiceSpec>) -> D
             .filter(|u| *u != wk::DEVICE_INFORMATION)
             .collect(),
         manufacturer_data: Vec::new(),
+        service_data: Vec::new(),
+        adverts: Vec::new(),
+        advert_period_ms: 1_000,
         range_cycle: None,
         services,
     }
+}
+
+/// A BTHome v2 thermometer (unencrypted), as the open firmwares for Xiaomi's LYWSD03MMC
+/// broadcast it: service data 0xFCD2 with a packet id, battery %, temperature
+/// (0.01 °C) and humidity (0.01 %), a new reading every second. It has no GATT
+/// services: like the real ones, it only broadcasts.
+pub fn bthome_thermometer() -> DeviceSpec {
+    let mut d = device("Gattway BTHome", "C0:FF:EE:00:00:06", -66, Vec::new());
+    let payload = |hex: &str| AdvertPayload {
+        service_data: vec![ServiceData {
+            uuid: Uuid::from_u16(0xFCD2),
+            data: hex.into(),
+        }],
+        manufacturer_data: Vec::new(),
+    };
+    // 40: BTHome v2, unencrypted. 00 packet id, 01 battery, 02 temperature, 03 humidity.
+    d.adverts = vec![
+        payload("400001015c02ca0903bf13"), // 25.06 °C, 50.55 %, 92 %
+        payload("400002015c02d40903b513"), // 25.16 °C, 50.45 %
+        payload("400003015b02e80903a113"), // 25.36 °C, 50.25 %, 91 %
+        payload("400004015b02de0903ab13"), // 25.26 °C, 50.35 %
+    ];
+    d
 }
 
 pub fn heart_rate_monitor() -> DeviceSpec {
@@ -230,6 +257,7 @@ pub fn builtin() -> Vec<DeviceSpec> {
         nordic_uart(),
         cs108_reader(),
         roaming_tag(),
+        bthome_thermometer(),
     ]
 }
 

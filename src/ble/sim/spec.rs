@@ -23,6 +23,8 @@
 //! max_len = 20
 //! ```
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::ble::{CharProps, Uuid};
@@ -56,6 +58,16 @@ pub struct DeviceSpec {
     /// Company id → hex data.
     #[serde(default)]
     pub manufacturer_data: Vec<ManufacturerData>,
+    /// Service UUID → hex data (BTHome, for one, broadcasts in service data 0xFCD2).
+    #[serde(default)]
+    pub service_data: Vec<ServiceData>,
+    /// Payloads the advertisement cycles through, one every `advert_period_ms`
+    /// (each replaces the service and manufacturer data above); empty: always those.
+    #[serde(default)]
+    pub adverts: Vec<AdvertPayload>,
+    /// How long each of `adverts` is broadcast, before time scaling.
+    #[serde(default = "default_advert_period_ms")]
+    pub advert_period_ms: u64,
     /// In range for `in_ms`, then out of range for `out_ms`, repeating.
     #[serde(default)]
     pub range_cycle: Option<RangeCycle>,
@@ -68,6 +80,47 @@ pub struct ManufacturerData {
     pub company_id: u16,
     /// Hex bytes.
     pub data: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceData {
+    pub uuid: Uuid,
+    /// Hex bytes.
+    pub data: String,
+}
+
+/// One advertisement's data, as broadcast in turn.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdvertPayload {
+    #[serde(default)]
+    pub service_data: Vec<ServiceData>,
+    #[serde(default)]
+    pub manufacturer_data: Vec<ManufacturerData>,
+}
+
+impl AdvertPayload {
+    /// The payload's bytes, decoded (checked by [`DeviceSpec::validate`]).
+    pub fn decode(&self) -> (BTreeMap<u16, Vec<u8>>, BTreeMap<Uuid, Vec<u8>>) {
+        let manufacturer = (self.manufacturer_data.iter())
+            .filter_map(|m| Some((m.company_id, hex::decode(&m.data).ok()?)))
+            .collect();
+        let service = (self.service_data.iter())
+            .filter_map(|s| Some((s.uuid, hex::decode(&s.data).ok()?)))
+            .collect();
+        (manufacturer, service)
+    }
+
+    fn validate(&self, device: &str) -> Result<(), String> {
+        for m in &self.manufacturer_data {
+            hex::decode(&m.data).map_err(|e| format!("{device}: manufacturer data: {e}"))?;
+        }
+        for s in &self.service_data {
+            hex::decode(&s.data).map_err(|e| format!("{device}: service data {}: {e}", s.uuid))?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
@@ -197,12 +250,24 @@ fn initial_value(hex_value: Option<&str>, text: Option<&str>, uuid: Uuid) -> Res
 impl DeviceSpec {
     /// Checks what serde cannot: property names, hex, MTU range, references between
     /// characteristics.
+    /// The advertisement data when `adverts` is empty.
+    pub fn fixed_payload(&self) -> AdvertPayload {
+        AdvertPayload {
+            service_data: self.service_data.clone(),
+            manufacturer_data: self.manufacturer_data.clone(),
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if !(23..=517).contains(&self.mtu) {
             return Err(format!("{}: mtu {} is outside 23..=517", self.name, self.mtu));
         }
-        for m in &self.manufacturer_data {
-            hex::decode(&m.data).map_err(|e| format!("{}: manufacturer data: {e}", self.name))?;
+        self.fixed_payload().validate(&self.name)?;
+        for a in &self.adverts {
+            a.validate(&self.name)?;
+        }
+        if self.advert_period_ms == 0 {
+            return Err(format!("{}: advert_period_ms must be > 0", self.name));
         }
         for s in &self.services {
             for c in &s.characteristics {
@@ -226,6 +291,10 @@ impl DeviceSpec {
         }
         Ok(())
     }
+}
+
+fn default_advert_period_ms() -> u64 {
+    1_000
 }
 
 fn default_rssi() -> i16 {
