@@ -30,6 +30,7 @@
 //! - [`outbox`], [`limits`]: a WebSocket's bounded send queue and token-bucket rate
 //!   limits, shared by the WebSocket front ends.
 
+pub mod adverts;
 pub mod app;
 pub mod auth;
 pub mod ble;
