@@ -298,3 +298,36 @@ async fn radios_report_state_scanning_adverts_and_slots() {
     assert!(metrics.lines().any(|l| l == "gattway_radio_up{radio=\"sim\"} 0"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_broadcasting_sensor_is_listed_with_its_decoded_readings_and_raw_data() {
+    let rig = rig();
+    let server = start_control_server(&rig.gateway, ControlConfig::default(), AuthConfig::default()).await;
+    let found = body(
+        reqwest::Client::new()
+            .post(server.url("/api/v1/scan"))
+            .json(&json!({"duration_ms": 300, "name_prefix": "Gattway BTHome"})),
+    )
+    .await;
+    let sensor = &found["devices"][0];
+    assert_eq!(sensor["id"], BTHOME, "{found}");
+    let fcd2 = sensor["service_data"]["0000fcd2-0000-1000-8000-00805f9b34fb"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{sensor}"));
+    assert!(fcd2.starts_with("4000"), "raw BTHome bytes: {fcd2}");
+    let reading = |key: &str| {
+        sensor["readings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["key"] == key)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {key} in {sensor}"))
+    };
+    let t = reading("temperature");
+    assert_eq!(t["unit"], "°C");
+    assert!((25.0..=25.4).contains(&t["value"].as_f64().unwrap()), "{t}");
+    assert!((50.2..=50.6).contains(&reading("humidity")["value"].as_f64().unwrap()));
+    assert!([91, 92].contains(&reading("battery")["value"].as_i64().unwrap()));
+    server.stop().await;
+}

@@ -8,6 +8,20 @@ pub mod bthome;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::ble::Advertisement;
+
+/// Every reading an advertisement carries in a format gattway reads; none when it
+/// carries none (its raw service and manufacturer data stay in the advertisement).
+pub fn decode(adv: &Advertisement) -> Vec<Reading> {
+    match adv.service_data.get(&bthome::SERVICE) {
+        Some(data) => bthome::decode(data).unwrap_or_else(|e| {
+            tracing::debug!(device = %adv.id, error = %e, "BTHome service data not read");
+            Vec::new()
+        }),
+        None => Vec::new(),
+    }
+}
+
 /// One named reading from an advertisement: `temperature` 25.06 °C.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Reading {

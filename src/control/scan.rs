@@ -19,6 +19,8 @@ pub fn device_json(d: &DeviceInfo) -> Value {
         "services": d.services.iter().map(|u| u.to_string()).collect::<Vec<_>>(),
         "manufacturerData": d.manufacturer_data.iter().map(|(k, v)| (k.to_string(), Value::String(super::protocol::b64(v)))).collect::<serde_json::Map<_, _>>(),
         "radio": d.radio,
+        "serviceData": d.service_data.iter().map(|(k, v)| (k.to_string(), Value::String(super::protocol::b64(v)))).collect::<serde_json::Map<_, _>>(),
+        "readings": d.readings,
     })
 }
 

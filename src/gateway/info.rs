@@ -89,6 +89,8 @@ pub struct DeviceInfo {
     pub last_seen: SystemTime,
     /// The radio that hears it best (`rssi` is that radio's).
     pub radio: Option<String>,
+    /// What the advertisement says in a format gattway reads (BTHome).
+    pub readings: Vec<crate::adverts::Reading>,
 }
 
 impl From<&Advertisement> for DeviceInfo {
@@ -103,6 +105,7 @@ impl From<&Advertisement> for DeviceInfo {
             service_data: a.service_data.clone(),
             last_seen: SystemTime::now(),
             radio: None,
+            readings: crate::adverts::decode(a),
         }
     }
 }

@@ -172,6 +172,10 @@ pub struct DeviceOut {
     pub manufacturer_data: Vec<ManufacturerDataOut>,
     /// The radio that hears it best (`rssi` is that radio's).
     pub radio: Option<String>,
+    /// Service data: UUID → hex.
+    pub service_data: std::collections::BTreeMap<String, String>,
+    /// What the advertisement says in a format gattway reads (BTHome): `{key, value, unit}`.
+    pub readings: Vec<serde_json::Value>,
 }
 
 impl From<&DeviceInfo> for DeviceOut {
@@ -192,6 +196,12 @@ impl From<&DeviceInfo> for DeviceOut {
                 })
                 .collect(),
             radio: d.radio.clone(),
+            service_data: (d.service_data.iter())
+                .map(|(k, v)| (k.to_string(), hex::encode(v)))
+                .collect(),
+            readings: (d.readings.iter())
+                .filter_map(|r| serde_json::to_value(r).ok())
+                .collect(),
         }
     }
 }

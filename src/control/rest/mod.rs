@@ -227,6 +227,11 @@ pub struct DeviceJson {
     last_seen_ms: u64,
     /// The radio that hears it best (`rssi` is that radio's).
     radio: Option<String>,
+    /// Service data, UUID → hex.
+    service_data: std::collections::BTreeMap<String, String>,
+    /// What the advertisement says in a format gattway reads (BTHome): `{key, value, unit}`.
+    #[schema(value_type = Vec<Object>)]
+    readings: Vec<Value>,
 }
 
 impl From<&DeviceInfo> for DeviceJson {
@@ -244,6 +249,16 @@ impl From<&DeviceInfo> for DeviceJson {
                 .collect(),
             last_seen_ms: to_unix_ms(d.last_seen),
             radio: d.radio.clone(),
+            service_data: d
+                .service_data
+                .iter()
+                .map(|(k, v)| (k.to_string(), hex::encode(v)))
+                .collect(),
+            readings: d
+                .readings
+                .iter()
+                .filter_map(|r| serde_json::to_value(r).ok())
+                .collect(),
         }
     }
 }
