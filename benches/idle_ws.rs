@@ -48,6 +48,7 @@ async fn run(n: usize, endpoint: &str) {
         &[
             ("GATTWAY_CONTROL_MAX_CONNECTIONS", (n + 10).to_string()),
             ("GATTWAY_HUB_SIM_FEED", "false".into()),
+            ("GATTWAY_HUB_ADVERT_FEED", "false".into()),
         ],
     )
     .await;

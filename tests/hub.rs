@@ -1158,3 +1158,61 @@ async fn the_ble_feed_carries_on_through_a_radio_failover() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_broadcasting_sensors_readings_become_its_telemetry_each_packet_once() {
+    let hub = Hub::start(gattway::hub::HubConfig {
+        advert_feed: true,
+        ..hub_config()
+    })
+    .await;
+    let mut client = hub.client().await;
+    client
+        .send(json!({"type": "subscribe", "id": 1, "devices": [BTHOME]}))
+        .await;
+    client.next_of("subscribed").await;
+    // Live, as the sensor broadcasts: the readings Home Assistant would give.
+    let mut keys = std::collections::BTreeSet::new();
+    while keys.len() < 4 {
+        let t = client.next_of("telemetry").await;
+        assert_eq!(t["device"], BTHOME, "{t}");
+        for p in t["points"].as_array().unwrap() {
+            keys.insert(p["key"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(
+        keys.into_iter().collect::<Vec<_>>(),
+        ["battery", "humidity", "packet_id", "temperature"]
+    );
+    // Stored, and each packet once although the sensor repeats it: consecutive
+    // packet ids differ.
+    let stored = within("a few packets stored", async {
+        loop {
+            let h = hub
+                .get(&format!("/api/v1/devices/{BTHOME}/telemetry?key=packet_id"))
+                .await;
+            if h["points"].as_array().is_some_and(|p| p.len() >= 3) {
+                return h;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let ids: Vec<i64> = stored["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["value"].as_i64().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] != w[1]),
+        "a packet stored twice: {ids:?}"
+    );
+    let temps = hub
+        .get(&format!("/api/v1/devices/{BTHOME}/telemetry?key=temperature"))
+        .await;
+    for p in temps["points"].as_array().unwrap() {
+        let t = p["value"].as_f64().unwrap();
+        assert!([25.06, 25.16, 25.36, 25.26].contains(&t), "{t}");
+    }
+}

@@ -24,6 +24,13 @@ impl Gateway {
         v
     }
 
+    /// Every advertisement any radio hears while some scan runs (with the RSSI and
+    /// name of the radio that hears the device best). Bounded: a consumer that falls
+    /// behind gets `Lagged`.
+    pub fn advertisements(&self) -> broadcast::Receiver<(Advertisement, Arc<str>)> {
+        self.inner.adverts.subscribe()
+    }
+
     /// Starts a scan; it ends at `duration` or when the session is dropped.
     pub async fn scan(&self, filter: ScanFilter, duration: Duration) -> GatewayResult<ScanSession> {
         self.ensure_running()?;

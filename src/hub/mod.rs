@@ -16,6 +16,7 @@
 //! - `ble_feed.rs`: the BLE feed (notifications → telemetry, commands → writes).
 //! - `rest.rs`: history, devices and commands over REST.
 
+mod advert_feed;
 mod ble_feed;
 mod client;
 mod command_request;
@@ -91,6 +92,9 @@ pub struct HubConfig {
     /// Feed the simulated devices' notifications into the hub (on the simulator,
     /// when `ble` names nothing): a fresh `gattway serve` has live data.
     pub sim_feed: bool,
+    /// Keep a scan running and store what sensors broadcast (BTHome) as their
+    /// telemetry, each new packet once.
+    pub advert_feed: bool,
     /// BLE notifications stored as telemetry.
     pub ble: Vec<BleTelemetry>,
     /// Hub commands that become BLE writes.
@@ -118,6 +122,7 @@ impl Default for HubConfig {
             connection_log_days: 30.0,
             max_batch_points: 20_000,
             sim_feed: true,
+            advert_feed: true,
             ble: Vec::new(),
             ble_commands: Vec::new(),
         }
@@ -256,7 +261,10 @@ impl Hub {
         // would keep both alive forever.
         let feeds = ble_feed::spawn(feeds, gateway.clone(), Arc::downgrade(&hub.0));
         let sweep = heartbeat_sweep(Arc::downgrade(&hub.0), config.heartbeat_timeout());
-        crate::sync::lock(&hub.0.tasks).extend(feeds.into_iter().chain([sweep]));
+        let adverts = config
+            .advert_feed
+            .then(|| advert_feed::spawn(gateway.clone(), Arc::downgrade(&hub.0)));
+        crate::sync::lock(&hub.0.tasks).extend(feeds.into_iter().chain([sweep]).chain(adverts));
         Ok(hub)
     }
 

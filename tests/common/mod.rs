@@ -336,6 +336,7 @@ impl Drop for TempDb {
 pub fn hub_config() -> gattway::hub::HubConfig {
     gattway::hub::HubConfig {
         sim_feed: false,
+        advert_feed: false,
         retention_days: 0.0,
         ..Default::default()
     }
