@@ -58,6 +58,8 @@ pub struct Config {
     /// Several radios at once (`[[radios]]`, file only); empty: one radio from
     /// `backend` and `adapter`.
     pub radios: Vec<crate::ble::RadioConfig>,
+    /// Keys of devices that encrypt their BTHome adverts (`[[bthome.keys]]`, file only).
+    pub bthome: crate::adverts::BthomeConfig,
 }
 
 impl Default for Config {
@@ -78,6 +80,7 @@ impl Default for Config {
             database: "sqlite://gattway.db".into(),
             hub: HubConfig::default(),
             radios: Vec::new(),
+            bthome: Default::default(),
         }
     }
 }

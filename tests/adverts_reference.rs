@@ -2,7 +2,7 @@
 //! `bthome-ble` from PyPI, in a Python venv this test makes (once, kept between runs
 //! in the build cache's folder). Every object id of the BTHome spec, several values
 //! each, repeated kinds, events, text, raw, device information and the simulator's
-//! thermometer (`tests/data/bthome_vectors.txt`).
+//! thermometers, plain and encrypted (`tests/data/bthome_vectors.txt`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -83,9 +83,18 @@ fn bthome_readings_equal_home_assistants() {
     let payloads: Vec<&str> = vectors.lines().filter(|l| !l.is_empty()).collect();
     assert_eq!(theirs.len(), payloads.len());
     let mut compared = 0;
-    for (hex, theirs) in payloads.iter().zip(theirs) {
-        let ours = gattway::adverts::bthome::decode(&hex::decode(hex).unwrap())
-            .unwrap_or_else(|e| panic!("{hex}: {e}"));
+    for (line, theirs) in payloads.iter().zip(theirs) {
+        // A payload; an encrypted one with its key and the device's address.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let hex = fields[0];
+        let key: Option<[u8; 16]> = fields.get(1).map(|k| hex::decode(k).unwrap().try_into().unwrap());
+        let address: [u8; 6] = fields.get(2).map_or([0; 6], |a| {
+            let bytes: Vec<u8> = a.split(':').map(|b| u8::from_str_radix(b, 16).unwrap()).collect();
+            bytes.try_into().unwrap()
+        });
+        let (ours, _) =
+            gattway::adverts::bthome::decode_from(&hex::decode(hex).unwrap(), address, key.as_ref())
+                .unwrap_or_else(|e| panic!("{hex}: {e}"));
         let ours = normalise(ours.into_iter().map(|r| (r.key, r.value)));
         let theirs = normalise(theirs.as_object().unwrap().clone());
         assert_eq!(ours, theirs, "payload {hex}");

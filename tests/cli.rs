@@ -69,6 +69,7 @@ async fn scan_prints_the_simulated_devices_as_json() {
         vec![
             "CS108Reader000001",
             "Gattway BTHome",
+            "Gattway BTHome Secure",
             "Gattway Battery",
             "Gattway Env",
             "Gattway HRM",

@@ -37,10 +37,10 @@ async fn scan_finds_every_simulated_device_with_plausible_rssi() {
     let rig = rig();
     let found = rig.scan(ScanFilter::default(), 400).await;
     let ids: Vec<&str> = found.iter().map(|d| d.id.as_str()).collect();
-    for want in [HRM, BATTERY, ENV, UART, ROAMER, CS108, BTHOME] {
+    for want in [HRM, BATTERY, ENV, UART, ROAMER, CS108, BTHOME, BTHOME_SECURE] {
         assert!(ids.contains(&want), "{want} not found in {ids:?}");
     }
-    assert_eq!(found.len(), 7, "each device once: {ids:?}");
+    assert_eq!(found.len(), 8, "each device once: {ids:?}");
     for d in &found {
         assert!((-100..=-30).contains(&d.rssi), "{} rssi {}", d.id, d.rssi);
         assert!(d.name.is_some());

@@ -176,7 +176,7 @@ async fn stdio_scan_streams_progress_and_returns_devices_by_rssi() {
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(devices.len(), 7, "{devices:?}");
+    assert_eq!(devices.len(), 8, "{devices:?}");
     let rssi: Vec<i64> = devices.iter().map(|d| d["rssi"].as_i64().unwrap()).collect();
     assert!(rssi.windows(2).all(|w| w[0] >= w[1]), "{rssi:?}");
     let hrm = devices.iter().find(|d| d["name"] == "Gattway HRM").unwrap();
@@ -184,8 +184,8 @@ async fn stdio_scan_streams_progress_and_returns_devices_by_rssi() {
     assert_eq!(hrm["services"][0]["name"], "Heart Rate");
     assert_eq!(hrm["manufacturer_data"][0]["company"], "Nordic Semiconductor");
     let progress = recorder.progress.lock().unwrap().clone();
-    assert_eq!(progress.len(), 7, "one progress notification per device found");
-    // The client tags each request with its own progress token; all seven share it.
+    assert_eq!(progress.len(), 8, "one progress notification per device found");
+    // The client tags each request with its own progress token; all eight share it.
     assert!(progress
         .iter()
         .all(|p| p.progress_token == progress[0].progress_token));
@@ -194,7 +194,7 @@ async fn stdio_scan_streams_progress_and_returns_devices_by_rssi() {
     let filtered = ok(&client, "ble_scan", json!({"timeout": 0.5, "services": ["180d"]})).await;
     assert_eq!(filtered["devices"].as_array().unwrap().len(), 1);
     let compat = ok(&client, "scan_devices", json!({"duration": 1000})).await;
-    assert_eq!(compat["devices"].as_array().unwrap().len(), 7);
+    assert_eq!(compat["devices"].as_array().unwrap().len(), 8);
     client.cancel().await.unwrap();
 }
 

@@ -88,9 +88,9 @@ async fn metrics_move_by_what_happened() {
     }
     assert!(before["ble_memory_usage_bytes"] > 1e6);
 
-    // A scan that hears all seven devices.
+    // A scan that hears all eight devices.
     let found = rig.scan(ScanFilter::default(), 400).await;
-    assert_eq!(found.len(), 7);
+    assert_eq!(found.len(), 8);
     // Two connects that succeed, one that fails after its retries.
     rig.gateway.connect(HRM, ConnectOptions::default()).await.unwrap();
     rig.gateway.connect(ENV, ConnectOptions::default()).await.unwrap();
@@ -145,8 +145,8 @@ async fn metrics_move_by_what_happened() {
     assert_eq!(bad.is_error, Some(true));
 
     let after = scrape(&server).await;
-    assert_eq!(delta(&before, &after, "ble_devices_found_total"), 7.0);
-    assert_eq!(delta(&before, &after, "ble_discovery_time_seconds_count"), 7.0);
+    assert_eq!(delta(&before, &after, "ble_devices_found_total"), 8.0);
+    assert_eq!(delta(&before, &after, "ble_discovery_time_seconds_count"), 8.0);
     assert_eq!(
         delta(&before, &after, "ble_connection_success_total"),
         3.0,

@@ -331,3 +331,38 @@ async fn a_broadcasting_sensor_is_listed_with_its_decoded_readings_and_raw_data(
     assert!([91, 92].contains(&reading("battery")["value"].as_i64().unwrap()));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_encrypted_sensor_is_read_only_with_its_key() {
+    let rig = rig();
+    let server = start_control_server(&rig.gateway, ControlConfig::default(), AuthConfig::default()).await;
+    let scan = || async {
+        let found = body(
+            reqwest::Client::new()
+                .post(server.url("/api/v1/scan"))
+                .json(&json!({"duration_ms": 300, "name_prefix": "Gattway BTHome Secure"})),
+        )
+        .await;
+        found["devices"][0].clone()
+    };
+    let locked = scan().await;
+    assert_eq!(locked["id"], BTHOME_SECURE);
+    assert_eq!(locked["readings"], json!([]), "no key, no readings: {locked}");
+
+    let keys = gattway::adverts::BthomeConfig {
+        keys: vec![gattway::adverts::KeyConfig {
+            address: BTHOME_SECURE.into(),
+            key: BTHOME_KEY.into(),
+        }],
+    };
+    rig.gateway
+        .set_advert_keys(gattway::adverts::Keys::new(&keys).unwrap());
+    let open = scan().await;
+    let readings = open["readings"].as_array().unwrap();
+    let t = readings
+        .iter()
+        .find(|r| r["key"] == "temperature")
+        .expect("temperature");
+    assert!((25.0..=25.4).contains(&t["value"].as_f64().unwrap()), "{open}");
+    server.stop().await;
+}

@@ -4,9 +4,14 @@
 //! numbered as Home Assistant numbers them; button, dimmer and command objects are
 //! events; text and raw objects carry their own length.
 //!
-//! Encrypted packets (bit 0) are refused with [`DecodeError::Encrypted`] for now:
-//! their AES-CCM key handling is still to come.
+//! Encrypted packets (bit 0) are AES-128-CCM with the device's key: the objects,
+//! then a 4-byte counter and a 4-byte tag; the nonce is the device's address, the
+//! UUID, the information byte and the counter.
 
+use aes::Aes128;
+use ccm::aead::{Aead, KeyInit};
+use ccm::consts::{U13, U4};
+use ccm::Ccm;
 use serde_json::{json, Value};
 
 use super::Reading;
@@ -22,8 +27,12 @@ pub enum DecodeError {
     Empty,
     #[error("BTHome version {0}: only version 2 is read")]
     UnsupportedVersion(u8),
-    #[error("encrypted BTHome: decryption with the device's key is not supported yet")]
-    Encrypted,
+    #[error("encrypted BTHome, and no key for this device: add it to [[bthome.keys]]")]
+    NoKey,
+    #[error("encrypted BTHome that this device's key does not open (a wrong key, or a forged packet)")]
+    Undecryptable,
+    #[error("encrypted BTHome packet too short for its counter and tag")]
+    TooShort,
     #[error("BTHome object id {id:#04x} at byte {at} is not in the BTHome specification")]
     UnknownObject { id: u8, at: usize },
     #[error("BTHome object {id:#04x} at byte {at} runs past the end of the packet")]
@@ -204,31 +213,72 @@ fn object(id: u8) -> Option<&'static Object> {
     OBJECTS.iter().find(|o| o.id == id)
 }
 
-/// Decodes one BTHome service-data payload into readings, in packet order.
+/// A device's BTHome key.
+pub type Key = [u8; 16];
+
+/// Decodes one unencrypted BTHome service-data payload into readings, in packet order.
 pub fn decode(data: &[u8]) -> Result<Vec<Reading>, DecodeError> {
+    decode_from(data, [0; 6], None).map(|(readings, _)| readings)
+}
+
+/// Decodes a payload from the device at `address` (its six bytes, most significant
+/// first), decrypting it with `key` when it is encrypted; returns the readings and,
+/// for an encrypted packet, its counter (for replay checks).
+pub fn decode_from(
+    data: &[u8],
+    address: [u8; 6],
+    key: Option<&Key>,
+) -> Result<(Vec<Reading>, Option<u32>), DecodeError> {
     let (&info, rest) = data.split_first().ok_or(DecodeError::Empty)?;
     let version = info >> 5;
     if version != 2 {
         return Err(DecodeError::UnsupportedVersion(version));
     }
-    if info & 0x01 != 0 {
-        return Err(DecodeError::Encrypted);
-    }
-    // Bit 1: the device's MAC (6 bytes) comes first.
-    let (payload, offset) = if info & 0x02 != 0 {
+    // Bit 1: the device's MAC (6 bytes) comes first, and is the nonce's address.
+    let (payload, offset, mac) = if info & 0x02 != 0 {
         let mac = rest.get(..6).ok_or(DecodeError::Truncated { id: info, at: 1 })?;
-        (&rest[mac.len()..], 7)
+        // Sent least significant byte first.
+        let mut sent = [0u8; 6];
+        sent.iter_mut().zip(mac.iter().rev()).for_each(|(a, m)| *a = *m);
+        (&rest[6..], 7, sent)
     } else {
-        (rest, 1)
+        (rest, 1, address)
     };
-    let objects = split(payload, offset)?;
+    if info & 0x01 != 0 {
+        let key = key.ok_or(DecodeError::NoKey)?;
+        let (plain, counter) = decrypt(info, payload, mac, key)?;
+        return Ok((readings(&split(&plain, offset)?), Some(counter)));
+    }
+    Ok((readings(&split(payload, offset)?), None))
+}
+
+/// Opens an encrypted payload: objects, counter (4, little-endian), tag (4).
+fn decrypt(info: u8, payload: &[u8], mac: [u8; 6], key: &Key) -> Result<(Vec<u8>, u32), DecodeError> {
+    let n = payload.len().checked_sub(8).ok_or(DecodeError::TooShort)?;
+    let (ciphertext, rest) = payload.split_at(n);
+    let (counter, tag) = rest.split_at(4);
+    let mut nonce = [0u8; 13];
+    nonce[..6].copy_from_slice(&mac);
+    nonce[6..9].copy_from_slice(&[0xd2, 0xfc, info]);
+    nonce[9..].copy_from_slice(counter);
+    let sealed = [ciphertext, tag].concat();
+    let cipher = Ccm::<Aes128, U4, U13>::new(key.into());
+    let plain = cipher
+        .decrypt((&nonce).into(), sealed.as_slice())
+        .map_err(|_| DecodeError::Undecryptable)?;
+    let counter = u32::from_le_bytes([counter[0], counter[1], counter[2], counter[3]]);
+    Ok((plain, counter))
+}
+
+/// Readings from a packet's objects.
+fn readings(objects: &[(&'static Object, &[u8])]) -> Vec<Reading> {
     // Kinds that appear more than once are numbered, as Home Assistant does; a kind
     // is the name and unit (0x02 and 0x45 are both temperature in °C).
     let kind = |o: &Object| (o.key, o.unit);
     let repeated = |o: &Object| objects.iter().filter(|(p, _)| kind(p) == kind(o)).count() > 1;
     let mut numbered: Vec<((&str, Option<&str>), usize)> = Vec::new();
     let mut readings = Vec::with_capacity(objects.len());
-    for (o, bytes) in &objects {
+    for (o, bytes) in objects {
         let Some(value) = value(o, bytes) else {
             continue;
         };
@@ -253,7 +303,7 @@ pub fn decode(data: &[u8]) -> Result<Vec<Reading>, DecodeError> {
             unit: o.unit,
         });
     }
-    Ok(readings)
+    readings
 }
 
 /// The packet's objects and their value bytes.
@@ -386,13 +436,51 @@ mod tests {
     }
 
     #[test]
+    fn encrypted_packets_open_with_the_devices_key_only() {
+        // The simulated encrypted thermometer's first packet (README has the key).
+        let key: Key = hex::decode("231d39c1d7cc1ab1aee224cd096db932")
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let address = [0xC0, 0xFF, 0xEE, 0x00, 0x00, 0x07];
+        let data = hex::decode("41b3dc49c4cee2f67201000000f9e7cc44").unwrap();
+        let (readings, counter) = decode_from(&data, address, Some(&key)).unwrap();
+        let values: Vec<(String, Value)> = readings.into_iter().map(|r| (r.key, r.value)).collect();
+        assert_eq!(
+            values,
+            [
+                ("battery".into(), json!(92)),
+                ("temperature".into(), json!(25.06)),
+                ("humidity".into(), json!(50.55)),
+            ]
+        );
+        assert_eq!(counter, Some(1));
+        let mut wrong = key;
+        wrong[0] ^= 1;
+        assert_eq!(
+            decode_from(&data, address, Some(&wrong)),
+            Err(DecodeError::Undecryptable)
+        );
+        assert_eq!(
+            decode_from(&data, [0; 6], Some(&key)),
+            Err(DecodeError::Undecryptable),
+            "another device"
+        );
+        assert_eq!(decode_from(&data, address, None), Err(DecodeError::NoKey));
+        assert_eq!(
+            decode_from(&data[..8], address, Some(&key)),
+            Err(DecodeError::TooShort)
+        );
+    }
+
+    #[test]
     fn bad_packets_get_typed_errors() {
         assert_eq!(decode(&[]), Err(DecodeError::Empty));
         assert_eq!(
             decode(&[0x20, 0x01, 0x5c]),
             Err(DecodeError::UnsupportedVersion(1))
         );
-        assert_eq!(decode(&[0x41, 0x00]), Err(DecodeError::Encrypted));
+        assert_eq!(decode(&[0x41, 0x00]), Err(DecodeError::NoKey));
         assert_eq!(
             decode(&[0x40, 0x02, 0xca]),
             Err(DecodeError::Truncated { id: 0x02, at: 1 })

@@ -5,21 +5,109 @@
 
 pub mod bthome;
 
-use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ble::Advertisement;
+use crate::ble::{Advertisement, DeviceId};
+use crate::sync::lock;
 
-/// Every reading an advertisement carries in a format gattway reads; none when it
-/// carries none (its raw service and manufacturer data stay in the advertisement).
-pub fn decode(adv: &Advertisement) -> Vec<Reading> {
-    match adv.service_data.get(&bthome::SERVICE) {
-        Some(data) => bthome::decode(data).unwrap_or_else(|e| {
-            tracing::debug!(device = %adv.id, error = %e, "BTHome service data not read");
-            Vec::new()
-        }),
-        None => Vec::new(),
+/// `[bthome]`: keys of devices that encrypt their adverts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BthomeConfig {
+    pub keys: Vec<KeyConfig>,
+}
+
+/// One `[[bthome.keys]]` entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// The device's address (`C0:FF:EE:00:00:07`).
+    pub address: String,
+    /// Its 16-byte key, in hex (32 digits).
+    pub key: String,
+}
+
+/// What decoding needs beyond the bytes: devices' keys, and the last counter of
+/// each encrypted device, so that an old packet played again is refused.
+#[derive(Default)]
+pub struct Keys {
+    bthome: HashMap<DeviceId, bthome::Key>,
+    counters: Mutex<HashMap<DeviceId, u32>>,
+}
+
+impl Keys {
+    pub fn new(config: &BthomeConfig) -> Result<Keys, String> {
+        let mut bthome = HashMap::new();
+        for k in &config.keys {
+            let key: bthome::Key = hex::decode(&k.key)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| {
+                    format!(
+                        "bthome.keys: the key of {} is 32 hex digits (16 bytes)",
+                        k.address
+                    )
+                })?;
+            address(&k.address).ok_or_else(|| {
+                format!(
+                    "bthome.keys: {:?} is not an address like C0:FF:EE:00:00:07",
+                    k.address
+                )
+            })?;
+            bthome.insert(DeviceId::new(&k.address), key);
+        }
+        Ok(Keys {
+            bthome,
+            counters: Mutex::new(HashMap::new()),
+        })
     }
+
+    /// Every reading an advertisement carries in a format gattway reads; none when
+    /// it carries none, or cannot be read (its raw data stays in the advertisement).
+    pub fn decode(&self, adv: &Advertisement) -> Vec<Reading> {
+        let Some(data) = adv.service_data.get(&bthome::SERVICE) else {
+            return Vec::new();
+        };
+        let mac = address(adv.id.as_str()).unwrap_or_default();
+        match bthome::decode_from(data, mac, self.bthome.get(&adv.id)) {
+            Ok((readings, None)) => readings,
+            Ok((readings, Some(counter))) if self.fresh(&adv.id, counter) => readings,
+            Ok(_) => {
+                tracing::warn!(device = %adv.id, "encrypted BTHome packet with an old counter: refused (replayed?)");
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::debug!(device = %adv.id, error = %e, "BTHome service data not read");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Whether `counter` may follow the device's last one. A repeat of the last is
+    /// fine (devices repeat each packet); a lower one is refused unless it is below
+    /// 100, where a device that restarted counts from (as Home Assistant allows).
+    fn fresh(&self, device: &DeviceId, counter: u32) -> bool {
+        let mut counters = lock(&self.counters);
+        let last = counters.get(device).copied();
+        if last.is_some_and(|last| counter < last && counter >= 100) {
+            return false;
+        }
+        counters.insert(device.clone(), counter);
+        true
+    }
+}
+
+/// An address's six bytes, most significant first; `None` when it is not one.
+fn address(s: &str) -> Option<[u8; 6]> {
+    let bytes: Vec<u8> = s
+        .split(':')
+        .map(|p| u8::from_str_radix(p, 16).ok())
+        .collect::<Option<_>>()?;
+    bytes.try_into().ok()
 }
 
 /// One named reading from an advertisement: `temperature` 25.06 °C.
@@ -32,4 +120,37 @@ pub struct Reading {
     pub value: Value,
     /// The unit, when the value has one.
     pub unit: Option<&'static str>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_older_counter_is_refused_unless_the_device_restarted() {
+        let keys = Keys::default();
+        let d = DeviceId::new("C0:FF:EE:00:00:07");
+        assert!(keys.fresh(&d, 200));
+        assert!(keys.fresh(&d, 200), "a repeat of the last packet");
+        assert!(!keys.fresh(&d, 150), "an old packet played again");
+        assert!(keys.fresh(&d, 3), "a device that restarted counts from 0");
+        assert!(keys.fresh(&d, 4));
+    }
+
+    #[test]
+    fn keys_are_checked_when_configured() {
+        let key = |address: &str, key: &str| BthomeConfig {
+            keys: vec![KeyConfig {
+                address: address.into(),
+                key: key.into(),
+            }],
+        };
+        assert!(Keys::new(&key("C0:FF:EE:00:00:07", "231d39c1d7cc1ab1aee224cd096db932")).is_ok());
+        let short = Keys::new(&key("C0:FF:EE:00:00:07", "231d")).err().unwrap();
+        assert!(short.contains("32 hex digits"), "{short}");
+        let bad = Keys::new(&key("kitchen", "231d39c1d7cc1ab1aee224cd096db932"))
+            .err()
+            .unwrap();
+        assert!(bad.contains("not an address"), "{bad}");
+    }
 }

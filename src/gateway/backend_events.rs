@@ -49,6 +49,8 @@ pub(super) async fn route_backend_events(
                     }
                     let mut info = DeviceInfo::from(&adv);
                     info.radio = Some(best.to_string());
+                    let keys = lock(&inner.advert_keys).clone();
+                    info.readings = keys.decode(&adv);
                     known.insert(adv.id.clone(), info);
                 }
                 let _ = inner.adverts.send((adv, best));

@@ -105,7 +105,7 @@ impl From<&Advertisement> for DeviceInfo {
             service_data: a.service_data.clone(),
             last_seen: SystemTime::now(),
             radio: None,
-            readings: crate::adverts::decode(a),
+            readings: Vec::new(),
         }
     }
 }

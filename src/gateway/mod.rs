@@ -80,6 +80,8 @@ pub(crate) struct Inner {
     router: Mutex<Vec<AbortOnDrop>>,
     lag_probe: Mutex<Option<AbortOnDrop>>,
     watchdog: Mutex<Option<AbortOnDrop>>,
+    /// What decoding adverts needs: keys, counters.
+    advert_keys: Mutex<Arc<crate::adverts::Keys>>,
 }
 
 impl Inner {
@@ -154,6 +156,7 @@ impl Gateway {
             router: Mutex::new(Vec::new()),
             lag_probe: Mutex::new(None),
             watchdog: Mutex::new(None),
+            advert_keys: Mutex::new(Arc::new(crate::adverts::Keys::default())),
         });
         *lock(&inner.router) = (0..inner.radios.list.len())
             .map(|i| {
@@ -165,6 +168,16 @@ impl Gateway {
         *lock(&inner.lag_probe) = Some(crate::metrics::Metrics::spawn_lag_probe(inner.metrics.clone()));
         *lock(&inner.watchdog) = watchdog::spawn(Arc::downgrade(&inner), &inner.config);
         Ok(Gateway { inner })
+    }
+
+    /// Sets the keys encrypted adverts are read with (`[[bthome.keys]]`).
+    pub fn set_advert_keys(&self, keys: crate::adverts::Keys) {
+        *lock(&self.inner.advert_keys) = Arc::new(keys);
+    }
+
+    /// The keys and counters adverts are decoded with.
+    pub fn advert_keys(&self) -> Arc<crate::adverts::Keys> {
+        lock(&self.inner.advert_keys).clone()
     }
 
     /// The radios' names, comma-separated.

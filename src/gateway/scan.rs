@@ -45,6 +45,7 @@ impl Gateway {
         }
         Ok(ScanSession {
             rx,
+            keys: lock(&self.inner.advert_keys).clone(),
             filter,
             started: tokio::time::Instant::now(),
             metrics: self.inner.metrics.clone(),
@@ -131,6 +132,7 @@ impl Gateway {
 /// [`ScanSession::results`] gives the latest of each.
 pub struct ScanSession {
     rx: broadcast::Receiver<(Advertisement, Arc<str>)>,
+    keys: Arc<crate::adverts::Keys>,
     filter: ScanFilter,
     started: tokio::time::Instant,
     metrics: Arc<crate::metrics::Metrics>,
@@ -154,6 +156,7 @@ impl ScanSession {
             }
             let mut info = DeviceInfo::from(&adv);
             info.radio = Some(radio.to_string());
+            info.readings = self.keys.decode(&adv);
             if self.seen.insert(adv.id.clone(), info.clone()).is_none() {
                 self.metrics.devices_found.inc();
                 self.metrics

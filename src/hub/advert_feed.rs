@@ -49,7 +49,7 @@ async fn run(gateway: Gateway, hub: Weak<Inner>) {
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 };
-                let readings = crate::adverts::decode(&adv);
+                let readings = gateway.advert_keys().decode(&adv);
                 if readings.is_empty() {
                     continue;
                 }

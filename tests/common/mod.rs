@@ -21,6 +21,9 @@ pub const UART: &str = "C0:FF:EE:00:00:04";
 pub const ROAMER: &str = "C0:FF:EE:00:00:05";
 pub const CS108: &str = "C0:FF:EE:00:01:08";
 pub const BTHOME: &str = "C0:FF:EE:00:00:06";
+pub const BTHOME_SECURE: &str = "C0:FF:EE:00:00:07";
+/// The encrypted BTHome thermometer's key (README).
+pub const BTHOME_KEY: &str = "231d39c1d7cc1ab1aee224cd096db932";
 
 /// Generous: a loaded CI machine must not turn a working feature red.
 pub const WAIT: Duration = Duration::from_secs(10);

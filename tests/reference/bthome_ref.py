@@ -1,6 +1,7 @@
 """Decodes BTHome service data with Home Assistant's own decoder (bthome-ble).
 
-Reads hex payloads, one a line, on stdin; prints one JSON object a line: each
+Reads hex payloads, one a line, on stdin (an encrypted one followed by its key and
+the device's address); prints one JSON object a line: each
 reading's key and value as Home Assistant gives them (timestamps as Unix seconds,
 events as their type). tests/adverts_reference.rs compares gattway's decoder with it.
 """
@@ -17,15 +18,18 @@ UUID = "0000fcd2-0000-1000-8000-00805f9b34fb"
 ADDRESS = "AA:BB:CC:DD:EE:FF"
 
 for line in sys.stdin:
-    payload = bytes.fromhex(line.strip())
+    fields = line.split()
+    payload = bytes.fromhex(fields[0])
+    key = bytes.fromhex(fields[1]) if len(fields) > 1 else None
+    address = fields[2] if len(fields) > 2 else ADDRESS
     info = BluetoothServiceInfoBleak(
-        name="ref", address=ADDRESS, rssi=-60, manufacturer_data={},
+        name="ref", address=address, rssi=-60, manufacturer_data={},
         service_data={UUID: payload}, service_uuids=[UUID], source="local",
-        device=BLEDevice(ADDRESS, "ref", {}), advertisement=None, connectable=False,
+        device=BLEDevice(address, "ref", {}), advertisement=None, connectable=False,
         time=time.monotonic(), tx_power=None,
     )
     # A fresh parser each time: it skips a packet id it has already seen.
-    update = BTHomeBluetoothDeviceData().update(info)
+    update = BTHomeBluetoothDeviceData(bindkey=key).update(info)
     values = {}
     for key, v in update.entity_values.items():
         if key.key != "signal_strength":

@@ -91,6 +91,25 @@ fn device(name: &str, address: &str, rssi: i16, services: Vec<ServiceSpec>) -> D
     }
 }
 
+/// The same thermometer with encryption (AES-CCM), as BTHome devices with a key
+/// set broadcast: its key is `231d39c1d7cc1ab1aee224cd096db932` (README). Packets
+/// counted 1 to 4, again and again.
+pub fn bthome_encrypted_thermometer() -> DeviceSpec {
+    let mut d = bthome_thermometer();
+    d.name = "Gattway BTHome Secure".into();
+    d.address = "C0:FF:EE:00:00:07".into();
+    d.rssi = -70;
+    for (advert, hex) in d.adverts.iter_mut().zip([
+        "41b3dc49c4cee2f67201000000f9e7cc44", // 92 %, 25.06 °C, 50.55 %
+        "41b1af2a08016d36de02000000bc491fbb", // 92 %, 25.16 °C, 50.45 %
+        "4183a656836e30a969030000009120129e", // 91 %, 25.36 °C, 50.25 %
+        "4155b10bb0d401b52d04000000c9c9cdd5", // 91 %, 25.26 °C, 50.35 %
+    ]) {
+        advert.service_data[0].data = hex.into();
+    }
+    d
+}
+
 /// A BTHome v2 thermometer (unencrypted), as the open firmwares for Xiaomi's LYWSD03MMC
 /// broadcast it: service data 0xFCD2 with a packet id, battery %, temperature
 /// (0.01 °C) and humidity (0.01 %), a new reading every second. It has no GATT
@@ -258,6 +277,7 @@ pub fn builtin() -> Vec<DeviceSpec> {
         cs108_reader(),
         roaming_tag(),
         bthome_thermometer(),
+        bthome_encrypted_thermometer(),
     ]
 }
 
