@@ -4,14 +4,14 @@
 //! - Scans are shared: any number of callers scan at once over one radio scan, each
 //!   with its own filter and deadline, de-duplicated per caller ([`ScanSession`]).
 //! - Connect takes an id or a name prefix; unknown devices are scanned for.
-//! - Each connected device has an actor task (`device.rs`) that serialises its
+//! - Each connected device has an actor task (`device/`) that serialises its
 //!   operations; the connection limit closes the least recently used unleased link.
 //! - Subscriptions fan out one radio subscription to any number of subscribers, each
 //!   with a bounded buffer; a subscriber that falls behind is told how much it missed.
 //! - Leases give one holder exclusive use of a device ([`Lease`]); others get `busy`.
 //!
 //! Here: the handle and its shared state. Beside it, one job a file: `scan.rs`,
-//! `connect.rs`, `device.rs` (the per-device actor), `device_ref.rs` (operations on
+//! `connect.rs`, `device/` (the per-device actor; `link.rs` its link's lifecycle), `device_ref.rs` (operations on
 //! a device), `lease.rs`, `backend_events.rs` (the radio's events routed),
 //! `info.rs` (what the gateway reports), `packet_log.rs`, `config.rs`, `error.rs`.
 
