@@ -10,10 +10,12 @@
 //!   with a bounded buffer; a subscriber that falls behind is told how much it missed.
 //! - Leases give one holder exclusive use of a device ([`Lease`]); others get `busy`.
 //!
-//! Here: the handle and its shared state. Beside it, one job a file: `scan.rs`,
-//! `connect.rs`, `device/` (the per-device actor; `link.rs` its link's lifecycle), `device_ref.rs` (operations on
-//! a device), `lease.rs`, `backend_events.rs` (the radio's events routed),
-//! `info.rs` (what the gateway reports), `packet_log.rs`, `config.rs`, `error.rs`.
+//! Here: the handle and its shared state. Beside it, one job a file: `radios.rs`
+//! (the set of radios and routing), `scan.rs`, `connect.rs`, `device/` (the
+//! per-device actor; `link.rs` its link's lifecycle), `device_ref.rs` (operations on
+//! a device), `lease.rs`, `backend_events.rs` (each radio's events routed),
+//! `watchdog.rs`, `radio.rs` (each radio's state for operators), `info.rs` (what the
+//! gateway reports), `packet_log.rs`, `config.rs`, `error.rs`.
 
 mod backend_events;
 mod config;
