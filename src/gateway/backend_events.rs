@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::broadcast;
 
-use super::{lock, DeviceInfo, Inner};
+use super::{lock, DeviceInfo, Heard, Inner};
 use crate::ble::{BackendEvent, DisconnectReason};
 
 /// Known devices kept from advertisements; beyond this the oldest are forgotten.
@@ -38,7 +38,11 @@ pub(super) async fn route_backend_events(
                 // Scanners and the known table see the radio that hears it best.
                 let (best, rssi) = radios.heard(radio, &adv.id, adv.rssi, now);
                 adv.rssi = rssi;
-                let best: Arc<str> = radios.list[best].name.as_str().into();
+                // Decoded here, once, for the known table and every listener.
+                let mut info = DeviceInfo::from(&adv);
+                info.radio = Some(radios.list[best].name.clone());
+                let keys = lock(&inner.advert_keys).clone();
+                info.readings = keys.decode(&adv);
                 {
                     let mut known = lock(&inner.known);
                     if known.len() >= KNOWN_DEVICES_MAX && !known.contains_key(&adv.id) {
@@ -47,13 +51,12 @@ pub(super) async fn route_backend_events(
                             known.remove(&oldest);
                         }
                     }
-                    let mut info = DeviceInfo::from(&adv);
-                    info.radio = Some(best.to_string());
-                    let keys = lock(&inner.advert_keys).clone();
-                    info.readings = keys.decode(&adv);
-                    known.insert(adv.id.clone(), info);
+                    known.insert(adv.id.clone(), info.clone());
                 }
-                let _ = inner.adverts.send((adv, best));
+                let _ = inner.adverts.send(Arc::new(Heard {
+                    advert: adv,
+                    device: info,
+                }));
             }
             // Only the radio that carries the link speaks for it.
             BackendEvent::Disconnected { id, .. } if inner.radios.carrier(&id) != Some(radio) => {}

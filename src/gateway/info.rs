@@ -110,6 +110,15 @@ impl From<&Advertisement> for DeviceInfo {
     }
 }
 
+/// An advertisement as the gateway passes it on: the radio's bytes, with the RSSI
+/// of the radio that hears the device best, and what the gateway made of them
+/// (that radio's name, the decoded readings), worked out once for every listener.
+#[derive(Debug)]
+pub struct Heard {
+    pub advert: Advertisement,
+    pub device: DeviceInfo,
+}
+
 /// An open (or opening) link, as `connections()` reports it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ConnectionInfo {

@@ -45,7 +45,7 @@ pub use self::device::LinkState;
 use self::device::{Command, DeviceHandle, DeviceShared};
 pub use self::device_ref::{DeviceRef, Subscription, SubscriptionEvent};
 pub use self::error::{GatewayError, GatewayResult};
-pub use self::info::{ConnectOptions, ConnectionInfo, DeviceInfo, GatewayEvent, GatewayStats};
+pub use self::info::{ConnectOptions, ConnectionInfo, DeviceInfo, GatewayEvent, GatewayStats, Heard};
 pub(crate) use self::info::{LiveCount, Stats};
 pub use self::lease::{Lease, LeaseInfo};
 use self::packet_log::PacketLog;
@@ -54,7 +54,7 @@ pub use self::radios::RadioSpec;
 use self::radios::Radios;
 pub use self::scan::ScanSession;
 pub use self::visibility::DeviceFilter;
-use crate::ble::{Advertisement, Backend, DeviceId, Notification};
+use crate::ble::{Backend, DeviceId, Notification};
 pub(crate) use crate::sync::{lock, AbortOnDrop};
 
 pub(crate) struct Inner {
@@ -67,9 +67,8 @@ pub(crate) struct Inner {
     devices: Mutex<HashMap<DeviceId, DeviceHandle>>,
     known: Mutex<HashMap<DeviceId, DeviceInfo>>,
     leases: Mutex<HashMap<DeviceId, LeaseInfo>>,
-    /// Advertisements as scanners see them: RSSI from the radio that hears the
-    /// device best, and that radio's name.
-    adverts: broadcast::Sender<(Advertisement, Arc<str>)>,
+    /// Advertisements as scanners see them (see [`Heard`]).
+    adverts: broadcast::Sender<Arc<Heard>>,
     events: broadcast::Sender<GatewayEvent>,
     notifications: broadcast::Sender<Notification>,
     /// Callers scanning now; the radio scans while it is above zero.
@@ -175,11 +174,6 @@ impl Gateway {
     /// Sets the keys encrypted adverts are read with (`[[bthome.keys]]`).
     pub fn set_advert_keys(&self, keys: crate::adverts::Keys) {
         *lock(&self.inner.advert_keys) = Arc::new(keys);
-    }
-
-    /// The keys and counters adverts are decoded with.
-    pub fn advert_keys(&self) -> Arc<crate::adverts::Keys> {
-        lock(&self.inner.advert_keys).clone()
     }
 
     /// The radios' names, comma-separated.

@@ -54,7 +54,7 @@ pub(super) struct Radio {
 
 /// The last time a radio heard a device: RSSI and when.
 #[derive(Clone, Copy, Debug)]
-struct Heard {
+struct Hearing {
     rssi: i16,
     at_ms: u64,
 }
@@ -62,7 +62,7 @@ struct Heard {
 pub(super) struct Radios {
     pub list: Vec<Radio>,
     /// Device → per radio (by index), the last time it heard it.
-    heard: Mutex<HashMap<DeviceId, Vec<Option<Heard>>>>,
+    heard: Mutex<HashMap<DeviceId, Vec<Option<Hearing>>>>,
     /// Device → the radio (index) its link goes through.
     carriers: Mutex<HashMap<DeviceId, usize>>,
     hysteresis_db: i16,
@@ -96,7 +96,7 @@ impl Radios {
         let by_radio = heard
             .entry(id.clone())
             .or_insert_with(|| vec![None; self.list.len()]);
-        by_radio[radio] = Some(Heard { rssi, at_ms: now_ms });
+        by_radio[radio] = Some(Hearing { rssi, at_ms: now_ms });
         best(by_radio, now_ms).unwrap_or((radio, rssi))
     }
 
@@ -180,7 +180,7 @@ impl Radios {
 }
 
 /// The radio hearing a device best, among fresh hearings.
-fn best(by_radio: &[Option<Heard>], now_ms: u64) -> Option<(usize, i16)> {
+fn best(by_radio: &[Option<Hearing>], now_ms: u64) -> Option<(usize, i16)> {
     by_radio
         .iter()
         .enumerate()

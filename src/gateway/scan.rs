@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::{lock, DeviceInfo, Gateway, GatewayError, GatewayResult, Inner};
-use crate::ble::{Advertisement, BleError, DeviceId, ScanFilter, Uuid};
+use super::{lock, DeviceInfo, Gateway, GatewayError, GatewayResult, Heard, Inner};
+use crate::ble::{BleError, DeviceId, ScanFilter, Uuid};
 
 impl Gateway {
     /// The advertised name of a device heard so far.
@@ -24,10 +24,10 @@ impl Gateway {
         v
     }
 
-    /// Every advertisement any radio hears while some scan runs (with the RSSI and
-    /// name of the radio that hears the device best). Bounded: a consumer that falls
-    /// behind gets `Lagged`.
-    pub fn advertisements(&self) -> broadcast::Receiver<(Advertisement, Arc<str>)> {
+    /// Every advertisement any radio hears while some scan runs, with what the
+    /// gateway made of it ([`Heard`]). Bounded: a consumer that falls behind gets
+    /// `Lagged`.
+    pub fn advertisements(&self) -> broadcast::Receiver<Arc<Heard>> {
         self.inner.adverts.subscribe()
     }
 
@@ -45,7 +45,6 @@ impl Gateway {
         }
         Ok(ScanSession {
             rx,
-            keys: lock(&self.inner.advert_keys).clone(),
             filter,
             started: tokio::time::Instant::now(),
             metrics: self.inner.metrics.clone(),
@@ -131,8 +130,7 @@ impl Gateway {
 /// A running scan. `next()` yields each matching device once, as first heard;
 /// [`ScanSession::results`] gives the latest of each.
 pub struct ScanSession {
-    rx: broadcast::Receiver<(Advertisement, Arc<str>)>,
-    keys: Arc<crate::adverts::Keys>,
+    rx: broadcast::Receiver<Arc<Heard>>,
     filter: ScanFilter,
     started: tokio::time::Instant,
     metrics: Arc<crate::metrics::Metrics>,
@@ -145,19 +143,17 @@ impl ScanSession {
     /// The next newly found device, or `None` when the scan's time is up.
     pub async fn next(&mut self) -> Option<DeviceInfo> {
         loop {
-            let (adv, radio) = match tokio::time::timeout_at(self.deadline, self.rx.recv()).await {
+            let heard = match tokio::time::timeout_at(self.deadline, self.rx.recv()).await {
                 Err(_) => return None,
                 Ok(Ok(heard)) => heard,
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
                 Ok(Err(broadcast::error::RecvError::Closed)) => return None,
             };
-            if !self.filter.matches(&adv) {
+            if !self.filter.matches(&heard.advert) {
                 continue;
             }
-            let mut info = DeviceInfo::from(&adv);
-            info.radio = Some(radio.to_string());
-            info.readings = self.keys.decode(&adv);
-            if self.seen.insert(adv.id.clone(), info.clone()).is_none() {
+            let info = heard.device.clone();
+            if self.seen.insert(info.id.clone(), info.clone()).is_none() {
                 self.metrics.devices_found.inc();
                 self.metrics
                     .discovery_time

@@ -41,15 +41,16 @@ async fn run(gateway: Gateway, hub: Weak<Inner>) {
         };
         let listen = async {
             loop {
-                let adv = match adverts.recv().await {
-                    Ok((adv, _radio)) => adv,
+                let heard = match adverts.recv().await {
+                    Ok(heard) => heard,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::debug!(missed = n, "advertisement feed fell behind");
                         continue;
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 };
-                let readings = gateway.advert_keys().decode(&adv);
+                // Decoded by the gateway already.
+                let (adv, readings) = (&heard.advert, &heard.device.readings);
                 if readings.is_empty() {
                     continue;
                 }
@@ -62,7 +63,7 @@ async fn run(gateway: Gateway, hub: Weak<Inner>) {
                 }
                 last.insert(adv.id.clone(), payload);
                 let Some(inner) = hub.upgrade() else { return };
-                store(&Hub(inner), &adv.id, readings).await;
+                store(&Hub(inner), &adv.id, readings.clone()).await;
             }
         };
         if tokio::time::timeout(SCAN_FOR, listen).await.is_ok() {
