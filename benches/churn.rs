@@ -28,19 +28,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-async fn metric(addr: &str, name: &str) -> f64 {
-    let body = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    body.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// One reconnect: open, wait for the welcome, close, wait for the server's close.
 async fn cycle(url: &str) {
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
@@ -105,8 +92,8 @@ async fn run(cycles: u64, churners: u64, report_every: u64) {
             let all = server.status_kib("VmRSS:");
             let rate = (n - last_n) as f64 / last_at.elapsed().as_secs_f64();
             (last_at, last_n) = (Instant::now(), n);
-            let stored = metric(&addr, "gattway_hub_points_stored").await;
-            let dropped = metric(&addr, "gattway_hub_connection_log_dropped").await;
+            let stored = server.metric("gattway_hub_points_stored").await;
+            let dropped = server.metric("gattway_hub_connection_log_dropped").await;
             println!("| {n} | {rss} | {all} | {rate:.0} | {stored:.0} | {dropped:.0} |");
             if n >= warm_up {
                 baseline.get_or_insert(rss);

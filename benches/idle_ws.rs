@@ -12,20 +12,6 @@ mod support;
 
 use std::time::Duration;
 
-async fn open_connections(addr: &str, label: &str) -> f64 {
-    let body = reqwest::get(format!("http://{addr}/metrics"))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    body.lines()
-        .find(|l| l.starts_with(&format!("gattway_ws_connections{{endpoint=\"{label}\"}}")))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 async fn run(n: usize, endpoint: &str) {
     let (label, path) = match endpoint {
         "hub" => ("hub", "/hub?role=client"),
@@ -53,6 +39,8 @@ async fn run(n: usize, endpoint: &str) {
     )
     .await;
     let addr = server.addr.clone();
+    // The gauge of open sockets on this endpoint.
+    let open = format!("gattway_ws_connections{{endpoint=\"{label}\"}}");
     // Warm the server up with a few connections so one-time allocations are not
     // counted against every connection.
     let mut warm = Vec::new();
@@ -65,7 +53,7 @@ async fn run(n: usize, endpoint: &str) {
         );
     }
     drop(warm);
-    while open_connections(&addr, label).await != 0.0 {
+    while server.metric(&open).await != 0.0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let before = server.status_kib("VmRSS:");
@@ -78,7 +66,7 @@ async fn run(n: usize, endpoint: &str) {
                 .0,
         );
     }
-    while open_connections(&addr, label).await != n as f64 {
+    while server.metric(&open).await != n as f64 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Let allocator and kernel settle.

@@ -1,5 +1,6 @@
 //! What the benchmarks that measure a real `gattway serve` process share: starting
-//! it (release build, simulator, a database file, port 0) and reading its memory.
+//! it (release build, simulator, a database file, port 0), reading its memory and
+//! its metrics.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -51,6 +52,21 @@ impl Server {
             addr,
             db_path,
         }
+    }
+
+    /// The sum of the `/metrics` samples whose line starts with `series` (a name,
+    /// or a name with its labels): 0 when there is none.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let body = reqwest::get(format!("http://{}/metrics", self.addr))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        body.lines()
+            .filter(|l| l.starts_with(series))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// One line of the server's `/proc/PID/status`, in KiB (`"VmRSS:"`, `"RssAnon:"`).
