@@ -43,6 +43,12 @@ fn listening_addr(line: &str) -> String {
         .to_string()
 }
 
+/// The JSON body of a GET.
+async fn get_json(url: &str) -> serde_json::Value {
+    let resp = reqwest::get(url).await.unwrap();
+    resp.json().await.unwrap()
+}
+
 fn gattway() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_gattway"));
     c.env_remove("GATTWAY_CONFIG")
@@ -170,12 +176,7 @@ async fn serve_logs_its_address_answers_healthz_and_stops_on_sigterm() {
     let (mut child, mut lines) =
         spawn_reading_stderr(&["--backend", "sim", "serve", "--listen", "127.0.0.1:0"]);
     let addr = listening_addr(&wait_for_line(&mut lines, "listening on http://").await);
-    let body: serde_json::Value = reqwest::get(format!("http://{addr}/healthz"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = get_json(&format!("http://{addr}/healthz")).await;
     assert_eq!(body["status"], "ok");
     assert_eq!(body["backend"], "sim");
 
@@ -367,12 +368,7 @@ async fn serve_with_radios_in_the_config_lists_each_and_an_unknown_kind_is_refus
         "127.0.0.1:0",
     ]);
     let addr = listening_addr(&wait_for_line(&mut lines, "listening on http://").await);
-    let radios: serde_json::Value = reqwest::get(format!("http://{addr}/api/v1/radios"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let radios = get_json(&format!("http://{addr}/api/v1/radios")).await;
     let listed: Vec<(&str, &str, u64)> = radios["radios"]
         .as_array()
         .unwrap()
