@@ -23,9 +23,8 @@ struct Entry {
     conn: u64,
     /// Told when a newer connection of the same device takes over.
     replaced: Replaced,
-    last_seen: i64,
-    /// When the device last said something, on the monotonic clock the
-    /// heartbeat sweep reads.
+    /// When the device last said something, on the monotonic clock the heartbeat
+    /// sweep reads; its wall-clock time is worked out when asked (`snapshot`).
     heard: Instant,
     /// The sweep ended this connection for silence.
     silent: bool,
@@ -89,7 +88,6 @@ impl Presence {
             Entry {
                 conn,
                 replaced,
-                last_seen: now,
                 heard: Instant::now(),
                 silent: false,
             },
@@ -125,7 +123,6 @@ impl Presence {
     /// The device said something.
     pub fn seen(&self, device: &str) {
         if let Some(e) = lock(&self.devices).get_mut(device) {
-            e.last_seen = now_ms();
             e.heard = Instant::now();
         }
     }
@@ -161,10 +158,16 @@ impl Presence {
         let stored = self.store.devices().await?;
         let wanted: HashSet<&str> = devices.iter().map(String::as_str).collect();
         let asked = |name: &str| wanted.is_empty() || wanted.contains(name);
+        let (wall, mono) = (now_ms(), Instant::now());
         let mut live: HashMap<String, i64> = lock(&self.devices)
             .iter()
             .filter(|(name, _)| asked(name))
-            .map(|(name, e)| (name.to_string(), e.last_seen))
+            .map(|(name, e)| {
+                (
+                    name.to_string(),
+                    wall - mono.duration_since(e.heard).as_millis() as i64,
+                )
+            })
             .collect();
         let mut out: Vec<DevicePresence> = Vec::with_capacity(stored.len() + live.len());
         let mut listed: HashSet<String> = HashSet::new();
