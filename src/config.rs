@@ -60,6 +60,8 @@ pub struct Config {
     pub radios: Vec<crate::ble::RadioConfig>,
     /// Keys of devices that encrypt their BTHome adverts (`[[bthome.keys]]`, file only).
     pub bthome: crate::adverts::BthomeConfig,
+    /// Serving this machine's radios as an ESPHome Bluetooth proxy (`[esphome]`).
+    pub esphome: crate::esphome_proxy::EsphomeConfig,
 }
 
 impl Default for Config {
@@ -81,6 +83,7 @@ impl Default for Config {
             hub: HubConfig::default(),
             radios: Vec::new(),
             bthome: Default::default(),
+            esphome: Default::default(),
         }
     }
 }
@@ -196,6 +199,9 @@ impl Config {
         for d in &self.sim.devices {
             d.validate().map_err(ConfigError::Invalid)?;
         }
+        self.esphome
+            .listen_addr()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 }

@@ -7,13 +7,15 @@
 //!   [`auth::DeviceAllowList`].
 //! - [`ble`]: the radio. The [`ble::Backend`] trait, the plain data types every layer
 //!   reuses, and the backends (`ble::sim`: simulated devices; `ble::native`: the
-//!   machine's adapter through btleplug).
+//!   machine's adapter through btleplug; `ble::esphome`: a remote ESPHome Bluetooth
+//!   proxy, and the ESPHome native API both ends speak).
 //! - [`gateway`]: the core service and the only owner of the backends. One actor task
 //!   per connected device; scans, connects with retries, subscriptions with fan-out,
 //!   leases, LRU and idle clean-up.
 //! - [`mcp`]: the MCP server (stdio and Streamable HTTP) for AI assistants.
 //! - [`bridge`]: the WebSocket bridge, wire-compatible with ble-mcp-test clients.
 //! - [`control`]: the control WebSocket (`/ws`): full BLE control for web apps.
+//! - [`esphome_proxy`]: gattway as an ESPHome Bluetooth proxy, for Home Assistant.
 //! - [`hub`]: the device hub (`/hub`): telemetry in, commands out, live
 //!   subscriptions, presence, history; BLE notifications as telemetry.
 //! - [`store`]: where the hub keeps telemetry, commands, devices and the connection
@@ -38,6 +40,7 @@ pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod esphome_proxy;
 pub mod gateway;
 pub mod http;
 pub mod hub;

@@ -208,7 +208,35 @@ async fn serve(gateway: &Gateway, config: &Config) -> anyhow::Result<()> {
     )
     .with_http(config.http.clone())
     .with_hub(hub);
-    app::serve(listener, state, shutdown_signal()).await?;
+    let stopping = tokio_util::sync::CancellationToken::new();
+    let _esphome = match config.esphome.listen_addr()? {
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot serve the ESPHome API on {at}"))?;
+            let addr = listener.local_addr()?;
+            let encrypted = !config.esphome.noise_psk.trim().is_empty();
+            tracing::info!(%addr, encrypted, "ESPHome Bluetooth proxy on {addr}");
+            let serving = gattway::esphome_proxy::serve(
+                listener,
+                gateway.clone(),
+                config.esphome.clone(),
+                stopping.clone(),
+            );
+            Some(gattway::sync::AbortOnDrop(tokio::spawn(async move {
+                if let Err(e) = serving.await {
+                    tracing::error!(error = %e, "the ESPHome proxy stopped");
+                }
+            })))
+        }
+        None => None,
+    };
+    let stop = stopping.clone();
+    app::serve(listener, state, async move {
+        shutdown_signal().await;
+        stop.cancel();
+    })
+    .await?;
     Ok(())
 }
 

@@ -1,49 +1,15 @@
 //! gattway's advertisement decoders against Home Assistant's own, on the same bytes:
-//! `bthome-ble` from PyPI, in a Python venv this test makes (once, kept between runs
-//! in the build cache's folder). Every object id of the BTHome spec, several values
-//! each, repeated kinds, events, text, raw, device information and the simulator's
-//! thermometers, plain and encrypted (`tests/data/bthome_vectors.txt`).
+//! `bthome-ble` from PyPI, in the reference venv (`common/reference.rs`). Every
+//! object id of the BTHome spec, several values each, repeated kinds, events, text,
+//! raw, device information and the simulator's thermometers, plain and encrypted
+//! (`tests/data/bthome_vectors.txt`).
+
+mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
-
-/// The reference decoder's version: a newer one is a deliberate update.
-const BTHOME_BLE: &str = "bthome-ble==3.25.0";
-
-/// A venv with the reference decoders, made when missing.
-fn reference_python() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let venv = target.join("reference-venv");
-    let python = venv.join("bin/python");
-    let has = |module: &str| {
-        Command::new(&python)
-            .args(["-c", &format!("import {module}")])
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !has("bthome_ble") {
-        let made = Command::new("python3").args(["-m", "venv"]).arg(&venv).status();
-        assert!(
-            made.is_ok_and(|s| s.success()),
-            "python3 -m venv {} failed: install python3 and python3-venv",
-            venv.display()
-        );
-        let installed = Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", BTHOME_BLE])
-            .status();
-        assert!(
-            installed.is_ok_and(|s| s.success()),
-            "pip install {BTHOME_BLE} failed"
-        );
-    }
-    python
-}
 
 /// Readings as key → value, numbers as f64 so 25 and 25.0 compare equal.
 fn normalise(readings: impl IntoIterator<Item = (String, Value)>) -> BTreeMap<String, Value> {
@@ -59,11 +25,8 @@ fn normalise(readings: impl IntoIterator<Item = (String, Value)>) -> BTreeMap<St
 #[test]
 fn bthome_readings_equal_home_assistants() {
     let vectors = include_str!("data/bthome_vectors.txt");
-    let mut child = Command::new(reference_python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/reference/bthome_ref.py"
-        ))
+    let mut child = Command::new(common::reference::python())
+        .arg(common::reference::script("bthome_ref.py"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()

@@ -3,8 +3,10 @@
 //! in one place ([`open_backend`]): `sim/` (virtual devices, the embedded default and
 //! the test bed) and `native/` (btleplug: BlueZ, CoreBluetooth, WinRT).
 
+pub mod ad;
 pub mod decode;
 pub mod error;
+pub mod esphome;
 pub mod names;
 pub mod native;
 mod open;

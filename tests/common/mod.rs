@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bluez;
+pub mod reference;
 
 use std::future::Future;
 use std::sync::Arc;
