@@ -128,3 +128,191 @@ async fn a_plaintext_proxy_tells_an_encrypting_client_so() {
     let report = home_assistant(port, HRM, Some("px7tsbK3C7bpXHr2OevEV2ZMg/FrNBw2+O2pNPbedtA=")).await;
     assert_eq!(report["error"], "EncryptionPlaintextAPIError", "{report}");
 }
+
+/// The address in an "ESPHome Bluetooth proxy on ADDR" line.
+fn proxy_addr(line: &str) -> String {
+    let rest = line
+        .split("ESPHome Bluetooth proxy on ")
+        .nth(1)
+        .expect("proxy line");
+    rest.split(['"', ' ']).next().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gattway_uses_another_as_an_encrypted_remote_radio() {
+    use common::process::{get_json, listening_addr, wait_for_line};
+    let key = "px7tsbK3C7bpXHr2OevEV2ZMg/FrNBw2+O2pNPbedtA=";
+    // Upstairs: the simulator, served as a proxy.
+    let mut upstairs = common::process::gattway();
+    upstairs
+        .args(["--backend", "sim", "serve", "--listen", "127.0.0.1:0"])
+        .env("GATTWAY_ESPHOME_LISTEN", "127.0.0.1:0")
+        .env("GATTWAY_ESPHOME_NOISE_PSK", key)
+        .env("GATTWAY_HUB_SIM_FEED", "false")
+        .stderr(std::process::Stdio::piped());
+    let mut upstairs = upstairs.spawn().unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(upstairs.stderr.take().unwrap()));
+    let proxy = proxy_addr(&wait_for_line(&mut lines, "ESPHome Bluetooth proxy on").await);
+
+    // Downstairs: no radio of its own, the proxy upstairs as one.
+    let dir = std::env::temp_dir().join(format!("gattway-esphome-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("radios.toml");
+    std::fs::write(
+        &file,
+        format!("[[radios]]\nname = \"upstairs\"\nkind = \"esphome\"\naddress = \"{proxy}\"\nnoise_psk = \"{key}\"\n"),
+    )
+    .unwrap();
+    let (_downstairs, mut lines) = common::process::spawn_reading_stderr(&[
+        "--config",
+        file.to_str().unwrap(),
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let addr = listening_addr(&wait_for_line(&mut lines, "listening on http://").await);
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://{addr}/api/v1{path}");
+
+    // Scanning through the proxy finds the simulated heart-rate monitor, by name.
+    let scan: Value = http
+        .post(url("/scan"))
+        .json(&serde_json::json!({"duration_ms": 3000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hrm = scan["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == HRM)
+        .unwrap_or_else(|| panic!("{scan}"));
+    assert_eq!(hrm["name"], "Gattway HRM");
+    assert_eq!(hrm["radio"], "upstairs");
+
+    // Connect, list, read, as if the radio were local.
+    let connected = http
+        .post(url(&format!("/devices/{HRM}/connect")))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        connected.status().is_success(),
+        "{}",
+        connected.text().await.unwrap()
+    );
+    let services = get_json(&url(&format!("/devices/{HRM}/services"))).await;
+    assert!(services.to_string().contains("0000180d"), "{services}");
+    let location = get_json(&url(&format!("/devices/{HRM}/characteristics/180d/2a38"))).await;
+    assert_eq!(location["hex"], "01", "{location}");
+    let radios = get_json(&url("/radios")).await;
+    let radio = &radios["radios"][0];
+    assert_eq!(radio["kind"], "esphome", "{radios}");
+    assert_eq!(radio["state"], "ok", "{radios}");
+    assert_eq!(radio["slots_used"], 1, "{radios}");
+
+    upstairs.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A gateway over one simulated radio of `world`, as a proxy would have.
+fn proxy_gateway(
+    world: &std::sync::Arc<gattway::ble::sim::SimBackend>,
+    name: &str,
+    offset_db: i16,
+) -> Gateway {
+    let radio = world.radio(name, offset_db);
+    let spec = gattway::gateway::RadioSpec {
+        name: name.into(),
+        backend: radio,
+        slots: 3,
+    };
+    Gateway::with_radios(vec![spec], common::fast_gateway()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxies_route_to_the_stronger_and_fail_over_to_the_other_mid_session() {
+    use gattway::ble::esphome::EsphomeRadio;
+    use gattway::gateway::{RadioSpec, SubscriptionEvent};
+    // Two proxies in one simulated house: the kitchen's hears the devices 20 dB
+    // louder than the garage's.
+    let world = gattway::ble::sim::SimBackend::new(&common::sim_config(100.0, vec![])).unwrap();
+    let (kitchen, garage) = (proxy_gateway(&world, "k", 0), proxy_gateway(&world, "g", -20));
+    let (kitchen_port, kitchen_stop) = start_proxy(&kitchen, "").await;
+    let (garage_port, _garage_stop) = start_proxy(&garage, "").await;
+    let remote = |name: &str, port: u16| RadioSpec {
+        name: name.into(),
+        backend: EsphomeRadio::open(name, &format!("127.0.0.1:{port}"), None).unwrap(),
+        slots: 3,
+    };
+    let gateway = Gateway::with_radios(
+        vec![remote("kitchen", kitchen_port), remote("garage", garage_port)],
+        common::fast_gateway(),
+    )
+    .unwrap();
+    common::within("both proxies", async {
+        while gateway.adapter_status().await.is_err()
+            || gateway
+                .radios()
+                .await
+                .iter()
+                .any(|r| r.state != gattway::gateway::RadioState::Ok)
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let _scan = gateway
+        .scan(Default::default(), std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    common::within("both proxies hear the monitor", async {
+        while gateway
+            .radios()
+            .await
+            .iter()
+            .any(|r| r.last_advert_age_ms.is_none())
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+
+    // The link goes through the kitchen, which hears the monitor better.
+    gateway.connect(HRM, Default::default()).await.unwrap();
+    assert_eq!(common::link_radio(&gateway, HRM).as_deref(), Some("kitchen"));
+    let id = gattway::ble::DeviceId::new(HRM);
+    let hr = gattway::ble::Uuid::from_u16(0x180d);
+    let measurement = gattway::ble::Uuid::from_u16(0x2a37);
+    let mut sub = gateway.device(&id).subscribe(hr, measurement).await.unwrap();
+    common::next_value(&mut sub).await;
+
+    // The kitchen's proxy goes away mid-session: the link moves to the garage, the
+    // subscriber keeps receiving, and sees no error.
+    let mut events = gateway.events();
+    drop(kitchen_stop);
+    common::reconnected(&mut events, HRM).await;
+    assert_eq!(common::link_radio(&gateway, HRM).as_deref(), Some("garage"));
+    for _ in 0..3 {
+        match common::within("a notification through the garage", sub.recv()).await {
+            Some(SubscriptionEvent::Notification(n)) => assert_eq!(n.characteristic, measurement),
+            other => panic!("the subscription saw {other:?}"),
+        }
+    }
+    let kitchen_status = gateway
+        .radios()
+        .await
+        .into_iter()
+        .find(|r| r.name == "kitchen")
+        .unwrap();
+    assert_eq!(
+        kitchen_status.state,
+        gattway::gateway::RadioState::Down,
+        "{kitchen_status:?}"
+    );
+}

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::esphome::EsphomeRadio;
 use super::native::NativeBackend;
 use super::sim::{SimBackend, SimConfig};
 use super::{Backend, BleError};
@@ -27,6 +28,8 @@ pub enum RadioKind {
     Sim,
     /// One of the machine's adapters.
     Native,
+    /// An ESPHome Bluetooth proxy on the network (`address`, `noise_psk`).
+    Esphome,
 }
 
 /// One `[[radios]]` entry.
@@ -38,6 +41,12 @@ pub struct RadioConfig {
     /// A native radio's adapter ("hci0"); empty: the first one found.
     #[serde(default)]
     pub adapter: String,
+    /// An ESPHome proxy's `host:port` (its API port is 6053).
+    #[serde(default)]
+    pub address: String,
+    /// An ESPHome proxy's API encryption key (base64), when it has one.
+    #[serde(default)]
+    pub noise_psk: String,
     /// A simulated radio's distance from the devices: dB added to what it hears.
     #[serde(default)]
     pub rssi_offset_db: i16,
@@ -67,6 +76,19 @@ pub async fn open_radios(radios: &[RadioConfig], sim: &SimConfig) -> Result<Vec<
             RadioKind::Native => {
                 let adapter = (!r.adapter.is_empty()).then_some(r.adapter.as_str());
                 out.push(NativeBackend::open(adapter).await?);
+            }
+            RadioKind::Esphome => {
+                if r.address.trim().is_empty() {
+                    return Err(BleError::AdapterUnavailable(format!(
+                        "radio {:?}: an esphome radio needs address = \"host:6053\"",
+                        r.name
+                    )));
+                }
+                out.push(EsphomeRadio::open(
+                    &r.name,
+                    r.address.trim(),
+                    Some(r.noise_psk.as_str()),
+                )?);
             }
         }
     }

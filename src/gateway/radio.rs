@@ -24,7 +24,7 @@ pub enum RadioState {
 pub struct RadioStatus {
     /// The backend's name (`sim`, `hci0`).
     pub name: String,
-    /// `sim` or `native`.
+    /// `sim`, `native` or `esphome`.
     pub kind: &'static str,
     pub state: RadioState,
     /// Why it is down.

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bluez;
+pub mod process;
 pub mod reference;
 
 use std::future::Future;

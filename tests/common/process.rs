@@ -1,0 +1,60 @@
+//! The `gattway` binary as a user runs it: started with arguments and environment,
+//! its stderr read line by line for what it says it is doing.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+/// Reads stderr lines until one contains `needle`; returns it. Fails after 20 s.
+pub async fn wait_for_line(
+    lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
+    needle: &str,
+) -> String {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains(needle) {
+                return line;
+            }
+        }
+        panic!("stderr ended before {needle:?}");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {needle:?} within 20 s"))
+}
+
+pub type StderrLines = tokio::io::Lines<BufReader<tokio::process::ChildStderr>>;
+
+/// Starts `gattway ARGS` with stderr piped for reading.
+pub fn spawn_reading_stderr(args: &[&str]) -> (tokio::process::Child, StderrLines) {
+    let mut child = gattway().args(args).stderr(Stdio::piped()).spawn().unwrap();
+    let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    (child, lines)
+}
+
+/// The address in a "listening on http://ADDR" line.
+pub fn listening_addr(line: &str) -> String {
+    let rest = line.split("listening on http://").nth(1).expect("listening line");
+    rest.split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string()
+}
+
+/// The JSON body of a GET.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    let resp = reqwest::get(url).await.unwrap();
+    resp.json().await.unwrap()
+}
+
+pub fn gattway() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gattway"));
+    c.env_remove("GATTWAY_CONFIG")
+        .env("GATTWAY_SIM_TIME_SCALE", "10")
+        .env("GATTWAY_DATABASE", "sqlite::memory:")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    c
+}
