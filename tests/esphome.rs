@@ -316,3 +316,78 @@ async fn two_proxies_route_to_the_stronger_and_fail_over_to_the_other_mid_sessio
         "{kitchen_status:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_heard_through_a_proxy_is_kept_longer_than_one_heard_locally() {
+    use gattway::ble::sim::{profiles, SimBackend, SimConfig};
+    use gattway::ble::DeviceId;
+    use gattway::gateway::{GatewayConfig, RadioSpec};
+    // A local radio hearing one tag, and a proxy hearing the built-in devices.
+    let mut tag = profiles::battery_tag();
+    tag.address = "AA:00:00:00:00:01".into();
+    let local = SimBackend::new(&SimConfig {
+        time_scale: 100.0,
+        builtin: false,
+        devices: vec![tag],
+        seed: Some(7),
+    })
+    .unwrap();
+    let upstream = common::rig();
+    let (port, _stop) = start_proxy(&upstream.gateway, "").await;
+    let proxy =
+        gattway::ble::esphome::EsphomeRadio::open("proxy", &format!("127.0.0.1:{port}"), None).unwrap();
+    let config = GatewayConfig {
+        device_expiry_ms: 200,
+        proxy_device_expiry_ms: 60_000,
+        ..common::fast_gateway()
+    };
+    let radios = vec![
+        RadioSpec {
+            name: "local".into(),
+            backend: local,
+            slots: 3,
+        },
+        RadioSpec {
+            name: "proxy".into(),
+            backend: proxy,
+            slots: 3,
+        },
+    ];
+    let gateway = Gateway::with_radios(radios, config).unwrap();
+    common::within("the proxy's session", async {
+        while gateway.adapter_status().await.is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let known = |id: &str| gateway.known_devices().iter().any(|d| d.id.as_str() == id);
+    let scan = gateway
+        .scan(Default::default(), std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    common::wait_until("both heard", || known("AA:00:00:00:00:01") && known(HRM)).await;
+    let hrm = gateway
+        .known_devices()
+        .into_iter()
+        .find(|d| d.id == DeviceId::new(HRM))
+        .unwrap();
+    assert_eq!(hrm.radio.as_deref(), Some("proxy"));
+    drop(scan);
+    // Nothing is heard any more: the local tag goes after 200 ms; what the proxy
+    // heard stays for its own, longer expiry.
+    let silent_for = |id: &str, ms: u128| {
+        gateway
+            .known_devices()
+            .iter()
+            .any(|d| d.id.as_str() == id && d.last_seen.elapsed().is_ok_and(|e| e.as_millis() > ms))
+    };
+    common::wait_until(
+        "the local tag forgotten, the monitor silent for 3 local expiries",
+        || !known("AA:00:00:00:00:01") && (silent_for(HRM, 600) || !known(HRM)),
+    )
+    .await;
+    assert!(
+        known(HRM),
+        "a device heard through the proxy was forgotten with the local ones"
+    );
+}

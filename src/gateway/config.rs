@@ -35,6 +35,9 @@ pub struct GatewayConfig {
     pub watchdog_stall_ms: u64,
     /// A device not heard this long is forgotten, unless it is connected (0: never).
     pub device_expiry_ms: u64,
+    /// The same for a device heard best through a remote proxy (ESPHome): a proxy
+    /// passes fewer packets and pauses its scan while it connects (0: never).
+    pub proxy_device_expiry_ms: u64,
     /// With several radios, a re-made link moves to another radio only when that
     /// one hears the device this many dB better than the radio it was on.
     pub radio_hysteresis_db: i16,
@@ -56,6 +59,7 @@ impl Default for GatewayConfig {
             packet_log_size: 10_000,
             watchdog_stall_ms: 90_000,
             device_expiry_ms: 195_000,
+            proxy_device_expiry_ms: 900_000,
             radio_hysteresis_db: 6,
         }
     }
@@ -80,6 +84,10 @@ impl GatewayConfig {
 
     pub fn device_expiry(&self) -> Option<Duration> {
         (self.device_expiry_ms > 0).then(|| Duration::from_millis(self.device_expiry_ms))
+    }
+
+    pub fn proxy_device_expiry(&self) -> Option<Duration> {
+        (self.proxy_device_expiry_ms > 0).then(|| Duration::from_millis(self.proxy_device_expiry_ms))
     }
 
     /// Delay before retry number `attempt` (1-based): exponential, capped, jittered

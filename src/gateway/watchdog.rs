@@ -5,7 +5,8 @@
 //! `gateway.watchdog_stall_ms` has its scan restarted; deaf for as long again, it
 //! is power-cycled ([`crate::ble::Backend::reset`]). Each recovery is logged and
 //! counted (`gattway_radio_recoveries_total`). The same task forgets devices not
-//! heard for `gateway.device_expiry_ms`.
+//! heard for `gateway.device_expiry_ms` (`gateway.proxy_device_expiry_ms` for those
+//! heard best through a remote proxy).
 
 use std::sync::atomic::Ordering;
 use std::sync::Weak;
@@ -17,8 +18,9 @@ use crate::ble::ScanFilter;
 /// Starts the watchdog, when either of its jobs is configured.
 pub(super) fn spawn(inner: Weak<Inner>, config: &GatewayConfig) -> Option<AbortOnDrop> {
     let (stall, expiry) = (config.watchdog_stall(), config.device_expiry());
+    let proxy_expiry = config.proxy_device_expiry();
     // A few looks per period, at least every 5 s.
-    let every = [stall, expiry].into_iter().flatten().min()? / 4;
+    let every = [stall, expiry, proxy_expiry].into_iter().flatten().min()? / 4;
     let every = every.clamp(Duration::from_millis(10), Duration::from_secs(5));
     Some(AbortOnDrop(tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -29,9 +31,7 @@ pub(super) fn spawn(inner: Weak<Inner>, config: &GatewayConfig) -> Option<AbortO
             let Some(inner) = inner.upgrade() else {
                 return;
             };
-            if let Some(expiry) = expiry {
-                forget_unheard(&inner, expiry);
-            }
+            forget_unheard(&inner, expiry, proxy_expiry);
             if let Some(stall) = stall {
                 watches.resize_with(inner.radios.list.len(), Watch::default);
                 for (i, watch) in watches.iter_mut().enumerate() {
@@ -105,14 +105,27 @@ impl Watch {
     }
 }
 
-/// Forgets devices not heard for `expiry`, except those with a link.
-fn forget_unheard(inner: &Inner, expiry: Duration) {
-    let Some(cutoff) = SystemTime::now().checked_sub(expiry) else {
+/// Forgets devices not heard for their expiry (`None`: never), except those with a
+/// link. A device's expiry is that of the kind of radio that hears it best.
+fn forget_unheard(inner: &Inner, expiry: Option<Duration>, proxy_expiry: Option<Duration>) {
+    let now = SystemTime::now();
+    let cutoff = |e: Option<Duration>| e.map(|e| now.checked_sub(e).unwrap_or(SystemTime::UNIX_EPOCH));
+    let (cutoff, proxy_cutoff) = (cutoff(expiry), cutoff(proxy_expiry));
+    if cutoff.is_none() && proxy_cutoff.is_none() {
         return;
-    };
+    }
+    let remote: Vec<&str> = inner
+        .radios
+        .list
+        .iter()
+        .filter(|r| r.backend.kind() == "esphome")
+        .map(|r| r.name.as_str())
+        .collect();
     let linked = lock(&inner.devices);
     lock(&inner.known).retain(|id, d| {
-        let keep = d.last_seen >= cutoff || linked.contains_key(id);
+        let through_proxy = d.radio.as_deref().is_some_and(|r| remote.contains(&r));
+        let cutoff = if through_proxy { proxy_cutoff } else { cutoff };
+        let keep = cutoff.is_none_or(|c| d.last_seen >= c) || linked.contains_key(id);
         if !keep {
             inner.radios.forget(id);
         }
