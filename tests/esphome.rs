@@ -304,12 +304,11 @@ async fn two_proxies_route_to_the_stronger_and_fail_over_to_the_other_mid_sessio
             other => panic!("the subscription saw {other:?}"),
         }
     }
-    let kitchen_status = gateway
-        .radios()
-        .await
-        .into_iter()
-        .find(|r| r.name == "kitchen")
-        .unwrap();
+    // The kitchen is down and says so; only the garage scans.
+    let radios = gateway.radios().await;
+    let status = |name: &str| radios.iter().find(|r| r.name == name).unwrap().clone();
+    let (kitchen_status, garage_status) = (status("kitchen"), status("garage"));
+    assert!(garage_status.scanning && !kitchen_status.scanning, "{radios:?}");
     assert_eq!(
         kitchen_status.state,
         gattway::gateway::RadioState::Down,

@@ -29,7 +29,8 @@ pub struct RadioStatus {
     pub state: RadioState,
     /// Why it is down.
     pub detail: Option<String>,
-    /// Whether it scans now (some caller is scanning).
+    /// Whether its scan runs: some caller scans and it started (a radio that
+    /// failed to start, or is being recovered, is not scanning).
     pub scanning: bool,
     /// Milliseconds since it last heard an advertisement; `None` when it never has.
     pub last_advert_age_ms: Option<u64>,
@@ -43,7 +44,6 @@ impl Gateway {
     /// Every radio's state, in configuration order.
     pub async fn radios(&self) -> Vec<RadioStatus> {
         let inner = &self.inner;
-        let scanning = *inner.scanners.lock().await > 0;
         let mut out = Vec::with_capacity(inner.radios.list.len());
         for (i, r) in inner.radios.list.iter().enumerate() {
             let status = r.backend.adapter_status().await;
@@ -58,8 +58,9 @@ impl Gateway {
                     (true, false) => RadioState::Ok,
                     (false, false) => RadioState::Down,
                 },
+                // A radio that is down scans nothing, whatever it was told.
+                scanning: status.is_ok() && r.scanning.load(Ordering::Relaxed),
                 detail: status.err().map(|e| e.to_string()),
-                scanning: scanning && r.scan_started_ms.load(Ordering::Relaxed) > 0,
                 last_advert_age_ms: (heard > 0).then(|| inner.now_ms().saturating_sub(heard - 1)),
                 slots_used: used,
                 slots_free: r.slots.saturating_sub(used),

@@ -48,6 +48,9 @@ pub(super) struct Radio {
     pub last_advert_ms: AtomicU64,
     /// When its scan last started.
     pub scan_started_ms: AtomicU64,
+    /// Its scan runs: started (by a scanner or the watchdog) and neither stopped
+    /// nor failed since.
+    pub scanning: AtomicBool,
     /// The watchdog is recovering it.
     pub recovering: AtomicBool,
 }
@@ -78,6 +81,7 @@ impl Radios {
                 slots: s.slots,
                 last_advert_ms: AtomicU64::new(0),
                 scan_started_ms: AtomicU64::new(0),
+                scanning: AtomicBool::new(false),
                 recovering: AtomicBool::new(false),
             })
             .collect();

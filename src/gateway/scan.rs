@@ -3,6 +3,7 @@
 //! to a device.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -60,10 +61,12 @@ impl Gateway {
         let mut first_error = None;
         let mut started = 0;
         for r in &self.inner.radios.list {
-            match r.backend.start_scan(filter).await {
+            let result = r.backend.start_scan(filter).await;
+            r.scanning.store(result.is_ok(), Ordering::Relaxed);
+            match result {
                 Ok(()) => {
                     let now = self.inner.now_ms();
-                    r.scan_started_ms.store(now, std::sync::atomic::Ordering::Relaxed);
+                    r.scan_started_ms.store(now, Ordering::Relaxed);
                     started += 1;
                 }
                 Err(e) => {
@@ -191,6 +194,7 @@ impl Drop for ScanGuard {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 for r in &inner.radios.list {
+                    r.scanning.store(false, Ordering::Relaxed);
                     if let Err(e) = r.backend.stop_scan().await {
                         tracing::warn!(radio = %r.name, error = %e, "stopping the scan failed");
                     }

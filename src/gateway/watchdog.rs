@@ -94,6 +94,7 @@ impl Watch {
             let _ = r.backend.stop_scan().await;
             ("restart_scan", r.backend.start_scan(&ScanFilter::default()).await)
         };
+        r.scanning.store(result.is_ok(), Ordering::Relaxed);
         r.recovering.store(false, Ordering::Release);
         match &result {
             Ok(()) => tracing::info!(radio, action, "radio recovery done"),
