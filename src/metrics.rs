@@ -94,6 +94,7 @@ struct RadioGauges {
     slots_free: Family<RadioLabels, Gauge>,
     last_advert_age: Family<RadioLabels, FloatGauge>,
     recoveries: Family<RecoveryLabels, Counter>,
+    adverts: Family<RadioLabels, Counter>,
 }
 
 /// What changes between scrapes, for rates.
@@ -250,6 +251,11 @@ impl Metrics {
             "gattway_radio_recoveries",
             "The watchdog's recoveries of a deaf radio, by action and outcome",
             radios.recoveries.clone(),
+        );
+        r.register(
+            "gattway_radio_adverts",
+            "Advertisements each radio heard",
+            radios.adverts.clone(),
         );
         r.register(
             "gattway_radio_last_advert_age_seconds",
@@ -413,6 +419,15 @@ impl Metrics {
         if let Some(age) = advert_age {
             g.last_advert_age.get_or_create(&labels).set(age);
         }
+    }
+
+    /// The counter of `radio`'s advertisements: the router counts into it directly,
+    /// one atomic add per advert.
+    pub fn radio_adverts(&self, radio: &str) -> Counter {
+        let labels = RadioLabels {
+            radio: radio.to_string(),
+        };
+        self.radios.adverts.get_or_create(&labels).clone()
     }
 
     /// The watchdog tried `action` on `radio`.

@@ -303,6 +303,10 @@ fn the_grafana_dashboard_only_uses_metrics_that_exist() {
             outcome: "ok",
         })
         .inc();
+    // Radio series exist once the gateway has a radio.
+    metrics.set_radio("sim", true, true, (0, 8), Some(1.0));
+    metrics.radio_adverts("sim").inc();
+    metrics.radio_recovery("sim", "restart_scan", true);
     let rendered = metrics.render(0, 0);
     let mut exprs = 0;
     for panel in dash["panels"].as_array().unwrap() {
@@ -353,5 +357,10 @@ async fn a_plain_get_of_the_root_is_the_index_page() {
         assert!(html.contains(endpoint), "{endpoint} missing");
     }
     assert!(html.contains("Gattway HRM"), "open links are listed");
+    // Each radio, with its state and the slot the link takes.
+    assert!(html.contains("<h2>Radios</h2>"), "{html}");
+    let slots = rig.gateway.config().max_connections;
+    assert!(html.contains("<td>sim</td><td>sim</td><td>Ok</td>"), "{html}");
+    assert!(html.contains(&format!("<td>1/{slots}</td>")), "{html}");
     server.stop().await;
 }

@@ -284,6 +284,12 @@ async fn radios_report_state_scanning_adverts_and_slots() {
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} missing from /metrics");
     }
+    // The scan above was heard, and counted.
+    let adverts = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("gattway_radio_adverts_total{radio=\"sim\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(adverts.is_some_and(|n| n > 0), "adverts counted: {adverts:?}");
 
     // A powered-off adapter is down, with the reason.
     rig.sim.set_powered(false);

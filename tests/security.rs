@@ -275,6 +275,7 @@ async fn the_index_page_shows_devices_only_to_a_credential_that_may_see_them() {
         anonymous.contains("ble:read"),
         "says how to see more: {anonymous}"
     );
+    assert!(!anonymous.contains("<h2>Radios</h2>"), "{anonymous}");
     let reader = page("?access_token=reader").await;
     assert!(reader.contains(HRM), "{reader}");
     let limited = page("?access_token=cs108-only").await;

@@ -44,7 +44,9 @@ pub(super) async fn index_or_bridge(
     headers: HeaderMap,
 ) -> Response {
     let Ok(ws) = ws else {
-        return super::index::page(&state, &headers, raw_query.as_deref()).into_response();
+        return super::index::page(&state, &headers, raw_query.as_deref())
+            .await
+            .into_response();
     };
     // The bridge writes to the device, so a credential (when configured) must allow it.
     let principal =

@@ -18,6 +18,10 @@ pub(super) async fn route_backend_events(
     radio: usize,
     mut rx: broadcast::Receiver<BackendEvent>,
 ) {
+    let adverts_heard = match inner.upgrade() {
+        Some(inner) => inner.metrics.radio_adverts(&inner.radios.list[radio].name),
+        None => return,
+    };
     loop {
         let event = match rx.recv().await {
             Ok(e) => e,
@@ -30,6 +34,7 @@ pub(super) async fn route_backend_events(
         let Some(inner) = inner.upgrade() else { return };
         match event {
             BackendEvent::Advertisement(mut adv) => {
+                adverts_heard.inc();
                 let now = inner.now_ms();
                 let radios = &inner.radios;
                 radios.list[radio]
