@@ -1,6 +1,8 @@
 //! What the benchmarks that measure a real `gattway serve` process share: starting
 //! it (release build, simulator, a database file, port 0), reading its memory and
-//! its metrics.
+//! its metrics and its CPU time.
+// Each benchmark uses a part of it.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -67,6 +69,17 @@ impl Server {
             .filter(|l| l.starts_with(series))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+
+    /// CPU time the server has used, user and system, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).expect("server stat");
+        // Fields after the command (which may hold spaces), from field 3 on:
+        // utime and stime are fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
+        let after_comm = stat.rsplit_once(')').expect("stat format").1;
+        let fields: Vec<&str> = after_comm.split_whitespace().collect();
+        let ticks = |i: usize| fields[i - 3].parse::<f64>().expect("ticks");
+        (ticks(14) + ticks(15)) / 100.0
     }
 
     /// One line of the server's `/proc/PID/status`, in KiB (`"VmRSS:"`, `"RssAnon:"`).

@@ -197,6 +197,9 @@ async fn dispatch(shared: &Shared, out: &mpsc::Sender<Message>, message: Message
             for raw in batch.advertisements {
                 let rssi = raw.rssi.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
                 let heard = ad::decode(device_id_of(raw.address), rssi, &raw.data);
+                lock(&shared.state)
+                    .address_types
+                    .insert(raw.address, raw.address_type);
                 let merged = shared.merge_advert(raw.address, heard);
                 let _ = shared.events.send(BackendEvent::Advertisement(merged));
             }

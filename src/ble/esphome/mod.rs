@@ -315,9 +315,10 @@ impl Backend for EsphomeRadio {
                 ),
             });
         }
-        {
+        let address_type = {
             let (notify, _) = broadcast::channel(1024);
-            lock(&self.shared.state).links.insert(
+            let mut st = lock(&self.shared.state);
+            st.links.insert(
                 address,
                 Link {
                     gatt: None,
@@ -325,7 +326,8 @@ impl Backend for EsphomeRadio {
                     notify,
                 },
             );
-        }
+            st.address_types.get(&address).copied().unwrap_or(0)
+        };
         let answer = self
             .request(
                 Key::Connect(address),
@@ -333,7 +335,7 @@ impl Backend for EsphomeRadio {
                     address,
                     request_type: request::CONNECT_V3_WITHOUT_CACHE,
                     has_address_type: true,
-                    address_type: 0,
+                    address_type,
                 }),
             )
             .await;

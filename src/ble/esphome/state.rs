@@ -50,6 +50,9 @@ pub(super) struct State {
     pub links: HashMap<u64, Link>,
     pub pending: HashMap<Key, oneshot::Sender<BleResult<Message>>>,
     pub adverts: HashMap<u64, Advertisement>,
+    /// Public (0) or random (1), as the proxy heard each address: a connect must
+    /// name the right one.
+    pub address_types: HashMap<u64, u32>,
 }
 
 pub(super) struct Shared {
@@ -103,6 +106,7 @@ impl Shared {
         let mut st = lock(&self.state);
         if st.adverts.len() >= ADVERT_CACHE && !st.adverts.contains_key(&address) {
             st.adverts.clear();
+            st.address_types.clear();
         }
         let known = st.adverts.entry(address).or_insert_with(|| adv.clone());
         if adv.name.is_none() {
