@@ -62,6 +62,8 @@ pub struct Config {
     pub bthome: crate::adverts::BthomeConfig,
     /// Serving this machine's radios as an ESPHome Bluetooth proxy (`[esphome]`).
     pub esphome: crate::esphome_proxy::EsphomeConfig,
+    /// The hub's telemetry to an MQTT broker, with Home Assistant discovery (`[mqtt]`).
+    pub mqtt: crate::mqtt::MqttConfig,
 }
 
 impl Default for Config {
@@ -84,6 +86,7 @@ impl Default for Config {
             radios: Vec::new(),
             bthome: Default::default(),
             esphome: Default::default(),
+            mqtt: Default::default(),
         }
     }
 }
@@ -201,6 +204,9 @@ impl Config {
         }
         self.esphome
             .listen_addr()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.mqtt
+            .broker()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }

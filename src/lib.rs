@@ -27,6 +27,8 @@
 //!   upgrades, the index page and the operators' endpoints.
 //! - [`config`]: the one `Config`, from a TOML file, `GATTWAY_*` variables and flags.
 //! - [`cli`]: the command line (`gattway scan`, `gattway serve`).
+//! - [`mqtt`]: the hub's telemetry to an MQTT broker, with Home Assistant discovery,
+//!   and commands from it.
 //! - [`metrics`]: the Prometheus registry every layer records into.
 //! - [`sync`]: task ownership and locking helpers shared by every layer.
 //! - [`outbox`], [`limits`]: a WebSocket's bounded send queue and token-bucket rate
@@ -47,6 +49,7 @@ pub mod hub;
 pub mod limits;
 pub mod mcp;
 pub mod metrics;
+pub mod mqtt;
 pub mod outbox;
 pub mod store;
 pub mod sync;

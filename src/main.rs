@@ -194,6 +194,7 @@ async fn serve(gateway: &Gateway, config: &Config) -> anyhow::Result<()> {
     let hub = gattway::hub::Hub::start(store, gateway, auth.clone(), config.hub.clone())
         .await
         .context("cannot start the device hub")?;
+    let _mqtt = gattway::mqtt::spawn(&hub, gateway, &config.mqtt)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -127,6 +127,13 @@ pub struct Metrics {
     pub runtime_busy_ratio: FloatGauge,
     pub runtime_scheduling_delay: FloatGauge,
     pub hub_points_stored: Counter,
+    /// MQTT export: points the broker acknowledged, points skipped past the
+    /// backlog bound, points committed and not yet acknowledged, and whether a
+    /// broker session is up.
+    pub mqtt_published: Counter,
+    pub mqtt_dropped: Counter,
+    pub mqtt_backlog: Gauge,
+    pub mqtt_connected: Gauge,
     pub hub_commits: Counter,
     pub hub_deliveries: Counter,
     pub hub_dropped: Counter,
@@ -308,6 +315,28 @@ impl Metrics {
             runtime_scheduling_delay.clone(),
         );
         let hub_points_stored = Counter::default();
+        let (mqtt_published, mqtt_dropped) = (Counter::default(), Counter::default());
+        let (mqtt_backlog, mqtt_connected) = (Gauge::default(), Gauge::default());
+        r.register(
+            "gattway_mqtt_published",
+            "Points the MQTT broker acknowledged",
+            mqtt_published.clone(),
+        );
+        r.register(
+            "gattway_mqtt_dropped",
+            "Points skipped because the MQTT backlog passed mqtt.max_backlog",
+            mqtt_dropped.clone(),
+        );
+        r.register(
+            "gattway_mqtt_backlog",
+            "Points committed and not yet acknowledged by the MQTT broker",
+            mqtt_backlog.clone(),
+        );
+        r.register(
+            "gattway_mqtt_connected",
+            "1 while a session with the MQTT broker is up",
+            mqtt_connected.clone(),
+        );
         let hub_commits = Counter::default();
         let hub_deliveries = Counter::default();
         let hub_dropped = Counter::default();
@@ -383,6 +412,10 @@ impl Metrics {
             runtime_busy_ratio,
             runtime_scheduling_delay,
             hub_points_stored,
+            mqtt_published,
+            mqtt_dropped,
+            mqtt_backlog,
+            mqtt_connected,
             hub_commits,
             hub_deliveries,
             hub_dropped,

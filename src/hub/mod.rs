@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::ble_feed::{BleCommand, BleTelemetry};
+pub use self::command_request::CommandRequest;
 use self::commands::Commands;
 use self::connlog::ConnectionLog;
 use self::fanout::Fanout;
@@ -175,6 +176,8 @@ struct Inner {
     auth: Arc<Authenticator>,
     metrics: Arc<Metrics>,
     slots: Arc<Semaphore>,
+    /// The id of the last point committed: exporters (MQTT) wait on it.
+    committed: tokio::sync::watch::Receiver<i64>,
     /// Hub ids of BLE devices whose commands become BLE writes: the configured
     /// ones, and each fed device's resolved id once its feed connects.
     ble_written: std::sync::Mutex<std::collections::HashSet<String>>,
@@ -204,6 +207,7 @@ impl Hub {
             metrics.hub_deliveries.clone(),
             metrics.hub_dropped.clone(),
         ));
+        let (committed_tx, committed) = tokio::sync::watch::channel(last);
         let writer = {
             let fanout = fanout.clone();
             let stored = metrics.hub_points_stored.clone();
@@ -213,6 +217,14 @@ impl Hub {
                 stored.inc_by(n as u64);
                 commits.inc();
                 fanout.publish(&c);
+                let last = c.first_id + n as i64 - 1;
+                committed_tx.send_if_modified(|v| {
+                    let newer = last > *v;
+                    if newer {
+                        *v = last;
+                    }
+                    newer
+                });
             })
         };
         let commands = Commands::start(
@@ -245,6 +257,7 @@ impl Hub {
         }
         let hub = Hub(Arc::new(Inner {
             slots: Arc::new(Semaphore::new(config.max_connections)),
+            committed,
             config: config.clone(),
             store,
             writer,
@@ -274,6 +287,11 @@ impl Hub {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.0.store
+    }
+
+    /// The id of the last point committed, changing as commits land.
+    pub fn committed(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.0.committed.clone()
     }
 
     pub fn commands(&self) -> &Commands {

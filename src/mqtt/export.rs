@@ -1,0 +1,316 @@
+//! The exporter: one broker session at a time (made again with back-off), the
+//! hub's commits followed by point id, every publish QoS 1 and tracked until the
+//! broker acknowledges it (a QoS 1 broker acknowledges in order), so the last
+//! acknowledged point is where a new session starts.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+
+use super::discovery::{self, Names};
+use super::{MqttConfig, MqttError};
+use crate::gateway::Gateway;
+use crate::hub::protocol::Frame;
+use crate::hub::{CommandRequest, Hub};
+use crate::outbox::Outbox;
+use crate::store::{PointQuery, StoredPoint};
+use crate::sync::AbortOnDrop;
+
+/// Points published and not yet acknowledged, at most.
+const WINDOW: usize = 64;
+const BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+/// Starts the export when `mqtt.url` is set.
+pub fn spawn(hub: &Hub, gateway: &Gateway, config: &MqttConfig) -> Result<Option<AbortOnDrop>, MqttError> {
+    let Some((host, port)) = config.broker()? else {
+        return Ok(None);
+    };
+    let exporter = Exporter {
+        hub: hub.clone(),
+        gateway: gateway.clone(),
+        availability: format!("{}/status", config.base_topic),
+        config: config.clone(),
+        acked: 0,
+        sent: 0,
+        inflight: VecDeque::new(),
+        announced: HashSet::new(),
+        units: HashMap::new(),
+    };
+    tracing::info!(broker = %format!("{host}:{port}"), base = %config.base_topic, "exporting telemetry to MQTT");
+    Ok(Some(AbortOnDrop(tokio::spawn(exporter.run(host, port)))))
+}
+
+struct Exporter {
+    hub: Hub,
+    gateway: Gateway,
+    config: MqttConfig,
+    availability: String,
+    /// The last point the broker acknowledged (or skipped past the backlog bound).
+    acked: i64,
+    /// The last point handed to the client.
+    sent: i64,
+    /// Publishes awaiting their acknowledgement, in order: the point each carries.
+    inflight: VecDeque<Option<i64>>,
+    /// (device, key) whose discovery config this session has published.
+    announced: HashSet<(String, String)>,
+    /// (device, key) → the unit its decoder gave, for discovery.
+    units: HashMap<(String, String), &'static str>,
+}
+
+impl Exporter {
+    async fn run(mut self, host: String, port: u16) {
+        let mut committed = self.hub.committed();
+        // What was committed before gattway started is history, not news.
+        self.acked = *committed.borrow();
+        let metrics = self.gateway.metrics().clone();
+        let statuses: Outbox<Frame> = Outbox::new(1024);
+        let mut adverts = self.gateway.advertisements();
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            let (client, mut events) = AsyncClient::new(self.options(&host, port), 1024);
+            self.inflight.clear();
+            self.announced.clear();
+            self.sent = self.acked;
+            let mut connected = false;
+            loop {
+                let last = *committed.borrow();
+                metrics.mqtt_backlog.set(last.saturating_sub(self.acked));
+                if connected {
+                    if let Err(e) = self.fill(&client, last).await {
+                        tracing::warn!(error = %e, "MQTT export: the session ends");
+                        break;
+                    }
+                }
+                let caught_up = self.sent >= last;
+                tokio::select! {
+                    event = events.poll() => match event {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            tracing::info!(broker = %format!("{host}:{port}"), "MQTT connected");
+                            connected = true;
+                            backoff = Duration::from_millis(250);
+                            metrics.mqtt_connected.set(1);
+                            if self.session_start(&client).is_err() {
+                                break;
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::PubAck(_))) => {
+                            if let Some(Some(id)) = self.inflight.pop_front() {
+                                self.acked = self.acked.max(id);
+                                metrics.mqtt_published.inc();
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            self.command(&p.topic, &p.payload, &statuses).await;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, retry_in = ?backoff, "MQTT broker unreachable");
+                            break;
+                        }
+                    },
+                    _ = committed.changed(), if caught_up && connected => {}
+                    frame = statuses.next(), if connected => {
+                        if self.status(&client, &frame).is_err() {
+                            break;
+                        }
+                    }
+                    heard = adverts.recv() => match heard {
+                        Ok(h) => {
+                            for r in &h.device.readings {
+                                if let Some(unit) = r.unit {
+                                    self.units.insert((h.advert.id.to_string(), r.key.clone()), unit);
+                                }
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => adverts = broadcast::channel(1).1,
+                    },
+                }
+            }
+            metrics.mqtt_connected.set(0);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    fn options(&self, host: &str, port: u16) -> MqttOptions {
+        let mut o = MqttOptions::new(&self.config.client_id, host, port);
+        o.set_keep_alive(Duration::from_secs(15));
+        o.set_clean_session(true);
+        o.set_last_will(LastWill::new(
+            &self.availability,
+            "offline",
+            QoS::AtLeastOnce,
+            true,
+        ));
+        if !self.config.username.is_empty() {
+            o.set_credentials(&self.config.username, &self.config.password);
+        }
+        o
+    }
+
+    fn names(&self) -> Names {
+        Names {
+            prefix: self.config.discovery_prefix.clone(),
+            base: self.config.base_topic.clone(),
+            gateway_id: format!("gattway_{}", discovery::slug(&self.config.client_id)),
+            availability: self.availability.clone(),
+        }
+    }
+
+    /// Publishes `payload` at QoS 1 and remembers what it carries.
+    fn publish(
+        &mut self,
+        client: &AsyncClient,
+        topic: String,
+        payload: Vec<u8>,
+        retain: bool,
+        point: Option<i64>,
+    ) -> Result<(), rumqttc::ClientError> {
+        client.try_publish(topic, QoS::AtLeastOnce, retain, payload)?;
+        self.inflight.push_back(point);
+        Ok(())
+    }
+
+    /// A new session: gattway is online, and listens for commands.
+    fn session_start(&mut self, client: &AsyncClient) -> Result<(), rumqttc::ClientError> {
+        let topic = self.availability.clone();
+        self.publish(client, topic, b"online".to_vec(), true, None)?;
+        if !self.config.discovery_prefix.is_empty() {
+            // The gateway is a device too (each sensor's `via_device`), with its
+            // connectivity as an entity.
+            let a = discovery::gateway(&self.names(), &self.config.client_id);
+            self.publish(client, a.topic, a.config.to_string().into_bytes(), true, None)?;
+        }
+        if self.config.commands {
+            client.try_subscribe(
+                format!("{}/+/command/+", self.config.base_topic),
+                QoS::AtLeastOnce,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Sends committed points the broker has not had, up to the window.
+    async fn fill(&mut self, client: &AsyncClient, last: i64) -> Result<(), String> {
+        let behind = last.saturating_sub(self.acked);
+        let bound = self.config.max_backlog as i64;
+        if behind > bound {
+            let skipped = behind - bound;
+            tracing::warn!(
+                skipped,
+                "MQTT export backlog over mqtt.max_backlog: the oldest points are skipped"
+            );
+            self.gateway.metrics().mqtt_dropped.inc_by(skipped as u64);
+            self.acked = last - bound;
+            self.sent = self.sent.max(self.acked);
+        }
+        while self.inflight.len() < WINDOW && self.sent < last {
+            let query = PointQuery {
+                after_id: Some(self.sent),
+                up_to_id: Some(last),
+                limit: (WINDOW - self.inflight.len()) as u32,
+                ..Default::default()
+            };
+            let points = self.hub.store().points(&query).await.map_err(|e| e.to_string())?;
+            if points.is_empty() {
+                // Gone (retention) or never there: nothing up to `last` to send.
+                self.sent = last;
+                break;
+            }
+            for p in points {
+                self.point(client, &p).map_err(|e| e.to_string())?;
+                self.sent = p.id;
+            }
+        }
+        Ok(())
+    }
+
+    /// One point: its discovery config the first time its key is seen this
+    /// session, then its value.
+    fn point(&mut self, client: &AsyncClient, p: &StoredPoint) -> Result<(), rumqttc::ClientError> {
+        let base = self.config.base_topic.clone();
+        if !self.config.discovery_prefix.is_empty()
+            && !self.announced.contains(&(p.device.clone(), p.key.clone()))
+        {
+            let unit = self.units.get(&(p.device.clone(), p.key.clone())).copied();
+            if let Some(entity) = discovery::entity(&p.key, &p.value, unit) {
+                let name = self
+                    .gateway
+                    .name_of(&crate::ble::DeviceId::new(&p.device))
+                    .unwrap_or_else(|| p.device.clone());
+                let a = discovery::announce(&self.names(), &p.device, &name, &p.key, &entity);
+                self.publish(client, a.topic, a.config.to_string().into_bytes(), true, None)?;
+            }
+            self.announced.insert((p.device.clone(), p.key.clone()));
+        }
+        let payload = match &p.value {
+            Value::String(s) => s.clone().into_bytes(),
+            v => v.to_string().into_bytes(),
+        };
+        self.publish(
+            client,
+            format!("{base}/{}/{}", p.device, p.key),
+            payload,
+            false,
+            Some(p.id),
+        )
+    }
+
+    /// A command from `<base>/<device>/command/<name>`, routed as a hub command.
+    async fn command(&mut self, topic: &str, payload: &[u8], statuses: &Outbox<Frame>) {
+        let Some(rest) = topic.strip_prefix(&format!("{}/", self.config.base_topic)) else {
+            return;
+        };
+        let mut parts = rest.rsplitn(3, '/');
+        let (Some(name), Some("command"), Some(device)) = (parts.next(), parts.next(), parts.next()) else {
+            return;
+        };
+        let params = match payload {
+            [] => Ok(None),
+            bytes => serde_json::from_slice::<Value>(bytes).map(Some),
+        };
+        let refused = |message: String| json!({"type": "command_status", "device": device, "name": name, "status": "rejected", "error": message});
+        let record = params
+            .map_err(|e| format!("params are not JSON: {e}"))
+            .and_then(|params| {
+                CommandRequest {
+                    device: device.to_string(),
+                    name: name.to_string(),
+                    params,
+                    timeout: None,
+                    priority: None,
+                    ttl: None,
+                }
+                .into_record(self.hub.config(), Some(format!("mqtt:{}", self.config.client_id)))
+                .map_err(|f| f.message)
+            });
+        let result = match record {
+            Ok(record) => self
+                .hub
+                .commands()
+                .submit(record, Some(statuses.clone()))
+                .await
+                .map_err(|f| f.message),
+            Err(e) => Err(e),
+        };
+        if let Err(message) = result {
+            statuses.event(crate::hub::protocol::frame(&refused(message)));
+        }
+    }
+
+    /// A command's status, to `<base>/<device>/command/<name>/status`.
+    fn status(&mut self, client: &AsyncClient, frame: &Frame) -> Result<(), rumqttc::ClientError> {
+        let Ok(v) = serde_json::from_str::<Value>(frame.as_str()) else {
+            return Ok(());
+        };
+        let (Some(device), Some(name)) = (v["device"].as_str(), v["name"].as_str()) else {
+            return Ok(());
+        };
+        let topic = format!("{}/{device}/command/{name}/status", self.config.base_topic);
+        self.publish(client, topic, frame.as_bytes().to_vec(), false, None)
+    }
+}

@@ -1,0 +1,414 @@
+//! MQTT export against the real Mosquitto: a simulated BTHome sensor reaches Home
+//! Assistant's side (discovery configs and states equal to HA's own decoder's
+//! reading of the same bytes), commands come from MQTT and their status goes back,
+//! and a broker restart mid-stream loses nothing the hub acknowledged.
+//!
+//! The shared broker is 127.0.0.1:1883 (`.ci/run` starts it); each test uses its
+//! own topics. The restart test runs a private Mosquitto, with persistence, on a
+//! free port.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{hub_config, rig, start_hub_server, within, JsonWs, BTHOME};
+use gattway::mqtt::MqttConfig;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+/// Topics of their own for each test, so tests (and runs) never see each other's.
+fn unique(what: &str) -> String {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("gattway-test-{}-{what}-{n}", std::process::id())
+}
+
+/// An MQTT subscriber: (topic, payload) of everything under `filters`.
+async fn subscriber(
+    port: u16,
+    id: &str,
+    filters: &[String],
+    clean: bool,
+) -> (AsyncClient, mpsc::UnboundedReceiver<(String, String)>) {
+    let mut options = MqttOptions::new(id, "127.0.0.1", port);
+    options.set_clean_session(clean);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut events) = AsyncClient::new(options, 100);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (subscribed_tx, subscribed) = tokio::sync::oneshot::channel();
+    let topics = filters.to_vec();
+    let sub = client.clone();
+    tokio::spawn(async move {
+        let mut subscribed_tx = Some(subscribed_tx);
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    for t in &topics {
+                        let _ = sub.subscribe(t, QoS::AtLeastOnce).await;
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    if let Some(s) = subscribed_tx.take() {
+                        let _ = s.send(());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let _ = tx.send((p.topic, String::from_utf8_lossy(&p.payload).into_owned()));
+                }
+                Ok(_) => {}
+                // The broker restarts in one test: keep polling, rumqttc reconnects.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    within("the subscription", subscribed).await.unwrap();
+    (client, rx)
+}
+
+/// Home Assistant's reading of a BTHome payload (`bthome-ble`).
+fn reference_readings(payload_hex: &str) -> serde_json::Map<String, Value> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(common::reference::python())
+        .arg(common::reference::script("bthome_ref.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{payload_hex}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let line = String::from_utf8(out.stdout).unwrap();
+    serde_json::from_str::<Value>(line.trim())
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .clone()
+}
+
+/// Starts the export of `hub` to the broker on `port`, under `base` (and
+/// discovery under `prefix`, when not empty).
+fn start_export(
+    hub: &gattway::hub::Hub,
+    gateway: &gattway::gateway::Gateway,
+    port: u16,
+    base: &str,
+    prefix: &str,
+) -> (MqttConfig, gattway::sync::AbortOnDrop) {
+    let config = MqttConfig {
+        url: format!("mqtt://127.0.0.1:{port}"),
+        client_id: unique("gw"),
+        base_topic: base.to_string(),
+        discovery_prefix: prefix.to_string(),
+        ..Default::default()
+    };
+    let export = gattway::mqtt::spawn(hub, gateway, &config)
+        .unwrap()
+        .expect("export on");
+    (config, export)
+}
+
+/// A hub device on `server`, past its hello.
+async fn hub_device(server: &common::Server, id: &str) -> JsonWs {
+    let mut device = JsonWs::connect(&format!("ws://{}/hub?device={id}", server.addr)).await;
+    device.next().await;
+    device
+}
+
+fn db(name: &str) -> String {
+    let path = std::env::temp_dir().join(format!("gattway-mqtt-{name}-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    format!("sqlite://{}", path.display())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_bthome_sensor_reaches_home_assistant_through_mosquitto() {
+    let rig = rig();
+    let hub_cfg = gattway::hub::HubConfig {
+        advert_feed: true,
+        ..hub_config()
+    };
+    let (server, hub) = start_hub_server(&rig.gateway, &db("bthome"), hub_cfg, Default::default()).await;
+    let (base, prefix) = (unique("base"), unique("ha"));
+    let (_sub, mut messages) = subscriber(
+        1883,
+        &unique("sub"),
+        &[format!("{base}/#"), format!("{prefix}/#")],
+        true,
+    )
+    .await;
+    let (config, _export) = start_export(&hub, &rig.gateway, 1883, &base, &prefix);
+
+    // One packet the thermometer broadcasts, as Home Assistant reads it.
+    let mut adverts = rig.gateway.advertisements();
+    let payload = within("a BTHome advert", async {
+        loop {
+            let h = adverts.recv().await.unwrap();
+            if h.advert.id.as_str() == BTHOME {
+                return hex::encode(h.advert.service_data.values().next().unwrap());
+            }
+        }
+    })
+    .await;
+    let reference = tokio::task::spawn_blocking(move || reference_readings(&payload))
+        .await
+        .unwrap();
+    let packet = reference["packet_id"].as_f64().unwrap();
+
+    // Home Assistant's side: the configs, then that packet's states.
+    let state = |key: &str| format!("{base}/{BTHOME}/{key}");
+    let config_topic =
+        format!("{prefix}/sensor/gattway_C0_FF_EE_00_00_07/temperature/config").replace("07", "06");
+    let mut configs: HashMap<String, Value> = HashMap::new();
+    let mut states: HashMap<String, String> = HashMap::new();
+    let mut in_packet = false;
+    within("the packet's states over MQTT", async {
+        while let Some((topic, payload)) = messages.recv().await {
+            if topic.ends_with("/config") {
+                configs.insert(topic, serde_json::from_str(&payload).unwrap());
+                continue;
+            }
+            if topic == state("packet_id") {
+                in_packet = payload.parse::<f64>().ok() == Some(packet);
+                continue;
+            }
+            if in_packet && topic.starts_with(&state("")) {
+                states.insert(topic.rsplit('/').next().unwrap().to_string(), payload);
+                if ["temperature", "humidity", "battery"]
+                    .iter()
+                    .all(|k| states.contains_key(*k))
+                {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    for key in ["temperature", "humidity", "battery"] {
+        let ours: f64 = states[key].parse().unwrap();
+        let theirs = reference[key].as_f64().unwrap();
+        assert!(
+            (ours - theirs).abs() < 1e-9,
+            "{key}: MQTT {ours}, bthome-ble {theirs}"
+        );
+    }
+    let temperature = &configs[&config_topic];
+    assert_eq!(temperature["device_class"], "temperature");
+    assert_eq!(temperature["unit_of_measurement"], "°C");
+    assert_eq!(temperature["state_class"], "measurement");
+    assert_eq!(temperature["state_topic"], state("temperature"));
+    assert_eq!(temperature["availability_topic"], format!("{base}/status"));
+    assert_eq!(temperature["device"]["name"], "Gattway BTHome");
+    let battery = &configs[&config_topic.replace("temperature", "battery")];
+    assert_eq!(
+        (&battery["device_class"], &battery["unit_of_measurement"]),
+        (&json!("battery"), &json!("%"))
+    );
+    // The gateway itself, its sensors' via_device, with its availability.
+    let gateway_id = format!("gattway_{}", config.client_id);
+    assert_eq!(temperature["device"]["via_device"], gateway_id);
+    assert!(
+        configs.contains_key(&format!(
+            "{prefix}/binary_sensor/{gateway_id}/connectivity/config"
+        )),
+        "{:?}",
+        configs.keys()
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_from_mqtt_reach_the_device_and_their_status_comes_back() {
+    let rig = rig();
+    let (server, hub) =
+        start_hub_server(&rig.gateway, &db("commands"), hub_config(), Default::default()).await;
+    let base = unique("base");
+    let (publisher, mut messages) = subscriber(
+        1883,
+        &unique("sub"),
+        &[format!("{base}/+/command/+/status")],
+        true,
+    )
+    .await;
+    let _export = start_export(&hub, &rig.gateway, 1883, &base, "");
+    let mut device = hub_device(&server, "dev-9").await;
+    // The exporter subscribes once connected: publish until the command arrives.
+    let command = within("the command at the device", async {
+        loop {
+            publisher
+                .publish(
+                    format!("{base}/dev-9/command/reboot"),
+                    QoS::AtLeastOnce,
+                    false,
+                    r#"{"delay": 2}"#,
+                )
+                .await
+                .unwrap();
+            if let Ok(c) = tokio::time::timeout(Duration::from_millis(500), device.next_of("command")).await {
+                return c;
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        (&command["name"], &command["params"]),
+        (&json!("reboot"), &json!({"delay": 2}))
+    );
+    device
+        .send(json!({"type": "command_result", "command_id": command["command_id"], "status": "succeeded", "result": {"uptime": 0}}))
+        .await;
+    let status_topic = format!("{base}/dev-9/command/reboot/status");
+    let final_status = within("the final status over MQTT", async {
+        loop {
+            let (topic, payload) = messages.recv().await.unwrap();
+            let v: Value = serde_json::from_str(&payload).unwrap();
+            if topic == status_topic && v["command_id"] == command["command_id"] && v["status"] == "succeeded"
+            {
+                return v;
+            }
+        }
+    })
+    .await;
+    assert_eq!(final_status["result"], json!({"uptime": 0}));
+
+    // Params that are not JSON: refused, and said so where the status goes.
+    publisher
+        .publish(
+            format!("{base}/dev-9/command/reboot"),
+            QoS::AtLeastOnce,
+            false,
+            "{not json",
+        )
+        .await
+        .unwrap();
+    let refused = within("the refusal", async {
+        loop {
+            let (_, payload) = messages.recv().await.unwrap();
+            let v: Value = serde_json::from_str(&payload).unwrap();
+            if v["status"] == "rejected" {
+                return v;
+            }
+        }
+    })
+    .await;
+    assert!(
+        refused["error"].as_str().unwrap().contains("not JSON"),
+        "{refused}"
+    );
+    server.stop().await;
+}
+
+/// A private Mosquitto that keeps sessions across restarts.
+struct Broker {
+    child: Option<tokio::process::Child>,
+    port: u16,
+    conf: std::path::PathBuf,
+}
+
+impl Broker {
+    async fn start(dir: &std::path::Path) -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let mut b = Broker {
+            child: None,
+            port,
+            conf,
+        };
+        b.run().await;
+        b
+    }
+
+    async fn run(&mut self) {
+        let binary = ["/usr/sbin/mosquitto", "mosquitto"]
+            .into_iter()
+            .find(|b| std::path::Path::new(b).exists())
+            .unwrap_or("mosquitto");
+        self.child = Some(
+            tokio::process::Command::new(binary)
+                .arg("-c")
+                .arg(&self.conf)
+                .kill_on_drop(true)
+                .spawn()
+                .expect("mosquitto (apt install mosquitto)"),
+        );
+        let port = self.port;
+        within("mosquitto to listen", async {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+
+    /// SIGTERM (it saves its sessions), then started again on the same port.
+    async fn restart(&mut self) {
+        let mut child = self.child.take().unwrap();
+        let pid = child.id().unwrap().to_string();
+        tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        within("mosquitto to stop", child.wait()).await.unwrap();
+        self.run().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_stream_loses_nothing_the_hub_acknowledged() {
+    let dir = std::env::temp_dir().join(unique("broker"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut broker = Broker::start(&dir).await;
+    let rig = rig();
+    let (server, hub) =
+        start_hub_server(&rig.gateway, &db("restart"), hub_config(), Default::default()).await;
+    let base = unique("base");
+    // A subscriber whose session the broker keeps (QoS 1, not clean).
+    let (_sub, mut messages) =
+        subscriber(broker.port, &unique("sub"), &[format!("{base}/counter/n")], false).await;
+    let _export = start_export(&hub, &rig.gateway, broker.port, &base, "");
+    let mut device = hub_device(&server, "counter").await;
+    const N: i64 = 300;
+    let mut received = std::collections::BTreeSet::new();
+    for i in 1..=N {
+        device
+            .send(json!({"type": "telemetry", "seq": i, "points": [{"key": "n", "value": i}]}))
+            .await;
+        assert_eq!(device.next_of("telemetry_ack").await["seq"], i, "acknowledged");
+        if i == N / 3 {
+            // Some of the stream has reached the subscriber; the broker goes away
+            // and comes back while the device keeps sending.
+            within("the first third at the subscriber", async {
+                while received.len() < 10 {
+                    let (_, v) = messages.recv().await.unwrap();
+                    received.insert(v.parse::<i64>().unwrap());
+                }
+            })
+            .await;
+            broker.restart().await;
+        }
+    }
+    within("every acknowledged point at the subscriber", async {
+        while received.len() < N as usize {
+            let (_, v) = messages.recv().await.unwrap();
+            received.insert(v.parse::<i64>().unwrap());
+        }
+    })
+    .await;
+    assert_eq!(received, (1..=N).collect());
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
