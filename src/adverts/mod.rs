@@ -2,8 +2,18 @@
 //! has its own file; every decoder gives the keys and values Home Assistant's own
 //! decoder gives for the same bytes (the reference tests check it), so a reading
 //! means the same thing in gattway as in Home Assistant.
+//!
+//! - `bthome.rs`: BTHome v2, plain and encrypted (service data 0xFCD2).
+//! - `ruuvi.rs`: RuuviTag RAWv2 (manufacturer data 0x0499, format 5).
+//! - `govee.rs`: Govee H5072/H5075 (manufacturer data 0xEC88).
+//! - `atc.rs`: Xiaomi thermometers on atc1441/pvvx firmware (service data 0x181A).
+//! - `beacons.rs`: iBeacon and Eddystone, as presence.
 
+pub mod atc;
+pub mod beacons;
 pub mod bthome;
+pub mod govee;
+pub mod ruuvi;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -69,6 +79,21 @@ impl Keys {
     /// Every reading an advertisement carries in a format gattway reads; none when
     /// it carries none, or cannot be read (its raw data stays in the advertisement).
     pub fn decode(&self, adv: &Advertisement) -> Vec<Reading> {
+        let mut readings = self.bthome(adv);
+        let service = |uuid| adv.service_data.get(&uuid).map(Vec::as_slice);
+        let company = |id| adv.manufacturer_data.get(&id).map(Vec::as_slice);
+        let vendor = [
+            service(atc::SERVICE).and_then(atc::decode),
+            company(ruuvi::COMPANY).and_then(ruuvi::decode),
+            company(govee::COMPANY).and_then(govee::decode),
+            company(beacons::APPLE).and_then(beacons::ibeacon),
+            service(beacons::EDDYSTONE).and_then(beacons::eddystone),
+        ];
+        readings.extend(vendor.into_iter().flatten().flatten());
+        readings
+    }
+
+    fn bthome(&self, adv: &Advertisement) -> Vec<Reading> {
         let Some(data) = adv.service_data.get(&bthome::SERVICE) else {
             return Vec::new();
         };
@@ -101,6 +126,12 @@ impl Keys {
     }
 }
 
+/// `round(v, digits)` as Python rounds: to the nearest, ties to even, on the exact
+/// binary value (Home Assistant's decoders round so; formatting rounds the same).
+pub(crate) fn py_round(v: f64, digits: usize) -> f64 {
+    format!("{v:.digits$}").parse().unwrap_or(v)
+}
+
 /// An address's six bytes, most significant first; `None` when it is not one.
 fn address(s: &str) -> Option<[u8; 6]> {
     let bytes: Vec<u8> = s
@@ -120,6 +151,16 @@ pub struct Reading {
     pub value: Value,
     /// The unit, when the value has one.
     pub unit: Option<&'static str>,
+}
+
+impl Reading {
+    pub fn new(key: &str, value: Value, unit: Option<&'static str>) -> Reading {
+        Reading {
+            key: key.to_string(),
+            value,
+            unit,
+        }
+    }
 }
 
 #[cfg(test)]

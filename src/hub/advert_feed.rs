@@ -1,5 +1,6 @@
 //! Advertisements as telemetry: sensors that only broadcast (BTHome thermometers,
-//! door contacts) become hub devices like any other. The hub keeps a scan running,
+//! door contacts, RuuviTags, Govee hygrometers, beacons) become hub devices like
+//! any other. The hub keeps a scan running,
 //! decodes what each advertisement says (`crate::adverts`) and stores a device's
 //! readings as its telemetry whenever its payload changes: a sensor repeats one
 //! packet many times, and each packet is stored once.
@@ -54,7 +55,15 @@ async fn run(gateway: Gateway, hub: Weak<Inner>) {
                 if readings.is_empty() {
                     continue;
                 }
-                let payload = adv.service_data.values().flatten().copied().collect::<Vec<u8>>();
+                // What the readings came from: service data (BTHome, pvvx) or
+                // manufacturer data (Ruuvi, Govee, iBeacon).
+                let payload = adv
+                    .service_data
+                    .values()
+                    .chain(adv.manufacturer_data.values())
+                    .flatten()
+                    .copied()
+                    .collect::<Vec<u8>>();
                 if last.get(&adv.id) == Some(&payload) {
                     continue;
                 }

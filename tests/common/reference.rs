@@ -1,6 +1,6 @@
 //! Home Assistant's own Python code as the reference: a venv this harness makes
 //! once (kept in the build cache's folder) with pinned PyPI releases of its
-//! decoders and its ESPHome client.
+//! decoders (BTHome, RuuviTag, Govee) and its ESPHome client.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -10,6 +10,8 @@ use std::sync::Mutex;
 const PACKAGES: &[(&str, &str)] = &[
     ("bthome_ble", "bthome-ble==3.25.0"),
     ("aioesphomeapi", "aioesphomeapi==46.23.0"),
+    ("ruuvitag_ble", "ruuvitag-ble==0.4.0"),
+    ("govee_ble", "govee-ble==1.5.2"),
 ];
 
 /// Tests of one binary run in parallel; one of them makes the venv.
