@@ -101,6 +101,8 @@ fn start_export(
         client_id: unique("gw"),
         base_topic: base.to_string(),
         discovery_prefix: prefix.to_string(),
+        // Theengs-style JSON under the base topic's name, so tests stay apart.
+        theengs_gateway: base.to_string(),
         ..Default::default()
     };
     let export = gattway::mqtt::spawn(hub, gateway, &config)
@@ -134,7 +136,11 @@ async fn a_simulated_bthome_sensor_reaches_home_assistant_through_mosquitto() {
     let (_sub, mut messages) = subscriber(
         1883,
         &unique("sub"),
-        &[format!("{base}/#"), format!("{prefix}/#")],
+        &[
+            format!("{base}/#"),
+            format!("{prefix}/#"),
+            format!("home/{base}/BTtoMQTT/#"),
+        ],
         true,
     )
     .await;
@@ -163,24 +169,26 @@ async fn a_simulated_bthome_sensor_reaches_home_assistant_through_mosquitto() {
     let mut configs: HashMap<String, Value> = HashMap::new();
     let mut states: HashMap<String, String> = HashMap::new();
     let mut in_packet = false;
+    let mut theengs: Option<Value> = None;
     within("the packet's states over MQTT", async {
         while let Some((topic, payload)) = messages.recv().await {
-            if topic.ends_with("/config") {
-                configs.insert(topic, serde_json::from_str(&payload).unwrap());
-                continue;
-            }
-            if topic == state("packet_id") {
-                in_packet = payload.parse::<f64>().ok() == Some(packet);
-                continue;
-            }
-            if in_packet && topic.starts_with(&state("")) {
-                states.insert(topic.rsplit('/').next().unwrap().to_string(), payload);
-                if ["temperature", "humidity", "battery"]
-                    .iter()
-                    .all(|k| states.contains_key(*k))
-                {
-                    return;
+            if topic == format!("home/{base}/BTtoMQTT/C0FFEE000006") {
+                let m: Value = serde_json::from_str(&payload).unwrap();
+                if m["packet_id"].as_f64() == Some(packet) {
+                    theengs = Some(m);
                 }
+            } else if topic.ends_with("/config") {
+                configs.insert(topic, serde_json::from_str(&payload).unwrap());
+            } else if topic == state("packet_id") {
+                in_packet = payload.parse::<f64>().ok() == Some(packet);
+            } else if in_packet && topic.starts_with(&state("")) {
+                states.insert(topic.rsplit('/').next().unwrap().to_string(), payload);
+            }
+            let complete = ["temperature", "humidity", "battery"]
+                .iter()
+                .all(|k| states.contains_key(*k));
+            if complete && theengs.is_some() {
+                return;
             }
         }
     })
@@ -193,6 +201,12 @@ async fn a_simulated_bthome_sensor_reaches_home_assistant_through_mosquitto() {
             "{key}: MQTT {ours}, bthome-ble {theirs}"
         );
     }
+    // The same packet in Theengs' words.
+    let theengs = theengs.unwrap();
+    assert_eq!(theengs["id"], BTHOME);
+    assert_eq!(theengs["tempc"].as_f64(), reference["temperature"].as_f64());
+    assert_eq!(theengs["hum"].as_f64(), reference["humidity"].as_f64());
+    assert_eq!(theengs["batt"].as_f64(), reference["battery"].as_f64());
     let temperature = &configs[&config_topic];
     assert_eq!(temperature["device_class"], "temperature");
     assert_eq!(temperature["unit_of_measurement"], "°C");

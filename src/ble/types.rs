@@ -140,6 +140,18 @@ pub struct Advertisement {
     pub service_data: BTreeMap<Uuid, Vec<u8>>,
 }
 
+impl Advertisement {
+    /// The data a sensor speaks in (service data, then manufacturer data, in one
+    /// run): what tells one of its packets from the next, as it repeats each.
+    pub fn payload(&self) -> Vec<u8> {
+        (self.service_data.values())
+            .chain(self.manufacturer_data.values())
+            .flatten()
+            .copied()
+            .collect()
+    }
+}
+
 /// What a scan is looking for. Empty fields match everything.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScanFilter {

@@ -55,15 +55,7 @@ async fn run(gateway: Gateway, hub: Weak<Inner>) {
                 if readings.is_empty() {
                     continue;
                 }
-                // What the readings came from: service data (BTHome, pvvx) or
-                // manufacturer data (Ruuvi, Govee, iBeacon).
-                let payload = adv
-                    .service_data
-                    .values()
-                    .chain(adv.manufacturer_data.values())
-                    .flatten()
-                    .copied()
-                    .collect::<Vec<u8>>();
+                let payload = adv.payload();
                 if last.get(&adv.id) == Some(&payload) {
                     continue;
                 }

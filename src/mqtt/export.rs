@@ -38,6 +38,7 @@ pub fn spawn(hub: &Hub, gateway: &Gateway, config: &MqttConfig) -> Result<Option
         inflight: VecDeque::new(),
         announced: HashSet::new(),
         units: HashMap::new(),
+        theengs_last: HashMap::new(),
     };
     tracing::info!(broker = %format!("{host}:{port}"), base = %config.base_topic, "exporting telemetry to MQTT");
     Ok(Some(AbortOnDrop(tokio::spawn(exporter.run(host, port)))))
@@ -58,6 +59,8 @@ struct Exporter {
     announced: HashSet<(String, String)>,
     /// (device, key) → the unit its decoder gave, for discovery.
     units: HashMap<(String, String), &'static str>,
+    /// Each device's last payload sent as Theengs JSON.
+    theengs_last: HashMap<crate::ble::DeviceId, Vec<u8>>,
 }
 
 impl Exporter {
@@ -123,6 +126,9 @@ impl Exporter {
                                 if let Some(unit) = r.unit {
                                     self.units.insert((h.advert.id.to_string(), r.key.clone()), unit);
                                 }
+                            }
+                            if connected && self.theengs(&client, &h).is_err() {
+                                break;
                             }
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => {}
@@ -258,6 +264,31 @@ impl Exporter {
             false,
             Some(p.id),
         )
+    }
+
+    /// The advertisement as Theengs-style JSON, when enabled and when its payload
+    /// is new (a sensor repeats each packet).
+    fn theengs(
+        &mut self,
+        client: &AsyncClient,
+        heard: &crate::gateway::Heard,
+    ) -> Result<(), rumqttc::ClientError> {
+        if self.config.theengs_gateway.is_empty() {
+            return Ok(());
+        }
+        let Some((mac, message)) = super::theengs::message(heard) else {
+            return Ok(());
+        };
+        let payload = heard.advert.payload();
+        if self.theengs_last.get(&heard.advert.id) == Some(&payload) {
+            return Ok(());
+        }
+        if self.theengs_last.len() >= 4096 {
+            self.theengs_last.clear();
+        }
+        self.theengs_last.insert(heard.advert.id.clone(), payload);
+        let topic = format!("home/{}/BTtoMQTT/{mac}", self.config.theengs_gateway);
+        self.publish(client, topic, message.to_string().into_bytes(), false, None)
     }
 
     /// A command from `<base>/<device>/command/<name>`, routed as a hub command.

@@ -12,9 +12,11 @@
 //!
 //! - `export.rs`: the session with the broker and the store-following loop.
 //! - `discovery.rs`: what each key is in Home Assistant, and its config.
+//! - `theengs.rs`: Theengs/OpenMQTTGateway-style JSON of each advertisement.
 
 mod discovery;
 mod export;
+mod theengs;
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +38,9 @@ pub struct MqttConfig {
     pub discovery_prefix: String,
     /// Commands from `<base_topic>/<device>/command/<name>`.
     pub commands: bool,
+    /// Theengs/OpenMQTTGateway-style JSON of each decoded advertisement on
+    /// `home/<theengs_gateway>/BTtoMQTT/<MAC>`; empty (the default): none.
+    pub theengs_gateway: String,
     /// Points waiting for the broker (committed, not yet acknowledged) beyond which
     /// the oldest are skipped, and counted (`gattway_mqtt_dropped_total`).
     pub max_backlog: u64,
@@ -51,6 +56,7 @@ impl Default for MqttConfig {
             base_topic: "gattway".into(),
             discovery_prefix: "homeassistant".into(),
             commands: true,
+            theengs_gateway: String::new(),
             max_backlog: 1_000_000,
         }
     }
