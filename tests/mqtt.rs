@@ -164,8 +164,7 @@ async fn a_simulated_bthome_sensor_reaches_home_assistant_through_mosquitto() {
 
     // Home Assistant's side: the configs, then that packet's states.
     let state = |key: &str| format!("{base}/{BTHOME}/{key}");
-    let config_topic =
-        format!("{prefix}/sensor/gattway_C0_FF_EE_00_00_07/temperature/config").replace("07", "06");
+    let config_topic = format!("{prefix}/sensor/gattway_C0_FF_EE_00_00_06/temperature/config");
     let mut configs: HashMap<String, Value> = HashMap::new();
     let mut states: HashMap<String, String> = HashMap::new();
     let mut in_packet = false;
@@ -187,7 +186,10 @@ async fn a_simulated_bthome_sensor_reaches_home_assistant_through_mosquitto() {
             let complete = ["temperature", "humidity", "battery"]
                 .iter()
                 .all(|k| states.contains_key(*k));
-            if complete && theengs.is_some() {
+            let announced = [&config_topic, &config_topic.replace("temperature", "battery")]
+                .iter()
+                .all(|t| configs.contains_key(*t));
+            if complete && announced && theengs.is_some() {
                 return;
             }
         }
@@ -317,28 +319,105 @@ async fn commands_from_mqtt_reach_the_device_and_their_status_comes_back() {
 struct Broker {
     child: Option<tokio::process::Child>,
     port: u16,
+    /// A TLS listener too, with a certificate for 127.0.0.1 signed by `dir/ca.pem`.
+    tls_port: Option<u16>,
     conf: std::path::PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A CA (`ca.pem`) and a server certificate for 127.0.0.1 it signs, in `dir`.
+fn make_certificates(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let ok = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=gattway test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+    ]);
 }
 
 impl Broker {
     async fn start(dir: &std::path::Path) -> Broker {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        Self::start_with(dir, false).await
+    }
+
+    async fn start_with(dir: &std::path::Path, tls: bool) -> Broker {
+        let port = free_port();
         let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n",
-                dir.display()
-            ),
-        )
-        .unwrap();
+        let mut text = format!(
+            // `user root`: run as root, mosquitto would switch to its own user, who
+            // cannot read this test's files.
+            "user root\nper_listener_settings false\nallow_anonymous true\npersistence true\npersistence_location {}/\nlistener {port} 127.0.0.1\n",
+            dir.display()
+        );
+        let tls_port = tls.then(|| {
+            make_certificates(dir);
+            let p = free_port();
+            let d = dir.display();
+            text.push_str(&format!(
+                "listener {p} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n"
+            ));
+            p
+        });
+        std::fs::write(&conf, text).unwrap();
         let mut b = Broker {
             child: None,
             port,
+            tls_port,
             conf,
         };
         b.run().await;
@@ -358,13 +437,14 @@ impl Broker {
                 .spawn()
                 .expect("mosquitto (apt install mosquitto)"),
         );
-        let port = self.port;
-        within("mosquitto to listen", async {
-            while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-        .await;
+        for port in [Some(self.port), self.tls_port].into_iter().flatten() {
+            within("mosquitto to listen", async {
+                while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+            .await;
+        }
     }
 
     /// SIGTERM (it saves its sessions), then started again on the same port.
@@ -423,6 +503,48 @@ async fn a_broker_restart_mid_stream_loses_nothing_the_hub_acknowledged() {
     })
     .await;
     assert_eq!(received, (1..=N).collect());
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_goes_to_a_tls_broker_trusting_the_configured_ca() {
+    let dir = std::env::temp_dir().join(unique("tls"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let broker = Broker::start_with(&dir, true).await;
+    let rig = rig();
+    let (server, hub) = start_hub_server(&rig.gateway, &db("tls"), hub_config(), Default::default()).await;
+    let base = unique("base");
+    // The subscriber reads on the broker's plain listener; gattway writes over TLS.
+    let (_sub, mut messages) =
+        subscriber(broker.port, &unique("sub"), &[format!("{base}/sensor/t")], true).await;
+    let config = MqttConfig {
+        url: format!("mqtts://127.0.0.1:{}", broker.tls_port.unwrap()),
+        ca_file: dir.join("ca.pem").display().to_string(),
+        client_id: unique("gw"),
+        base_topic: base.clone(),
+        discovery_prefix: String::new(),
+        ..Default::default()
+    };
+    let _export = gattway::mqtt::spawn(&hub, &rig.gateway, &config)
+        .unwrap()
+        .expect("export on");
+    let mut device = hub_device(&server, "sensor").await;
+    device
+        .send(json!({"type": "telemetry", "seq": 1, "points": [{"key": "t", "value": 21.5}]}))
+        .await;
+    device.next_of("telemetry_ack").await;
+    let (_, value) = within("the point over TLS", messages.recv()).await.unwrap();
+    assert_eq!(value, "21.5");
+    // A CA file that is not one is refused at start, saying which.
+    let bad = MqttConfig {
+        ca_file: dir.join("mosquitto.conf").display().to_string(),
+        ..config
+    };
+    let refused = gattway::mqtt::spawn(&hub, &rig.gateway, &bad)
+        .err()
+        .expect("refused");
+    assert!(refused.to_string().contains("mosquitto.conf"), "{refused}");
     server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -19,15 +19,20 @@ use crate::outbox::Outbox;
 use crate::store::{PointQuery, StoredPoint};
 use crate::sync::AbortOnDrop;
 
-/// Points published and not yet acknowledged, at most.
-const WINDOW: usize = 64;
+/// Points published and not yet acknowledged, at most. The store is read again
+/// when half of them are acknowledged, so one query serves many publishes.
+const WINDOW: usize = 512;
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// Starts the export when `mqtt.url` is set.
 pub fn spawn(hub: &Hub, gateway: &Gateway, config: &MqttConfig) -> Result<Option<AbortOnDrop>, MqttError> {
-    let Some((host, port)) = config.broker()? else {
+    let Some(broker) = config.broker()? else {
         return Ok(None);
     };
+    let tls = broker
+        .tls
+        .then(|| super::tls::client_config(&config.ca_file))
+        .transpose()?;
     let exporter = Exporter {
         hub: hub.clone(),
         gateway: gateway.clone(),
@@ -39,9 +44,13 @@ pub fn spawn(hub: &Hub, gateway: &Gateway, config: &MqttConfig) -> Result<Option
         announced: HashSet::new(),
         units: HashMap::new(),
         theengs_last: HashMap::new(),
+        tls,
     };
-    tracing::info!(broker = %format!("{host}:{port}"), base = %config.base_topic, "exporting telemetry to MQTT");
-    Ok(Some(AbortOnDrop(tokio::spawn(exporter.run(host, port)))))
+    tracing::info!(broker = %format!("{}:{}", broker.host, broker.port), tls = broker.tls,
+        base = %config.base_topic, "exporting telemetry to MQTT");
+    Ok(Some(AbortOnDrop(tokio::spawn(
+        exporter.run(broker.host, broker.port),
+    ))))
 }
 
 struct Exporter {
@@ -61,6 +70,8 @@ struct Exporter {
     units: HashMap<(String, String), &'static str>,
     /// Each device's last payload sent as Theengs JSON.
     theengs_last: HashMap<crate::ble::DeviceId, Vec<u8>>,
+    /// `mqtts://`: the TLS settings.
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Exporter {
@@ -73,7 +84,7 @@ impl Exporter {
         let mut adverts = self.gateway.advertisements();
         let mut backoff = Duration::from_millis(250);
         loop {
-            let (client, mut events) = AsyncClient::new(self.options(&host, port), 1024);
+            let (client, mut events) = AsyncClient::new(self.options(&host, port), 2 * WINDOW + 256);
             self.inflight.clear();
             self.announced.clear();
             self.sent = self.acked;
@@ -81,7 +92,7 @@ impl Exporter {
             loop {
                 let last = *committed.borrow();
                 metrics.mqtt_backlog.set(last.saturating_sub(self.acked));
-                if connected {
+                if connected && self.inflight.len() <= WINDOW / 2 {
                     if let Err(e) = self.fill(&client, last).await {
                         tracing::warn!(error = %e, "MQTT export: the session ends");
                         break;
@@ -145,6 +156,8 @@ impl Exporter {
     fn options(&self, host: &str, port: u16) -> MqttOptions {
         let mut o = MqttOptions::new(&self.config.client_id, host, port);
         o.set_keep_alive(Duration::from_secs(15));
+        // The window, and room for discovery configs and command statuses.
+        o.set_inflight((WINDOW + 128) as u16);
         o.set_clean_session(true);
         o.set_last_will(LastWill::new(
             &self.availability,
@@ -152,6 +165,11 @@ impl Exporter {
             QoS::AtLeastOnce,
             true,
         ));
+        if let Some(tls) = &self.tls {
+            o.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(tls.clone()),
+            ));
+        }
         if !self.config.username.is_empty() {
             o.set_credentials(&self.config.username, &self.config.password);
         }

@@ -13,10 +13,12 @@
 //! - `export.rs`: the session with the broker and the store-following loop.
 //! - `discovery.rs`: what each key is in Home Assistant, and its config.
 //! - `theengs.rs`: Theengs/OpenMQTTGateway-style JSON of each advertisement.
+//! - `tls.rs`: `mqtts://`, with the system's roots or `mqtt.ca_file`.
 
 mod discovery;
 mod export;
 mod theengs;
+mod tls;
 
 use serde::{Deserialize, Serialize};
 
@@ -26,8 +28,12 @@ pub use export::spawn;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MqttConfig {
-    /// `mqtt://host:1883`; empty (the default): no export. `GATTWAY_MQTT_URL`.
+    /// `mqtt://host:1883`, or `mqtts://host:8883` for TLS; empty (the default): no
+    /// export. `GATTWAY_MQTT_URL`.
     pub url: String,
+    /// With `mqtts://`: the CA certificate(s) that sign the broker's, PEM; empty:
+    /// the system's roots.
+    pub ca_file: String,
     pub username: String,
     pub password: String,
     /// The client id at the broker (one session per id).
@@ -50,6 +56,7 @@ impl Default for MqttConfig {
     fn default() -> Self {
         MqttConfig {
             url: String::new(),
+            ca_file: String::new(),
             username: String::new(),
             password: String::new(),
             client_id: "gattway".into(),
@@ -64,28 +71,31 @@ impl Default for MqttConfig {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum MqttError {
-    #[error("mqtt.url {0:?}: expected mqtt://host[:port] (TLS, mqtts://, is not built in yet)")]
+    #[error("mqtt.url {0:?}: expected mqtt://host[:port] or mqtts://host[:port]")]
     Url(String),
+    #[error("mqtt TLS: {0}")]
+    Tls(String),
     #[error("mqtt.base_topic {0:?}: a topic without wildcards (+, #), not empty")]
     Topic(String),
 }
 
 impl MqttConfig {
-    /// The broker's host and port, or `None` when export is off.
-    pub fn broker(&self) -> Result<Option<(String, u16)>, MqttError> {
+    /// The broker: host, port and whether it speaks TLS; `None` when export is off.
+    pub fn broker(&self) -> Result<Option<Broker>, MqttError> {
         let url = self.url.trim();
         if url.is_empty() {
             return Ok(None);
         }
         let bad = || MqttError::Url(self.url.clone());
-        let rest = url
-            .strip_prefix("mqtt://")
-            .or_else(|| url.strip_prefix("tcp://"))
-            .ok_or_else(bad)?;
+        let (rest, tls) = match url.split_once("://") {
+            Some(("mqtt" | "tcp", rest)) => (rest, false),
+            Some(("mqtts" | "ssl", rest)) => (rest, true),
+            _ => return Err(bad()),
+        };
         let rest = rest.trim_end_matches('/');
         let (host, port) = match rest.rsplit_once(':') {
             Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
-            None => (rest, 1883),
+            None => (rest, if tls { 8883 } else { 1883 }),
         };
         if host.is_empty() || host.contains(['/', '@', '?']) {
             return Err(bad());
@@ -94,8 +104,20 @@ impl MqttConfig {
         if base.is_empty() || base.contains(['+', '#']) {
             return Err(MqttError::Topic(base.clone()));
         }
-        Ok(Some((host.to_string(), port)))
+        Ok(Some(Broker {
+            host: host.to_string(),
+            port,
+            tls,
+        }))
     }
+}
+
+/// Where the broker is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Broker {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
 }
 
 #[cfg(test)]
@@ -108,17 +130,27 @@ mod tests {
             url: url.into(),
             ..Default::default()
         };
+        let broker = |host: &str, port, tls| {
+            Ok(Some(Broker {
+                host: host.into(),
+                port,
+                tls,
+            }))
+        };
         assert_eq!(MqttConfig::default().broker(), Ok(None));
         assert_eq!(
             with("mqtt://127.0.0.1:1883").broker(),
-            Ok(Some(("127.0.0.1".into(), 1883)))
+            broker("127.0.0.1", 1883, false)
         );
         assert_eq!(
             with("mqtt://broker.lan").broker(),
-            Ok(Some(("broker.lan".into(), 1883)))
+            broker("broker.lan", 1883, false)
+        );
+        assert_eq!(
+            with("mqtts://broker.lan").broker(),
+            broker("broker.lan", 8883, true)
         );
         assert!(matches!(with("http://x").broker(), Err(MqttError::Url(_))));
-        assert!(matches!(with("mqtts://x:8883").broker(), Err(MqttError::Url(_))));
         assert!(matches!(
             with("mqtt://x:notaport").broker(),
             Err(MqttError::Url(_))
