@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use gattway::adverts::{BthomeConfig, KeyConfig, Keys};
+use gattway::adverts::{DeviceKeys, KeyConfig, Keys};
 use gattway::ble::{Advertisement, DeviceId, Uuid};
 
 fn advert(id: &str, service: Option<(u16, &str)>, company: Option<(u16, &str)>) -> Advertisement {
@@ -26,13 +26,13 @@ fn advert(id: &str, service: Option<(u16, &str)>, company: Option<(u16, &str)>) 
 }
 
 fn bench(c: &mut Criterion) {
-    let keys = Keys::new(&BthomeConfig {
+    let bthome = DeviceKeys {
         keys: vec![KeyConfig {
             address: "C0:FF:EE:00:00:07".into(),
             key: "231d39c1d7cc1ab1aee224cd096db932".into(),
         }],
-    })
-    .unwrap();
+    };
+    let keys = Keys::new(&bthome, &DeviceKeys::default()).unwrap();
     // The simulator's encrypted thermometer's first packet.
     let secure = gattway::ble::sim::profiles::bthome_encrypted_thermometer().adverts[0].service_data[0]
         .data

@@ -59,7 +59,10 @@ pub struct Config {
     /// `backend` and `adapter`.
     pub radios: Vec<crate::ble::RadioConfig>,
     /// Keys of devices that encrypt their BTHome adverts (`[[bthome.keys]]`, file only).
-    pub bthome: crate::adverts::BthomeConfig,
+    pub bthome: crate::adverts::DeviceKeys,
+    /// Bindkeys of Xiaomi devices that encrypt their MiBeacons (`[[xiaomi.keys]]`,
+    /// file only).
+    pub xiaomi: crate::adverts::DeviceKeys,
     /// Serving this machine's radios as an ESPHome Bluetooth proxy (`[esphome]`).
     pub esphome: crate::esphome_proxy::EsphomeConfig,
     /// The hub's telemetry to an MQTT broker, with Home Assistant discovery (`[mqtt]`).
@@ -85,6 +88,7 @@ impl Default for Config {
             hub: HubConfig::default(),
             radios: Vec::new(),
             bthome: Default::default(),
+            xiaomi: Default::default(),
             esphome: Default::default(),
             mqtt: Default::default(),
         }

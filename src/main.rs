@@ -68,7 +68,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             .collect();
         Gateway::with_radios(radios, config.gateway.clone())?
     };
-    gateway.set_advert_keys(gattway::adverts::Keys::new(&config.bthome).map_err(anyhow::Error::msg)?);
+    gateway.set_advert_keys(
+        gattway::adverts::Keys::new(&config.bthome, &config.xiaomi).map_err(anyhow::Error::msg)?,
+    );
     let result = match command {
         Command::Scan(args) => scan(&gateway, args).await,
         Command::Serve(_) => serve(&gateway, &config).await,

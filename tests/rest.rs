@@ -355,14 +355,14 @@ async fn an_encrypted_sensor_is_read_only_with_its_key() {
     assert_eq!(locked["id"], BTHOME_SECURE);
     assert_eq!(locked["readings"], json!([]), "no key, no readings: {locked}");
 
-    let keys = gattway::adverts::BthomeConfig {
+    let keys = gattway::adverts::DeviceKeys {
         keys: vec![gattway::adverts::KeyConfig {
             address: BTHOME_SECURE.into(),
             key: BTHOME_KEY.into(),
         }],
     };
     rig.gateway
-        .set_advert_keys(gattway::adverts::Keys::new(&keys).unwrap());
+        .set_advert_keys(gattway::adverts::Keys::new(&keys, &Default::default()).unwrap());
     let open = scan().await;
     let readings = open["readings"].as_array().unwrap();
     let t = readings

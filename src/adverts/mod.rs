@@ -7,6 +7,7 @@
 //! - `ruuvi.rs`: RuuviTag RAWv2 (manufacturer data 0x0499, format 5).
 //! - `govee.rs`: Govee H5072/H5075 (manufacturer data 0xEC88).
 //! - `atc.rs`: Xiaomi thermometers on atc1441/pvvx firmware (service data 0x181A).
+//! - `xiaomi.rs`: Xiaomi MiBeacon thermometers, plain and encrypted (0xFE95).
 //! - `beacons.rs`: iBeacon and Eddystone, as presence.
 
 pub mod atc;
@@ -14,6 +15,7 @@ pub mod beacons;
 pub mod bthome;
 pub mod govee;
 pub mod ruuvi;
+pub mod xiaomi;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,10 +26,10 @@ use serde_json::Value;
 use crate::ble::{Advertisement, DeviceId};
 use crate::sync::lock;
 
-/// `[bthome]`: keys of devices that encrypt their adverts.
+/// `[bthome]` and `[xiaomi]`: keys of devices that encrypt their adverts.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct BthomeConfig {
+pub struct DeviceKeys {
     pub keys: Vec<KeyConfig>,
 }
 
@@ -46,32 +48,16 @@ pub struct KeyConfig {
 #[derive(Default)]
 pub struct Keys {
     bthome: HashMap<DeviceId, bthome::Key>,
+    xiaomi: HashMap<DeviceId, xiaomi::Key>,
     counters: Mutex<HashMap<DeviceId, u32>>,
 }
 
 impl Keys {
-    pub fn new(config: &BthomeConfig) -> Result<Keys, String> {
-        let mut bthome = HashMap::new();
-        for k in &config.keys {
-            let key: bthome::Key = hex::decode(&k.key)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| {
-                    format!(
-                        "bthome.keys: the key of {} is 32 hex digits (16 bytes)",
-                        k.address
-                    )
-                })?;
-            address(&k.address).ok_or_else(|| {
-                format!(
-                    "bthome.keys: {:?} is not an address like C0:FF:EE:00:00:07",
-                    k.address
-                )
-            })?;
-            bthome.insert(DeviceId::new(&k.address), key);
-        }
+    /// BTHome keys (`[[bthome.keys]]`) and Xiaomi bindkeys (`[[xiaomi.keys]]`).
+    pub fn new(bthome: &DeviceKeys, xiaomi: &DeviceKeys) -> Result<Keys, String> {
         Ok(Keys {
-            bthome,
+            bthome: key_map(bthome, "bthome")?,
+            xiaomi: key_map(xiaomi, "xiaomi")?,
             counters: Mutex::new(HashMap::new()),
         })
     }
@@ -82,7 +68,14 @@ impl Keys {
         let mut readings = self.bthome(adv);
         let service = |uuid| adv.service_data.get(&uuid).map(Vec::as_slice);
         let company = |id| adv.manufacturer_data.get(&id).map(Vec::as_slice);
+        let mac = address(adv.id.as_str()).unwrap_or_default();
+        let mibeacon = service(xiaomi::SERVICE).and_then(|data| {
+            xiaomi::decode(data, mac, self.xiaomi.get(&adv.id))
+                .map_err(|e| tracing::debug!(device = %adv.id, error = %e, "MiBeacon not read"))
+                .ok()
+        });
         let vendor = [
+            mibeacon,
             service(atc::SERVICE).and_then(atc::decode),
             company(ruuvi::COMPANY).and_then(ruuvi::decode),
             company(govee::COMPANY).and_then(govee::decode),
@@ -130,6 +123,30 @@ impl Keys {
 /// binary value (Home Assistant's decoders round so; formatting rounds the same).
 pub(crate) fn py_round(v: f64, digits: usize) -> f64 {
     format!("{v:.digits$}").parse().unwrap_or(v)
+}
+
+/// `[[<table>.keys]]` as device → 16-byte key, each checked.
+fn key_map(config: &DeviceKeys, table: &str) -> Result<HashMap<DeviceId, [u8; 16]>, String> {
+    let mut keys = HashMap::new();
+    for k in &config.keys {
+        let key: [u8; 16] = hex::decode(&k.key)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| {
+                format!(
+                    "{table}.keys: the key of {} is 32 hex digits (16 bytes)",
+                    k.address
+                )
+            })?;
+        address(&k.address).ok_or_else(|| {
+            format!(
+                "{table}.keys: {:?} is not an address like C0:FF:EE:00:00:07",
+                k.address
+            )
+        })?;
+        keys.insert(DeviceId::new(&k.address), key);
+    }
+    Ok(keys)
 }
 
 /// An address's six bytes, most significant first; `None` when it is not one.
@@ -180,18 +197,27 @@ mod tests {
 
     #[test]
     fn keys_are_checked_when_configured() {
-        let key = |address: &str, key: &str| BthomeConfig {
+        let key = |address: &str, key: &str| DeviceKeys {
             keys: vec![KeyConfig {
                 address: address.into(),
                 key: key.into(),
             }],
         };
-        assert!(Keys::new(&key("C0:FF:EE:00:00:07", "231d39c1d7cc1ab1aee224cd096db932")).is_ok());
-        let short = Keys::new(&key("C0:FF:EE:00:00:07", "231d")).err().unwrap();
-        assert!(short.contains("32 hex digits"), "{short}");
-        let bad = Keys::new(&key("kitchen", "231d39c1d7cc1ab1aee224cd096db932"))
+        let none = DeviceKeys::default();
+        let good = key("C0:FF:EE:00:00:07", "231d39c1d7cc1ab1aee224cd096db932");
+        assert!(Keys::new(&good, &none).is_ok());
+        assert!(Keys::new(&none, &good).is_ok());
+        let short = Keys::new(&key("C0:FF:EE:00:00:07", "231d"), &none).err().unwrap();
+        assert!(
+            short.contains("bthome.keys") && short.contains("32 hex digits"),
+            "{short}"
+        );
+        let bad = Keys::new(&none, &key("kitchen", "231d39c1d7cc1ab1aee224cd096db932"))
             .err()
             .unwrap();
-        assert!(bad.contains("not an address"), "{bad}");
+        assert!(
+            bad.contains("xiaomi.keys") && bad.contains("not an address"),
+            "{bad}"
+        );
     }
 }

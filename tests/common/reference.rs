@@ -1,6 +1,6 @@
 //! Home Assistant's own Python code as the reference: a venv this harness makes
 //! once (kept in the build cache's folder) with pinned PyPI releases of its
-//! decoders (BTHome, RuuviTag, Govee) and its ESPHome client.
+//! decoders (BTHome, Xiaomi, RuuviTag, Govee) and its ESPHome client.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -12,6 +12,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("aioesphomeapi", "aioesphomeapi==46.23.0"),
     ("ruuvitag_ble", "ruuvitag-ble==0.4.0"),
     ("govee_ble", "govee-ble==1.5.2"),
+    ("xiaomi_ble", "xiaomi-ble==1.21.2"),
 ];
 
 /// Tests of one binary run in parallel; one of them makes the venv.
