@@ -8,13 +8,23 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{BackendKind, Config};
 
+/// `gattway --version`: the version, the commit it was built from, and the radios
+/// this build can drive.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("GATTWAY_GIT_COMMIT"),
+    ")\nradios: sim (built-in simulated devices), native (btleplug: BlueZ, CoreBluetooth, WinRT), \
+     esphome (ESPHome Bluetooth proxies)",
+);
+
 /// gattway: share this machine's Bluetooth LE adapter (or built-in simulated
 /// devices) with AI assistants, web apps and IoT back ends.
 ///
 /// Every config key can also be set with a GATTWAY_* environment variable
 /// (e.g. GATTWAY_GATEWAY_MAX_CONNECTIONS=4); see README.md.
 #[derive(Debug, Parser)]
-#[command(name = "gattway", version, about, long_about)]
+#[command(name = "gattway", version, long_version = LONG_VERSION, about, long_about)]
 pub struct Cli {
     /// TOML configuration file.
     #[arg(long, global = true, env = "GATTWAY_CONFIG", value_name = "FILE")]
@@ -115,7 +125,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
     /// The hub's database: `sqlite://PATH`. [env: GATTWAY_DATABASE]
-    /// [default: sqlite://gattway.db]
+    /// [default: gattway.db in $XDG_DATA_HOME/gattway, ~/.local/share/gattway, or the
+    /// service's StateDirectory]
     #[arg(long, value_name = "URL")]
     pub database: Option<String>,
 }

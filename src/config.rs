@@ -52,7 +52,8 @@ pub struct Config {
     pub control: ControlConfig,
     pub auth: AuthConfig,
     /// Where the hub stores telemetry and commands: `sqlite://PATH` (created when
-    /// missing). `--database`, `GATTWAY_DATABASE`.
+    /// missing). `--database`, `GATTWAY_DATABASE`. Empty (the default): `gattway.db`
+    /// in the data directory ([`data_dir`]).
     pub database: String,
     pub hub: HubConfig,
     /// Several radios at once (`[[radios]]`, file only); empty: one radio from
@@ -84,7 +85,7 @@ impl Default for Config {
             bridge: BridgeConfig::default(),
             control: ControlConfig::default(),
             auth: AuthConfig::default(),
-            database: "sqlite://gattway.db".into(),
+            database: String::new(),
             hub: HubConfig::default(),
             radios: Vec::new(),
             bthome: Default::default(),
@@ -121,7 +122,38 @@ pub struct Loaded {
 /// Variables that are not config keys but are read elsewhere.
 const NON_KEY_VARS: &[&str] = &["GATTWAY_CONFIG"];
 
+/// Where gattway keeps its data when `database` names no place: systemd's
+/// `$STATE_DIRECTORY` (the service's `StateDirectory=`, /var/lib/gattway), else
+/// `$XDG_DATA_HOME/gattway`, else `~/.local/share/gattway`. Never the directory
+/// gattway happens to be started from.
+pub fn data_dir(var: impl Fn(&str) -> Option<String>) -> Option<std::path::PathBuf> {
+    let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+    if let Some(state) = set("STATE_DIRECTORY") {
+        // systemd lists several directories colon-separated; the first is ours.
+        return state.split(':').next().map(std::path::PathBuf::from);
+    }
+    if let Some(data) = set("XDG_DATA_HOME") {
+        return Some(std::path::Path::new(&data).join("gattway"));
+    }
+    set("HOME").map(|home| std::path::Path::new(&home).join(".local/share/gattway"))
+}
+
 impl Config {
+    /// The hub's database URL: `database`, or `gattway.db` in the data directory
+    /// (made when missing).
+    pub fn database_url(&self) -> Result<String, ConfigError> {
+        if !self.database.trim().is_empty() {
+            return Ok(self.database.clone());
+        }
+        let dir = data_dir(|name| std::env::var(name).ok()).ok_or_else(|| {
+            ConfigError::Invalid("no data directory (HOME is not set): give --database sqlite://PATH".into())
+        })?;
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            ConfigError::Invalid(format!("cannot make the data directory {}: {e}", dir.display()))
+        })?;
+        Ok(format!("sqlite://{}", dir.join("gattway.db").display()))
+    }
+
     /// Refuses to expose the radio: a non-loopback listen address needs
     /// authentication configured, or an explicit `insecure_no_auth`.
     pub fn check_exposure(&self) -> Result<(), ConfigError> {
@@ -343,6 +375,27 @@ mod tests {
         let e = Config::load(Some(&path), env(&[])).err().unwrap().to_string();
         let _ = std::fs::remove_file(&path);
         assert!(e.contains("allowed_origins") && e.contains("[http]"), "{e}");
+    }
+
+    #[test]
+    fn the_data_directory_is_the_services_then_xdg_then_home() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        let dir = |pairs| data_dir(env(pairs)).map(|p| p.display().to_string());
+        assert_eq!(
+            dir(&[("STATE_DIRECTORY", "/var/lib/gattway:/x"), ("HOME", "/home/a")]).as_deref(),
+            Some("/var/lib/gattway")
+        );
+        assert_eq!(
+            dir(&[("XDG_DATA_HOME", "/d"), ("HOME", "/home/a")]).as_deref(),
+            Some("/d/gattway")
+        );
+        assert_eq!(
+            dir(&[("HOME", "/home/a")]).as_deref(),
+            Some("/home/a/.local/share/gattway")
+        );
+        assert_eq!(dir(&[]), None);
     }
 
     #[test]

@@ -190,9 +190,11 @@ async fn serve(gateway: &Gateway, config: &Config) -> anyhow::Result<()> {
             }
         }))
     });
-    let store = gattway::store::open(&config.database)
+    let database = config.database_url()?;
+    tracing::info!(%database, "hub database at {database}");
+    let store = gattway::store::open(&database)
         .await
-        .with_context(|| format!("cannot open the hub database {}", config.database))?;
+        .with_context(|| format!("cannot open the hub database {database}"))?;
     let hub = gattway::hub::Hub::start(store, gateway, auth.clone(), config.hub.clone())
         .await
         .context("cannot start the device hub")?;

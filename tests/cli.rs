@@ -352,3 +352,49 @@ async fn serve_with_radios_in_the_config_lists_each_and_an_unknown_kind_is_refus
     );
     let _ = std::fs::remove_file(&bad);
 }
+
+#[tokio::test]
+async fn version_names_the_commit_and_the_radios() {
+    let out = gattway().arg("--version").output().await.unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!("gattway {}", env!("CARGO_PKG_VERSION"))),
+        "{text}"
+    );
+    let commit = text
+        .split("(commit ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap_or_default();
+    assert!(
+        commit == "unknown" || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{text}"
+    );
+    for radio in ["sim", "native", "esphome"] {
+        assert!(text.contains(radio), "{radio} missing: {text}");
+    }
+}
+
+#[tokio::test]
+async fn serve_keeps_its_database_in_the_data_directory_and_says_where() {
+    let data = std::env::temp_dir().join(format!("gattway-xdg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut command = gattway();
+    command
+        .env_remove("GATTWAY_DATABASE")
+        .env_remove("STATE_DIRECTORY")
+        .env("XDG_DATA_HOME", &data)
+        .args(["--backend", "sim", "serve", "--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stderr.take().unwrap()));
+    let line = wait_for_line(&mut lines, "hub database at").await;
+    let db = data.join("gattway").join("gattway.db");
+    assert!(line.contains(&db.display().to_string()), "{line}");
+    wait_for_line(&mut lines, "listening on http://").await;
+    assert!(db.exists(), "{} made", db.display());
+    child.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&data);
+}
