@@ -78,6 +78,12 @@ pub enum Command {
     /// Mint credentials: a JWT signed with auth.jwt_secret, or (--api-key) a new API
     /// key with the line to add to the config.
     Token(TokenArgs),
+    /// Print shell completions, e.g. `gattway completions bash >
+    /// ~/.local/share/bash-completion/completions/gattway`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -19,6 +19,11 @@ use gattway::mcp::McpSettings;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        clap_complete::generate(shell, &mut Cli::command(), "gattway", &mut std::io::stdout());
+        return Ok(());
+    }
     let loaded = Config::load(cli.config.as_deref(), std::env::vars())?;
     let mut config = loaded.config;
     cli.apply(&mut config);
@@ -74,7 +79,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     let result = match command {
         Command::Scan(args) => scan(&gateway, args).await,
         Command::Serve(_) => serve(&gateway, &config).await,
-        Command::Token(_) => Ok(()),
+        Command::Token(_) | Command::Completions { .. } => Ok(()),
         Command::Mcp => {
             let settings = McpSettings::new(&config.mcp, gateway.is_simulated(), "stdio");
             tracing::info!(writes_enabled = settings.writes_enabled, "serving MCP on stdio");

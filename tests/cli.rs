@@ -398,3 +398,16 @@ async fn serve_keeps_its_database_in_the_data_directory_and_says_where() {
     child.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[tokio::test]
+async fn completions_are_printed_for_a_shell() {
+    let out = gattway().args(["completions", "bash"]).output().await.unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        script.contains("_gattway") && script.contains("serve") && script.contains("--listen"),
+        "{script}"
+    );
+    let bad = gattway().args(["completions", "cmd.exe"]).output().await.unwrap();
+    assert!(!bad.status.success());
+}
