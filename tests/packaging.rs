@@ -1,0 +1,29 @@
+//! The packaging: `packaging/gattway.service` verifies with systemd's own checker
+//! (`systemd-analyze verify`), pointed at the binary these tests built.
+
+#[test]
+fn the_service_file_verifies() {
+    let unit =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/gattway.service")).unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/gattway "),
+        "the install steps put it there"
+    );
+    // verify checks that ExecStart's program exists: this build's, then.
+    let unit = unit.replace("/usr/local/bin/gattway", env!("CARGO_BIN_EXE_gattway"));
+    let dir = std::env::temp_dir().join(format!("gattway-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gattway.service");
+    std::fs::write(&path, unit).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian's systemd package; .ci/run installs it)");
+    let _ = std::fs::remove_dir_all(&dir);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {said}"
+    );
+}
