@@ -78,6 +78,15 @@ pub enum Command {
     /// Mint credentials: a JWT signed with auth.jwt_secret, or (--api-key) a new API
     /// key with the line to add to the config.
     Token(TokenArgs),
+    /// Check what a real radio needs (BlueZ running and its version, the D-Bus
+    /// policy, each adapter present and powered, rfkill, this user's permission,
+    /// the ports) and say what to do about what is wrong. Exits 1 when a check
+    /// fails. Example: `gattway doctor`, or `gattway doctor --json` for scripts.
+    Doctor {
+        /// Print the checks as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print shell completions, e.g. `gattway completions bash >
     /// ~/.local/share/bash-completion/completions/gattway`.
     Completions {

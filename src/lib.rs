@@ -27,6 +27,7 @@
 //!   upgrades, the index page and the operators' endpoints.
 //! - [`config`]: the one `Config`, from a TOML file, `GATTWAY_*` variables and flags.
 //! - [`cli`]: the command line (`gattway scan`, `gattway serve`).
+//! - [`doctor`]: `gattway doctor`, what a real radio needs and what is wrong.
 //! - [`mqtt`]: the hub's telemetry to an MQTT broker, with Home Assistant discovery,
 //!   and commands from it.
 //! - [`metrics`]: the Prometheus registry every layer records into.
@@ -42,6 +43,7 @@ pub mod bridge;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod doctor;
 pub mod esphome_proxy;
 pub mod gateway;
 pub mod http;

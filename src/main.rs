@@ -27,6 +27,16 @@ fn main() -> anyhow::Result<()> {
     let loaded = Config::load(cli.config.as_deref(), std::env::vars())?;
     let mut config = loaded.config;
     cli.apply(&mut config);
+    if let Command::Doctor { json } = cli.command {
+        let checks = gattway::doctor::run(&config);
+        let failed = checks.iter().any(|c| c.status == gattway::doctor::Status::Fail);
+        if json {
+            println!("{}", serde_json::json!({"ok": !failed, "checks": checks}));
+        } else {
+            print!("{}", gattway::doctor::render(&checks));
+        }
+        std::process::exit(i32::from(failed));
+    }
     let filter = EnvFilter::try_new(&config.log_level)
         .with_context(|| format!("invalid log level {:?}", config.log_level))?;
     let json = match config.log_format {
@@ -79,7 +89,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     let result = match command {
         Command::Scan(args) => scan(&gateway, args).await,
         Command::Serve(_) => serve(&gateway, &config).await,
-        Command::Token(_) | Command::Completions { .. } => Ok(()),
+        Command::Token(_) | Command::Completions { .. } | Command::Doctor { .. } => Ok(()),
         Command::Mcp => {
             let settings = McpSettings::new(&config.mcp, gateway.is_simulated(), "stdio");
             tracing::info!(writes_enabled = settings.writes_enabled, "serving MCP on stdio");

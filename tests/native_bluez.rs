@@ -285,3 +285,103 @@ mod mcp_over_native {
         client.cancel().await.expect("close");
     }
 }
+
+/// `gattway doctor --json` against the stand-in: its checks by name.
+async fn doctor(bluez: &FakeBluez) -> (bool, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gattway"))
+        .args(["doctor", "--json"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &bluez.address)
+        .env_remove("GATTWAY_CONFIG")
+        // A port nobody holds, so the port check passes whatever runs here.
+        .env("GATTWAY_LISTEN", "127.0.0.1:0")
+        .output()
+        .await
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.success(), report)
+}
+
+fn check<'a>(report: &'a serde_json::Value, name: &str) -> Vec<&'a serde_json::Value> {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == name)
+        .collect()
+}
+
+#[tokio::test]
+async fn doctor_finds_bluez_and_the_adapter_and_says_what_to_do_when_it_is_off() {
+    let bluez = FakeBluez::start().await;
+    let (ok, report) = doctor(&bluez).await;
+    assert_eq!(check(&report, "bluez")[0]["status"], "ok", "{report}");
+    assert_eq!(check(&report, "dbus_policy")[0]["status"], "ok", "{report}");
+    let adapter = check(&report, "adapter");
+    assert_eq!(adapter[0]["status"], "ok", "{report}");
+    assert!(
+        adapter[0]["detail"].as_str().unwrap().contains("hci0"),
+        "{report}"
+    );
+    assert_eq!(
+        ok,
+        report["ok"].as_bool().unwrap(),
+        "the exit status follows the checks"
+    );
+
+    // The adapter off: a failure, the fix, and a failing exit status.
+    assert!(
+        bluez
+            .call(
+                "/org/bluez/hci0",
+                "org.freedesktop.DBus.Properties.Set",
+                &[
+                    "string:org.bluez.Adapter1",
+                    "string:Powered",
+                    "variant:boolean:false"
+                ],
+            )
+            .await
+    );
+    let (ok, report) = doctor(&bluez).await;
+    let adapter = check(&report, "adapter");
+    assert_eq!(adapter[0]["status"], "fail", "{report}");
+    assert!(
+        adapter[0]["fix"].as_str().unwrap().contains("power on"),
+        "{report}"
+    );
+    assert!(!ok && report["ok"] == false, "{report}");
+}
+
+#[tokio::test]
+async fn doctor_says_when_bluetoothd_is_not_running() {
+    // A bus with no BlueZ on it.
+    let mut empty = Command::new("dbus-daemon")
+        .args(["--session", "--nofork", "--print-address=1"])
+        .arg(format!(
+            "--address=unix:abstract=gattway-test-{}",
+            uuid::Uuid::new_v4()
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(empty.stdout.take().unwrap()));
+    let address = within("bus address", lines.next_line()).await.unwrap().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gattway"))
+        .arg("doctor")
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+        .env_remove("GATTWAY_CONFIG")
+        .env("GATTWAY_LISTEN", "127.0.0.1:0")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("bluetoothd is not running") && text.contains("systemctl enable --now bluetooth"),
+        "{text}"
+    );
+}
