@@ -69,14 +69,25 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Scan for advertising devices and print them, strongest first.
+    #[command(after_help = "Examples:\n  gattway --backend sim scan --timeout 2\n  \
+                            gattway scan --service 180d --min-rssi -70 --json")]
     Scan(ScanArgs),
-    /// Run the HTTP server: MCP over Streamable HTTP at /mcp, /healthz.
+    /// Run the HTTP server: MCP over Streamable HTTP at /mcp, the bridge at /, the
+    /// control WebSocket at /ws, REST at /api/v1, the device hub at /hub, /metrics.
+    #[command(after_help = "Examples:\n  gattway --backend sim serve\n  \
+                            GATTWAY_ESPHOME_LISTEN=127.0.0.1:6053 gattway serve   # also an ESPHome proxy\n  \
+                            GATTWAY_MQTT_URL=mqtt://127.0.0.1:1883 gattway serve  # telemetry to MQTT")]
     Serve(ServeArgs),
     /// Serve MCP on stdin/stdout, for Claude Desktop, Claude Code, Cursor and VS Code.
     /// Logs go to stderr.
+    #[command(after_help = "Example:\n  claude mcp add gattway -- /path/to/gattway --backend sim mcp")]
     Mcp,
     /// Mint credentials: a JWT signed with auth.jwt_secret, or (--api-key) a new API
     /// key with the line to add to the config.
+    #[command(
+        after_help = "Examples:\n  gattway token --api-key --subject ci --scope ble:read,ble:write\n  \
+                            GATTWAY_AUTH_JWT_SECRET=… gattway token --subject claude --scope ble:read --ttl 8h"
+    )]
     Token(TokenArgs),
     /// Check what a real radio needs (BlueZ running and its version, the D-Bus
     /// policy, each adapter present and powered, rfkill, this user's permission,

@@ -411,3 +411,16 @@ async fn completions_are_printed_for_a_shell() {
     let bad = gattway().args(["completions", "cmd.exe"]).output().await.unwrap();
     assert!(!bad.status.success());
 }
+
+#[tokio::test]
+async fn every_subcommand_has_help_with_an_example() {
+    for sub in ["scan", "serve", "mcp", "token", "doctor", "completions"] {
+        let out = gattway().args([sub, "--help"]).output().await.unwrap();
+        assert!(out.status.success(), "{sub} --help");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("xample") || help.contains("e.g."),
+            "{sub} --help has no example:\n{help}"
+        );
+    }
+}
