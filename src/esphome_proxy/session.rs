@@ -40,7 +40,7 @@ pub(super) async fn run(
     shutdown: CancellationToken,
 ) {
     let (out, out_rx) = mpsc::channel(OUT_QUEUE);
-    let writer = tokio::spawn(write_loop(writer, out_rx));
+    let writer = tokio::spawn(writer.pump(out_rx));
     let mut events = gateway.events();
     let mut session = Session {
         gateway,
@@ -81,24 +81,6 @@ pub(super) async fn run(
     // the writer flushes what they said.
     drop(session);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
-}
-
-async fn write_loop(mut writer: MessageWriter, mut rx: mpsc::Receiver<Message>) {
-    while let Some(first) = rx.recv().await {
-        let mut closing = matches!(first, Message::DisconnectResponse(_));
-        let mut next = Some(first);
-        // Everything already queued leaves in one write.
-        while let Some(m) = next.take().or_else(|| rx.try_recv().ok()) {
-            closing |= matches!(m, Message::DisconnectResponse(_));
-            if let Err(e) = writer.queue(&m) {
-                tracing::warn!(error = %e, "an ESPHome message could not be encoded");
-            }
-        }
-        if writer.flush().await.is_err() || closing {
-            break;
-        }
-    }
-    writer.close().await;
 }
 
 struct Session {

@@ -12,9 +12,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::api::proto::*;
-use super::api::{
-    self, device_id_of, feature, ApiError, Message, MessageReader, MessageWriter, SUBSCRIBE_RAW,
-};
+use super::api::{self, device_id_of, feature, ApiError, Message, MessageReader, SUBSCRIBE_RAW};
 use super::state::{Key, Shared};
 use crate::ble::{ad, BackendEvent, BleError, DisconnectReason, Notification};
 use crate::sync::{lock, AbortOnDrop};
@@ -119,7 +117,7 @@ async fn session(shared: &Arc<Shared>) -> Result<(), ApiError> {
     }
     writer.flush().await?;
     let (out, rx) = mpsc::channel(256);
-    let _writer = AbortOnDrop(tokio::spawn(write_loop(writer, rx)));
+    let _writer = AbortOnDrop(tokio::spawn(writer.pump(rx)));
     let pinger = out.clone();
     let _pings = AbortOnDrop(tokio::spawn(async move {
         let mut every = tokio::time::interval(PING_EVERY);
@@ -174,20 +172,6 @@ async fn expect(reader: &mut MessageReader, wanted: impl Fn(&Message) -> bool) -
     tokio::time::timeout(Duration::from_secs(10), read)
         .await
         .map_err(|_| ApiError::Protocol("the proxy did not answer the hello".into()))?
-}
-
-async fn write_loop(mut writer: MessageWriter, mut rx: mpsc::Receiver<Message>) {
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(m) = next.take().or_else(|| rx.try_recv().ok()) {
-            if let Err(e) = writer.queue(&m) {
-                tracing::warn!(error = %e, "an ESPHome message could not be encoded");
-            }
-        }
-        if writer.flush().await.is_err() {
-            break;
-        }
-    }
 }
 
 /// Hands one message from the proxy to whoever waits for it; false to end the session.

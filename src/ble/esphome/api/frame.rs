@@ -154,6 +154,26 @@ impl MessageWriter {
         self.flush().await
     }
 
+    /// Sends what arrives on `rx` until it closes or the peer goes: everything
+    /// already queued leaves in one write. After a `DisconnectResponse` (the last
+    /// word of a session) the sending side is closed.
+    pub async fn pump(mut self, mut rx: tokio::sync::mpsc::Receiver<Message>) {
+        while let Some(first) = rx.recv().await {
+            let mut closing = false;
+            let mut next = Some(first);
+            while let Some(m) = next.take().or_else(|| rx.try_recv().ok()) {
+                closing |= matches!(m, Message::DisconnectResponse(_));
+                if let Err(e) = self.queue(&m) {
+                    tracing::warn!(error = %e, "an ESPHome message could not be encoded");
+                }
+            }
+            if self.flush().await.is_err() || closing {
+                break;
+            }
+        }
+        self.close().await;
+    }
+
     /// Closes the sending side (after flushing what is queued).
     pub async fn close(mut self) {
         let _ = self.flush().await;
