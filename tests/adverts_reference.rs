@@ -11,7 +11,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
@@ -31,25 +30,8 @@ fn normalise(readings: impl IntoIterator<Item = (String, Value)>) -> BTreeMap<St
 #[test]
 fn bthome_readings_equal_home_assistants() {
     let vectors = include_str!("data/bthome_vectors.txt");
-    let mut child = Command::new(common::reference::python())
-        .arg(common::reference::script("bthome_ref.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the reference decoder");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(vectors.as_bytes()).unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "the reference decoder failed");
-    let theirs: Vec<Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
     let payloads: Vec<&str> = vectors.lines().filter(|l| !l.is_empty()).collect();
+    let theirs = common::reference::decode("bthome_ref.py", &payloads);
     assert_eq!(theirs.len(), payloads.len());
     let mut compared = 0;
     for (line, theirs) in payloads.iter().zip(theirs) {
@@ -70,30 +52,6 @@ fn bthome_readings_equal_home_assistants() {
         compared += ours.len();
     }
     assert!(compared > 300, "only {compared} readings compared");
-}
-
-/// Runs `tests/reference/SCRIPT` over `lines`; one JSON object per line back.
-fn reference(script: &str, lines: &[String]) -> Vec<Value> {
-    let mut child = Command::new(common::reference::python())
-        .arg(common::reference::script(script))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the reference decoder");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        for l in lines {
-            writeln!(stdin, "{l}").unwrap();
-        }
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "the reference decoder failed");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 #[test]
@@ -135,7 +93,7 @@ fn ruuvi_and_govee_readings_equal_home_assistants() {
         .iter()
         .map(|(f, p)| format!("{f} {}", hex::encode(p)))
         .collect();
-    let theirs = reference("vendor_ref.py", &lines);
+    let theirs = common::reference::decode("vendor_ref.py", &lines);
     assert_eq!(theirs.len(), payloads.len());
     let mut compared = 0;
     for ((format, payload), theirs) in payloads.iter().zip(theirs) {
@@ -239,7 +197,7 @@ fn xiaomi_thermometer_readings_equal_home_assistants() {
             format!("{} {address}{k}", hex::encode(f))
         })
         .collect();
-    let theirs = reference("xiaomi_ref.py", &lines);
+    let theirs = common::reference::decode("xiaomi_ref.py", &lines);
     assert_eq!(theirs.len(), frames.len());
     let mut compared = 0;
     for ((frame, encrypted), theirs) in frames.iter().zip(theirs) {

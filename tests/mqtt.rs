@@ -69,22 +69,8 @@ async fn subscriber(
 
 /// Home Assistant's reading of a BTHome payload (`bthome-ble`).
 fn reference_readings(payload_hex: &str) -> serde_json::Map<String, Value> {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(common::reference::python())
-        .arg(common::reference::script("bthome_ref.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{payload_hex}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    let line = String::from_utf8(out.stdout).unwrap();
-    serde_json::from_str::<Value>(line.trim())
-        .unwrap()
-        .as_object()
-        .unwrap()
-        .clone()
+    let answer = common::reference::decode("bthome_ref.py", &[payload_hex]);
+    answer[0].as_object().unwrap().clone()
 }
 
 /// Starts the export of `hub` to the broker on `port`, under `base` (and

@@ -66,3 +66,28 @@ pub fn script(name: &str) -> PathBuf {
         .join("tests/reference")
         .join(name)
 }
+
+/// Runs `tests/reference/SCRIPT` in the venv with `lines` on its stdin, one a line;
+/// its answer, one JSON value a line.
+pub fn decode(script: &str, lines: &[impl AsRef<str>]) -> Vec<serde_json::Value> {
+    use std::io::Write;
+    let mut child = Command::new(python())
+        .arg(self::script(script))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the reference decoder");
+    {
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        for l in lines {
+            writeln!(stdin, "{}", l.as_ref()).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the reference decoder {script} failed");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
