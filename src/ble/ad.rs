@@ -36,12 +36,11 @@ pub fn encode(adv: &Advertisement) -> Vec<u8> {
     }
     let (mut u16s, mut u32s, mut u128s) = (Vec::new(), Vec::new(), Vec::new());
     for s in &adv.services {
-        if let Some(v) = s.as_u16() {
-            u16s.extend_from_slice(&v.to_le_bytes());
-        } else if let Some(v) = s.as_u32() {
-            u32s.extend_from_slice(&v.to_le_bytes());
-        } else {
-            u128s.extend_from_slice(&s.as_u128().to_le_bytes());
+        let bytes = short_form(*s);
+        match bytes.len() {
+            2 => u16s.extend(bytes),
+            4 => u32s.extend(bytes),
+            _ => u128s.extend(bytes),
         }
     }
     for (kind, list) in [
