@@ -65,10 +65,10 @@ impl Keys {
     /// Every reading an advertisement carries in a format gattway reads; none when
     /// it carries none, or cannot be read (its raw data stays in the advertisement).
     pub fn decode(&self, adv: &Advertisement) -> Vec<Reading> {
-        let mut readings = self.bthome(adv);
+        let mac = adv.id.mac().unwrap_or_default();
+        let mut readings = self.bthome(adv, mac);
         let service = |uuid| adv.service_data.get(&uuid).map(Vec::as_slice);
         let company = |id| adv.manufacturer_data.get(&id).map(Vec::as_slice);
-        let mac = address(adv.id.as_str()).unwrap_or_default();
         let mibeacon = service(xiaomi::SERVICE).and_then(|data| {
             xiaomi::decode(data, mac, self.xiaomi.get(&adv.id))
                 .map_err(|e| tracing::debug!(device = %adv.id, error = %e, "MiBeacon not read"))
@@ -86,11 +86,10 @@ impl Keys {
         readings
     }
 
-    fn bthome(&self, adv: &Advertisement) -> Vec<Reading> {
+    fn bthome(&self, adv: &Advertisement, mac: [u8; 6]) -> Vec<Reading> {
         let Some(data) = adv.service_data.get(&bthome::SERVICE) else {
             return Vec::new();
         };
-        let mac = address(adv.id.as_str()).unwrap_or_default();
         match bthome::decode_from(data, mac, self.bthome.get(&adv.id)) {
             Ok((readings, None)) => readings,
             Ok((readings, Some(counter))) if self.fresh(&adv.id, counter) => readings,
@@ -138,24 +137,16 @@ fn key_map(config: &DeviceKeys, table: &str) -> Result<HashMap<DeviceId, [u8; 16
                     k.address
                 )
             })?;
-        address(&k.address).ok_or_else(|| {
+        let id = DeviceId::new(&k.address);
+        id.mac().ok_or_else(|| {
             format!(
                 "{table}.keys: {:?} is not an address like C0:FF:EE:00:00:07",
                 k.address
             )
         })?;
-        keys.insert(DeviceId::new(&k.address), key);
+        keys.insert(id, key);
     }
     Ok(keys)
-}
-
-/// An address's six bytes, most significant first; `None` when it is not one.
-fn address(s: &str) -> Option<[u8; 6]> {
-    let bytes: Vec<u8> = s
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16).ok())
-        .collect::<Option<_>>()?;
-    bytes.try_into().ok()
 }
 
 /// One named reading from an advertisement: `temperature` 25.06 °C.

@@ -25,6 +25,21 @@ impl DeviceId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The MAC address this id is (`C0:FF:EE:00:00:06`: six pairs of hex digits),
+    /// most significant byte first; `None` for other ids (macOS gives UUIDs).
+    pub fn mac(&self) -> Option<[u8; 6]> {
+        let mut mac = [0u8; 6];
+        let mut parts = self.0.split(':');
+        for byte in &mut mac {
+            let part = parts.next()?;
+            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            *byte = u8::from_str_radix(part, 16).ok()?;
+        }
+        parts.next().is_none().then_some(mac)
+    }
 }
 
 impl fmt::Display for DeviceId {

@@ -7,17 +7,8 @@ use crate::ble::{DeviceId, Uuid};
 
 /// `C0:FF:EE:00:00:06` → 0xC0FFEE000006; `None` for an id that is not a MAC.
 pub fn address_of(id: &DeviceId) -> Option<u64> {
-    let s = id.as_str();
-    let mut n: u64 = 0;
-    let mut parts = 0;
-    for part in s.split(':') {
-        if part.len() != 2 {
-            return None;
-        }
-        n = (n << 8) | u64::from(u8::from_str_radix(part, 16).ok()?);
-        parts += 1;
-    }
-    (parts == 6).then_some(n)
+    let mac = id.mac()?;
+    Some(mac.iter().fold(0, |n, b| (n << 8) | u64::from(*b)))
 }
 
 /// 0xC0FFEE000006 → `C0:FF:EE:00:00:06`.
@@ -65,6 +56,7 @@ mod tests {
         );
         assert_eq!(address_of(&DeviceId::new("C0:FF:EE:00:00")), None);
         assert_eq!(address_of(&DeviceId::new("C0:FF:EE:00:00:06:07")), None);
+        assert_eq!(address_of(&DeviceId::new("+0:FF:EE:00:00:06")), None, "hex digits only");
     }
 
     #[test]
