@@ -149,6 +149,32 @@ fn key_map(config: &DeviceKeys, table: &str) -> Result<HashMap<DeviceId, [u8; 16
     Ok(keys)
 }
 
+/// Devices whose last packet [`NewPackets`] remembers; past this the memory starts
+/// over (at worst one repeated packet per device counts as new once more).
+const REMEMBERED: usize = 4096;
+
+/// Tells a sensor's new packet from the repeats: it sends each packet many times.
+#[derive(Default)]
+pub struct NewPackets {
+    last: HashMap<DeviceId, Vec<u8>>,
+}
+
+impl NewPackets {
+    /// Whether `adv` carries a packet other than the device's last one (and
+    /// remembers it).
+    pub fn is_new(&mut self, adv: &Advertisement) -> bool {
+        let payload = adv.payload();
+        if self.last.get(&adv.id) == Some(&payload) {
+            return false;
+        }
+        if self.last.len() >= REMEMBERED {
+            self.last.clear();
+        }
+        self.last.insert(adv.id.clone(), payload);
+        true
+    }
+}
+
 /// One named reading from an advertisement: `temperature` 25.06 °C.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Reading {

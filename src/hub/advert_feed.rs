@@ -5,7 +5,6 @@
 //! readings as its telemetry whenever its payload changes: a sensor repeats one
 //! packet many times, and each packet is stored once.
 
-use std::collections::HashMap;
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -19,9 +18,6 @@ use crate::sync::AbortOnDrop;
 
 /// A scan is started afresh this often (a scan that fails is retried sooner).
 const SCAN_FOR: Duration = Duration::from_secs(3600);
-/// Devices whose last payload is remembered; past this the memory starts over
-/// (at worst one repeated packet per device is stored twice).
-const REMEMBERED: usize = 4096;
 
 pub(super) fn spawn(gateway: Gateway, hub: Weak<Inner>) -> AbortOnDrop {
     AbortOnDrop(tokio::spawn(run(gateway, hub)))
@@ -29,7 +25,7 @@ pub(super) fn spawn(gateway: Gateway, hub: Weak<Inner>) -> AbortOnDrop {
 
 async fn run(gateway: Gateway, hub: Weak<Inner>) {
     let mut adverts = gateway.advertisements();
-    let mut last: HashMap<DeviceId, Vec<u8>> = HashMap::new();
+    let mut packets = crate::adverts::NewPackets::default();
     loop {
         // Held while it runs: the radios scan as long as the feed listens.
         let _scan = match gateway.scan(ScanFilter::default(), SCAN_FOR).await {
@@ -55,14 +51,9 @@ async fn run(gateway: Gateway, hub: Weak<Inner>) {
                 if readings.is_empty() {
                     continue;
                 }
-                let payload = adv.payload();
-                if last.get(&adv.id) == Some(&payload) {
+                if !packets.is_new(adv) {
                     continue;
                 }
-                if last.len() >= REMEMBERED {
-                    last.clear();
-                }
-                last.insert(adv.id.clone(), payload);
                 let Some(inner) = hub.upgrade() else { return };
                 store(&Hub(inner), &adv.id, readings.clone()).await;
             }

@@ -43,7 +43,7 @@ pub fn spawn(hub: &Hub, gateway: &Gateway, config: &MqttConfig) -> Result<Option
         inflight: VecDeque::new(),
         announced: HashSet::new(),
         units: HashMap::new(),
-        theengs_last: HashMap::new(),
+        theengs_packets: Default::default(),
         tls,
     };
     tracing::info!(broker = %format!("{}:{}", broker.host, broker.port), tls = broker.tls,
@@ -68,8 +68,8 @@ struct Exporter {
     announced: HashSet<(String, String)>,
     /// (device, key) → the unit its decoder gave, for discovery.
     units: HashMap<(String, String), &'static str>,
-    /// Each device's last payload sent as Theengs JSON.
-    theengs_last: HashMap<crate::ble::DeviceId, Vec<u8>>,
+    /// Each device's last packet sent as Theengs JSON.
+    theengs_packets: crate::adverts::NewPackets,
     /// `mqtts://`: the TLS settings.
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
@@ -297,14 +297,9 @@ impl Exporter {
         let Some((mac, message)) = super::theengs::message(heard) else {
             return Ok(());
         };
-        let payload = heard.advert.payload();
-        if self.theengs_last.get(&heard.advert.id) == Some(&payload) {
+        if !self.theengs_packets.is_new(&heard.advert) {
             return Ok(());
         }
-        if self.theengs_last.len() >= 4096 {
-            self.theengs_last.clear();
-        }
-        self.theengs_last.insert(heard.advert.id.clone(), payload);
         let topic = format!("home/{}/BTtoMQTT/{mac}", self.config.theengs_gateway);
         self.publish(client, topic, message.to_string().into_bytes(), false, None)
     }

@@ -56,7 +56,11 @@ mod tests {
         );
         assert_eq!(address_of(&DeviceId::new("C0:FF:EE:00:00")), None);
         assert_eq!(address_of(&DeviceId::new("C0:FF:EE:00:00:06:07")), None);
-        assert_eq!(address_of(&DeviceId::new("+0:FF:EE:00:00:06")), None, "hex digits only");
+        assert_eq!(
+            address_of(&DeviceId::new("+0:FF:EE:00:00:06")),
+            None,
+            "hex digits only"
+        );
     }
 
     #[test]
