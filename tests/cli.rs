@@ -385,11 +385,8 @@ async fn serve_keeps_its_database_in_the_data_directory_and_says_where() {
         .env_remove("GATTWAY_DATABASE")
         .env_remove("STATE_DIRECTORY")
         .env("XDG_DATA_HOME", &data)
-        .args(["--backend", "sim", "serve", "--listen", "127.0.0.1:0"])
-        .stderr(std::process::Stdio::piped());
-    let mut child = command.spawn().unwrap();
-    let mut lines =
-        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stderr.take().unwrap()));
+        .args(["--backend", "sim", "serve", "--listen", "127.0.0.1:0"]);
+    let (mut child, mut lines) = common::process::reading_stderr(command);
     let line = wait_for_line(&mut lines, "hub database at").await;
     let db = data.join("gattway").join("gattway.db");
     assert!(line.contains(&db.display().to_string()), "{line}");

@@ -148,11 +148,8 @@ async fn one_gattway_uses_another_as_an_encrypted_remote_radio() {
         .args(["--backend", "sim", "serve", "--listen", "127.0.0.1:0"])
         .env("GATTWAY_ESPHOME_LISTEN", "127.0.0.1:0")
         .env("GATTWAY_ESPHOME_NOISE_PSK", key)
-        .env("GATTWAY_HUB_SIM_FEED", "false")
-        .stderr(std::process::Stdio::piped());
-    let mut upstairs = upstairs.spawn().unwrap();
-    let mut lines =
-        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(upstairs.stderr.take().unwrap()));
+        .env("GATTWAY_HUB_SIM_FEED", "false");
+    let (mut upstairs, mut lines) = common::process::reading_stderr(upstairs);
     let proxy = proxy_addr(&wait_for_line(&mut lines, "ESPHome Bluetooth proxy on").await);
 
     // Downstairs: no radio of its own, the proxy upstairs as one.

@@ -28,7 +28,15 @@ pub type StderrLines = tokio::io::Lines<BufReader<tokio::process::ChildStderr>>;
 
 /// Starts `gattway ARGS` with stderr piped for reading.
 pub fn spawn_reading_stderr(args: &[&str]) -> (tokio::process::Child, StderrLines) {
-    let mut child = gattway().args(args).stderr(Stdio::piped()).spawn().unwrap();
+    let mut command = gattway();
+    command.args(args);
+    reading_stderr(command)
+}
+
+/// Starts `command` (a [`gattway`] with its own arguments and environment) with
+/// stderr piped for reading.
+pub fn reading_stderr(mut command: Command) -> (tokio::process::Child, StderrLines) {
+    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
     let lines = BufReader::new(child.stderr.take().unwrap()).lines();
     (child, lines)
 }
