@@ -109,9 +109,6 @@ async fn session(shared: &Arc<Shared>) -> Result<(), ApiError> {
         tracing::info!(radio = %shared.name, proxy = %info.name, version = %info.esphome_version,
             api = %format!("{}.{}", h.api_version_major, h.api_version_minor), "ESPHome proxy session up");
     }
-    writer.queue(&Message::SubscribeBluetoothConnectionsFreeRequest(
-        SubscribeBluetoothConnectionsFreeRequest {},
-    ))?;
     if shared.scanning.load(Ordering::Relaxed) {
         writer.queue(&subscribe_adverts())?;
     }
@@ -245,9 +242,6 @@ async fn dispatch(shared: &Shared, out: &mpsc::Sender<Message>, message: Message
                     });
                 }
             }
-        }
-        Message::BluetoothConnectionsFreeResponse(r) => {
-            shared.free_slots.store(r.free, Ordering::Relaxed);
         }
         Message::PingRequest(_) => {
             let _ = out.send(Message::PingResponse(PingResponse {})).await;

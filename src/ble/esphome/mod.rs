@@ -68,7 +68,6 @@ impl EsphomeRadio {
             events,
             scanning: AtomicBool::new(false),
             features: AtomicU32::new(0),
-            free_slots: AtomicU32::new(0),
             reset: Notify::new(),
             state: Mutex::new(State {
                 down_reason: Some("connecting".into()),

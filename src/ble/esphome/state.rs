@@ -62,7 +62,6 @@ pub(super) struct Shared {
     pub events: broadcast::Sender<BackendEvent>,
     pub scanning: AtomicBool,
     pub features: AtomicU32,
-    pub free_slots: AtomicU32,
     /// Asks the session to drop and start again (the watchdog's reset).
     pub reset: Notify,
     pub state: Mutex<State>,
