@@ -11,7 +11,7 @@ RUN cargo build --release --locked --bin gattway \
 FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --create-home --home-dir /var/lib/gattway gattway
 COPY --from=build /src/target/release/gattway /usr/local/bin/gattway
-USER gattway
+USER 10001
 # Every port of the container is published on purpose, so it listens on all of them;
 # gattway refuses that without credentials: give GATTWAY_AUTH_JWT_SECRET (or a
 # config file with API keys).

