@@ -98,11 +98,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Device profiles: check one you wrote before giving it to gattway
+    /// (`mcp.profiles_dir`).
+    #[command(
+        subcommand,
+        after_help = "Example:\n  gattway profile check profiles/my-sensor.toml"
+    )]
+    Profile(ProfileCommand),
     /// Print shell completions, e.g. `gattway completions bash >
     /// ~/.local/share/bash-completion/completions/gattway`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ProfileCommand {
+    /// Validate a profile file and print what it matches (the rule, and which
+    /// simulated devices fit it) and the commands it offers. Exits 1 when it is
+    /// invalid.
+    #[command(after_help = "Example:\n  gattway profile check profiles/my-sensor.toml")]
+    Check {
+        /// The profile's TOML file.
+        file: std::path::PathBuf,
     },
 }
 

@@ -13,6 +13,8 @@
 //!   per connected device; scans, connects with retries, subscriptions with fan-out,
 //!   leases, LRU and idle clean-up.
 //! - [`mcp`]: the MCP server (stdio and Streamable HTTP) for AI assistants.
+//! - [`profiles`]: device profiles: what a device speaks (services, command frames,
+//!   answers), declared in TOML; built-ins for the simulated devices.
 //! - [`bridge`]: the WebSocket bridge, wire-compatible with ble-mcp-test clients.
 //! - [`control`]: the control WebSocket (`/ws`): full BLE control for web apps.
 //! - [`esphome_proxy`]: gattway as an ESPHome Bluetooth proxy, for Home Assistant.
@@ -53,5 +55,6 @@ pub mod mcp;
 pub mod metrics;
 pub mod mqtt;
 pub mod outbox;
+pub mod profiles;
 pub mod store;
 pub mod sync;

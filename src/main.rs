@@ -12,10 +12,11 @@ use std::sync::Arc;
 
 use gattway::app::{self, AppState};
 use gattway::auth::{Authenticator, Scope};
-use gattway::cli::{Cli, Command, ScanArgs, TokenArgs};
+use gattway::cli::{Cli, Command, ProfileCommand, ScanArgs, TokenArgs};
 use gattway::config::{Config, LogFormat};
 use gattway::gateway::{DeviceInfo, Gateway, RadioSpec};
 use gattway::mcp::McpSettings;
+use gattway::profiles::ProfileSet;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -23,6 +24,18 @@ fn main() -> anyhow::Result<()> {
         use clap::CommandFactory;
         clap_complete::generate(shell, &mut Cli::command(), "gattway", &mut std::io::stdout());
         return Ok(());
+    }
+    if let Command::Profile(ProfileCommand::Check { file }) = &cli.command {
+        match gattway::profiles::Profile::from_file(file) {
+            Ok(profile) => {
+                print!("{}", profile.summary(&gattway::ble::sim::profiles::builtin()));
+                return Ok(());
+            }
+            Err(e) => {
+                eprintln!("invalid profile: {e}");
+                std::process::exit(1);
+            }
+        }
     }
     let loaded = Config::load(cli.config.as_deref(), std::env::vars())?;
     let mut config = loaded.config;
@@ -89,9 +102,12 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     let result = match command {
         Command::Scan(args) => scan(&gateway, args).await,
         Command::Serve(_) => serve(&gateway, &config).await,
-        Command::Token(_) | Command::Completions { .. } | Command::Doctor { .. } => Ok(()),
+        Command::Token(_) | Command::Completions { .. } | Command::Doctor { .. } | Command::Profile(_) => {
+            Ok(())
+        }
         Command::Mcp => {
-            let settings = McpSettings::new(&config.mcp, gateway.is_simulated(), "stdio");
+            let profiles = ProfileSet::load(config.mcp.profiles_dir())?;
+            let settings = McpSettings::new(&config.mcp, gateway.is_simulated(), "stdio", Arc::new(profiles));
             tracing::info!(writes_enabled = settings.writes_enabled, "serving MCP on stdio");
             gattway::mcp::serve_stdio(gateway.clone(), settings)
                 .await
@@ -227,7 +243,8 @@ async fn serve(gateway: &Gateway, config: &Config) -> anyhow::Result<()> {
         auth,
     )
     .with_http(config.http.clone())
-    .with_hub(hub);
+    .with_hub(hub)
+    .with_profiles(ProfileSet::load(config.mcp.profiles_dir())?);
     let stopping = tokio_util::sync::CancellationToken::new();
     let _esphome = match config.esphome.listen_addr()? {
         Some(at) => {

@@ -411,8 +411,20 @@ async fn completions_are_printed_for_a_shell() {
 
 #[tokio::test]
 async fn every_subcommand_has_help_with_an_example() {
-    for sub in ["scan", "serve", "mcp", "token", "doctor", "completions"] {
-        let out = gattway().args([sub, "--help"]).output().await.unwrap();
+    use clap::CommandFactory;
+    // Every subcommand clap knows, nested ones too (`profile check`).
+    let cli = gattway::cli::Cli::command();
+    let mut paths: Vec<Vec<String>> = Vec::new();
+    for c in cli.get_subcommands().filter(|c| c.get_name() != "help") {
+        paths.push(vec![c.get_name().to_string()]);
+        for nested in c.get_subcommands().filter(|n| n.get_name() != "help") {
+            paths.push(vec![c.get_name().to_string(), nested.get_name().to_string()]);
+        }
+    }
+    assert!(paths.len() >= 8, "{paths:?}");
+    for path in paths {
+        let sub = path.join(" ");
+        let out = gattway().args(&path).arg("--help").output().await.unwrap();
         assert!(out.status.success(), "{sub} --help");
         let help = String::from_utf8_lossy(&out.stdout);
         assert!(

@@ -4,109 +4,18 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 
+use common::mcp::*;
 use common::*;
-use rmcp::model::{
-    CallToolRequestParams, CallToolResult, NumberOrString, ProgressNotificationParam, ProgressToken,
-    RequestMetaObject,
-};
-use rmcp::service::{NotificationContext, RunningService};
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
-use rmcp::{ClientHandler, RoleClient, ServiceExt};
+use rmcp::model::{CallToolRequestParams, NumberOrString, ProgressToken, RequestMetaObject};
 use serde_json::{json, Value};
 
-/// A client that records progress notifications.
-#[derive(Clone, Default)]
-struct Recorder {
-    progress: Arc<Mutex<Vec<ProgressNotificationParam>>>,
-}
-
-impl ClientHandler for Recorder {
-    async fn on_progress(&self, params: ProgressNotificationParam, _ctx: NotificationContext<RoleClient>) {
-        self.progress.lock().unwrap().push(params);
-    }
-}
-
-type Client = RunningService<RoleClient, Recorder>;
-
-async fn stdio_client(extra_args: &[&str]) -> (Client, Recorder) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_gattway"));
-    cmd.args(["--backend", "sim"])
-        .args(extra_args)
-        .arg("mcp")
-        .env("GATTWAY_SIM_TIME_SCALE", "20")
-        .env("GATTWAY_LOG_LEVEL", "warn")
-        .env_remove("GATTWAY_CONFIG");
-    let recorder = Recorder::default();
-    let transport = TokioChildProcess::new(cmd).expect("spawn gattway mcp");
-    let client = within("stdio handshake", recorder.clone().serve(transport))
-        .await
-        .expect("initialize");
-    (client, recorder)
-}
-
-async fn http_client(url: &str, token: Option<&str>) -> Result<Client, String> {
-    let mut config = StreamableHttpClientTransportConfig::with_uri(url.to_string());
-    if let Some(t) = token {
-        config = config.auth_header(t);
-    }
-    let transport = StreamableHttpClientTransport::from_config(config);
-    within("http handshake", Recorder::default().serve(transport))
-        .await
-        .map_err(|e| e.to_string())
-}
-
-async fn call(client: &Client, tool: &str, args: Value) -> CallToolResult {
-    let mut params = CallToolRequestParams::new(tool.to_string());
-    if let Value::Object(map) = args {
-        params = params.with_arguments(map);
-    }
-    within(tool, client.call_tool(params))
-        .await
-        .unwrap_or_else(|e| panic!("{tool}: protocol error {e}"))
-}
-
-/// The structured result of a call that must succeed.
-async fn ok(client: &Client, tool: &str, args: Value) -> Value {
-    let r = call(client, tool, args).await;
-    assert_ne!(r.is_error, Some(true), "{tool} failed: {}", text(&r));
-    r.structured_content
-        .unwrap_or_else(|| panic!("{tool}: no structured content"))
-}
-
-/// The message of a call that must fail as a tool error (not a protocol error).
-/// The heart-rate monitor's body sensor location (0x2A38), read through MCP.
-async fn read_body_sensor_location(client: &Client) -> Value {
-    let args = json!({"device": HRM, "service": "180d", "characteristic": "2a38"});
-    ok(client, "ble_read", args).await
-}
-
-async fn fails(client: &Client, tool: &str, args: Value) -> String {
-    let r = call(client, tool, args).await;
-    assert_eq!(
-        r.is_error,
-        Some(true),
-        "{tool} should fail, got {:?}",
-        r.structured_content
-    );
-    text(&r)
-}
-
-fn text(r: &CallToolResult) -> String {
-    r.content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-const ALL_TOOLS: [&str; 18] = [
+const ALL_TOOLS: [&str; 20] = [
     "ble_connect",
     "ble_connections",
     "ble_disconnect",
     "ble_notifications",
+    "ble_profile",
     "ble_read",
     "ble_read_descriptor",
     "ble_scan",
@@ -115,6 +24,7 @@ const ALL_TOOLS: [&str; 18] = [
     "ble_unsubscribe",
     "ble_write",
     "ble_write_descriptor",
+    "device_command",
     "get_connection_state",
     "get_logs",
     "get_metrics",
@@ -410,7 +320,8 @@ async fn read_only_mode_hides_and_refuses_writes() {
     let tools = client.list_all_tools().await.unwrap();
     let names: BTreeSet<String> = tools.iter().map(|t| t.name.to_string()).collect();
     assert!(!names.contains("ble_write") && !names.contains("ble_write_descriptor"));
-    assert_eq!(names.len(), ALL_TOOLS.len() - 2);
+    assert!(!names.contains("device_command"), "a profile command writes");
+    assert_eq!(names.len(), ALL_TOOLS.len() - 3);
     let r = client
         .call_tool(
             CallToolRequestParams::new("ble_write").with_arguments(

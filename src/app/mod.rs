@@ -32,6 +32,7 @@ use crate::gateway::Gateway;
 use crate::http::{auth, guard, limit, server, Guard, HttpConfig};
 use crate::hub::{self as device_hub, Hub};
 use crate::mcp::{self, McpConfig, McpSettings};
+use crate::profiles::ProfileSet;
 
 /// What handlers share.
 #[derive(Clone)]
@@ -45,6 +46,8 @@ pub struct AppState {
     pub hub: Option<Hub>,
     /// `Host` and `Origin` allow-lists and connection limits (`[http]`).
     pub guard: Guard,
+    /// Device profiles MCP offers (the built-ins unless `with_profiles`).
+    pub profiles: Arc<ProfileSet>,
     /// Cancelled at shutdown: ends long-lived streams (MCP SSE, WebSockets) so the
     /// server can stop.
     pub shutdown: CancellationToken,
@@ -70,6 +73,7 @@ impl AppState {
             auth,
             hub: None,
             guard: Guard::default(),
+            profiles: Arc::new(ProfileSet::builtin()),
             shutdown: CancellationToken::new(),
         }
     }
@@ -77,6 +81,12 @@ impl AppState {
     /// Sets the `[http]` table (allowed hosts and origins, connection limits).
     pub fn with_http(mut self, http: HttpConfig) -> Self {
         self.guard = Guard::new(http);
+        self
+    }
+
+    /// The device profiles MCP offers (`mcp.profiles_dir` loaded).
+    pub fn with_profiles(mut self, profiles: ProfileSet) -> Self {
+        self.profiles = Arc::new(profiles);
         self
     }
 
@@ -88,7 +98,12 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let settings = McpSettings::new(&state.mcp, state.gateway.is_simulated(), "http");
+    let settings = McpSettings::new(
+        &state.mcp,
+        state.gateway.is_simulated(),
+        "http",
+        state.profiles.clone(),
+    );
     let mcp_service = mcp::http_service(state.gateway.clone(), settings, state.shutdown.clone());
     let mcp_routes =
         Router::new()

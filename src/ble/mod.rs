@@ -4,6 +4,7 @@
 //! the test bed) and `native/` (btleplug: BlueZ, CoreBluetooth, WinRT).
 
 pub mod ad;
+pub mod crc;
 pub mod decode;
 pub mod error;
 pub mod esphome;

@@ -28,10 +28,16 @@ impl BleMcp {
         Parameters(p): Parameters<ConnectParams>,
     ) -> Result<Json<ConnectionOut>, String> {
         let timeout = seconds_arg("timeout", p.timeout, 10.0, 120.0)?;
+        // A device heard already is named by its id; anything else goes to the
+        // gateway as written, which scans for it.
+        let target = match self.resolve_device(&p.device)? {
+            Some(id) => id.to_string(),
+            None => p.device.trim().to_string(),
+        };
         let info = self
             .gateway
             .connect(
-                p.device.trim(),
+                &target,
                 ConnectOptions {
                     timeout: Some(timeout),
                     services: Vec::new(),

@@ -13,7 +13,10 @@ mod connection;
 mod diagnostics;
 mod error;
 mod gatt;
+mod lenient;
 mod notify;
+mod profiles;
+mod resources;
 mod scan;
 mod session;
 pub mod types;
@@ -23,7 +26,10 @@ use std::sync::Arc;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, ErrorData, Implementation, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, ErrorData, GetPromptRequestParams, GetPromptResponse,
+    Implementation, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
+    PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -38,6 +44,7 @@ use self::session::Session;
 use crate::ble::{DeviceId, Uuid};
 use crate::gateway::Gateway;
 use crate::metrics::{ToolLabels, ToolOutcomeLabels};
+use crate::profiles::ProfileSet;
 
 /// Whether assistants may write to devices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -59,6 +66,16 @@ pub struct McpConfig {
     pub writes: WritePolicy,
     /// Characteristic UUIDs writes are limited to (empty: any).
     pub write_allow_list: Vec<Uuid>,
+    /// A folder of device profiles (`*.toml`) added to the built-in ones; empty:
+    /// the built-ins only.
+    pub profiles_dir: std::path::PathBuf,
+}
+
+impl McpConfig {
+    /// `profiles_dir`, when one is set.
+    pub fn profiles_dir(&self) -> Option<&std::path::Path> {
+        Some(self.profiles_dir.as_path()).filter(|p| !p.as_os_str().is_empty())
+    }
 }
 
 /// Settings resolved at start-up, shared by every session.
@@ -68,10 +85,17 @@ pub struct McpSettings {
     pub write_allow_list: Vec<Uuid>,
     /// "stdio" or "http", for `status`.
     pub transport: &'static str,
+    /// The device profiles: resources, `ble_profile` and `device_command`.
+    pub profiles: Arc<ProfileSet>,
 }
 
 impl McpSettings {
-    pub fn new(config: &McpConfig, backend_is_simulated: bool, transport: &'static str) -> Self {
+    pub fn new(
+        config: &McpConfig,
+        backend_is_simulated: bool,
+        transport: &'static str,
+        profiles: Arc<ProfileSet>,
+    ) -> Self {
         McpSettings {
             writes_enabled: match config.writes {
                 WritePolicy::Auto => backend_is_simulated,
@@ -80,6 +104,7 @@ impl McpSettings {
             },
             write_allow_list: config.write_allow_list.clone(),
             transport,
+            profiles,
         }
     }
 }
@@ -89,7 +114,9 @@ ble_scan to find devices, ble_connect by id or name prefix, ble_services to see 
 then ble_read / ble_write (hex in `value` or UTF-8 in `text`) and ble_subscribe + ble_notifications \
 to watch values. UUIDs may be short (\"180d\") or long. Standard values (heart rate, battery, \
 temperature, humidity, device information) come back decoded with units. get_logs and \
-search_packets show every byte exchanged.";
+search_packets show every byte exchanged. For a device with a known protocol (the CS108 RFID reader, \
+Nordic UART, heart-rate monitors …), ble_profile shows what it speaks and device_command runs its \
+commands with parsed answers; the profiles are also resources (gattway://profiles/{name}).";
 
 tokio::task_local! {
     /// The principal of the tool call being answered (over HTTP with credentials
@@ -113,11 +140,13 @@ impl BleMcp {
             + Self::connection_router()
             + Self::gatt_router()
             + Self::notify_router()
-            + Self::diagnostics_router();
+            + Self::diagnostics_router()
+            + Self::profiles_router();
         if !settings.writes_enabled {
             // Not offered at all: an assistant should not plan around a tool it may not use.
             tool_router.remove_route("ble_write");
             tool_router.remove_route("ble_write_descriptor");
+            tool_router.remove_route("device_command");
         }
         BleMcp {
             gateway,
@@ -127,44 +156,66 @@ impl BleMcp {
         }
     }
 
-    /// The device a `device` argument names: a connected device's id or name
-    /// prefix first, then any device the radio has heard, else the text as an id
-    /// (so the operation reports "not connected" with what to do).
+    /// The device a `device` argument names, as people and models write it: an id
+    /// (any case), else a name, else a name prefix, each compared without regard to
+    /// case, among connected devices first and then every device the radio has
+    /// heard. Two devices that fit equally well are an error that lists them; no fit
+    /// is the text as an id, so the operation reports "not connected" with what to do.
     fn device_arg(&self, device: &str) -> Result<DeviceId, ToolError> {
+        Ok(self
+            .resolve_device(device)?
+            .unwrap_or_else(|| DeviceId::new(device.trim())))
+    }
+
+    /// The device a `device` argument names (see [`Self::device_arg`]), or `None`
+    /// when no device connected or heard fits it.
+    fn resolve_device(&self, device: &str) -> Result<Option<DeviceId>, ToolError> {
+        /// A device an argument may name: its id and name.
+        type Candidate = (DeviceId, Option<String>);
         let device = device.trim();
         if device.is_empty() {
             return Err(ToolError(
                 "argument device is empty: give a device id or name prefix".into(),
             ));
         }
-        let connections = self.gateway.connections();
-        if let Some(c) = connections.iter().find(|c| c.id.as_str() == device) {
-            return Ok(c.id.clone());
-        }
-        let named: Vec<_> = connections
-            .iter()
-            .filter(|c| c.name.as_deref().is_some_and(|n| n.starts_with(device)))
+        let connected: Vec<Candidate> = (self.gateway.connections().into_iter())
+            .map(|c| (c.id, c.name))
             .collect();
-        match named.len() {
-            1 => return Ok(named[0].id.clone()),
-            0 => {}
-            _ => {
-                let list: Vec<String> = named.iter().map(|c| c.id.to_string()).collect();
-                return Err(ToolError(format!(
-                    "{device:?} matches several connected devices ({}): give the device id",
-                    list.join(", ")
-                )));
+        let heard: Vec<Candidate> = (self.gateway.known_devices().into_iter())
+            .map(|d| (d.id, d.name))
+            .collect();
+        let wanted = device.to_lowercase();
+        let id_is = |(id, _): &&Candidate| id.as_str().eq_ignore_ascii_case(device);
+        let name_is = |(_, name): &&Candidate| name.as_deref().is_some_and(|n| n.to_lowercase() == wanted);
+        let name_starts = |(_, name): &&Candidate| {
+            name.as_deref()
+                .is_some_and(|n| n.to_lowercase().starts_with(&wanted))
+        };
+        let rules: [&dyn Fn(&&Candidate) -> bool; 3] = [&id_is, &name_is, &name_starts];
+        for rule in rules {
+            for pool in [&connected, &heard] {
+                let mut fits: Vec<&Candidate> = pool.iter().filter(rule).collect();
+                fits.dedup_by(|a, b| a.0 == b.0);
+                match fits.as_slice() {
+                    [] => {}
+                    [(id, _)] => return Ok(Some(id.clone())),
+                    several => {
+                        let list: Vec<String> = several
+                            .iter()
+                            .map(|(id, name)| match name {
+                                Some(n) => format!("{n} ({id})"),
+                                None => id.to_string(),
+                            })
+                            .collect();
+                        return Err(ToolError(format!(
+                            "{device:?} matches several devices: {}; give one of their ids",
+                            list.join(", ")
+                        )));
+                    }
+                }
             }
         }
-        let known = self.gateway.known_devices();
-        let heard: Vec<_> = known
-            .iter()
-            .filter(|d| d.id.as_str() == device || d.name.as_deref().is_some_and(|n| n.starts_with(device)))
-            .collect();
-        Ok(match heard.as_slice() {
-            [one] => one.id.clone(),
-            _ => DeviceId::new(device),
-        })
+        Ok(None)
     }
 
     /// The devices the caller of the current tool may see (every device over stdio
@@ -206,7 +257,7 @@ impl BleMcp {
         request: &CallToolRequestParams,
     ) -> Option<String> {
         let principal = principal?;
-        if matches!(tool, "ble_write" | "ble_write_descriptor")
+        if matches!(tool, "ble_write" | "ble_write_descriptor" | "device_command")
             && !principal.has(crate::auth::Scope::BleWrite)
         {
             return Some(
@@ -294,8 +345,55 @@ impl ServerHandler for BleMcp {
         result
     }
 
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        Ok(ListResourcesResult::with_all_items(self.resources()))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(
+            self.resource_templates(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.read(&request.uri).map(ReadResourceResponse::from)
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(ListPromptsResult::with_all_items(Self::prompts()))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        Self::prompt(&request.name, &request.arguments.unwrap_or_default()).map(GetPromptResponse::from)
+    }
+
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources()
+            .enable_prompts()
+            .build();
+        ServerConfig::new(capabilities)
             .with_server_info(Implementation::new("gattway", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
     }

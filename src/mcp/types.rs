@@ -16,12 +16,15 @@ use crate::gateway::{ConnectionInfo, DeviceInfo};
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ScanParams {
     /// Seconds to scan (default 5, at most 60).
+    #[serde(default, deserialize_with = "super::lenient::number")]
     pub timeout: Option<f64>,
     /// Only devices whose advertised name starts with this (case-sensitive).
     pub name_prefix: Option<String>,
     /// Only devices advertising one of these services (16-bit like "180d" or 128-bit UUIDs).
+    #[serde(default, deserialize_with = "super::lenient::string_list")]
     pub services: Option<Vec<String>>,
     /// Only devices at least this strong, in dBm (e.g. -70).
+    #[serde(default, deserialize_with = "super::lenient::number")]
     pub min_rssi: Option<i16>,
 }
 
@@ -36,6 +39,7 @@ pub struct ConnectParams {
     /// Device id (e.g. "C0:FF:EE:00:00:01") or a name prefix that matches one device.
     pub device: String,
     /// Seconds to wait for the connection, scanning included (default 10).
+    #[serde(default, deserialize_with = "super::lenient::number")]
     pub timeout: Option<f64>,
 }
 
@@ -62,6 +66,7 @@ pub struct WriteParams {
     /// UTF-8 text to write. Give this or `value`.
     pub text: Option<String>,
     /// Ask the device to acknowledge (default: true when the characteristic supports it).
+    #[serde(default, deserialize_with = "super::lenient::boolean")]
     pub with_response: Option<bool>,
 }
 
@@ -97,10 +102,13 @@ pub struct WriteDescriptorParams {
 pub struct NotificationsParams {
     /// Return notifications after this cursor (the `cursor` of the previous call;
     /// 0 or absent: everything still buffered).
+    #[serde(default, deserialize_with = "super::lenient::number")]
     pub cursor: Option<u64>,
     /// Seconds to wait when nothing has arrived yet (default 5, at most 60; 0 returns at once).
+    #[serde(default, deserialize_with = "super::lenient::number")]
     pub timeout: Option<f64>,
     /// Most notifications to return (default 100, at most 1000).
+    #[serde(default, deserialize_with = "super::lenient::number")]
     pub limit: Option<usize>,
 }
 
@@ -112,6 +120,7 @@ pub struct GetLogsParams {
     /// Filter by 'TX'/'RX' or a hex pattern.
     pub filter: Option<String>,
     /// Maximum entries to return (1 to 1000, default 100).
+    #[serde(default, deserialize_with = "super::lenient::number")]
     pub limit: Option<usize>,
 }
 
@@ -120,12 +129,14 @@ pub struct SearchPacketsParams {
     /// Hex pattern to search for (case insensitive, spaces optional).
     pub hex_pattern: String,
     /// Maximum results to return (1 to 1000, default 100).
+    #[serde(default, deserialize_with = "super::lenient::number")]
     pub limit: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ScanDevicesParams {
     /// Scan duration in milliseconds (1000 to 30000, default 5000).
+    #[serde(default, deserialize_with = "super::lenient::number")]
     pub duration: Option<u64>,
 }
 

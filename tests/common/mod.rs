@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bluez;
+pub mod mcp;
 pub mod process;
 pub mod reference;
 
@@ -332,6 +333,25 @@ impl Drop for TempDb {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
         }
+    }
+}
+
+/// A folder in the temp directory, deleted with what it holds when dropped.
+pub struct TempDir {
+    pub path: std::path::PathBuf,
+}
+
+impl TempDir {
+    pub fn new() -> Self {
+        let path = std::env::temp_dir().join(format!("gattway-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&path).expect("make a temp folder");
+        TempDir { path }
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 

@@ -82,27 +82,12 @@ pub fn parse(bytes: &[u8]) -> Result<Frame, FrameError> {
     })
 }
 
-/// CRC-16/CCITT-FALSE.
-fn crc16(data: &[u8]) -> u16 {
-    data.iter().fold(0xFFFF_u16, |mut crc, &b| {
-        crc ^= (b as u16) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-        crc
-    })
-}
-
 /// Builds an uplink frame.
 pub fn uplink(module: u8, event: u16, data: &[u8]) -> Vec<u8> {
     let mut payload = Vec::with_capacity(2 + data.len());
     payload.extend_from_slice(&event.to_be_bytes());
     payload.extend_from_slice(data);
-    let crc = crc16(&payload);
+    let crc = crate::ble::crc::crc16_ccitt_false(&payload);
     let mut out = Vec::with_capacity(8 + payload.len());
     out.extend_from_slice(&[
         PREFIX,
