@@ -10,7 +10,10 @@ use common::*;
 use rmcp::model::{CallToolRequestParams, NumberOrString, ProgressToken, RequestMetaObject};
 use serde_json::{json, Value};
 
-const ALL_TOOLS: [&str; 20] = [
+const ALL_TOOLS: [&str; 23] = [
+    "ble_collect_list",
+    "ble_collect_start",
+    "ble_collect_stop",
     "ble_connect",
     "ble_connections",
     "ble_disconnect",

@@ -98,12 +98,15 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let settings = McpSettings::new(
+    let mut settings = McpSettings::new(
         &state.mcp,
         state.gateway.is_simulated(),
         "http",
         state.profiles.clone(),
     );
+    if let Some(hub) = &state.hub {
+        settings = settings.with_telemetry(hub.writer().clone());
+    }
     let mcp_service = mcp::http_service(state.gateway.clone(), settings, state.shutdown.clone());
     let mcp_routes =
         Router::new()

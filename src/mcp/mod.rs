@@ -9,6 +9,8 @@
 //! ble_notifications), `diagnostics.rs` (get_logs, search_packets, status,
 //! get_metrics). Wire shapes are in `types.rs`; per-session state in `session.rs`.
 
+mod collect;
+mod collections;
 mod connection;
 mod diagnostics;
 mod error;
@@ -79,7 +81,7 @@ impl McpConfig {
 }
 
 /// Settings resolved at start-up, shared by every session.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct McpSettings {
     pub writes_enabled: bool,
     pub write_allow_list: Vec<Uuid>,
@@ -87,6 +89,11 @@ pub struct McpSettings {
     pub transport: &'static str,
     /// The device profiles: resources, `ble_profile` and `device_command`.
     pub profiles: Arc<ProfileSet>,
+    /// Every session's recordings (server-wide: a client that reconnects finds them).
+    pub collections: Arc<collections::Collections>,
+    /// The device hub's telemetry writer, when there is a hub: recordings asked to
+    /// go to the hub are stored through it.
+    pub telemetry: Option<crate::store::TelemetryWriter>,
 }
 
 impl McpSettings {
@@ -105,7 +112,15 @@ impl McpSettings {
             write_allow_list: config.write_allow_list.clone(),
             transport,
             profiles,
+            collections: Arc::default(),
+            telemetry: None,
         }
+    }
+
+    /// Recordings may also go to the device hub through this writer.
+    pub fn with_telemetry(mut self, writer: crate::store::TelemetryWriter) -> Self {
+        self.telemetry = Some(writer);
+        self
     }
 }
 
@@ -141,7 +156,8 @@ impl BleMcp {
             + Self::gatt_router()
             + Self::notify_router()
             + Self::diagnostics_router()
-            + Self::profiles_router();
+            + Self::profiles_router()
+            + Self::collect_router();
         if !settings.writes_enabled {
             // Not offered at all: an assistant should not plan around a tool it may not use.
             tool_router.remove_route("ble_write");

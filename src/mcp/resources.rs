@@ -10,25 +10,41 @@ use serde_json::{Map, Value};
 use super::BleMcp;
 
 pub const PROFILES: &str = "gattway://profiles/";
+pub const COLLECTIONS: &str = "gattway://collections/";
 
 impl BleMcp {
-    /// Every resource: the profiles.
+    /// Every resource: the profiles, and the recordings the caller may see.
     pub(super) fn resources(&self) -> Vec<Resource> {
-        (self.settings.profiles.all().iter())
-            .map(|p| {
-                Resource::new(format!("{PROFILES}{}", p.name), p.name.clone())
-                    .with_title(p.title.clone())
-                    .with_description(format!("Device profile: {}", p.title))
-                    .with_mime_type("text/markdown")
-            })
-            .collect()
+        let profiles = (self.settings.profiles.all().iter()).map(|p| {
+            Resource::new(format!("{PROFILES}{}", p.name), p.name.clone())
+                .with_title(p.title.clone())
+                .with_description(format!("Device profile: {}", p.title))
+                .with_mime_type("text/markdown")
+        });
+        let collections = (self.settings.collections.list().into_iter())
+            .filter(|c| self.may_see(&c.device, None))
+            .map(|c| {
+                Resource::new(c.resource(), c.id.clone())
+                    .with_title(format!("Recording {} of {}", c.id, c.device))
+                    .with_description("Recorded notifications: JSON with statistics, and CSV")
+                    .with_mime_type("application/json")
+            });
+        profiles.chain(collections).collect()
     }
 
     pub(super) fn resource_templates(&self) -> Vec<ResourceTemplate> {
-        vec![ResourceTemplate::new(format!("{PROFILES}{{name}}"), "profile")
-            .with_title("Device profile")
-            .with_description("What a device speaks: services, commands for device_command, a guide")
-            .with_mime_type("text/markdown")]
+        vec![
+            ResourceTemplate::new(format!("{PROFILES}{{name}}"), "profile")
+                .with_title("Device profile")
+                .with_description("What a device speaks: services, commands for device_command, a guide")
+                .with_mime_type("text/markdown"),
+            ResourceTemplate::new(format!("{COLLECTIONS}{{id}}"), "collection")
+                .with_title("Recording")
+                .with_description(
+                    "Notifications recorded by ble_collect_start: JSON with statistics, and CSV",
+                )
+                .with_mime_type("application/json"),
+        ]
     }
 
     pub(super) fn read(&self, uri: &str) -> Result<ReadResourceResult, ErrorData> {
@@ -39,6 +55,16 @@ impl BleMcp {
                     uri,
                 )
                 .with_mime_type("text/markdown")]));
+            }
+        }
+        if let Some(id) = uri.strip_prefix(COLLECTIONS) {
+            let found = (self.settings.collections.get(id)).filter(|c| self.may_see(&c.device, None));
+            if let Some(c) = found {
+                let json = serde_json::to_string_pretty(&c.to_json()).unwrap_or_default();
+                return Ok(ReadResourceResult::new(vec![
+                    ResourceContents::text(json, uri).with_mime_type("application/json"),
+                    ResourceContents::text(c.to_csv(), format!("{uri}.csv")).with_mime_type("text/csv"),
+                ]));
             }
         }
         Err(ErrorData::resource_not_found(
