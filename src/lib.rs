@@ -34,6 +34,7 @@
 //!   and commands from it.
 //! - [`metrics`]: the Prometheus registry every layer records into.
 //! - [`sync`]: task ownership and locking helpers shared by every layer.
+//! - [`tls`]: TLS for gattway's own outgoing connections (MQTT, JWKS).
 //! - [`outbox`], [`limits`]: a WebSocket's bounded send queue and token-bucket rate
 //!   limits, shared by the WebSocket front ends.
 
@@ -58,3 +59,4 @@ pub mod outbox;
 pub mod profiles;
 pub mod store;
 pub mod sync;
+pub mod tls;

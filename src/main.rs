@@ -211,6 +211,11 @@ fn token(config: &Config, args: &TokenArgs) -> anyhow::Result<()> {
 async fn serve(gateway: &Gateway, config: &Config) -> anyhow::Result<()> {
     config.check_exposure()?;
     let auth = Arc::new(Authenticator::new(&config.auth).map_err(anyhow::Error::msg)?);
+    // Tokens from an authorisation server need its keys; until the JWKS is fetched
+    // they are refused, and fetching goes on behind this.
+    if let Err(e) = auth.start().await {
+        tracing::error!(error = %e, "auth.jwks_url: the signing keys could not be fetched; retrying");
+    }
     let _insecure_warning = (!config.listen.ip().is_loopback() && !auth.enabled()).then(|| {
         let listen = config.listen;
         gattway::sync::AbortOnDrop(tokio::spawn(async move {

@@ -11,6 +11,7 @@
 //! - `openapi.rs`: what the OpenAPI document says of every operation.
 
 mod index;
+mod oauth;
 mod openapi;
 mod ops;
 mod upgrades;
@@ -116,7 +117,7 @@ pub fn router(state: AppState) -> Router {
                     auth: state.auth.clone(),
                     scope: Scope::BleRead,
                 },
-                auth::require,
+                auth::require_resource,
             ));
     let (rest, mut openapi) = control::rest::router(control::rest::RestState {
         gateway: state.gateway.clone(),
@@ -171,6 +172,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
+        .route("/.well-known/oauth-protected-resource", get(oauth::metadata))
+        .route("/.well-known/oauth-protected-resource/mcp", get(oauth::metadata))
         .with_state(state.clone())
         .merge(mcp_routes)
         .merge(rest_routes)

@@ -6,16 +6,21 @@
 //! [`DeviceAllowList`], with one meaning on every front end.
 
 mod allow_list;
+mod jwks;
+mod jwt;
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use self::allow_list::DeviceAllowList;
+use self::jwt::verify_jwt;
+pub use self::jwt::{issue_jwt, TokenRequest};
 
 /// What a principal may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -217,7 +222,7 @@ pub struct ApiKeyConfig {
 }
 
 /// The `[auth]` table.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     pub api_keys: Vec<ApiKeyConfig>,
@@ -231,26 +236,33 @@ pub struct AuthConfig {
     pub jwt_issuer: String,
     /// Serve on a non-loopback address with no authentication (warned every minute).
     pub insecure_no_auth: bool,
+    /// An authorisation server's JWKS document (Keycloak, any OIDC provider): JWTs
+    /// whose `kid` it names are verified with its keys.
+    pub jwks_url: String,
+    /// How often the JWKS is fetched again, in seconds.
+    pub jwks_refresh_s: u64,
+    /// The CA (PEM) an `https://` JWKS URL is trusted with (empty: the system's roots).
+    pub jwks_ca_file: String,
+    /// The authorisation servers (issuer URLs) `/mcp`'s protected-resource metadata
+    /// names, where MCP clients get their tokens.
+    pub authorization_servers: Vec<String>,
 }
 
-/// JWT claims gattway reads and writes.
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    exp: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    nbf: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    iat: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    aud: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    iss: Option<String>,
-    /// Space-separated, as OAuth 2 writes it.
-    #[serde(default)]
-    scope: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    devices: Option<Vec<String>>,
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            api_keys: Vec::new(),
+            jwt_secret: String::new(),
+            jwt_public_key: String::new(),
+            jwt_audience: String::new(),
+            jwt_issuer: String::new(),
+            insecure_no_auth: false,
+            jwks_url: String::new(),
+            jwks_refresh_s: 300,
+            jwks_ca_file: String::new(),
+            authorization_servers: Vec::new(),
+        }
+    }
 }
 
 struct Key {
@@ -264,6 +276,12 @@ struct Key {
 pub struct Authenticator {
     keys: Vec<Key>,
     jwt: Option<(DecodingKey, Validation)>,
+    /// Keys from `auth.jwks_url`, and the checks their tokens get (the algorithm is
+    /// each key's own).
+    jwks: Option<(Arc<jwks::Jwks>, Validation)>,
+    /// `auth.jwt_audience`: also the identifier of `/mcp` as a protected resource.
+    audience: String,
+    authorization_servers: Vec<String>,
 }
 
 pub fn sha256_hex(data: &[u8]) -> String {
@@ -302,32 +320,50 @@ impl Authenticator {
             },
             _ => return Err("give auth.jwt_secret or auth.jwt_public_key, not both".into()),
         };
-        let jwt = jwt.map(|(key, mut v)| {
-            v.validate_nbf = true;
-            v.leeway = 5;
-            // A configured audience or issuer must be present, not merely correct
-            // when present: jsonwebtoken checks only the claims it is told are required.
-            let mut required = vec!["exp"];
-            if config.jwt_audience.trim().is_empty() {
-                v.validate_aud = false;
-            } else {
-                v.set_audience(&[config.jwt_audience.trim()]);
-                required.push("aud");
-            }
-            if !config.jwt_issuer.trim().is_empty() {
-                v.set_issuer(&[config.jwt_issuer.trim()]);
-                required.push("iss");
-            }
-            v.set_required_spec_claims(&required);
-            (key, v)
-        });
-        Ok(Authenticator { keys, jwt })
+        let jwt = jwt.map(|(key, v)| (key, claim_checks(v, config)));
+        let jwks = match config.jwks_url.trim() {
+            "" => None,
+            url => Some((
+                Arc::new(jwks::Jwks::new(
+                    url,
+                    &config.jwks_ca_file,
+                    Duration::from_secs(config.jwks_refresh_s),
+                )?),
+                claim_checks(Validation::new(Algorithm::RS256), config),
+            )),
+        };
+        Ok(Authenticator {
+            keys,
+            jwt,
+            jwks,
+            audience: config.jwt_audience.trim().to_string(),
+            authorization_servers: config.authorization_servers.clone(),
+        })
     }
 
     /// Whether any credential is configured (else the server runs open, which is
     /// only allowed on loopback).
     pub fn enabled(&self) -> bool {
-        !self.keys.is_empty() || self.jwt.is_some()
+        !self.keys.is_empty() || self.jwt.is_some() || self.jwks.is_some()
+    }
+
+    /// The audience tokens must carry (`auth.jwt_audience`; empty: not checked).
+    pub fn audience(&self) -> &str {
+        &self.audience
+    }
+
+    /// Where clients get tokens (`auth.authorization_servers`).
+    pub fn authorization_servers(&self) -> &[String] {
+        &self.authorization_servers
+    }
+
+    /// Fetches the JWKS (when `auth.jwks_url` is set) and keeps it fresh; the first
+    /// fetch's error is returned, and fetching goes on behind it.
+    pub async fn start(&self) -> Result<(), String> {
+        match &self.jwks {
+            Some((jwks, _)) => jwks.start().await.map(|_| ()),
+            None => Ok(()),
+        }
     }
 
     /// Who presents this credential: a JWT (three dot-separated parts) or an API key.
@@ -337,8 +373,19 @@ impl Authenticator {
             return Err(AuthError::NotAuthenticated);
         }
         if credential.split('.').count() == 3 {
+            let kid = jsonwebtoken::decode_header(credential).ok().and_then(|h| h.kid);
+            // A token naming a key id is the authorisation server's, when there is one.
+            if let (Some((jwks, checks)), Some(_)) = (&self.jwks, &kid) {
+                let (key, algorithm) = jwks.key(kid.as_deref())?;
+                let mut checks = checks.clone();
+                checks.algorithms = vec![algorithm];
+                return verify_jwt(credential, &key, &checks);
+            }
             if let Some((key, validation)) = &self.jwt {
                 return verify_jwt(credential, key, validation);
+            }
+            if self.jwks.is_some() {
+                return Err(AuthError::InvalidToken("the token names no key id (kid)".into()));
             }
         }
         let hash = Sha256::digest(credential.as_bytes());
@@ -360,68 +407,25 @@ impl Authenticator {
     }
 }
 
-fn verify_jwt(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Principal, AuthError> {
-    use jsonwebtoken::errors::ErrorKind;
-    let data = jsonwebtoken::decode::<Claims>(token, key, validation).map_err(|e| match e.kind() {
-        ErrorKind::ExpiredSignature => AuthError::Expired,
-        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
-        ErrorKind::InvalidAudience => AuthError::WrongAudience,
-        ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
-        ErrorKind::MissingRequiredClaim(c) if c == "aud" => AuthError::WrongAudience,
-        ErrorKind::MissingRequiredClaim(c) if c == "iss" => AuthError::WrongIssuer,
-        _ => AuthError::InvalidToken(e.to_string()),
-    })?;
-    let c = data.claims;
-    let mut scopes = BTreeSet::new();
-    for s in c.scope.split_whitespace() {
-        scopes
-            .insert(Scope::parse(s).ok_or_else(|| AuthError::InvalidToken(format!("unknown scope {s:?}")))?);
+/// The claim checks every JWT gets: `nbf`, a little leeway, and a configured
+/// audience or issuer that must be present, not merely correct when present
+/// (jsonwebtoken checks only the claims it is told are required).
+fn claim_checks(mut v: Validation, config: &AuthConfig) -> Validation {
+    v.validate_nbf = true;
+    v.leeway = 5;
+    let mut required = vec!["exp"];
+    if config.jwt_audience.trim().is_empty() {
+        v.validate_aud = false;
+    } else {
+        v.set_audience(&[config.jwt_audience.trim()]);
+        required.push("aud");
     }
-    Ok(Principal {
-        subject: c.sub,
-        scopes,
-        devices: DeviceAllowList::new(c.devices.as_deref().unwrap_or_default()),
-        expires_at: Some(c.exp),
-    })
-}
-
-/// What `gattway token` needs to sign a JWT.
-pub struct TokenRequest<'a> {
-    pub subject: &'a str,
-    pub scopes: &'a [Scope],
-    pub devices: &'a [String],
-    pub ttl: Duration,
-    pub audience: Option<&'a str>,
-    pub issuer: Option<&'a str>,
-}
-
-/// Signs an HS256 JWT with the configured secret.
-pub fn issue_jwt(secret: &str, req: &TokenRequest<'_>) -> Result<String, String> {
-    if secret.trim().is_empty() {
-        return Err("no JWT secret: set auth.jwt_secret or GATTWAY_AUTH_JWT_SECRET".into());
+    if !config.jwt_issuer.trim().is_empty() {
+        v.set_issuer(&[config.jwt_issuer.trim()]);
+        required.push("iss");
     }
-    let now = jsonwebtoken::get_current_timestamp();
-    let claims = Claims {
-        sub: req.subject.to_string(),
-        exp: now + req.ttl.as_secs(),
-        nbf: Some(now),
-        iat: Some(now),
-        aud: req.audience.map(str::to_string),
-        iss: req.issuer.map(str::to_string),
-        scope: req
-            .scopes
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(" "),
-        devices: (!req.devices.is_empty()).then(|| req.devices.to_vec()),
-    };
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret.trim().as_bytes()),
-    )
-    .map_err(|e| format!("signing the token failed: {e}"))
+    v.set_required_spec_claims(&required);
+    v
 }
 
 /// A new random API key (32 random bytes, hex) and its SHA-256.
@@ -439,7 +443,9 @@ fn secure_random_byte() -> u8 {
 
 #[cfg(test)]
 mod tests {
+    use super::jwt::{Audience, Claims};
     use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
 
     fn config_with(key: &str) -> AuthConfig {
         AuthConfig {
@@ -508,7 +514,7 @@ mod tests {
             exp: jsonwebtoken::get_current_timestamp() - 3600,
             nbf: None,
             iat: None,
-            aud: Some("gattway".into()),
+            aud: Some(Audience::One("gattway".into())),
             iss: None,
             scope: "ble:read".into(),
             devices: None,

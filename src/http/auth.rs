@@ -62,6 +62,58 @@ pub async fn require(State(r): State<Requirement>, mut req: Request, next: Next)
     }
 }
 
+/// A route that is an OAuth 2.1 protected resource (`/mcp`, as the MCP
+/// authorisation spec asks): like [`require`], but a refusal's `WWW-Authenticate`
+/// points at the resource's metadata (RFC 9728), says the scope it needs, and says
+/// `invalid_token` or `insufficient_scope` (RFC 6750) when a credential was given.
+pub async fn require_resource(State(r): State<Requirement>, mut req: Request, next: Next) -> Response {
+    if !r.auth.enabled() {
+        return next.run(req).await;
+    }
+    match authorize(&r.auth, credential(req.headers(), req.uri().query()), r.scope) {
+        Ok(p) => {
+            req.extensions_mut().insert::<Principal>(p);
+            next.run(req).await
+        }
+        Err(e) => {
+            let metadata = format!(
+                "{}/.well-known/oauth-protected-resource{}",
+                origin(req.headers()),
+                req.uri().path()
+            );
+            let mut challenge = format!(
+                "Bearer resource_metadata=\"{metadata}\", scope=\"{}\"",
+                r.scope.as_str()
+            );
+            match e {
+                AuthError::NotAuthenticated => {}
+                AuthError::MissingScope(_) => challenge.push_str(", error=\"insufficient_scope\""),
+                _ => challenge.push_str(", error=\"invalid_token\""),
+            }
+            let mut resp = problem(&e);
+            if let Ok(value) = header::HeaderValue::from_str(&challenge) {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+            }
+            resp
+        }
+    }
+}
+
+/// This server's origin as the client reached it: `Host` (the guard vetted it),
+/// and the scheme a TLS-terminating proxy says in `X-Forwarded-Proto`, else http.
+pub fn origin(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| matches!(*p, "http" | "https"))
+        .unwrap_or("http");
+    format!("{scheme}://{host}")
+}
+
 /// An `application/problem+json` answer for an authentication failure.
 pub fn problem(e: &AuthError) -> Response {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);

@@ -31,7 +31,7 @@ pub fn spawn(hub: &Hub, gateway: &Gateway, config: &MqttConfig) -> Result<Option
     };
     let tls = broker
         .tls
-        .then(|| super::tls::client_config(&config.ca_file))
+        .then(|| crate::tls::client_config(&config.ca_file, "mqtt.ca_file").map_err(MqttError::Tls))
         .transpose()?;
     let exporter = Exporter {
         hub: hub.clone(),

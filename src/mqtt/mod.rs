@@ -18,7 +18,6 @@
 mod discovery;
 mod export;
 mod theengs;
-mod tls;
 
 use serde::{Deserialize, Serialize};
 

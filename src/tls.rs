@@ -1,5 +1,6 @@
-//! TLS to the broker (`mqtts://`): rustls with the `ring` provider, trusting the
-//! system's roots, or only the CA(s) in `mqtt.ca_file`.
+//! TLS for gattway's own outgoing connections (the MQTT broker over `mqtts://`, an
+//! authorisation server's JWKS over `https://`): rustls with the `ring` provider,
+//! trusting the system's roots, or only the CA(s) in a PEM file the config names.
 
 use std::sync::Arc;
 
@@ -7,10 +8,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
-use super::MqttError;
-
-/// The client's TLS settings: roots from `ca_file` (PEM), or the system's.
-pub fn client_config(ca_file: &str) -> Result<Arc<ClientConfig>, MqttError> {
+/// The client's TLS settings: roots from `ca_file` (PEM; `key` is the config key
+/// that named it, for messages), or the system's.
+pub fn client_config(ca_file: &str, key: &str) -> Result<Arc<ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
     if ca_file.trim().is_empty() {
         let found = rustls_native_certs::load_native_certs();
@@ -20,26 +20,24 @@ pub fn client_config(ca_file: &str) -> Result<Arc<ClientConfig>, MqttError> {
         }
     } else {
         let certs = CertificateDer::pem_file_iter(ca_file.trim())
-            .map_err(|e| MqttError::Tls(format!("mqtt.ca_file {ca_file}: {e}")))?
+            .map_err(|e| format!("{key} {ca_file}: {e}"))?
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| MqttError::Tls(format!("mqtt.ca_file {ca_file}: {e}")))?;
+            .map_err(|e| format!("{key} {ca_file}: {e}"))?;
         for cert in certs {
-            roots
-                .add(cert)
-                .map_err(|e| MqttError::Tls(format!("mqtt.ca_file {ca_file}: {e}")))?;
+            roots.add(cert).map_err(|e| format!("{key} {ca_file}: {e}"))?;
         }
     }
     if roots.is_empty() {
-        return Err(MqttError::Tls(if ca_file.trim().is_empty() {
-            "no system root certificates found: set mqtt.ca_file".into()
+        return Err(if ca_file.trim().is_empty() {
+            format!("no system root certificates found: set {key}")
         } else {
-            format!("mqtt.ca_file {ca_file} holds no certificate")
-        }));
+            format!("{key} {ca_file} holds no certificate")
+        });
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| MqttError::Tls(e.to_string()))?
+        .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(config))
