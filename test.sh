@@ -53,6 +53,9 @@ start_if_down mosquitto 1883 mosquitto -d -c /etc/mosquitto/mosquitto.conf
 # ble-mcp-test's own client, pinned (tests/compat/package-lock.json).
 say "npm ci (tests/compat)"
 (cd tests/compat && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+# The MCP Inspector's CLI, pinned (tests/inspector/package-lock.json).
+say "npm ci (tests/inspector)"
+(cd tests/inspector && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 
 say "cargo test $*"
 exec cargo test "$@"

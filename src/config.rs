@@ -119,8 +119,10 @@ pub struct Loaded {
     pub unknown_env: Vec<String>,
 }
 
-/// Variables that are not config keys but are read elsewhere.
-const NON_KEY_VARS: &[&str] = &["GATTWAY_CONFIG"];
+/// `GATTWAY_*` variables that are not config keys: the config file's path, and the
+/// build's commit, which cargo also puts in the environment of what it runs
+/// (`cargo run`, `cargo test`).
+const NON_KEY_VARS: &[&str] = &["GATTWAY_CONFIG", "GATTWAY_GIT_COMMIT"];
 
 /// Where gattway keeps its data when `database` names no place: systemd's
 /// `$STATE_DIRECTORY` (the service's `StateDirectory=`, /var/lib/gattway), else

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use common::mcp::*;
-use common::process::{gattway, listening_addr, reading_stderr, wait_for_line};
+use common::process::{listening_addr, serve_with_config, wait_for_line};
 use common::*;
 use serde_json::{json, Value};
 
@@ -106,24 +106,12 @@ async fn mcp_is_an_oauth_protected_resource_with_tokens_from_a_jwks() {
     let (k2_private, k2_public) = ec_key(&dir.path, "k2");
     let keys = Arc::new(Mutex::new(vec![k1_public]));
     let jwks_url = serve_jwks(keys.clone()).await;
-    let config = dir.path.join("gattway.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[auth]\njwt_audience = \"{AUDIENCE}\"\njwks_url = \"{jwks_url}\"\njwks_refresh_s = 1\n\
-             authorization_servers = [\"https://auth.example\"]\n"
-        ),
-    )
-    .unwrap();
-    let mut cmd = gattway();
-    cmd.arg("--config")
-        .arg(&config)
-        .args(["--backend", "sim", "serve", "--listen", "127.0.0.1:0"]);
-    let (_child, mut lines) = reading_stderr(cmd);
-    let base = format!(
-        "http://{}",
-        listening_addr(&wait_for_line(&mut lines, "listening on http://").await)
-    );
+    let served = serve_with_config(&format!(
+        "[auth]\njwt_audience = \"{AUDIENCE}\"\njwks_url = \"{jwks_url}\"\njwks_refresh_s = 1\n\
+         authorization_servers = [\"https://auth.example\"]\n"
+    ))
+    .await;
+    let base = served.base.clone();
 
     // The metadata, at the root and at the path-specific address.
     for path in [

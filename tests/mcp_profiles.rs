@@ -194,7 +194,7 @@ async fn commands_without_answers_and_text_commands() {
     )
     .await;
     assert!(
-        said.contains("ble_connect") || said.contains("connect it first"),
+        said.contains("is not connected: call ble_connect first"),
         "{said}"
     );
     client.cancel().await.unwrap();

@@ -5,8 +5,7 @@
 
 mod common;
 
-use common::process::{gattway, listening_addr, reading_stderr, wait_for_line};
-use common::*;
+use common::process::serve_with_config;
 use serde_json::{json, Value};
 
 async fn sdk(args: Vec<String>) -> Value {
@@ -60,41 +59,13 @@ async fn the_python_sdk_over_stdio() {
 
 #[tokio::test]
 async fn the_python_sdk_over_http_after_its_oauth_discovery() {
-    let dir = TempDir::new();
-    let config = dir.path.join("gattway.toml");
-    std::fs::write(
-        &config,
+    let served = serve_with_config(
         "[auth]\njwt_secret = \"a-test-secret-of-some-length\"\njwt_audience = \"https://gattway.test/mcp\"\n\
          authorization_servers = [\"https://auth.example\"]\n",
     )
-    .unwrap();
-    let mut cmd = gattway();
-    cmd.arg("--config")
-        .arg(&config)
-        .args(["--backend", "sim", "serve", "--listen", "127.0.0.1:0"])
-        .env("GATTWAY_SIM_TIME_SCALE", "20");
-    let (_child, mut lines) = reading_stderr(cmd);
-    let base = format!(
-        "http://{}",
-        listening_addr(&wait_for_line(&mut lines, "listening on http://").await)
-    );
-    let minted = gattway()
-        .arg("--config")
-        .arg(&config)
-        .args([
-            "token",
-            "--subject",
-            "sdk",
-            "--scope",
-            "ble:read,ble:write",
-            "--ttl",
-            "10m",
-        ])
-        .output()
-        .await
-        .unwrap();
-    assert!(minted.status.success());
-    let token = String::from_utf8_lossy(&minted.stdout).trim().to_string();
+    .await;
+    let base = served.base.clone();
+    let token = served.token("sdk", "ble:read,ble:write").await;
 
     let seen = sdk(vec!["http".into(), format!("{base}/mcp"), token]).await;
     assert_eq!(seen["unauthorised_status"], 401);

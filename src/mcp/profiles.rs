@@ -58,6 +58,12 @@ impl BleMcp {
         Parameters(p): Parameters<DeviceCommandParams>,
     ) -> Result<Json<DeviceCommandResult>, String> {
         let id = self.device_arg(&p.device)?;
+        if !self.gateway.connections().iter().any(|c| c.id == id) {
+            return Err(ToolError(format!(
+                "device {id} is not connected: call ble_connect first (device_command talks over the link)"
+            ))
+            .into());
+        }
         let profile = self
             .profile_with_command(&id, p.profile.as_deref(), &p.command)
             .await?;

@@ -66,3 +66,53 @@ pub fn gattway() -> Command {
         .kill_on_drop(true);
     c
 }
+
+/// `gattway serve` on the simulator (time scale 20, port 0) with a config file of
+/// this text, as an operator runs it; stopped when dropped.
+pub struct Served {
+    pub child: tokio::process::Child,
+    pub lines: StderrLines,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    pub config: std::path::PathBuf,
+    _dir: super::TempDir,
+}
+
+pub async fn serve_with_config(config_text: &str) -> Served {
+    let dir = super::TempDir::new();
+    let config = dir.path.join("gattway.toml");
+    std::fs::write(&config, config_text).unwrap();
+    let mut command = gattway();
+    command
+        .arg("--config")
+        .arg(&config)
+        .args(["--backend", "sim", "serve", "--listen", "127.0.0.1:0"])
+        .env("GATTWAY_SIM_TIME_SCALE", "20");
+    let (child, mut lines) = reading_stderr(command);
+    let base = format!(
+        "http://{}",
+        listening_addr(&wait_for_line(&mut lines, "listening on http://").await)
+    );
+    Served {
+        child,
+        lines,
+        base,
+        config,
+        _dir: dir,
+    }
+}
+
+impl Served {
+    /// A JWT from `gattway token` with the server's config (its secret, audience).
+    pub async fn token(&self, subject: &str, scopes: &str) -> String {
+        let out = gattway()
+            .arg("--config")
+            .arg(&self.config)
+            .args(["token", "--subject", subject, "--scope", scopes, "--ttl", "10m"])
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
