@@ -18,7 +18,7 @@ as_root() {
 }
 
 need=()
-for pkg in dbus-daemon dbus-bin python3-dbusmock python3-venv mosquitto systemd; do
+for pkg in dbus-daemon dbus-bin python3-dbusmock python3-venv mosquitto systemd chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
@@ -28,7 +28,7 @@ if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
     say "cannot install ${need[*]}: this script provisions Debian and Ubuntu (apt-get)."
     say "Install the equivalents (dbus-daemon, python3 with dbusmock and venv, mosquitto,"
-    say "systemd-analyze, Node.js with npm) and run: cargo test"
+    say "systemd-analyze, Chromium at /usr/bin/chromium, Node.js with npm) and run: cargo test"
     exit 2
   fi
   say "installing ${need[*]}"
@@ -53,6 +53,9 @@ start_if_down mosquitto 1883 mosquitto -d -c /etc/mosquitto/mosquitto.conf
 # ble-mcp-test's own client, pinned (tests/compat/package-lock.json).
 say "npm ci (tests/compat)"
 (cd tests/compat && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+# playwright-core, which drives Debian's Chromium (never a downloaded browser).
+say "npm ci (tests/browser)"
+(cd tests/browser && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 # The MCP Inspector's CLI, pinned (tests/inspector/package-lock.json).
 say "npm ci (tests/inspector)"
 (cd tests/inspector && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)

@@ -163,6 +163,37 @@ async fn every_message_type_against_the_simulator() {
         (Some("CHARACTERISTIC_VALUE"), Some("AQ=="))
     );
 
+    // Descriptors: the CCCD written (notifications on) and read back.
+    let w = c
+        .call(
+            json!({"type": "DESCRIPTOR_WRITE", "deviceId": HRM, "serviceUuid": "180d",
+        "characteristicUuid": "2a37", "descriptorUuid": "2902", "value": "AQA="}),
+        )
+        .await;
+    assert_eq!(
+        (w["type"].as_str(), w["bytes"].as_u64()),
+        (Some("DESCRIPTOR_WRITTEN"), Some(2)),
+        "{w}"
+    );
+    let d = c
+        .call(
+            json!({"type": "DESCRIPTOR_READ", "deviceId": HRM, "serviceUuid": "180d",
+        "characteristicUuid": "2a37", "descriptorUuid": "2902"}),
+        )
+        .await;
+    assert_eq!(
+        (d["type"].as_str(), d["value"].as_str()),
+        (Some("DESCRIPTOR_VALUE"), Some("AQA=")),
+        "{d}"
+    );
+    let missing = c
+        .call(
+            json!({"type": "DESCRIPTOR_READ", "deviceId": HRM, "serviceUuid": "180d",
+        "characteristicUuid": "2a37", "descriptorUuid": "2904"}),
+        )
+        .await;
+    assert_eq!(code(&missing), "ATTRIBUTE_NOT_FOUND", "{missing}");
+
     c.call(json!({"type": "CONNECT", "deviceId": UART})).await;
     let sub = c
         .call(

@@ -15,6 +15,7 @@ mod oauth;
 mod openapi;
 mod ops;
 mod upgrades;
+mod web;
 
 use std::future::Future;
 
@@ -172,6 +173,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
+        .route("/webbluetooth.js", get(web::polyfill))
         .route("/.well-known/oauth-protected-resource", get(oauth::metadata))
         .route("/.well-known/oauth-protected-resource/mcp", get(oauth::metadata))
         .with_state(state.clone())

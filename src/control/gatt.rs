@@ -1,6 +1,7 @@
 //! CHARACTERISTIC_READ (→ CHARACTERISTIC_VALUE), CHARACTERISTIC_WRITE
 //! (→ CHARACTERISTIC_WRITTEN), SUBSCRIBE (→ SUBSCRIBED, then NOTIFICATION events),
-//! UNSUBSCRIBE (→ UNSUBSCRIBED). Values are base64.
+//! UNSUBSCRIBE (→ UNSUBSCRIBED), DESCRIPTOR_READ (→ DESCRIPTOR_VALUE) and
+//! DESCRIPTOR_WRITE (→ DESCRIPTOR_WRITTEN). Values are base64.
 
 use serde_json::{json, Value};
 
@@ -44,6 +45,36 @@ pub async fn write(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Fail
         "CHARACTERISTIC_WRITTEN",
         &req.id,
         json!({"deviceId": id, "serviceUuid": service.to_string(), "characteristicUuid": characteristic.to_string(), "bytes": len}),
+    )))
+}
+
+pub async fn read_descriptor(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failure> {
+    let (id, service, characteristic) = target(conn, req)?;
+    let descriptor = req.uuid("descriptorUuid")?;
+    let value = (conn.gateway.device(&id))
+        .read_descriptor(service, characteristic, descriptor)
+        .await?;
+    Ok(Some(reply(
+        "DESCRIPTOR_VALUE",
+        &req.id,
+        json!({"deviceId": id, "serviceUuid": service.to_string(), "characteristicUuid": characteristic.to_string(),
+            "descriptorUuid": descriptor.to_string(), "value": b64(&value)}),
+    )))
+}
+
+pub async fn write_descriptor(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failure> {
+    let (id, service, characteristic) = target(conn, req)?;
+    let descriptor = req.uuid("descriptorUuid")?;
+    let value = req.base64("value")?;
+    let len = value.len();
+    (conn.gateway.device(&id))
+        .write_descriptor(service, characteristic, descriptor, value)
+        .await?;
+    Ok(Some(reply(
+        "DESCRIPTOR_WRITTEN",
+        &req.id,
+        json!({"deviceId": id, "serviceUuid": service.to_string(), "characteristicUuid": characteristic.to_string(),
+            "descriptorUuid": descriptor.to_string(), "bytes": len}),
     )))
 }
 

@@ -159,7 +159,7 @@ impl Conn {
             return Err(AuthError::Expired.into());
         }
         let scope = match kind {
-            "CHARACTERISTIC_WRITE" => Scope::BleWrite,
+            "CHARACTERISTIC_WRITE" | "DESCRIPTOR_WRITE" => Scope::BleWrite,
             _ => Scope::BleRead,
         };
         p.require(scope)?;
@@ -234,6 +234,8 @@ impl Conn {
                 "GET_SERVICES" => device::services(self, &req).await,
                 "CHARACTERISTIC_READ" => gatt::read(self, &req).await,
                 "CHARACTERISTIC_WRITE" => gatt::write(self, &req).await,
+                "DESCRIPTOR_READ" => gatt::read_descriptor(self, &req).await,
+                "DESCRIPTOR_WRITE" => gatt::write_descriptor(self, &req).await,
                 "SUBSCRIBE" => gatt::subscribe(self, &req).await,
                 "UNSUBSCRIBE" => gatt::unsubscribe(self, &req),
                 "BATCH" => Box::pin(self.batch(&req)).await,

@@ -126,7 +126,7 @@ pub struct Request {
 }
 
 /// The request types this server knows.
-pub const TYPES: [&str; 13] = [
+pub const TYPES: [&str; 15] = [
     "AUTHENTICATE",
     "START_SCAN",
     "STOP_SCAN",
@@ -135,6 +135,8 @@ pub const TYPES: [&str; 13] = [
     "GET_SERVICES",
     "CHARACTERISTIC_READ",
     "CHARACTERISTIC_WRITE",
+    "DESCRIPTOR_READ",
+    "DESCRIPTOR_WRITE",
     "SUBSCRIBE",
     "UNSUBSCRIBE",
     "BATCH",

@@ -1,0 +1,17 @@
+//! Browser assets embedded in the binary (no Node.js at build time, no CDN at run
+//! time): the Web Bluetooth polyfill at `/webbluetooth.js`.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+
+/// `navigator.bluetooth` for any browser, over `/ws` (`?force=1` is read by the
+/// script itself: it then replaces a native implementation too).
+pub async fn polyfill() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("assets/webbluetooth.js"),
+    )
+}
