@@ -3,8 +3,9 @@
 //! navigator.bluetooth, against the simulated devices: the flows of Chrome's Web
 //! Bluetooth samples (battery level, device information, notifications, read
 //! descriptors, reset energy expended, device disconnect, link loss, discover
-//! services and characteristics), the chooser driven by its button names, standard
-//! errors, granted devices, and a foreign origin refused. No page logs an error.
+//! services and characteristics), watchAdvertisements on a broadcasting sensor, the
+//! chooser driven by its button names, standard errors, granted devices, and a
+//! foreign origin refused. No page logs an error.
 
 mod common;
 
@@ -85,6 +86,11 @@ async fn the_web_bluetooth_samples_run_unmodified_on_the_polyfill() {
     assert_eq!(r["typeErrors"], json!(["TypeError", "TypeError", "TypeError"]));
     assert_eq!(r["grantedFresh"], 0);
     assert_eq!(r["grantedAfterReload"], json!(["Gattway Battery"]));
+    // BTHome v2's first byte: its device information (0x40, version 2, unencrypted).
+    assert_eq!(
+        r["advertisements"],
+        json!({"name": "Gattway BTHome", "rssi": "number", "firstByte": 64, "watching": true, "after": false})
+    );
     assert_eq!(r["foreign"], "NetworkError");
     server.stop().await;
 }

@@ -211,6 +211,27 @@ try {
     results.grantedAfterReload = await p.evaluate(async () => (await navigator.bluetooth.getDevices()).map((d) => d.name));
   }
 
+  // Advertisements of a device granted earlier: the BTHome thermometer only
+  // broadcasts; watchAdvertisements hears its service data until aborted.
+  {
+    const p = await page("advertisements");
+    results.advertisements = await run(p, async () => {
+      const device = await navigator.bluetooth.requestDevice({ filters: [{ namePrefix: "Gattway BTHome" }],
+        exclusionFilters: [{ name: "Gattway BTHome Secure" }] });
+      const abort = new AbortController();
+      const seen = await new Promise((resolve) => {
+        device.addEventListener("advertisementreceived", (event) => {
+          const data = event.serviceData.get("0000fcd2-0000-1000-8000-00805f9b34fb");
+          const watching = device.watchingAdvertisements;
+          abort.abort();
+          resolve({ name: event.name, rssi: typeof event.rssi, firstByte: data.getUint8(0), watching });
+        });
+        device.watchAdvertisements({ signal: abort.signal });
+      });
+      return { ...seen, after: device.watchingAdvertisements };
+    }, "Gattway BTHome");
+  }
+
   // A page of a foreign origin: gattway refuses its WebSocket.
   {
     const p = await page("foreign", { origin: `http://evil.example:${port}` });
