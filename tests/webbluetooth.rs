@@ -10,41 +10,15 @@
 mod common;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 #[tokio::test]
 async fn the_web_bluetooth_samples_run_unmodified_on_the_polyfill() {
     let rig = rig();
     let server = start_server(&rig.gateway, Default::default()).await;
     let base = server.url("");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/webbluetooth.mjs");
-    assert!(
-        std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/browser/node_modules/playwright-core"
-        ))
-        .exists(),
-        "playwright-core is not installed: ./test.sh installs it (npm ci in tests/browser)"
-    );
-    let out = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        tokio::process::Command::new("node")
-            .arg(script)
-            .arg(base.trim_end_matches('/'))
-            .output(),
-    )
-    .await
-    .expect("the browser run took over two minutes")
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let report = common::browser::run("webbluetooth.mjs", &[base.trim_end_matches('/').as_ref()]).await;
     let r = &report["results"];
-    assert_eq!(report["errors"], json!([]), "{report:#}");
 
     assert_eq!(r["battery"]["name"], "Gattway Battery");
     assert!(r["battery"]["level"].as_u64().is_some_and(|l| l <= 100), "{r:#}");

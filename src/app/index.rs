@@ -1,5 +1,6 @@
 //! The index page at `/` (what is mounted; each radio's state and the open links,
-//! to a credential that may see them) and `/healthz`.
+//! to a credential that may see them), which is also the operator dashboard's page
+//! (its live views come from `assets/dashboard.js`), and `/healthz`.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -68,13 +69,16 @@ pub(super) async fn page(state: &AppState, headers: &HeaderMap, raw_query: Optio
         Err(_) => String::new(),
     };
     Html(format!(
-        "<!doctype html><html><head><meta charset=utf-8><title>gattway</title></head><body>\
+        "<!doctype html><html lang=en><head><meta charset=utf-8>\
+         <meta name=viewport content=\"width=device-width, initial-scale=1\"><title>gattway</title>\
+         <link rel=icon href=\"data:,\">\
+         <link rel=stylesheet href=\"/dashboard.css\"><script src=\"/dashboard.js\" defer></script></head><body>\
          <h1>gattway {}</h1><p>Radio: {}.</p><ul>\
          <li><code>/mcp</code>: MCP (Streamable HTTP) for AI assistants</li>\
          <li><code>ws://…/?service=&amp;write=&amp;notify=</code>: the ble-mcp-test compatible bridge</li>\
          <li><code>/ws</code>: the control WebSocket; <a href=\"/api/v1/openapi.json\">/api/v1</a>: REST (OpenAPI)</li>{hub}\
          <li><a href=\"/metrics\">/metrics</a>, <a href=\"/healthz\">/healthz</a>, <a href=\"/readyz\">/readyz</a>, <a href=\"/health\">/health</a></li>\
-         </ul>{radios}<h2>Connections</h2>{table}</body></html>",
+         </ul>{radios}<h2>Connections</h2>{table}{DASHBOARD}</body></html>",
         env!("CARGO_PKG_VERSION"),
         escape(&state.gateway.backend_name()),
         table = match viewer {
@@ -101,6 +105,26 @@ pub(super) async fn page(state: &AppState, headers: &HeaderMap, raw_query: Optio
         },
     ))
 }
+
+/// The dashboard's live views, filled by `/dashboard.js` over `/ws` and `/api/v1`
+/// with the credential signed in here (kept in session storage).
+const DASHBOARD: &str = "<section id=login hidden><h2>Sign in</h2><form id=login-form>\
+     <label>API key or JWT <input id=login-token type=password autocomplete=off></label> \
+     <button type=submit>Sign in</button></form></section>\
+     <section id=radios-live aria-labelledby=radios-live-h><h2 id=radios-live-h>Radio cards</h2>\
+     <div id=radio-cards class=cards></div></section>\
+     <section id=scan aria-labelledby=scan-h><h2 id=scan-h>Live scan</h2>\
+     <button id=scan-button type=button>Scan</button> <span id=scan-status role=status></span>\
+     <div class=scroll><table><thead><tr><th>name</th><th>id</th><th>RSSI</th><th>services</th><th>readings</th><th></th></tr></thead>\
+     <tbody id=scan-rows></tbody></table></div></section>\
+     <section id=explorer aria-labelledby=explorer-h><h2 id=explorer-h>GATT explorer</h2>\
+     <p id=gatt-device>Pick a device in the scan.</p><div id=gatt-tree></div>\
+     <h3>Values</h3><ol id=value-log class=log aria-live=polite></ol></section>\
+     <section id=packets aria-labelledby=packets-h><h2 id=packets-h>Packet log</h2>\
+     <label>Filter (TX, RX or hex) <input id=packet-filter size=12></label> \
+     <button id=packet-refresh type=button>Refresh</button>\
+     <div class=scroll><table><thead><tr><th>time</th><th>dir</th><th>device</th><th>bytes</th></tr></thead>\
+     <tbody id=packet-rows></tbody></table></div></section>";
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")

@@ -174,6 +174,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/webbluetooth.js", get(web::polyfill))
+        .route("/dashboard.js", get(web::dashboard_js))
+        .route("/dashboard.css", get(web::dashboard_css))
         .route("/.well-known/oauth-protected-resource", get(oauth::metadata))
         .route("/.well-known/oauth-protected-resource/mcp", get(oauth::metadata))
         .with_state(state.clone())

@@ -1,5 +1,6 @@
 //! Browser assets embedded in the binary (no Node.js at build time, no CDN at run
-//! time): the Web Bluetooth polyfill at `/webbluetooth.js`.
+//! time): the Web Bluetooth polyfill at `/webbluetooth.js`, and the dashboard's
+//! script and style sheet.
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -13,5 +14,26 @@ pub async fn polyfill() -> impl IntoResponse {
             (header::CACHE_CONTROL, "no-cache"),
         ],
         include_str!("assets/webbluetooth.js"),
+    )
+}
+
+/// The dashboard's views (on the index page).
+pub async fn dashboard_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("assets/dashboard.js"),
+    )
+}
+
+pub async fn dashboard_css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("assets/dashboard.css"),
     )
 }

@@ -24,8 +24,17 @@ pub async fn read(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failu
     Ok(Some(reply(
         "CHARACTERISTIC_VALUE",
         &req.id,
-        json!({"deviceId": id, "serviceUuid": service.to_string(), "characteristicUuid": characteristic.to_string(), "value": b64(&value)}),
+        json!({"deviceId": id, "serviceUuid": service.to_string(), "characteristicUuid": characteristic.to_string(),
+            "value": b64(&value), "decoded": decoded(characteristic, &value)}),
     )))
+}
+
+/// A standard characteristic's value as the SIG decoder reads it (`value`, `unit`,
+/// `text`), or null.
+fn decoded(characteristic: Uuid, bytes: &[u8]) -> Value {
+    crate::ble::decode::decode(characteristic, bytes)
+        .map(|d| json!({"value": d.value, "unit": d.unit, "text": d.text}))
+        .unwrap_or(Value::Null)
 }
 
 pub async fn write(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failure> {
@@ -97,6 +106,7 @@ pub async fn subscribe(conn: &mut Conn, req: &Request) -> Result<Option<Value>, 
                             "serviceUuid": n.service.to_string(),
                             "characteristicUuid": n.characteristic.to_string(),
                             "value": b64(&n.value),
+                            "decoded": decoded(n.characteristic, &n.value),
                             "timestamp": to_unix_ms(n.at),
                         }),
                     ));

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bluez;
+pub mod browser;
 pub mod mcp;
 pub mod process;
 pub mod reference;

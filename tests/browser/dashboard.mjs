@@ -1,0 +1,58 @@
+// Drives the dashboard at gattway's `/` in Debian's Chromium (playwright-core): the
+// radio card, a live scan, the GATT explorer (connect, read, subscribe), the packet
+// log, at desktop and at phone width, with a screenshot of each view.
+//
+//   node tests/browser/dashboard.mjs http://127.0.0.1:PORT SCREENSHOT_DIR
+//
+// Prints one JSON object: what each step saw, and every page error.
+import { chromium } from "playwright-core";
+
+const [base, shots] = process.argv.slice(2);
+const results = {};
+const errors = [];
+const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox", "--disable-gpu"] });
+try {
+  for (const [width, label] of [[1280, "desktop"], [390, "phone"]]) {
+    const context = await browser.newContext({ viewport: { width, height: 900 } });
+    const page = await context.newPage();
+    page.on("pageerror", (e) => errors.push(`${label}: ${e.message}`));
+    page.on("console", (m) => { if (m.type() === "error") errors.push(`${label}: console: ${m.text()}`); });
+    await page.goto(base + "/");
+    const card = page.getByRole("article", { name: "radio sim" });
+    await card.waitFor({ timeout: 10000 });
+    results[`${label}.card`] = await card.innerText();
+    await page.screenshot({ path: `${shots}/dashboard-radios-${label}.png`, fullPage: false });
+
+    await page.getByRole("button", { name: "Scan", exact: true }).click();
+    const explore = page.getByRole("button", { name: "Explore Gattway HRM" });
+    await explore.waitFor({ timeout: 15000 });
+    results[`${label}.scanRows`] = await page.locator("#scan-rows tr").count();
+    await page.locator("#scan").screenshot({ path: `${shots}/dashboard-scan-${label}.png` });
+
+    await explore.click();
+    const read = page.getByRole("button", { name: "Read Body Sensor Location" });
+    await read.waitFor({ timeout: 15000 });
+    await read.click();
+    await page.waitForFunction(() => document.querySelector('[aria-label="Body Sensor Location value"]')?.textContent.length > 0);
+    results[`${label}.read`] = await page.getByLabel("Body Sensor Location value").innerText();
+    await page.getByRole("button", { name: "Subscribe Heart Rate Measurement" }).click();
+    await page.waitForFunction(() => [...document.querySelectorAll("#value-log li")].filter((li) => li.textContent.includes("2a37 ←")).length >= 2, null, { timeout: 15000 });
+    results[`${label}.notifications`] = await page.locator("#value-log li", { hasText: "2a37 ←" }).count();
+    await page.locator("#explorer").screenshot({ path: `${shots}/dashboard-explorer-${label}.png` });
+
+    await page.getByLabel("Filter (TX, RX or hex)").fill("RX");
+    await page.getByRole("button", { name: "Refresh" }).click();
+    await page.waitForFunction(() => document.querySelectorAll("#packet-rows tr").length > 0, null, { timeout: 10000 });
+    results[`${label}.packets`] = await page.locator("#packet-rows tr").count();
+    results[`${label}.packetDirs`] = [...new Set(await page.locator("#packet-rows tr td:nth-child(2)").allInnerTexts())];
+    await page.locator("#packets").screenshot({ path: `${shots}/dashboard-packets-${label}.png` });
+    // Nothing wider than the window at phone width.
+    results[`${label}.overflow`] = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+    await context.close();
+  }
+} catch (e) {
+  errors.push(`driver: ${e.stack || e}`);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify({ results, errors }));

@@ -1,0 +1,53 @@
+//! The operator dashboard at `/` in Debian's Chromium (tests/browser/dashboard.mjs):
+//! the radio card, a live scan, the GATT explorer reading (decoded) and subscribing,
+//! the packet log filtered, at desktop and phone width with nothing overflowing, and
+//! no page error. Screenshots of each view go to `$CARGO_TARGET_DIR/screenshots/`.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn the_dashboard_scans_explores_and_shows_the_packet_log() {
+    let rig = rig();
+    let server = start_server(&rig.gateway, Default::default()).await;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let shots = target.join("screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let base = server.url("");
+    let report = common::browser::run(
+        "dashboard.mjs",
+        &[base.trim_end_matches('/').as_ref(), shots.as_os_str()],
+    )
+    .await;
+    let r = &report["results"];
+    for view in ["desktop", "phone"] {
+        let card = r[format!("{view}.card")].as_str().unwrap();
+        assert!(
+            card.contains("sim · ok") && card.contains("scanning: ") && card.contains("adverts/s"),
+            "{card}"
+        );
+        assert!(r[format!("{view}.scanRows")].as_u64().unwrap() >= 5, "{r:#}");
+        assert_eq!(r[format!("{view}.read")], "01 = chest");
+        assert!(r[format!("{view}.notifications")].as_u64().unwrap() >= 2);
+        assert!(r[format!("{view}.packets")].as_u64().unwrap() > 0);
+        assert_eq!(r[format!("{view}.packetDirs")], json!(["RX"]));
+        assert_eq!(
+            r[format!("{view}.overflow")],
+            false,
+            "{view} is wider than its window"
+        );
+        for shot in ["radios", "scan", "explorer", "packets"] {
+            let png = shots.join(format!("dashboard-{shot}-{view}.png"));
+            assert!(
+                std::fs::metadata(&png).is_ok_and(|m| m.len() > 1000),
+                "{}",
+                png.display()
+            );
+        }
+    }
+    server.stop().await;
+}
