@@ -1,6 +1,8 @@
 //! The operator dashboard at `/` in Debian's Chromium (tests/browser/dashboard.mjs):
 //! the radio card, a live scan, the GATT explorer reading (decoded) and subscribing,
-//! the packet log filtered, at desktop and phone width with nothing overflowing, and
+//! the packet log filtered, the device hub (a live chart that moves, history
+//! buckets, a command sent to `succeeded` with its timeline), at desktop and phone
+//! width with nothing overflowing, and
 //! no page error. Screenshots of each view go to `$CARGO_TARGET_DIR/screenshots/`.
 
 mod common;
@@ -11,7 +13,14 @@ use serde_json::json;
 #[tokio::test]
 async fn the_dashboard_scans_explores_and_shows_the_packet_log() {
     let rig = rig();
-    let server = start_server(&rig.gateway, Default::default()).await;
+    let db = TempDb::new();
+    // The hub with the simulator's feed: the heart-rate monitor's readings are its
+    // telemetry, and reset_energy_expended its command.
+    let hub = gattway::hub::HubConfig {
+        sim_feed: true,
+        ..hub_config()
+    };
+    let (server, _hub) = start_hub_server(&rig.gateway, &db.url(), hub, Default::default()).await;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
@@ -40,7 +49,15 @@ async fn the_dashboard_scans_explores_and_shows_the_packet_log() {
             false,
             "{view} is wider than its window"
         );
-        for shot in ["radios", "scan", "explorer", "packets"] {
+        assert_eq!(r[format!("{view}.chartMoved")], true, "{r:#}");
+        assert_eq!(r[format!("{view}.chartCanvas")], 1);
+        assert!(r[format!("{view}.buckets")].as_u64().unwrap() >= 1, "{r:#}");
+        assert_eq!(r[format!("{view}.command")], "succeeded");
+        let timeline: Vec<String> = (r[format!("{view}.timeline")].as_array().unwrap().iter())
+            .map(|t| t.as_str().unwrap().rsplit(' ').next().unwrap().to_string())
+            .collect();
+        assert_eq!(timeline, ["queued", "sent", "succeeded"], "{r:#}");
+        for shot in ["radios", "scan", "explorer", "packets", "hub"] {
             let png = shots.join(format!("dashboard-{shot}-{view}.png"));
             assert!(
                 std::fs::metadata(&png).is_ok_and(|m| m.len() > 1000),

@@ -72,7 +72,8 @@ pub(super) async fn page(state: &AppState, headers: &HeaderMap, raw_query: Optio
         "<!doctype html><html lang=en><head><meta charset=utf-8>\
          <meta name=viewport content=\"width=device-width, initial-scale=1\"><title>gattway</title>\
          <link rel=icon href=\"data:,\">\
-         <link rel=stylesheet href=\"/dashboard.css\"><script src=\"/dashboard.js\" defer></script></head><body>\
+         <link rel=stylesheet href=\"/dashboard.css\"><link rel=stylesheet href=\"/vendor/uPlot.min.css\">\
+         <script src=\"/vendor/uPlot.iife.min.js\" defer></script><script src=\"/dashboard.js\" defer></script></head><body>\
          <h1>gattway {}</h1><p>Radio: {}.</p><ul>\
          <li><code>/mcp</code>: MCP (Streamable HTTP) for AI assistants</li>\
          <li><code>ws://…/?service=&amp;write=&amp;notify=</code>: the ble-mcp-test compatible bridge</li>\
@@ -124,7 +125,21 @@ const DASHBOARD: &str = "<section id=login hidden><h2>Sign in</h2><form id=login
      <label>Filter (TX, RX or hex) <input id=packet-filter size=12></label> \
      <button id=packet-refresh type=button>Refresh</button>\
      <div class=scroll><table><thead><tr><th>time</th><th>dir</th><th>device</th><th>bytes</th></tr></thead>\
-     <tbody id=packet-rows></tbody></table></div></section>";
+     <tbody id=packet-rows></tbody></table></div></section>\
+     <section id=hub hidden aria-labelledby=hub-h><h2 id=hub-h>Device hub</h2>\
+     <div class=scroll><table><thead><tr><th>device</th><th>presence</th><th>last seen</th><th></th></tr></thead>\
+     <tbody id=hub-rows></tbody></table></div>\
+     <p><label>Device <input id=hub-device size=20></label> <label>Key <input id=hub-key size=12 list=hub-keys></label>\
+     <datalist id=hub-keys><option value=heart_rate><option value=battery><option value=temperature><option value=humidity></datalist> \
+     <label>History <select id=hub-range><option value=900000>15 min</option><option value=3600000 selected>1 hour</option>\
+     <option value=86400000>24 hours</option></select></label> <button id=hub-show type=button>Show</button></p>\
+     <h3>Live</h3><p id=hub-live-count role=status></p><div id=hub-live class=chart></div>\
+     <h3>History (min, avg, max)</h3><p id=hub-history-count role=status></p><div id=hub-history class=chart></div>\
+     <h3>Commands</h3><form id=command-form><label>Command <input id=command-name size=16></label> \
+     <label>Params (JSON) <input id=command-params size=16 value=\"{}\"></label> <button type=submit>Send</button> \
+     <span id=command-status role=status></span></form>\
+     <div class=scroll><table><thead><tr><th>command</th><th>status</th><th>at</th><th></th></tr></thead>\
+     <tbody id=command-rows></tbody></table></div><ol id=command-timeline aria-label=\"command timeline\"></ol></section>";
 
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")

@@ -176,6 +176,8 @@ pub fn router(state: AppState) -> Router {
         .route("/webbluetooth.js", get(web::polyfill))
         .route("/dashboard.js", get(web::dashboard_js))
         .route("/dashboard.css", get(web::dashboard_css))
+        .route("/vendor/uPlot.iife.min.js", get(web::uplot_js))
+        .route("/vendor/uPlot.min.css", get(web::uplot_css))
         .route("/.well-known/oauth-protected-resource", get(oauth::metadata))
         .route("/.well-known/oauth-protected-resource/mcp", get(oauth::metadata))
         .with_state(state.clone())

@@ -37,3 +37,24 @@ pub async fn dashboard_css() -> impl IntoResponse {
         include_str!("assets/dashboard.css"),
     )
 }
+
+/// uPlot (MIT, vendored from npm with its licence, `assets/vendor/`): the charts.
+pub async fn uplot_js() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        include_str!("assets/vendor/uPlot.iife.min.js"),
+    )
+}
+
+pub async fn uplot_css() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=86400"),
+        ],
+        include_str!("assets/vendor/uPlot.min.css"),
+    )
+}

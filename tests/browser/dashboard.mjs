@@ -1,6 +1,7 @@
 // Drives the dashboard at gattway's `/` in Debian's Chromium (playwright-core): the
 // radio card, a live scan, the GATT explorer (connect, read, subscribe), the packet
-// log, at desktop and at phone width, with a screenshot of each view.
+// log, the device hub (a live chart, history, a command to succeeded), at desktop and
+// at phone width, with a screenshot of each view.
 //
 //   node tests/browser/dashboard.mjs http://127.0.0.1:PORT SCREENSHOT_DIR
 //
@@ -46,6 +47,27 @@ try {
     results[`${label}.packets`] = await page.locator("#packet-rows tr").count();
     results[`${label}.packetDirs`] = [...new Set(await page.locator("#packet-rows tr td:nth-child(2)").allInnerTexts())];
     await page.locator("#packets").screenshot({ path: `${shots}/dashboard-packets-${label}.png` });
+    // The hub: the heart-rate monitor's live chart moves, history has buckets, and a
+    // command goes to succeeded with its timeline.
+    await page.getByRole("button", { name: "Open C0:FF:EE:00:00:01" }).click({ timeout: 15000 });
+    await page.getByLabel("Key", { exact: true }).fill("heart_rate");
+    await page.getByRole("button", { name: "Show", exact: true }).click();
+    const liveCount = () => page.evaluate(() => parseInt(document.querySelector("#hub-live-count").textContent, 10) || 0);
+    await page.waitForFunction(() => parseInt(document.querySelector("#hub-live-count").textContent, 10) > 0, null, { timeout: 15000 });
+    const first = await liveCount();
+    await page.waitForFunction((n) => parseInt(document.querySelector("#hub-live-count").textContent, 10) > n, first, { timeout: 15000 });
+    results[`${label}.chartMoved`] = (await liveCount()) > first;
+    results[`${label}.chartCanvas`] = await page.locator("#hub-live canvas").count();
+    await page.waitForFunction(() => /\d+ buckets/.test(document.querySelector("#hub-history-count").textContent), null, { timeout: 10000 });
+    results[`${label}.buckets`] = parseInt(await page.locator("#hub-history-count").innerText(), 10);
+    await page.getByLabel("Command", { exact: true }).fill("reset_energy_expended");
+    await page.getByLabel("Params (JSON)").fill('{"value": "01"}');
+    await page.getByRole("button", { name: "Send", exact: true }).click();
+    await page.waitForFunction(() => /succeeded|failed|timed_out/.test(document.querySelector("#command-status").textContent), null, { timeout: 20000 });
+    results[`${label}.command`] = (await page.locator("#command-status").innerText()).split(": ").pop();
+    results[`${label}.timeline`] = await page.getByRole("list", { name: "command timeline" }).locator("li").allInnerTexts();
+    await page.locator("#hub").screenshot({ path: `${shots}/dashboard-hub-${label}.png` });
+
     // Nothing wider than the window at phone width.
     results[`${label}.overflow`] = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
     await context.close();

@@ -192,6 +192,114 @@
     }
   }
 
+
+  // ------------------------------------------------------------------ device hub
+  // A chart keeps at most this many points: memory stays bounded however long the page runs.
+  const CHART_POINTS = 600;
+  let hubSocket = null;
+  let liveChart = null;
+  let live = [[], []];
+  let received = 0;
+  function chart(target, series, data) {
+    const width = Math.max(Math.min(target.clientWidth || 600, 900), 280);
+    return new uPlot({ width, height: 220, scales: { x: { time: true } }, series: [{}, ...series] }, data, target);
+  }
+  async function hubDevices() {
+    try {
+      const r = await api("/api/v1/hub/devices");
+      $("#hub").hidden = false;
+      $("#hub-rows").replaceChildren(...r.devices.map((d) => el("tr", {},
+        el("td", {}, el("code", {}, d.device)), el("td", {}, d.online ? "online" : "offline"),
+        el("td", {}, d.last_seen ? new Date(d.last_seen).toLocaleTimeString() : ""),
+        el("td", {}, el("button", { type: "button", onclick: () => { $("#hub-device").value = d.device; } }, `Open ${d.device}`)))));
+    } catch (e) {
+      if (e.auth) showLogin();
+    }
+  }
+  function hubUrl() {
+    const u = new URL("/hub", location.href);
+    u.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+    if (token()) u.searchParams.set("access_token", token());
+    return u;
+  }
+  async function hubShow() {
+    const device = $("#hub-device").value.trim();
+    const key = $("#hub-key").value.trim();
+    if (!device || !key) return;
+    // The live chart: the last points, then every new one, from a /hub subscription.
+    live = [[], []];
+    received = 0;
+    const box = $("#hub-live");
+    box.replaceChildren();
+    liveChart = chart(box, [{ label: key, stroke: "#0969da" }], live);
+    if (hubSocket) hubSocket.close();
+    hubSocket = new WebSocket(hubUrl());
+    hubSocket.onopen = () => hubSocket.send(JSON.stringify({ type: "subscribe", id: 1, devices: [device], keys: [key], since: Date.now() - 60000 }));
+    hubSocket.onmessage = (m) => {
+      const msg = JSON.parse(m.data);
+      if (msg.type !== "telemetry") return;
+      for (const p of msg.points) {
+        if (typeof p.value !== "number") continue;
+        received += 1;
+        live[0].push(p.ts / 1000);
+        live[1].push(p.value);
+      }
+      if (live[0].length > CHART_POINTS) live = live.map((col) => col.slice(-CHART_POINTS));
+      liveChart.setData(live);
+      $("#hub-live-count").textContent =
+        `${received} points received, the last ${live[0].length} shown; latest ${live[1][live[1].length - 1]}`;
+    };
+    // History: min, average and max per bucket over the chosen range.
+    const range = Number($("#hub-range").value);
+    const bucket = range <= 3600000 ? "1m" : "15m";
+    const h = await api(`/api/v1/devices/${encodeURIComponent(device)}/telemetry?key=${encodeURIComponent(key)}&from=${Date.now() - range}&bucket=${bucket}`);
+    const b = h.buckets || [];
+    const hist = $("#hub-history");
+    hist.replaceChildren();
+    chart(hist, [{ label: "min", stroke: "#1a7f37" }, { label: "avg", stroke: "#0969da" }, { label: "max", stroke: "#cf222e" }],
+      [b.map((x) => x.ts / 1000), b.map((x) => x.min), b.map((x) => x.avg), b.map((x) => x.max)]);
+    $("#hub-history-count").textContent = `${b.length} buckets of ${bucket}`;
+    await commands();
+  }
+  async function commands() {
+    const device = $("#hub-device").value.trim();
+    if (!device) return;
+    const r = await api(`/api/v1/devices/${encodeURIComponent(device)}/commands?limit=20`);
+    $("#command-rows").replaceChildren(...r.commands.map((c) => el("tr", { "data-command": c.id },
+      el("td", {}, c.name), el("td", {}, c.status), el("td", {}, new Date(c.created_at || c.created || Date.now()).toLocaleTimeString()),
+      el("td", {}, el("button", { type: "button", onclick: () => timeline(c.id) }, `Timeline ${c.name}`)))));
+  }
+  async function timeline(id) {
+    const c = await api(`/api/v1/commands/${encodeURIComponent(id)}`);
+    $("#command-timeline").replaceChildren(...(c.events || []).map((e) =>
+      el("li", {}, `${new Date(e.at).toLocaleTimeString()} ${e.status}`)));
+    return c;
+  }
+  async function sendCommand(e) {
+    e.preventDefault();
+    const device = $("#hub-device").value.trim();
+    let params = {};
+    try { params = JSON.parse($("#command-params").value || "{}"); }
+    catch { $("#command-status").textContent = "params must be JSON"; return; }
+    try {
+      const r = await api(`/api/v1/devices/${encodeURIComponent(device)}/commands`, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ name: $("#command-name").value.trim(), params }),
+      });
+      $("#command-status").textContent = `${r.command_id}: ${r.status}`;
+      // Follow it until it is final.
+      for (let i = 0; i < 100; i++) {
+        const c = await timeline(r.command_id);
+        $("#command-status").textContent = `${r.command_id}: ${c.status}`;
+        if (["succeeded", "failed", "timed_out", "expired", "cancelled"].includes(c.status)) break;
+        await new Promise((ok) => setTimeout(ok, 300));
+      }
+      await commands();
+    } catch (err) {
+      $("#command-status").textContent = err.message;
+    }
+  }
+
   // ------------------------------------------------------------------ sign-in
   function showLogin() {
     $("#login").hidden = false;
@@ -204,6 +312,10 @@
     });
     $("#scan-button").addEventListener("click", scan);
     $("#packet-refresh").addEventListener("click", packets);
+    $("#hub-show").addEventListener("click", hubShow);
+    $("#command-form").addEventListener("submit", sendCommand);
+    hubDevices();
+    setInterval(hubDevices, 5000);
     radios();
     setInterval(radios, 2000);
   }
