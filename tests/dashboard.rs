@@ -12,6 +12,28 @@ use serde_json::json;
 
 #[tokio::test]
 async fn the_dashboard_scans_explores_and_shows_the_packet_log() {
+    dashboard_flow(Default::default(), None).await;
+}
+
+#[tokio::test]
+async fn with_credentials_the_dashboard_signs_in_first() {
+    use gattway::auth::Scope;
+    let auth = gattway::auth::AuthConfig {
+        api_keys: vec![api_key(
+            "operator-key",
+            vec![Scope::BleAdmin, Scope::HubClient],
+            vec![],
+        )],
+        ..Default::default()
+    };
+    let r = dashboard_flow(auth, Some("operator-key")).await;
+    assert_eq!(r["desktop.loginShown"], true);
+    assert_eq!(r["phone.loginShown"], true);
+}
+
+/// The whole tour of the dashboard (signing in with `token` first when given); the
+/// report's results.
+async fn dashboard_flow(auth: gattway::auth::AuthConfig, token: Option<&str>) -> serde_json::Value {
     let rig = rig();
     let db = TempDb::new();
     // The hub with the simulator's feed: the heart-rate monitor's readings are its
@@ -20,18 +42,25 @@ async fn the_dashboard_scans_explores_and_shows_the_packet_log() {
         sim_feed: true,
         ..hub_config()
     };
-    let (server, _hub) = start_hub_server(&rig.gateway, &db.url(), hub, Default::default()).await;
+    let (server, _hub) = start_hub_server(&rig.gateway, &db.url(), hub, auth).await;
+    // A bridge session's exclusive hold on the UART device, for the dashboard to release.
+    let uart = gattway::ble::DeviceId::new(UART);
+    rig.gateway
+        .connect(UART, gattway::gateway::ConnectOptions::default())
+        .await
+        .unwrap();
+    let lease = rig.gateway.lease(&uart, "bridge session 7", false).unwrap();
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
     let shots = target.join("screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let base = server.url("");
-    let report = common::browser::run(
-        "dashboard.mjs",
-        &[base.trim_end_matches('/').as_ref(), shots.as_os_str()],
-    )
-    .await;
+    let mut args = vec![base.trim_end_matches('/').as_ref(), shots.as_os_str()];
+    if let Some(t) = token {
+        args.push(t.as_ref());
+    }
+    let report = common::browser::run("dashboard.mjs", &args).await;
     let r = &report["results"];
     for view in ["desktop", "phone"] {
         let card = r[format!("{view}.card")].as_str().unwrap();
@@ -57,7 +86,7 @@ async fn the_dashboard_scans_explores_and_shows_the_packet_log() {
             .map(|t| t.as_str().unwrap().rsplit(' ').next().unwrap().to_string())
             .collect();
         assert_eq!(timeline, ["queued", "sent", "succeeded"], "{r:#}");
-        for shot in ["radios", "scan", "explorer", "packets", "hub"] {
+        for shot in ["radios", "scan", "explorer", "packets", "hub", "leases"] {
             let png = shots.join(format!("dashboard-{shot}-{view}.png"));
             assert!(
                 std::fs::metadata(&png).is_ok_and(|m| m.len() > 1000),
@@ -66,5 +95,13 @@ async fn the_dashboard_scans_explores_and_shows_the_packet_log() {
             );
         }
     }
+    assert_eq!(r["desktop.heldBy"], "bridge session 7");
+    assert_eq!(
+        r["desktop.released"],
+        format!("{UART} released from bridge session 7")
+    );
+    assert!(rig.gateway.lease_of(&uart).is_none(), "the lease is gone");
+    drop(lease);
     server.stop().await;
+    r.clone()
 }

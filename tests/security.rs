@@ -420,3 +420,54 @@ async fn connections_beyond_the_cap_wait_for_a_slot() {
     assert_eq!(served, 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn only_an_admin_may_release_a_device_from_its_holder() {
+    let rig = rig();
+    let auth = keys(vec![
+        api_key("reader", vec![Scope::BleRead], vec![]),
+        api_key("admin", vec![Scope::BleAdmin], vec![]),
+        api_key("admin-of-cs108", vec![Scope::BleAdmin], vec!["CS108*"]),
+    ]);
+    let server = with_auth(&rig, auth).await;
+    rig.gateway
+        .connect(UART, ConnectOptions::default())
+        .await
+        .expect("connect UART");
+    let uart = gattway::ble::DeviceId::new(UART);
+    let _held = rig.gateway.lease(&uart, "bridge session 9", false).unwrap();
+    let client = reqwest::Client::new();
+    let release = |key: &'static str| {
+        let url = server.url(&format!("/api/v1/devices/{UART}/release"));
+        let client = client.clone();
+        async move { client.post(url).bearer_auth(key).send().await.unwrap() }
+    };
+    // Anyone with ble:read sees who holds it.
+    let list: serde_json::Value = client
+        .get(server.url("/api/v1/connections"))
+        .bearer_auth("reader")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let row = list["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == UART)
+        .cloned();
+    assert_eq!(row.unwrap()["lease_holder"], "bridge session 9");
+    assert_eq!(release("reader").await.status(), 403);
+    assert_eq!(
+        release("admin-of-cs108").await.status(),
+        403,
+        "outside its device list"
+    );
+    let done = release("admin").await;
+    assert_eq!(done.status(), 200);
+    assert!(rig.gateway.lease_of(&uart).is_none());
+    assert_eq!(release("admin").await.status(), 404, "nobody holds it any more");
+    server.stop().await;
+}

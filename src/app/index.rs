@@ -73,7 +73,7 @@ pub(super) async fn page(state: &AppState, headers: &HeaderMap, raw_query: Optio
          <meta name=viewport content=\"width=device-width, initial-scale=1\"><title>gattway</title>\
          <link rel=icon href=\"data:,\">\
          <link rel=stylesheet href=\"/dashboard.css\"><link rel=stylesheet href=\"/vendor/uPlot.min.css\">\
-         <script src=\"/vendor/uPlot.iife.min.js\" defer></script><script src=\"/dashboard.js\" defer></script></head><body>\
+         <script src=\"/vendor/uPlot.iife.min.js\" defer></script><script src=\"/dashboard.js\" defer></script></head><body data-auth={auth}>\
          <h1>gattway {}</h1><p>Radio: {}.</p><ul>\
          <li><code>/mcp</code>: MCP (Streamable HTTP) for AI assistants</li>\
          <li><code>ws://…/?service=&amp;write=&amp;notify=</code>: the ble-mcp-test compatible bridge</li>\
@@ -82,6 +82,8 @@ pub(super) async fn page(state: &AppState, headers: &HeaderMap, raw_query: Optio
          </ul>{radios}<h2>Connections</h2>{table}{DASHBOARD}</body></html>",
         env!("CARGO_PKG_VERSION"),
         escape(&state.gateway.backend_name()),
+        // The dashboard asks for a credential before it calls anything.
+        auth = if state.auth.enabled() { "required" } else { "none" },
         table = match viewer {
             Ok(_) => format!(
                 "<table><tr><th>id</th><th>name</th><th>state</th><th>held by</th></tr>{rows}</table>"
@@ -126,6 +128,11 @@ const DASHBOARD: &str = "<section id=login hidden><h2>Sign in</h2><form id=login
      <button id=packet-refresh type=button>Refresh</button>\
      <div class=scroll><table><thead><tr><th>time</th><th>dir</th><th>device</th><th>bytes</th></tr></thead>\
      <tbody id=packet-rows></tbody></table></div></section>\
+     <section id=leases aria-labelledby=leases-h><h2 id=leases-h>Connections and leases</h2>\
+     <p>A bridge session holds its device exclusively; everyone else shares links. \
+     Releasing takes a device back from its holder (<code>ble:admin</code>).</p>\
+     <div class=scroll><table><thead><tr><th>device</th><th>name</th><th>state</th><th>radio</th><th>held by</th><th></th></tr></thead>\
+     <tbody id=connection-rows></tbody></table></div><p id=release-status role=status></p></section>\
      <section id=hub hidden aria-labelledby=hub-h><h2 id=hub-h>Device hub</h2>\
      <div class=scroll><table><thead><tr><th>device</th><th>presence</th><th>last seen</th><th></th></tr></thead>\
      <tbody id=hub-rows></tbody></table></div>\

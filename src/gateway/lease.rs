@@ -43,6 +43,17 @@ impl Gateway {
         lock(&self.inner.leases).get(id).cloned()
     }
 
+    /// Takes the device back from whoever holds it (an operator's forced release):
+    /// the holder's lease is void from now on, so its next operation is refused and
+    /// every client may use the device again. Returns the holder it had, if any.
+    pub fn release(&self, id: &DeviceId) -> Option<String> {
+        let released = lock(&self.inner.leases).remove(id).map(|l| l.holder);
+        if let Some(holder) = &released {
+            tracing::info!(device = %id, %holder, "lease released by an operator");
+        }
+        released
+    }
+
     /// Ends the lease with this token wherever it is (forced clean-up by a client
     /// that lost its handle); returns the device it was on.
     pub fn revoke_lease(&self, token: &str) -> GatewayResult<DeviceId> {

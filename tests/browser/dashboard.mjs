@@ -8,7 +8,7 @@
 // Prints one JSON object: what each step saw, and every page error.
 import { chromium } from "playwright-core";
 
-const [base, shots] = process.argv.slice(2);
+const [base, shots, token] = process.argv.slice(2);
 const results = {};
 const errors = [];
 const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox", "--disable-gpu"] });
@@ -19,6 +19,16 @@ try {
     page.on("pageerror", (e) => errors.push(`${label}: ${e.message}`));
     page.on("console", (m) => { if (m.type() === "error") errors.push(`${label}: console: ${m.text()}`); });
     await page.goto(base + "/");
+    if (token) {
+      // Credentials configured: the dashboard asks for one, keeps it in session
+      // storage, and works with it.
+      const form = page.getByRole("button", { name: "Sign in" });
+      await form.waitFor({ timeout: 10000 });
+      results[`${label}.loginShown`] = await page.locator("#login").isVisible();
+      await page.getByLabel("API key or JWT").fill(token);
+      await form.click();
+      await page.waitForLoadState("load");
+    }
     const card = page.getByRole("article", { name: "radio sim" });
     await card.waitFor({ timeout: 10000 });
     results[`${label}.card`] = await card.innerText();
@@ -67,6 +77,18 @@ try {
     results[`${label}.command`] = (await page.locator("#command-status").innerText()).split(": ").pop();
     results[`${label}.timeline`] = await page.getByRole("list", { name: "command timeline" }).locator("li").allInnerTexts();
     await page.locator("#hub").screenshot({ path: `${shots}/dashboard-hub-${label}.png` });
+
+    // Connections and leases: the UART device is held by a bridge session (the test
+    // leased it); releasing it gives it back.
+    const release = page.getByRole("button", { name: "Release C0:FF:EE:00:00:04" });
+    if (await release.count() || label === "desktop") {
+      await release.waitFor({ timeout: 10000 });
+      results[`${label}.heldBy`] = await page.locator('#connection-rows tr[data-id="C0:FF:EE:00:00:04"] td:nth-child(5)').innerText();
+      await release.click();
+      await page.waitForFunction(() => /released from/.test(document.querySelector("#release-status").textContent), null, { timeout: 10000 });
+      results[`${label}.released`] = await page.locator("#release-status").innerText();
+    }
+    await page.locator("#leases").screenshot({ path: `${shots}/dashboard-leases-${label}.png` });
 
     // Nothing wider than the window at phone width.
     results[`${label}.overflow`] = await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);

@@ -300,6 +300,28 @@
     }
   }
 
+  // ------------------------------------------------------------------ connections and leases
+  async function connections() {
+    try {
+      const r = await api("/api/v1/connections");
+      $("#connection-rows").replaceChildren(...r.connections.map((c) => el("tr", { "data-id": c.id },
+        el("td", {}, el("code", {}, c.id)), el("td", {}, c.name || ""), el("td", {}, c.state),
+        el("td", {}, c.radio || ""), el("td", {}, c.lease_holder || "shared"),
+        el("td", {}, c.lease_holder ? el("button", { type: "button", onclick: () => release(c.id) }, `Release ${c.id}`) : ""))));
+    } catch (e) {
+      if (e.auth) showLogin();
+    }
+  }
+  async function release(id) {
+    try {
+      const r = await api(`/api/v1/devices/${encodeURIComponent(id)}/release`, { method: "POST" });
+      $("#release-status").textContent = `${id} released from ${r.released_from}`;
+    } catch (e) {
+      $("#release-status").textContent = e.auth ? "releasing needs a credential with ble:admin" : e.message;
+    }
+    await connections();
+  }
+
   // ------------------------------------------------------------------ sign-in
   function showLogin() {
     $("#login").hidden = false;
@@ -310,12 +332,21 @@
       sessionStorage.setItem(TOKEN, $("#login-token").value.trim());
       location.reload();
     });
+    // With credentials configured and none signed in, ask first: calling the APIs
+    // without one would only collect 401s.
+    if (document.body.dataset.auth === "required" && !token()) {
+      showLogin();
+      $("#login-token").focus();
+      return;
+    }
     $("#scan-button").addEventListener("click", scan);
     $("#packet-refresh").addEventListener("click", packets);
     $("#hub-show").addEventListener("click", hubShow);
     $("#command-form").addEventListener("submit", sendCommand);
     hubDevices();
     setInterval(hubDevices, 5000);
+    connections();
+    setInterval(connections, 3000);
     radios();
     setInterval(radios, 2000);
   }

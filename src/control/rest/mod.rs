@@ -18,6 +18,7 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+mod connections;
 mod radios;
 
 use super::protocol::{b64, from_b64, Code, Failure};
@@ -56,6 +57,8 @@ pub fn router(state: RestState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .routes(routes!(notifications))
         .routes(routes!(packets))
         .routes(routes!(radios::list_radios))
+        .routes(routes!(connections::list_connections))
+        .routes(routes!(connections::release))
         .with_state(state)
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_string();
