@@ -49,7 +49,8 @@ fn ec_key(dir: &std::path::Path, kid: &str) -> (Vec<u8>, Value) {
 
 fn token(private_pem: &[u8], kid: &str, aud: Option<&str>, scope: &str) -> String {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.kid = Some(kid.to_string());
+    // "" for a token that names no key.
+    header.kid = Some(kid.to_string()).filter(|k| !k.is_empty());
     let now = jsonwebtoken::get_current_timestamp();
     let mut claims = json!({"sub": "assistant", "exp": now + 600, "iat": now, "scope": scope,
         "iss": "https://auth.example"});
@@ -214,4 +215,34 @@ async fn without_credentials_there_is_no_metadata_and_mcp_is_open_on_loopback() 
         .unwrap();
     assert_eq!(resp.status(), 404);
     assert!(post_initialize(&base, None).await.status().is_success());
+}
+
+#[tokio::test]
+async fn a_provider_with_one_unnamed_key_signs_tokens_that_name_none() {
+    let dir = TempDir::new();
+    let (private, mut public) = ec_key(&dir.path, "only");
+    public.as_object_mut().unwrap().remove("kid");
+    let (_, other) = ec_key(&dir.path, "second");
+    let keys = Arc::new(Mutex::new(vec![public]));
+    let jwks_url = serve_jwks(keys.clone()).await;
+    let served = serve_with_config(&format!(
+        "[auth]\njwt_audience = \"{AUDIENCE}\"\njwks_url = \"{jwks_url}\"\njwks_refresh_s = 1\n"
+    ))
+    .await;
+    let unnamed = token(&private, "", Some(AUDIENCE), "ble:read");
+    assert!(post_initialize(&served.base, Some(&unnamed))
+        .await
+        .status()
+        .is_success());
+    // With two keys, a token that names none cannot say which: refused.
+    keys.lock().unwrap().push(other);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let status = post_initialize(&served.base, Some(&unnamed)).await.status();
+        if status == 401 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still accepted: {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

@@ -99,9 +99,9 @@ impl Jwks {
             serde_json::from_slice(&body).map_err(|e| format!("{} is not a JWKS document: {e}", self.url))?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
-            let Some(kid) = jwk.common.key_id.clone() else {
-                continue;
-            };
+            // A key without an id is kept under "": a provider with a single key may
+            // name none, and its tokens then name none either.
+            let kid = jwk.common.key_id.clone().unwrap_or_default();
             let algorithm = match (&jwk.algorithm, jwk.common.key_algorithm) {
                 (_, Some(alg)) => alg.to_string().parse::<Algorithm>().ok(),
                 (AlgorithmParameters::RSA(_), None) => Some(Algorithm::RS256),
@@ -119,12 +119,25 @@ impl Jwks {
         Ok(n)
     }
 
-    /// The key a token's `kid` names. An unknown one asks for a fetch.
+    /// The key a token's `kid` names; a token that names none takes the document's
+    /// only key, when it has exactly one. An unknown id asks for a fetch.
     pub fn key(&self, kid: Option<&str>) -> Result<(DecodingKey, Algorithm), AuthError> {
-        let kid = kid.ok_or_else(|| AuthError::InvalidToken("the token names no key id (kid)".into()))?;
-        if let Some(found) = self.keys.read().unwrap_or_else(|e| e.into_inner()).get(kid) {
+        let keys = self.keys.read().unwrap_or_else(|e| e.into_inner());
+        let Some(kid) = kid else {
+            // A token that names no key takes the document's only key, if it has one.
+            return match keys.values().collect::<Vec<_>>().as_slice() {
+                [only] => Ok((*only).clone()),
+                _ => Err(AuthError::InvalidToken(format!(
+                    "the token names no key id (kid), and {} holds {} keys",
+                    self.url,
+                    keys.len()
+                ))),
+            };
+        };
+        if let Some(found) = keys.get(kid) {
             return Ok(found.clone());
         }
+        drop(keys);
         let due = crate::sync::lock(&self.last_fetch).is_none_or(|t| t.elapsed() >= MIN_REFETCH);
         if due {
             self.wanted.notify_one();
