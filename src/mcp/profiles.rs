@@ -17,7 +17,7 @@ use super::types::DeviceParams;
 use super::BleMcp;
 use crate::ble::{DeviceId, WriteKind};
 use crate::gateway::SubscriptionEvent;
-use crate::profiles::{DeviceTraits, Pattern, Profile};
+use crate::profiles::{DeviceTraits, Profile};
 
 #[tool_router(router = profiles_router, vis = "pub(super)")]
 impl BleMcp {
@@ -86,11 +86,7 @@ impl BleMcp {
         } else {
             WriteKind::WithoutResponse
         };
-        let answer_pattern = match &command.answer {
-            Some(a) => Some(Pattern::parse(a).map_err(ToolError)?),
-            None => None,
-        };
-        let (Some(pattern), Some(notify)) = (answer_pattern, channel.notify) else {
+        let (Some(pattern), Some(notify)) = (&command.answer, channel.notify) else {
             device
                 .write(channel.service, channel.write, request.clone(), kind)
                 .await

@@ -95,24 +95,56 @@ impl FieldType {
 }
 
 /// An answer pattern: hex bytes, `??` for any byte. It matches an answer that
-/// begins with it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Pattern(Vec<Option<u8>>);
+/// begins with it. Parsed once, when the profile is read, and written back as the
+/// text it came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Pattern {
+    text: String,
+    bytes: Vec<Option<u8>>,
+}
 
 impl Pattern {
     pub fn parse(text: &str) -> Result<Self, String> {
-        let mut out = Vec::new();
+        let mut bytes = Vec::new();
         for token in hex_tokens(text)? {
-            out.push(match token.as_str() {
+            bytes.push(match token.as_str() {
                 "??" => None,
                 t => Some(u8::from_str_radix(t, 16).map_err(|_| format!("{t:?} is not a hex byte"))?),
             });
         }
-        Ok(Pattern(out))
+        Ok(Pattern {
+            text: text.to_string(),
+            bytes,
+        })
     }
 
-    pub fn matches(&self, bytes: &[u8]) -> bool {
-        bytes.len() >= self.0.len() && self.0.iter().zip(bytes).all(|(p, b)| p.is_none_or(|p| p == *b))
+    pub fn matches(&self, frame: &[u8]) -> bool {
+        frame.len() >= self.bytes.len()
+            && self
+                .bytes
+                .iter()
+                .zip(frame)
+                .all(|(p, b)| p.is_none_or(|p| p == *b))
+    }
+}
+
+impl TryFrom<String> for Pattern {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        Pattern::parse(&text)
+    }
+}
+
+impl From<Pattern> for String {
+    fn from(p: Pattern) -> String {
+        p.text
+    }
+}
+
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
     }
 }
 

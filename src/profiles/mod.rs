@@ -135,7 +135,7 @@ pub struct Command {
     pub params: Vec<Param>,
     /// The notification that answers it (`??` for any byte); none: the write is all.
     #[serde(default)]
-    pub answer: Option<String>,
+    pub answer: Option<Pattern>,
     /// What to read out of the answer.
     #[serde(default)]
     pub fields: Vec<Field>,
@@ -151,7 +151,7 @@ pub struct Message {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    pub pattern: String,
+    pub pattern: Pattern,
     #[serde(default)]
     pub fields: Vec<Field>,
 }
@@ -190,9 +190,10 @@ impl Profile {
         Ok(profile)
     }
 
-    /// Everything a profile must get right before it is used: its name, that each
-    /// template and pattern parses, each placeholder is a parameter and each
-    /// parameter is used, and commands have a channel to go through.
+    /// Everything a profile must get right before it is used (its answer and message
+    /// patterns were parsed as it was read): its name, that each template builds,
+    /// each placeholder is a parameter and each parameter is used, and commands have
+    /// a channel to go through.
     pub fn check(&self) -> Result<(), ProfileError> {
         let problem = |problem: String| ProfileError::Check {
             profile: self.name.clone(),
@@ -245,8 +246,7 @@ impl Profile {
                 .collect();
             frame::build_request(&c.request, &c.params, &sample)
                 .map_err(|e| problem(format!("command {}: {e}", c.name)))?;
-            if let Some(answer) = &c.answer {
-                Pattern::parse(answer).map_err(|e| problem(format!("command {}: answer: {e}", c.name)))?;
+            if c.answer.is_some() {
                 if self.channel.as_ref().is_some_and(|ch| ch.notify.is_none()) {
                     return Err(problem(format!(
                         "command {} waits for an answer but [channel] has no notify characteristic",
@@ -259,9 +259,6 @@ impl Profile {
                     c.name
                 )));
             }
-        }
-        for m in self.errors.iter().chain(&self.messages) {
-            Pattern::parse(&m.pattern).map_err(|e| problem(format!("message {}: {e}", m.name)))?;
         }
         Ok(())
     }
@@ -381,7 +378,7 @@ fn spec_traits(d: &DeviceSpec) -> (Vec<Uuid>, Vec<u16>) {
 fn first_fit<'a>(messages: &'a [Message], frame: &[u8]) -> Option<Recognised<'a>> {
     messages
         .iter()
-        .find(|m| Pattern::parse(&m.pattern).is_ok_and(|p| p.matches(frame)))
+        .find(|m| m.pattern.matches(frame))
         .map(|m| (m, frame::read_fields(&m.fields, frame)))
 }
 
@@ -504,6 +501,10 @@ mod tests {
             ),
             (
                 "name = \"x\"\ntitle = \"t\"\n[match]\nname_prefixes = [\"x\"]\n[channel]\nservice = \"ffe0\"\nwrite = \"ffe1\"\n[[commands]]\nname = \"c\"\ndescription = \"d\"\nrequest = \"0g\"",
+                "not a hex byte",
+            ),
+            (
+                "name = \"x\"\ntitle = \"t\"\n[match]\nname_prefixes = [\"x\"]\n[[messages]]\nname = \"m\"\npattern = \"A7 ?g\"",
                 "not a hex byte",
             ),
         ];
