@@ -19,6 +19,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use tokio::sync::Notify;
 
 use super::AuthError;
+use crate::sync::AbortOnDrop;
 
 /// The least time between two fetches a token's unknown key id asks for.
 const MIN_REFETCH: Duration = Duration::from_secs(10);
@@ -34,7 +35,8 @@ pub struct Jwks {
     refresh: Duration,
     keys: RwLock<HashMap<String, (DecodingKey, Algorithm)>>,
     wanted: Arc<Notify>,
-    started: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The refresher; it goes when the keys do.
+    started: Mutex<Option<AbortOnDrop>>,
     last_fetch: Mutex<Option<Instant>>,
 }
 
@@ -72,7 +74,7 @@ impl Jwks {
         if started.is_none() {
             let me = Arc::downgrade(self);
             let (refresh, wanted) = (self.refresh, self.wanted.clone());
-            *started = Some(tokio::spawn(async move {
+            *started = Some(AbortOnDrop(tokio::spawn(async move {
                 loop {
                     tokio::select! {
                         _ = tokio::time::sleep(refresh) => {}
@@ -83,7 +85,7 @@ impl Jwks {
                         tracing::warn!(url = %jwks.url, error = %e, "JWKS refresh failed; keeping the keys held");
                     }
                 }
-            }));
+            })));
         }
         first
     }
@@ -206,12 +208,4 @@ where
     // Drives the connection until the answer's body has been read.
     tokio::spawn(connection);
     sender.send_request(request).await.map_err(|e| e.to_string())
-}
-
-impl Drop for Jwks {
-    fn drop(&mut self) {
-        if let Some(task) = crate::sync::lock(&self.started).take() {
-            task.abort();
-        }
-    }
 }
