@@ -48,7 +48,49 @@ pub fn authorize(
 }
 
 /// Checks the request and stores its [`Principal`] in the request extensions.
-pub async fn require(State(r): State<Requirement>, mut req: Request, next: Next) -> Response {
+pub async fn require(State(r): State<Requirement>, req: Request, next: Next) -> Response {
+    admit(&r, req, next, |e, _| problem(e)).await
+}
+
+/// A route that is an OAuth 2.1 protected resource (`/mcp`, as the MCP
+/// authorisation spec asks): like [`require`], but a refusal's `WWW-Authenticate`
+/// points at the resource's metadata (RFC 9728), says the scope it needs, and says
+/// `invalid_token` or `insufficient_scope` (RFC 6750) when a credential was given.
+pub async fn require_resource(State(r): State<Requirement>, req: Request, next: Next) -> Response {
+    let scope = r.scope;
+    admit(&r, req, next, |e, req| {
+        let metadata = format!(
+            "{}/.well-known/oauth-protected-resource{}",
+            origin(req.headers()),
+            req.uri().path()
+        );
+        let mut challenge = format!(
+            "Bearer resource_metadata=\"{metadata}\", scope=\"{}\"",
+            scope.as_str()
+        );
+        match e {
+            AuthError::NotAuthenticated => {}
+            AuthError::MissingScope(_) => challenge.push_str(", error=\"insufficient_scope\""),
+            _ => challenge.push_str(", error=\"invalid_token\""),
+        }
+        let mut resp = problem(e);
+        if let Ok(value) = header::HeaderValue::from_str(&challenge) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+        }
+        resp
+    })
+    .await
+}
+
+/// The one check both middlewares make: with credentials configured, the request's
+/// credential must hold the route's scope; its principal goes into the request's
+/// extensions, and a refusal is answered by `refuse`.
+async fn admit(
+    r: &Requirement,
+    mut req: Request,
+    next: Next,
+    refuse: impl FnOnce(&AuthError, &Request) -> Response,
+) -> Response {
     if !r.auth.enabled() {
         return next.run(req).await;
     }
@@ -58,44 +100,7 @@ pub async fn require(State(r): State<Requirement>, mut req: Request, next: Next)
             req.extensions_mut().insert::<Principal>(p);
             next.run(req).await
         }
-        Err(e) => problem(&e),
-    }
-}
-
-/// A route that is an OAuth 2.1 protected resource (`/mcp`, as the MCP
-/// authorisation spec asks): like [`require`], but a refusal's `WWW-Authenticate`
-/// points at the resource's metadata (RFC 9728), says the scope it needs, and says
-/// `invalid_token` or `insufficient_scope` (RFC 6750) when a credential was given.
-pub async fn require_resource(State(r): State<Requirement>, mut req: Request, next: Next) -> Response {
-    if !r.auth.enabled() {
-        return next.run(req).await;
-    }
-    match authorize(&r.auth, credential(req.headers(), req.uri().query()), r.scope) {
-        Ok(p) => {
-            req.extensions_mut().insert::<Principal>(p);
-            next.run(req).await
-        }
-        Err(e) => {
-            let metadata = format!(
-                "{}/.well-known/oauth-protected-resource{}",
-                origin(req.headers()),
-                req.uri().path()
-            );
-            let mut challenge = format!(
-                "Bearer resource_metadata=\"{metadata}\", scope=\"{}\"",
-                r.scope.as_str()
-            );
-            match e {
-                AuthError::NotAuthenticated => {}
-                AuthError::MissingScope(_) => challenge.push_str(", error=\"insufficient_scope\""),
-                _ => challenge.push_str(", error=\"invalid_token\""),
-            }
-            let mut resp = problem(&e);
-            if let Ok(value) = header::HeaderValue::from_str(&challenge) {
-                resp.headers_mut().insert(header::WWW_AUTHENTICATE, value);
-            }
-            resp
-        }
+        Err(e) => refuse(&e, &req),
     }
 }
 
