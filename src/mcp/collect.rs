@@ -208,40 +208,18 @@ impl BleMcp {
         profile: Option<&str>,
         targets: &[(Uuid, Uuid)],
     ) -> Result<Decoding, ToolError> {
-        let named_profile = || -> Result<Option<std::sync::Arc<crate::profiles::Profile>>, ToolError> {
-            profile
-                .map(|name| {
-                    self.settings
-                        .profiles
-                        .get(name)
-                        .cloned()
-                        .ok_or_else(|| ToolError(format!("no profile is named {name:?}")))
-                })
-                .transpose()
-        };
-        let with_messages = |profiles: Vec<std::sync::Arc<crate::profiles::Profile>>| {
-            profiles
-                .into_iter()
-                .find(|p| !p.messages.is_empty() || !p.errors.is_empty())
-        };
         match decode.map(|d| d.trim().to_ascii_lowercase()).as_deref() {
             None | Some("" | "auto") => {
                 if targets.iter().all(|(_, c)| c.name().is_some()) {
                     return Ok(Decoding::Sig);
                 }
-                let profile = match named_profile()? {
-                    Some(p) => Some(p),
-                    None => with_messages(self.profiles_for(id).await),
-                };
+                let profile = self.decoding_profile(id, profile).await?;
                 Ok(profile.map(Decoding::Profile).unwrap_or(Decoding::Raw))
             }
             Some("sig") => Ok(Decoding::Sig),
             Some("raw") => Ok(Decoding::Raw),
             Some("profile") => {
-                let profile = match named_profile()? {
-                    Some(p) => Some(p),
-                    None => with_messages(self.profiles_for(id).await),
-                };
+                let profile = self.decoding_profile(id, profile).await?;
                 profile.map(Decoding::Profile).ok_or_else(|| {
                     ToolError(format!(
                         "no profile with messages matches {id}: name one in `profile`"
@@ -252,5 +230,23 @@ impl BleMcp {
                 "decode {other:?} is not one of auto, sig, profile, raw"
             ))),
         }
+    }
+
+    /// The profile that decodes a recording: the one named, else the first matching
+    /// the device that knows messages (or error frames) to read.
+    async fn decoding_profile(
+        &self,
+        id: &crate::ble::DeviceId,
+        named: Option<&str>,
+    ) -> Result<Option<std::sync::Arc<crate::profiles::Profile>>, ToolError> {
+        if let Some(name) = named {
+            return (self.settings.profiles.get(name).cloned())
+                .map(Some)
+                .ok_or_else(|| ToolError(format!("no profile is named {name:?}")));
+        }
+        Ok(
+            (self.profiles_for(id).await.into_iter())
+                .find(|p| !p.messages.is_empty() || !p.errors.is_empty()),
+        )
     }
 }
