@@ -169,7 +169,8 @@ pub struct ServeArgs {
     /// logged). [env: GATTWAY_LISTEN] [default: 127.0.0.1:8080]
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
-    /// The hub's database: `sqlite://PATH`. [env: GATTWAY_DATABASE]
+    /// The hub's database: `sqlite://PATH` or `postgres://USER@HOST/DATABASE`.
+    /// [env: GATTWAY_DATABASE]
     /// [default: gattway.db in $XDG_DATA_HOME/gattway, ~/.local/share/gattway, or the
     /// service's StateDirectory]
     #[arg(long, value_name = "URL")]

@@ -52,7 +52,8 @@ pub struct Config {
     pub control: ControlConfig,
     pub auth: AuthConfig,
     /// Where the hub stores telemetry and commands: `sqlite://PATH` (created when
-    /// missing). `--database`, `GATTWAY_DATABASE`. Empty (the default): `gattway.db`
+    /// missing) or `postgres://USER@HOST/DATABASE` (an existing database; several
+    /// instances may share it). `--database`, `GATTWAY_DATABASE`. Empty (the default): `gattway.db`
     /// in the data directory ([`data_dir`]).
     pub database: String,
     pub hub: HubConfig,

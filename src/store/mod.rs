@@ -2,11 +2,14 @@
 //! their status history, the devices it has seen, and the connection log.
 //!
 //! - [`Store`]: the one trait the hub uses. SQLite ([`sqlite`]) is the embedded
-//!   default; the schema (`migrations/sqlite/`) and the queries are plain SQL a
-//!   PostgreSQL implementation mirrors.
+//!   default; PostgreSQL ([`postgres`]) serves fleets, several instances sharing
+//!   one database. Both run the same queries ([`sql`]) on schemas that mirror each
+//!   other column for column (`migrations/`); only the telemetry append differs.
 //! - [`writer`]: batched telemetry writes (group commit): many devices' points in
 //!   one transaction, each sender told when its points are durable.
 
+pub mod postgres;
+pub mod sql;
 pub mod sqlite;
 pub mod writer;
 
@@ -24,7 +27,7 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database URL {0:?}: use sqlite://PATH (PostgreSQL support is planned)")]
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DATABASE")]
     UnsupportedUrl(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -278,10 +281,13 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 }
 
-/// Opens the store a database URL names (`sqlite://PATH`, `sqlite::memory:`).
+/// Opens the store a database URL names (`sqlite://PATH`, `sqlite::memory:`,
+/// `postgres://…` or `postgresql://…`).
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(url).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }

@@ -313,26 +313,115 @@ pub async fn next_value(sub: &mut gattway::gateway::Subscription) -> Vec<u8> {
     }
 }
 
-/// A database file in the temp directory, deleted (with its WAL) when dropped.
+/// A database of its own for one test, deleted when dropped: a SQLite file in the
+/// temp directory (with its WAL), or a PostgreSQL database made on the server that
+/// `./test.sh` runs (`GATTWAY_TEST_POSTGRES`, default
+/// `postgres://postgres@127.0.0.1:5432/test`, names where to make it).
 pub struct TempDb {
-    pub path: std::path::PathBuf,
+    engine: Engine,
+}
+
+enum Engine {
+    Sqlite(std::path::PathBuf),
+    /// The database's name, on the admin URL's server.
+    Postgres(String),
+}
+
+/// Where tests make their PostgreSQL databases.
+pub fn postgres_admin_url() -> String {
+    std::env::var("GATTWAY_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Runs one statement on the admin database, from a thread of its own, so a
+/// synchronous constructor or `Drop` can make and remove databases.
+/// Never panics (it runs in `Drop`): says what failed instead.
+fn postgres_admin(sql: String) -> Result<(), String> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            use sqlx::Connection;
+            let url = postgres_admin_url();
+            let mut admin = sqlx::PgConnection::connect(&url)
+                .await
+                .map_err(|e| format!("PostgreSQL at {url} (./test.sh starts it): {e}"))?;
+            sqlx::raw_sql(&sql)
+                .execute(&mut admin)
+                .await
+                .map_err(|e| format!("{sql}: {e}"))?;
+            Ok(())
+        })
+    })
+    .join()
+    .unwrap_or_else(|_| Err("the PostgreSQL admin thread panicked".into()))
 }
 
 impl TempDb {
+    /// A SQLite file.
     pub fn new() -> Self {
         let path = std::env::temp_dir().join(format!("gattway-test-{}.db", uuid::Uuid::new_v4()));
-        TempDb { path }
+        TempDb {
+            engine: Engine::Sqlite(path),
+        }
+    }
+
+    /// An empty PostgreSQL database.
+    pub fn postgres() -> Self {
+        let name = format!("gattway_test_{}", uuid::Uuid::new_v4().simple());
+        if let Err(e) = postgres_admin(format!("CREATE DATABASE {name}")) {
+            panic!("{e}");
+        }
+        TempDb {
+            engine: Engine::Postgres(name),
+        }
     }
 
     pub fn url(&self) -> String {
-        format!("sqlite://{}", self.path.display())
+        match &self.engine {
+            Engine::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Engine::Postgres(name) => {
+                let admin = postgres_admin_url();
+                let server = admin
+                    .rsplit_once('/')
+                    .map_or(admin.as_str(), |(server, _)| server);
+                format!("{server}/{name}")
+            }
+        }
+    }
+
+    /// Runs SQL on the database behind the server's back (a test's sabotage):
+    /// `sqlite` or `postgres`, whichever this database is.
+    pub async fn execute(&self, sqlite: &str, postgres: &str) {
+        match &self.engine {
+            Engine::Sqlite(_) => {
+                let pool = sqlx::SqlitePool::connect(&self.url()).await.expect("open SQLite");
+                sqlx::raw_sql(sqlite).execute(&pool).await.expect(sqlite);
+            }
+            Engine::Postgres(_) => {
+                let pool = sqlx::PgPool::connect(&self.url()).await.expect("open PostgreSQL");
+                sqlx::raw_sql(postgres).execute(&pool).await.expect(postgres);
+            }
+        }
     }
 }
 
 impl Drop for TempDb {
     fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", self.path.display()));
+        match &self.engine {
+            Engine::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            // FORCE: a server a failed test left running still holds connections.
+            Engine::Postgres(name) => {
+                if let Err(e) = postgres_admin(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")) {
+                    eprintln!("test database {name} left behind: {e}");
+                }
+            }
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The SQLite store against an in-memory database.
 
 use super::*;
-use crate::store::Point;
+use crate::store::{
+    CommandRecord, CommandStatus, CommandUpdate, ConnectionRecord, LogEvent, Point, PointQuery, Store,
+};
 use serde_json::{json, Value};
 
 fn batch(device: &str, seq: u64, points: &[(&str, Value, i64)]) -> DeviceBatch {
@@ -28,7 +30,7 @@ fn batches_go_in_as_chunks_of_the_eight_prepared_sizes() {
     assert_eq!(lens(128), [128]);
     assert_eq!(lens(300), [128, 128, 32, 8, 4]);
     // Every length up to three full chunks is covered, by statements that exist.
-    for n in 0..=3 * sql::ROWS_PER_INSERT {
+    for n in 0..=3 * insert::ROWS_PER_INSERT {
         let chunks = lens(n);
         assert_eq!(chunks.iter().sum::<usize>(), n);
         for len in chunks {

@@ -1,26 +1,20 @@
-//! The schema's migrations, compiled in so the binary needs no files beside it.
+//! Schema migrations compiled in, so the binary needs no files beside it. Each
+//! store lists its own (`migrations/sqlite/`, `migrations/postgres/`).
 
 use std::borrow::Cow;
 
 use futures::future::BoxFuture;
 use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[
-    (1, "hub", include_str!("../../../migrations/sqlite/0001_hub.sql")),
-    (
-        2,
-        "connection log retention",
-        include_str!("../../../migrations/sqlite/0002_connection_log_retention.sql"),
-    ),
-];
-
+/// One store's migrations: (version, name, SQL), oldest first.
 #[derive(Debug)]
-pub(super) struct Embedded;
+pub(crate) struct Embedded(pub &'static [(i64, &'static str, &'static str)]);
 
 impl MigrationSource<'static> for Embedded {
     fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
-        Box::pin(async {
-            Ok(MIGRATIONS
+        Box::pin(async move {
+            Ok(self
+                .0
                 .iter()
                 .map(|(version, name, sql)| {
                     Migration::new(

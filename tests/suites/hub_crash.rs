@@ -1,8 +1,6 @@
 //! Nothing acknowledged is lost: the real binary is killed (-9) while a device
 //! streams telemetry, restarted on the same database, and every acked point is there.
 
-mod common;
-
 use std::process::Stdio;
 
 use futures::{SinkExt, StreamExt};
@@ -37,7 +35,7 @@ async fn serve(db: &str) -> (tokio::process::Child, String) {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = common::within("listening line", async {
+    let addr = crate::common::within("listening line", async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 return rest.split_whitespace().next().unwrap().to_string();
@@ -53,7 +51,7 @@ async fn serve(db: &str) -> (tokio::process::Child, String) {
 
 #[tokio::test]
 async fn acked_telemetry_survives_kill_9() {
-    let db = common::TempDb::new();
+    let db = crate::store();
     let (mut child, addr) = serve(&db.url()).await;
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/hub?device=crash"))
         .await
@@ -73,7 +71,7 @@ async fn acked_telemetry_survives_kill_9() {
     });
     let mut acked = 0u64;
     while acked < 300 {
-        match common::within("acks", rx.next()).await {
+        match crate::common::within("acks", rx.next()).await {
             Some(Ok(Message::Text(t))) => {
                 let v: Value = serde_json::from_str(&t).unwrap();
                 if v["type"] == "telemetry_ack" {
@@ -95,7 +93,7 @@ async fn acked_telemetry_survives_kill_9() {
         .await
         .unwrap();
     let (_tx, mut rx) = ws.split();
-    let welcome: Value = match common::within("welcome", rx.next()).await {
+    let welcome: Value = match crate::common::within("welcome", rx.next()).await {
         Some(Ok(Message::Text(t))) => serde_json::from_str(&t).unwrap(),
         other => panic!("unexpected {other:?}"),
     };
