@@ -18,7 +18,7 @@ as_root() {
 }
 
 need=()
-for pkg in dbus-daemon dbus-bin python3-dbusmock python3-venv mosquitto systemd chromium; do
+for pkg in dbus-daemon dbus-bin python3-dbusmock python3-venv mosquitto postgresql nats-server systemd chromium; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
@@ -27,7 +27,7 @@ fi
 if [ ${#need[@]} -gt 0 ]; then
   if ! command -v apt-get >/dev/null 2>&1; then
     say "cannot install ${need[*]}: this script provisions Debian and Ubuntu (apt-get)."
-    say "Install the equivalents (dbus-daemon, python3 with dbusmock and venv, mosquitto,"
+    say "Install the equivalents (dbus-daemon, python3 with dbusmock and venv, mosquitto, PostgreSQL, nats-server,"
     say "systemd-analyze, Chromium at /usr/bin/chromium, Node.js with npm) and run: cargo test"
     exit 2
   fi
@@ -49,6 +49,8 @@ start_if_down() { # name port command...
 }
 start_if_down postgresql 5432 pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql 2>/dev/null | head -1)" main start
 start_if_down mosquitto 1883 mosquitto -d -c /etc/mosquitto/mosquitto.conf
+start_if_down nats 4222 start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+  -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
 
 # ble-mcp-test's own client, pinned (tests/compat/package-lock.json).
 say "npm ci (tests/compat)"

@@ -57,6 +57,8 @@ pub struct Config {
     /// in the data directory ([`data_dir`]).
     pub database: String,
     pub hub: HubConfig,
+    /// Several instances as one hub: `cluster.nats`, `cluster.name`.
+    pub cluster: crate::hub::ClusterConfig,
     /// Several radios at once (`[[radios]]`, file only); empty: one radio from
     /// `backend` and `adapter`.
     pub radios: Vec<crate::ble::RadioConfig>,
@@ -88,6 +90,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             database: String::new(),
             hub: HubConfig::default(),
+            cluster: Default::default(),
             radios: Vec::new(),
             bthome: Default::default(),
             xiaomi: Default::default(),
@@ -237,6 +240,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.gateway.validate().map_err(ConfigError::Invalid)?;
         self.hub.validate().map_err(ConfigError::Invalid)?;
+        self.cluster.validate().map_err(ConfigError::Invalid)?;
         crate::auth::Authenticator::new(&self.auth).map_err(ConfigError::Invalid)?;
         for d in &self.sim.devices {
             d.validate().map_err(ConfigError::Invalid)?;

@@ -227,11 +227,19 @@ async fn serve(gateway: &Gateway, config: &Config) -> anyhow::Result<()> {
         }))
     });
     let database = config.database_url()?;
+    if config.cluster.enabled()
+        && !(database.starts_with("postgres://") || database.starts_with("postgresql://"))
+    {
+        anyhow::bail!(
+            "cluster.nats is set, but the database is {database}: the instances of a cluster share one \
+             PostgreSQL database (--database postgres://USER@HOST/DATABASE on every instance)"
+        );
+    }
     tracing::info!(%database, "hub database at {database}");
     let store = gattway::store::open(&database)
         .await
         .with_context(|| format!("cannot open the hub database {database}"))?;
-    let hub = gattway::hub::Hub::start(store, gateway, auth.clone(), config.hub.clone())
+    let hub = gattway::hub::Hub::start(store, gateway, auth.clone(), config.hub.clone(), &config.cluster)
         .await
         .context("cannot start the device hub")?;
     let _mqtt = gattway::mqtt::spawn(&hub, gateway, &config.mqtt)?;

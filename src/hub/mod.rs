@@ -15,10 +15,12 @@
 //! - `history.rs`: stored telemetry as `history` and REST both answer it.
 //! - `ble_feed.rs`: the BLE feed (notifications → telemetry, commands → writes).
 //! - `rest.rs`: history, devices and commands over REST.
+//! - `cluster/`: several instances as one hub, over NATS (`[cluster]`).
 
 mod advert_feed;
 mod ble_feed;
 mod client;
+pub mod cluster;
 mod command_request;
 pub mod commands;
 mod connlog;
@@ -38,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::ble_feed::{BleCommand, BleTelemetry};
+pub use self::cluster::{ClusterConfig, ClusterError};
 pub use self::command_request::CommandRequest;
 use self::commands::Commands;
 use self::connlog::ConnectionLog;
@@ -185,6 +188,15 @@ struct Inner {
     tasks: std::sync::Mutex<Vec<AbortOnDrop>>,
 }
 
+/// Why the hub did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+}
+
 /// The hub's shared state; clones are cheap.
 #[derive(Clone)]
 pub struct Hub(Arc<Inner>);
@@ -192,32 +204,53 @@ pub struct Hub(Arc<Inner>);
 impl Hub {
     /// Starts the hub on a store: loads open commands, marks every device offline
     /// (no connection survives a restart), starts the writer, retention and, when
-    /// configured, the BLE feed.
+    /// configured, the BLE feed. With `cluster.nats` it joins the other instances
+    /// of the same `cluster.name` instead, and leaves their devices online.
     pub async fn start(
         store: Arc<dyn Store>,
         gateway: &Gateway,
         auth: Arc<Authenticator>,
         config: HubConfig,
-    ) -> Result<Hub, StoreError> {
+        cluster: &ClusterConfig,
+    ) -> Result<Hub, StartError> {
         let metrics = gateway.metrics().clone();
-        store.all_offline().await?;
+        // Joined before the last id is read: a commit the subscription misses in
+        // between is below that id, and one after it arrives.
+        let joined = match cluster.enabled() {
+            true => Some(cluster::join(cluster).await?),
+            false => None,
+        };
+        let link = joined.as_ref().map(|(link, _, _)| link.clone());
+        if link.is_none() {
+            store.all_offline().await?;
+        }
         let last = store.last_point_id().await?;
         let fanout = Arc::new(Fanout::new(
             last,
             metrics.hub_deliveries.clone(),
             metrics.hub_dropped.clone(),
         ));
+        let sequencer = link
+            .as_ref()
+            .map(|_| Arc::new(cluster::sequencer::Sequencer::new(last, fanout.clone())));
         let (committed_tx, committed) = tokio::sync::watch::channel(last);
         let writer = {
             let fanout = fanout.clone();
+            let (link, sequencer) = (link.clone(), sequencer.clone());
             let stored = metrics.hub_points_stored.clone();
             let commits = metrics.hub_commits.clone();
             TelemetryWriter::spawn(store.clone(), config.max_batch_points, 4096, move |c| {
                 let n: usize = c.batches.iter().map(|b| b.points.len()).sum();
                 stored.inc_by(n as u64);
                 commits.inc();
-                fanout.publish(&c);
                 let last = c.first_id + n as i64 - 1;
+                match (&link, &sequencer) {
+                    (Some(link), Some(sequencer)) => {
+                        link.telemetry(&c);
+                        sequencer.offer(c);
+                    }
+                    _ => fanout.publish(&c),
+                }
                 committed_tx.send_if_modified(|v| {
                     let newer = last > *v;
                     if newer {
@@ -235,6 +268,7 @@ impl Hub {
                 max_open: config.max_open_commands,
             },
             metrics.hub_commands.clone(),
+            link.clone(),
         )
         .await?;
         let connections =
@@ -244,6 +278,7 @@ impl Hub {
             connections.clone(),
             fanout.clone(),
             metrics.hub_devices_online.clone(),
+            link.clone(),
         );
         let feeds = ble_feed::feeds(&config, gateway);
         let ble_written = feeds.iter().flat_map(ble_feed::Feed::written_ids).collect();
@@ -278,6 +313,12 @@ impl Hub {
             .advert_feed
             .then(|| advert_feed::spawn(gateway.clone(), Arc::downgrade(&hub.0)));
         crate::sync::lock(&hub.0.tasks).extend(feeds.into_iter().chain([sweep]).chain(adverts));
+        if let (Some((_, heard, tasks)), Some(sequencer)) = (joined, sequencer) {
+            let mut all = tasks;
+            all.push(sequencer.spawn_gap_filler(hub.0.store.clone()));
+            all.extend(cluster::spawn(Arc::downgrade(&hub.0), heard, sequencer));
+            crate::sync::lock(&hub.0.tasks).extend(all);
+        }
         Ok(hub)
     }
 

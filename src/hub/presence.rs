@@ -2,6 +2,12 @@
 //! socket, a BLE device's link held by the feed); one connection per device, the
 //! newest wins. Changes are stored and sent to the device's subscribers. Network
 //! devices that fall silent are ended here too, by one sweep over all of them.
+//!
+//! In a cluster ([`super::cluster`]) presence is global: each instance announces
+//! its devices' connections and, every second, the devices it holds; it keeps the
+//! devices held elsewhere beside its own. A device connecting here ends its older
+//! connection on another instance (the later connection wins), and an instance
+//! that falls silent takes its devices offline with it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +18,7 @@ use serde::Serialize;
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+use super::cluster::{self, Alive, Held, PresenceNote};
 use super::connlog::ConnectionLog;
 use super::fanout::Fanout;
 use super::protocol::{self, Frame};
@@ -28,6 +35,19 @@ struct Entry {
     heard: Instant,
     /// The sweep ended this connection for silence.
     silent: bool,
+    /// When it connected (wall clock, ms): between instances the later wins.
+    since: i64,
+    /// A newer connection on another instance took the device: its end is no
+    /// offline.
+    moved: bool,
+    kind: &'static str,
+}
+
+/// A device held by another instance.
+struct Elsewhere {
+    instance: Arc<str>,
+    since: i64,
+    kind: String,
 }
 
 /// How a connection is told that a newer one of its device took over.
@@ -39,7 +59,7 @@ pub enum Replaced {
 }
 
 impl Replaced {
-    fn tell(self) {
+    fn tell(&self) {
         match self {
             Replaced::Outbox(out) => out.close(),
             Replaced::Token(token) => token.cancel(),
@@ -56,6 +76,12 @@ pub struct Presence {
     /// Keyed by the id the device's connection holds too (one allocation).
     devices: Mutex<HashMap<Arc<str>, Entry>>,
     next_conn: AtomicU64,
+    /// This instance in a cluster; `None` on its own.
+    cluster: Option<cluster::Link>,
+    /// Devices online on other instances (a cluster's).
+    elsewhere: Mutex<HashMap<String, Elsewhere>>,
+    /// When each other instance was last heard.
+    instances: Mutex<HashMap<Arc<str>, Instant>>,
 }
 
 /// A device's presence as clients see it.
@@ -67,7 +93,13 @@ pub struct DevicePresence {
 }
 
 impl Presence {
-    pub fn new(store: Arc<dyn Store>, log: Arc<ConnectionLog>, fanout: Arc<Fanout>, online: Gauge) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        log: Arc<ConnectionLog>,
+        fanout: Arc<Fanout>,
+        online: Gauge,
+        cluster: Option<cluster::Link>,
+    ) -> Self {
         Presence {
             store,
             log,
@@ -75,6 +107,9 @@ impl Presence {
             online,
             devices: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(1),
+            cluster,
+            elsewhere: Mutex::new(HashMap::new()),
+            instances: Mutex::new(HashMap::new()),
         }
     }
 
@@ -83,22 +118,37 @@ impl Presence {
     pub fn connect(&self, device: &Arc<str>, kind: &'static str, replaced: Replaced) -> u64 {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let now = now_ms();
-        let previous = lock(&self.devices).insert(
-            device.clone(),
-            Entry {
-                conn,
-                replaced,
-                heard: Instant::now(),
-                silent: false,
-            },
-        );
+        let previous = {
+            let mut devices = lock(&self.devices);
+            // Announced under the lock, so a heartbeat listing this instance's
+            // devices never goes out between this and the announcement.
+            if let Some(c) = &self.cluster {
+                c.presence(device, kind, true, now);
+            }
+            devices.insert(
+                device.clone(),
+                Entry {
+                    conn,
+                    replaced,
+                    heard: Instant::now(),
+                    silent: false,
+                    since: now,
+                    moved: false,
+                    kind,
+                },
+            )
+        };
+        // Online elsewhere until now: moving here, not coming online.
+        let moved_here = lock(&self.elsewhere).remove(&**device).is_some();
         match previous {
             Some(old) => old.replaced.tell(),
             None => {
                 self.online.inc();
                 self.log.presence(device, kind, true, now);
-                self.fanout
-                    .device_event(device, protocol::presence(device, true, now), None);
+                if !moved_here {
+                    self.fanout
+                        .device_event(device, protocol::presence(device, true, now), None);
+                }
             }
         }
         conn
@@ -112,7 +162,15 @@ impl Presence {
             if devices.get(device).is_none_or(|e| e.conn != conn) {
                 return;
             }
-            devices.remove(device);
+            let moved = devices.remove(device).is_some_and(|e| e.moved);
+            if moved {
+                // Online on the instance it moved to, which said so.
+                self.online.dec();
+                return;
+            }
+            if let Some(c) = &self.cluster {
+                c.presence(device, kind, false, now);
+            }
         }
         self.online.dec();
         self.log.presence(device, kind, false, now);
@@ -151,6 +209,134 @@ impl Presence {
             .is_some_and(|e| e.conn == conn && e.silent)
     }
 
+    /// Another instance's news of one of its devices.
+    pub(crate) fn heard(&self, note: PresenceNote) {
+        lock(&self.instances).insert(note.instance.clone(), Instant::now());
+        let held = Held {
+            device: note.device,
+            since: note.at,
+            kind: note.kind,
+        };
+        if note.online {
+            self.held_elsewhere(&note.instance, held);
+        } else {
+            self.left_elsewhere(&held.device, &note.instance, note.at);
+        }
+    }
+
+    /// Another instance's heartbeat: what it lists is online there, and what it
+    /// no longer lists is not.
+    pub(crate) fn heard_alive(&self, alive: Alive) {
+        lock(&self.instances).insert(alive.instance.clone(), Instant::now());
+        let listed: HashSet<String> = alive.devices.iter().map(|h| h.device.clone()).collect();
+        let gone: Vec<String> = lock(&self.elsewhere)
+            .iter()
+            .filter(|(d, e)| e.instance == alive.instance && !listed.contains(*d))
+            .map(|(d, _)| d.clone())
+            .collect();
+        for held in alive.devices {
+            self.held_elsewhere(&alive.instance, held);
+        }
+        let now = now_ms();
+        for device in gone {
+            self.left_elsewhere(&device, &alive.instance, now);
+        }
+    }
+
+    /// `instance` holds `held.device`. A connection of it here that is older
+    /// ends (the later one wins; on a tie, the higher instance id).
+    fn held_elsewhere(&self, instance: &Arc<str>, held: Held) {
+        let Some(me) = &self.cluster else { return };
+        let here = {
+            let mut devices = lock(&self.devices);
+            match devices.get_mut(held.device.as_str()) {
+                Some(e) if (e.since, &*me.instance) >= (held.since, &**instance) => return,
+                Some(e) => {
+                    if !e.moved {
+                        e.moved = true;
+                        e.replaced.tell();
+                    }
+                    true
+                }
+                None => false,
+            }
+        };
+        let was = lock(&self.elsewhere).insert(
+            held.device.clone(),
+            Elsewhere {
+                instance: instance.clone(),
+                since: held.since,
+                kind: held.kind,
+            },
+        );
+        if was.is_none() && !here {
+            let frame = protocol::presence(&held.device, true, held.since);
+            self.fanout.device_event(&held.device, frame, None);
+        }
+    }
+
+    /// `instance` no longer holds `device`.
+    fn left_elsewhere(&self, device: &str, instance: &Arc<str>, at: i64) {
+        {
+            let mut elsewhere = lock(&self.elsewhere);
+            if elsewhere.get(device).is_none_or(|e| e.instance != *instance) {
+                return;
+            }
+            elsewhere.remove(device);
+        }
+        if !lock(&self.devices).contains_key(device) {
+            self.fanout
+                .device_event(device, protocol::presence(device, false, at), None);
+        }
+    }
+
+    /// Says which devices this instance holds (its heartbeat), and takes the
+    /// devices of instances silent for longer than [`cluster::ALIVE_TIMEOUT`]
+    /// offline: here, and in the store, which their instance can no longer tell.
+    pub(crate) fn beat(&self) {
+        let Some(me) = &self.cluster else { return };
+        {
+            let devices = lock(&self.devices);
+            let held = devices
+                .iter()
+                .filter(|(_, e)| !e.moved)
+                .map(|(d, e)| Held {
+                    device: d.to_string(),
+                    since: e.since,
+                    kind: e.kind.to_string(),
+                })
+                .collect();
+            me.alive(held);
+        }
+        let dead: Vec<Arc<str>> = {
+            let mut instances = lock(&self.instances);
+            let dead: Vec<Arc<str>> = instances
+                .iter()
+                .filter(|(_, heard)| heard.elapsed() > cluster::ALIVE_TIMEOUT)
+                .map(|(i, _)| i.clone())
+                .collect();
+            for i in &dead {
+                instances.remove(i);
+            }
+            dead
+        };
+        for instance in dead {
+            let gone: Vec<(String, String)> = lock(&self.elsewhere)
+                .iter()
+                .filter(|(_, e)| e.instance == instance)
+                .map(|(d, e)| (d.clone(), e.kind.clone()))
+                .collect();
+            tracing::warn!(%instance, devices = gone.len(), "a cluster instance fell silent: its devices are offline");
+            let now = now_ms();
+            for (device, kind) in gone {
+                self.left_elsewhere(&device, &instance, now);
+                if !lock(&self.devices).contains_key(device.as_str()) {
+                    self.log.presence(&device, stored_kind(&kind), false, now);
+                }
+            }
+        }
+    }
+
     /// Presence of the named devices (every known device when `devices` is empty).
     /// Linear in the devices: the live table is copied out under its lock (no store
     /// call, no search inside it) and merged with the stored list by name.
@@ -169,6 +355,9 @@ impl Presence {
                 )
             })
             .collect();
+        for (name, e) in lock(&self.elsewhere).iter().filter(|(name, _)| asked(name)) {
+            live.entry(name.clone()).or_insert(e.since);
+        }
         let mut out: Vec<DevicePresence> = Vec::with_capacity(stored.len() + live.len());
         let mut listed: HashSet<String> = HashSet::new();
         for d in stored.into_iter().filter(|d| asked(&d.id)) {
@@ -200,5 +389,14 @@ impl Presence {
             }
         }
         Ok(out)
+    }
+}
+
+/// The stored kind of a device another instance reported.
+fn stored_kind(kind: &str) -> &'static str {
+    if kind == "ble" {
+        "ble"
+    } else {
+        "network"
     }
 }

@@ -48,7 +48,7 @@ pub struct Point {
 }
 
 /// Points from one device, as one `telemetry` message brought them.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DeviceBatch {
     pub device: Arc<str>,
     /// The device's sequence number for this message, stored as the device's
@@ -195,6 +195,9 @@ impl CommandStatus {
 /// A status change of a command.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CommandUpdate {
+    /// The status it changes from: the change is made only if the command still
+    /// has it (instances of a cluster may race for a command).
+    pub from: CommandStatus,
     pub status: CommandStatus,
     pub result: Option<Value>,
     pub error: Option<String>,
@@ -258,12 +261,16 @@ pub trait Store: Send + Sync + 'static {
     async fn all_offline(&self) -> StoreResult<()>;
 
     async fn insert_command(&self, command: &CommandRecord) -> StoreResult<()>;
-    async fn update_command(&self, id: &str, update: &CommandUpdate) -> StoreResult<()>;
+    /// Applies a status change if the command is still `update.from`; false (and
+    /// nothing written) when it is not.
+    async fn update_command(&self, id: &str, update: &CommandUpdate) -> StoreResult<bool>;
     async fn command(&self, id: &str) -> StoreResult<Option<CommandRecord>>;
     /// The device's commands, newest first.
     async fn commands(&self, device: &str, limit: u32) -> StoreResult<Vec<CommandRecord>>;
     /// Commands that are queued, sent or delivered, oldest first.
     async fn open_commands(&self) -> StoreResult<Vec<CommandRecord>>;
+    /// The open commands of one device, oldest first.
+    async fn open_commands_of(&self, device: &str) -> StoreResult<Vec<CommandRecord>>;
     /// The statuses a command went through, oldest first, with their times.
     async fn command_events(&self, id: &str) -> StoreResult<Vec<(CommandStatus, i64)>>;
 

@@ -20,6 +20,7 @@ use super::{DeviceBatch, Store, StoreError};
 use crate::sync::AbortOnDrop;
 
 /// Points committed together; the points' ids run from `first_id` in batch order.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Committed {
     pub first_id: i64,
     pub batches: Vec<DeviceBatch>,

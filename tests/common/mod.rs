@@ -250,7 +250,7 @@ pub async fn start(gateway: &Gateway, setup: Setup) -> (Server, Option<gattway::
         Some((db, config)) => {
             let store = gattway::store::open(&db).await.expect("store");
             Some(
-                gattway::hub::Hub::start(store, gateway, auth.clone(), config)
+                gattway::hub::Hub::start(store, gateway, auth.clone(), config, &Default::default())
                     .await
                     .expect("hub"),
             )

@@ -137,11 +137,11 @@ where
         Ok(())
     }
 
-    async fn update_command(&self, id: &str, u: &CommandUpdate) -> StoreResult<()> {
+    async fn update_command(&self, id: &str, u: &CommandUpdate) -> StoreResult<bool> {
         let mut tx = self.pool().begin().await?;
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE commands SET status = $1, result = COALESCE($2, result), error = COALESCE($3, error), \
-             deadline = $4, updated_at = $5 WHERE id = $6",
+             deadline = $4, updated_at = $5 WHERE id = $6 AND status = $7",
         )
         .bind(u.status.as_str())
         .bind(u.result.as_ref().map(Value::to_string))
@@ -149,8 +149,12 @@ where
         .bind(u.deadline)
         .bind(u.at)
         .bind(id)
+        .bind(u.from.as_str())
         .execute(&mut *tx)
         .await?;
+        if B::rows_affected(&done) == 0 {
+            return Ok(false);
+        }
         sqlx::query("INSERT INTO command_events (command_id, status, at) VALUES ($1, $2, $3)")
             .bind(id)
             .bind(u.status.as_str())
@@ -158,7 +162,7 @@ where
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn command(&self, id: &str) -> StoreResult<Option<CommandRecord>> {
@@ -186,6 +190,17 @@ where
         let rows = sqlx::query(
             "SELECT * FROM commands WHERE status IN ('queued', 'sent', 'delivered') ORDER BY created_at, rowid",
         )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(Records::command).collect()
+    }
+
+    async fn open_commands_of(&self, device: &str) -> StoreResult<Vec<CommandRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM commands WHERE device_id = $1 AND status IN ('queued', 'sent', 'delivered') \
+             ORDER BY created_at, rowid",
+        )
+        .bind(device)
         .fetch_all(self.pool())
         .await?;
         rows.iter().map(Records::command).collect()

@@ -186,15 +186,23 @@ async fn a_command_keeps_its_status_history() {
     };
     s.insert_command(&c).await.unwrap();
     assert_eq!(s.open_commands().await.unwrap(), vec![c.clone()]);
-    for (status, at) in [(CommandStatus::Sent, 11), (CommandStatus::Succeeded, 12)] {
+    for (from, status, at) in [
+        (CommandStatus::Queued, CommandStatus::Sent, 11),
+        (CommandStatus::Sent, CommandStatus::Succeeded, 12),
+    ] {
         let u = CommandUpdate {
+            from,
             status,
             result: (status == CommandStatus::Succeeded).then(|| json!({"ok": true})),
             error: None,
             deadline: Some(40),
             at,
         };
-        s.update_command("c1", &u).await.unwrap();
+        assert!(s.update_command("c1", &u).await.unwrap());
+        assert!(
+            !s.update_command("c1", &u).await.unwrap(),
+            "applied once: the command is no longer {from:?}"
+        );
     }
     let done = s.command("c1").await.unwrap().unwrap();
     assert_eq!(done.status, CommandStatus::Succeeded);

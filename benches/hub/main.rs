@@ -1,4 +1,4 @@
-//! Hub load generator: starts the release `gattway serve` on a fresh SQLite file,
+//! Hub load generator: starts the release `gattway serve` on a fresh database,
 //! connects N devices streaming telemetry and M clients subscribed to every
 //! device, and reports ingest (points acked, so stored, per second), fan-out
 //! (messages and points delivered per second), end-to-end latency from a device's
@@ -9,6 +9,14 @@
 //! - `GATTWAY_BENCH_RATE`: points/s offered over all devices (100000); 0 = as fast
 //!   as acks allow (each device keeps 32 messages in flight): the peak ingest.
 //! - `GATTWAY_BENCH_BATCH`: points per message (100), `GATTWAY_BENCH_SECS` (10).
+//! - `GATTWAY_BENCH_STORE`: `sqlite` (a fresh file, the default) or `postgres` (a
+//!   fresh database on `GATTWAY_BENCH_POSTGRES`, default
+//!   `postgres://postgres@127.0.0.1:5432/test`, dropped after).
+//!
+//! Peak ingest (no subscribers, rate 0) first measures the raw store beside it, in
+//! the same run ([`peers`]), and reports the hub's share of it.
+
+mod peers;
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,6 +90,23 @@ async fn run() {
     let batch = knob("GATTWAY_BENCH_BATCH", 100).max(1);
     let secs = knob("GATTWAY_BENCH_SECS", 10);
     let db = std::env::temp_dir().join(format!("gattway-bench-{}.db", std::process::id()));
+    let store = Store::from_env();
+    let raw = if rate == 0 && subscribers == 0 {
+        let url = store.fresh("raw");
+        let raw = match store {
+            Store::Sqlite => peers::sqlite(&url, secs).await,
+            Store::Postgres(_) => peers::postgres(&url, secs).await,
+        };
+        store.remove(&url);
+        println!("raw {}: {raw:.0} points/s", store.peer_name());
+        Some(raw)
+    } else {
+        None
+    };
+    let database = match store {
+        Store::Sqlite => format!("sqlite://{}", db.display()),
+        Store::Postgres(_) => store.fresh("hub"),
+    };
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gattway"))
         .args([
             "--backend",
@@ -92,12 +117,7 @@ async fn run() {
             "text",
             "serve",
         ])
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--database",
-            &format!("sqlite://{}", db.display()),
-        ])
+        .args(["--listen", "127.0.0.1:0", "--database", &database])
         .env_remove("GATTWAY_CONFIG")
         .env("GATTWAY_HUB_SIM_FEED", "false")
         .env("GATTWAY_HUB_RATE_PER_CONNECTION", "1000000")
@@ -248,10 +268,15 @@ async fn run() {
             format!("{rate} points/s")
         }
     );
-    println!(
-        "  ingest (acked = stored): {:.0} points/s",
-        acked as f64 / elapsed
-    );
+    let ingest = acked as f64 / elapsed;
+    match raw {
+        Some(raw) => println!(
+            "  ingest (acked = stored): {ingest:.0} points/s = {:.0} % of {} ({raw:.0}), same run",
+            ingest / raw * 100.0,
+            store.peer_name()
+        ),
+        None => println!("  ingest (acked = stored): {ingest:.0} points/s"),
+    }
     println!(
         "  fan-out: {:.0} messages/s, {:.0} points/s delivered",
         msgs as f64 / elapsed,
@@ -275,10 +300,98 @@ async fn run() {
             .map(|m| m.len() / (1024 * 1024))
             .unwrap_or(0)
     };
-    println!("  database {} MiB, WAL {} MiB", size(""), size("-wal"));
+    if let Store::Sqlite = store {
+        println!("  database {} MiB, WAL {} MiB", size(""), size("-wal"));
+    }
     let _ = child.start_kill();
     let _ = child.wait().await;
+    store.remove(&database);
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
+}
+
+/// Which store the hub (and its raw peer) runs on.
+enum Store {
+    Sqlite,
+    /// The admin URL fresh databases are made on.
+    Postgres(String),
+}
+
+impl Store {
+    fn from_env() -> Store {
+        match std::env::var("GATTWAY_BENCH_STORE").as_deref() {
+            Ok("postgres") => Store::Postgres(
+                std::env::var("GATTWAY_BENCH_POSTGRES")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+            ),
+            Ok("sqlite") | Err(_) => Store::Sqlite,
+            Ok(other) => panic!("GATTWAY_BENCH_STORE={other}: sqlite or postgres"),
+        }
+    }
+
+    fn peer_name(&self) -> &'static str {
+        match self {
+            Store::Sqlite => "batched SQLite INSERTs",
+            Store::Postgres(_) => "PostgreSQL COPY",
+        }
+    }
+
+    /// A new empty database's URL, named for `purpose`.
+    fn fresh(&self, purpose: &str) -> String {
+        let name = format!("gattway_bench_{purpose}_{}", std::process::id());
+        match self {
+            Store::Sqlite => format!(
+                "sqlite://{}",
+                std::env::temp_dir().join(format!("{name}.db")).display()
+            ),
+            Store::Postgres(admin) => {
+                admin_sql(admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                admin_sql(admin, &format!("CREATE DATABASE {name}"));
+                let server = admin
+                    .rsplit_once('/')
+                    .map_or(admin.as_str(), |(server, _)| server);
+                format!("{server}/{name}")
+            }
+        }
+    }
+
+    fn remove(&self, url: &str) {
+        match self {
+            Store::Sqlite => {
+                let path = url.trim_start_matches("sqlite://");
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
+                }
+            }
+            Store::Postgres(admin) => {
+                let name = url.rsplit('/').next().unwrap_or_default();
+                admin_sql(admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+/// One statement on the admin database, from a thread of its own (the bench's
+/// runtime is busy with the load).
+fn admin_sql(admin: &str, sql: &str) {
+    let (admin, sql) = (admin.to_string(), sql.to_string());
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                use sqlx::Connection;
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .expect("PostgreSQL admin");
+                sqlx::raw_sql(&sql)
+                    .execute(&mut conn)
+                    .await
+                    .expect("admin statement");
+            })
+    })
+    .join()
+    .unwrap();
 }

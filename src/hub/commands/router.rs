@@ -1,220 +1,27 @@
-//! Command routing: one task owns every open command. A command is stored
-//! (`queued`) before anything else happens; it goes to its device when the device
-//! is online and has a free slot (`sent`), highest priority first, then oldest;
-//! the device reports `delivered`, `succeeded` or `failed`. A timer ends a command
-//! still queued at its expiry (`expired`) or sent without a final result by its
-//! deadline (`timed_out`). Every change is stored before anyone is told, so a
-//! restarted hub picks up where it stopped: queued commands wait again, commands
-//! that were sent but not confirmed are sent again, delivered ones keep their
-//! deadline.
+//! The router task: every open command, its timer, and which devices are online
+//! here with free slots. Its handle is [`super::Commands`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How soon a timer whose status change the store refused tries again.
-const STORE_RETRY: Duration = Duration::from_secs(1);
-
 use futures::future::poll_fn;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::time::{delay_queue, DelayQueue};
 
-use super::fanout::Fanout;
-use super::protocol::{self, Code, Failure, Frame};
+use super::{CommandSink, Delivery, Msg};
+use crate::hub::cluster;
+use crate::hub::fanout::Fanout;
+use crate::hub::protocol::{self, Code, Failure, Frame};
 use crate::metrics::CommandStatusLabels;
 use crate::outbox::Outbox;
 use crate::store::{now_ms, CommandRecord, CommandStatus, CommandUpdate, Store};
-use crate::sync::AbortOnDrop;
 
-/// How much the router lets pile up.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    /// Commands one device works on at once.
-    pub in_flight: usize,
-    /// Open (not yet final) commands one device may have.
-    pub max_open: usize,
-}
-
-/// What the router hands a device.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Delivery {
-    Command(Box<CommandRecord>),
-    Cancel(String),
-}
-
-/// Where a device's commands go: a network device's connection, or a BLE device's
-/// feed. `false` when the device can no longer take it.
-pub trait CommandSink: Send + Sync {
-    fn deliver(&self, d: Delivery) -> bool;
-}
-
-/// A network device's connection: commands are frames in its send queue.
-impl CommandSink for Outbox<Frame> {
-    fn deliver(&self, d: Delivery) -> bool {
-        self.reply(match &d {
-            Delivery::Command(c) => protocol::command_to_device(c),
-            Delivery::Cancel(id) => protocol::cancel_to_device(id),
-        });
-        true
-    }
-}
-
-enum Msg {
-    Submit {
-        record: CommandRecord,
-        issuer: Option<Outbox<Frame>>,
-        reply: oneshot::Sender<Result<(), Failure>>,
-    },
-    Report {
-        device: String,
-        command_id: String,
-        status: CommandStatus,
-        result: Option<Value>,
-        error: Option<String>,
-        reply: oneshot::Sender<Result<(), Failure>>,
-    },
-    Cancel {
-        command_id: String,
-        allowed: Box<dyn Fn(&str) -> bool + Send>,
-        reply: oneshot::Sender<Result<(), Failure>>,
-    },
-    Online {
-        device: Arc<str>,
-        conn: u64,
-        sink: Arc<dyn CommandSink>,
-    },
-    Offline {
-        device: String,
-        conn: u64,
-    },
-}
-
-/// The handle front ends use; the task stops when the last handle drops.
-#[derive(Clone)]
-pub struct Commands {
-    tx: mpsc::UnboundedSender<Msg>,
-    _task: Arc<AbortOnDrop>,
-}
-
-impl Commands {
-    /// Loads the open commands and starts routing.
-    pub async fn start(
-        store: Arc<dyn Store>,
-        fanout: Arc<Fanout>,
-        limits: Limits,
-        metrics: Family<CommandStatusLabels, Counter>,
-    ) -> Result<Commands, crate::store::StoreError> {
-        let mut router = Router {
-            store: store.clone(),
-            fanout,
-            open: HashMap::new(),
-            online: HashMap::new(),
-            busy: HashMap::new(),
-            timers: DelayQueue::new(),
-            in_flight: limits.in_flight.max(1),
-            max_open: limits.max_open.max(1),
-            next_order: 0,
-            metrics,
-        };
-        for mut c in store.open_commands().await? {
-            if c.status == CommandStatus::Sent {
-                // It may never have reached the device: send it again.
-                if router
-                    .set(&mut c, CommandStatus::Queued, None, None)
-                    .await
-                    .is_err()
-                {
-                    c.status = CommandStatus::Queued; // re-sent all the same
-                }
-            }
-            if c.status == CommandStatus::Delivered {
-                *router.busy.entry(c.device.clone()).or_default() += 1;
-            }
-            router.track(c, None, None);
-        }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(router.run(rx));
-        Ok(Commands {
-            tx,
-            _task: Arc::new(AbortOnDrop(task)),
-        })
-    }
-
-    async fn ask(
-        &self,
-        msg: impl FnOnce(oneshot::Sender<Result<(), Failure>>) -> Msg,
-    ) -> Result<(), Failure> {
-        let (reply, answer) = oneshot::channel();
-        let stopped = || Failure::new(Code::StoreError, "the command router has stopped");
-        self.tx.send(msg(reply)).map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
-    }
-
-    /// Stores a new command and routes it; `issuer` gets its status changes.
-    pub async fn submit(&self, record: CommandRecord, issuer: Option<Outbox<Frame>>) -> Result<(), Failure> {
-        self.ask(|reply| Msg::Submit {
-            record,
-            issuer,
-            reply,
-        })
-        .await
-    }
-
-    /// A device's report on one of its commands.
-    pub async fn report(
-        &self,
-        device: &str,
-        command_id: String,
-        status: CommandStatus,
-        result: Option<Value>,
-        error: Option<String>,
-    ) -> Result<(), Failure> {
-        let device = device.to_string();
-        self.ask(|reply| Msg::Report {
-            device,
-            command_id,
-            status,
-            result,
-            error,
-            reply,
-        })
-        .await
-    }
-
-    /// Cancels an open command, if `allowed` admits its device.
-    pub async fn cancel(
-        &self,
-        command_id: String,
-        allowed: impl Fn(&str) -> bool + Send + 'static,
-    ) -> Result<(), Failure> {
-        let allowed = Box::new(allowed);
-        self.ask(|reply| Msg::Cancel {
-            command_id,
-            allowed,
-            reply,
-        })
-        .await
-    }
-
-    /// A device connection (`conn`) is ready for commands.
-    pub fn online(&self, device: &Arc<str>, conn: u64, sink: Arc<dyn CommandSink>) {
-        let _ = self.tx.send(Msg::Online {
-            device: device.clone(),
-            conn,
-            sink,
-        });
-    }
-
-    pub fn offline(&self, device: &str, conn: u64) {
-        let _ = self.tx.send(Msg::Offline {
-            device: device.to_string(),
-            conn,
-        });
-    }
-}
+/// How soon a timer whose status change the store refused tries again.
+const STORE_RETRY: Duration = Duration::from_secs(1);
 
 struct Open {
     record: CommandRecord,
@@ -225,7 +32,7 @@ struct Open {
     order: u64,
 }
 
-struct Router {
+pub(super) struct Router {
     store: Arc<dyn Store>,
     /// Status changes go to the device's subscribers too.
     fanout: Arc<Fanout>,
@@ -241,6 +48,15 @@ struct Router {
     max_open: usize,
     next_order: u64,
     metrics: Family<CommandStatusLabels, Counter>,
+    /// This instance in a cluster: status changes are published; `None` alone.
+    cluster: Option<cluster::Link>,
+    /// Commands another instance has taken over, and who here sent them: they
+    /// hear its status changes (through [`Msg::Heard`]) until a final one.
+    issued_here: HashMap<String, Outbox<Frame>>,
+    /// Commands whose status changed elsewhere under this router's copy (a
+    /// conditional store update found another status): read again after the
+    /// message in hand.
+    stale: Vec<String>,
 }
 
 fn until(at_ms: i64) -> Duration {
@@ -248,7 +64,57 @@ fn until(at_ms: i64) -> Duration {
 }
 
 impl Router {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    /// A router with every open command loaded. Alone, a command sent before a
+    /// restart is queued again (it may never have arrived); in a cluster another
+    /// instance may hold its device, so each is taken as it is.
+    pub(super) async fn load(
+        store: Arc<dyn Store>,
+        fanout: Arc<Fanout>,
+        limits: super::Limits,
+        metrics: Family<CommandStatusLabels, Counter>,
+        cluster: Option<cluster::Link>,
+    ) -> Result<Router, crate::store::StoreError> {
+        let mut router = Router {
+            store: store.clone(),
+            fanout,
+            open: HashMap::new(),
+            online: HashMap::new(),
+            busy: HashMap::new(),
+            timers: DelayQueue::new(),
+            in_flight: limits.in_flight.max(1),
+            max_open: limits.max_open.max(1),
+            next_order: 0,
+            metrics,
+            cluster,
+            issued_here: HashMap::new(),
+            stale: Vec::new(),
+        };
+        for c in store.open_commands().await? {
+            if router.cluster.is_some() {
+                router.track(c, None, None);
+            } else {
+                router.take_over(c, None).await;
+            }
+        }
+        Ok(router)
+    }
+
+    /// Takes an open command sent to an earlier connection of its device (before
+    /// a restart, or on another instance): sent is queued again, to be sent
+    /// again (at least once); delivered keeps its deadline and its device's slot.
+    async fn take_over(&mut self, mut c: CommandRecord, issuer: Option<Outbox<Frame>>) {
+        if c.status == CommandStatus::Sent
+            && self.set(&mut c, CommandStatus::Queued, None, None).await.is_err()
+        {
+            c.status = CommandStatus::Queued; // re-sent all the same
+        }
+        if c.status == CommandStatus::Delivered {
+            *self.busy.entry(c.device.clone()).or_default() += 1;
+        }
+        self.track(c, issuer, None);
+    }
+
+    pub(super) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
@@ -259,6 +125,111 @@ impl Router {
                     self.expire(expired.into_inner()).await;
                 }
             }
+            while let Some(id) = self.stale.pop() {
+                self.resync(&id).await;
+            }
+        }
+    }
+
+    /// Stops tracking a command (its timer, its device's slot); returns it.
+    fn untrack(&mut self, id: &str) -> Option<Open> {
+        let mut open = self.open.remove(id)?;
+        if let Some(key) = open.timer.take() {
+            self.timers.remove(&key);
+        }
+        if matches!(open.record.status, CommandStatus::Sent | CommandStatus::Delivered) {
+            self.release(&open.record.device);
+        }
+        Some(open)
+    }
+
+    /// Keeps tracking a command whose status another instance changed only if it
+    /// is still this router's to move: queued, or sent to a device online here.
+    /// Otherwise its sender here keeps hearing of it.
+    fn adopt_or_forget(&mut self, record: CommandRecord, issuer: Option<Outbox<Frame>>, order: Option<u64>) {
+        let here = self.online.contains_key(record.device.as_str());
+        let ours = !record.status.is_final() && (record.status == CommandStatus::Queued || here);
+        if ours {
+            if matches!(record.status, CommandStatus::Sent | CommandStatus::Delivered) {
+                *self.busy.entry(record.device.clone()).or_default() += 1;
+            }
+            self.track(record, issuer, order);
+        } else if let Some(out) = issuer.filter(|_| !record.status.is_final()) {
+            self.issued_here.insert(record.id.clone(), out);
+        }
+    }
+
+    /// Reads a command the store says changed elsewhere, and takes its status.
+    async fn resync(&mut self, id: &str) {
+        let fresh = match self.store.command(id).await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::warn!(command = id, error = %e, "command not read again after a change elsewhere");
+                return;
+            }
+        };
+        let Some(open) = self.untrack(id) else { return };
+        if let Some(record) = fresh {
+            let device = record.device.clone();
+            if record.status.is_final() {
+                if let Some(out) = &open.issuer {
+                    out.reply(protocol::command_status(&record));
+                }
+            }
+            self.adopt_or_forget(record, open.issuer, Some(open.order));
+            self.dispatch(&device).await;
+        }
+    }
+
+    /// Another instance stored a status change of a command: whoever here sent
+    /// it and the device's subscribers here hear it, and this router's copy
+    /// follows it.
+    pub(super) async fn heard(&mut self, record: CommandRecord) {
+        let id = record.id.clone();
+        let device = record.device.clone();
+        let (issuer, order) = match self.untrack(&id) {
+            Some(open) => {
+                // Cancelled elsewhere while sent to this instance's connection.
+                if record.status == CommandStatus::Cancelled
+                    && matches!(open.record.status, CommandStatus::Sent | CommandStatus::Delivered)
+                {
+                    if let Some((_, sink)) = self.online.get(device.as_str()) {
+                        sink.deliver(Delivery::Cancel(id.clone()));
+                    }
+                }
+                (open.issuer, Some(open.order))
+            }
+            None => (self.issued_here.remove(&id), None),
+        };
+        let frame = protocol::command_status(&record);
+        if let Some(out) = &issuer {
+            out.reply(frame.clone());
+        }
+        self.fanout.device_event(&device, frame, issuer.as_ref());
+        self.adopt_or_forget(record, issuer, order);
+        self.dispatch(&device).await;
+    }
+
+    /// A device connected here that may have been elsewhere: its open commands
+    /// are read from the store, and those sent to an earlier connection are
+    /// queued to go again.
+    async fn adopt(&mut self, device: &str) {
+        let stored = match self.store.open_commands_of(device).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(device, error = %e, "open commands not read for a device that connected");
+                return;
+            }
+        };
+        for c in stored {
+            if self.open.get(&c.id).is_some_and(|o| o.record.status == c.status) {
+                continue;
+            }
+            let issuer = match self.untrack(&c.id) {
+                Some(open) => open.issuer,
+                None => self.issued_here.remove(&c.id),
+            };
+            self.take_over(c, issuer).await;
         }
     }
 
@@ -280,18 +251,30 @@ impl Router {
             _ => c.deadline,
         };
         let update = CommandUpdate {
+            from: c.status,
             status,
             result: result.clone(),
             error: error.clone(),
             deadline,
             at,
         };
-        if let Err(e) = self.store.update_command(&c.id, &update).await {
-            tracing::error!(command = %c.id, status = status.as_str(), error = %e, "command status not stored; not announced");
-            return Err(Failure::new(
-                Code::StoreError,
-                format!("command status not stored: {e}"),
-            ));
+        match self.store.update_command(&c.id, &update).await {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another instance moved it first; read it again after this.
+                self.stale.push(c.id.clone());
+                return Err(Failure::new(
+                    Code::CommandClosed,
+                    format!("command {} changed on another instance", c.id),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(command = %c.id, status = status.as_str(), error = %e, "command status not stored; not announced");
+                return Err(Failure::new(
+                    Code::StoreError,
+                    format!("command status not stored: {e}"),
+                ));
+            }
         }
         c.status = status;
         c.updated_at = at;
@@ -334,12 +317,16 @@ impl Router {
 
     /// Tells the client that sent the command, and every client subscribed to its
     /// device (once each), where it is now.
-    fn notify(fanout: &Fanout, open: &Open) {
+    fn notify(&self, open: &Open) {
         let frame = protocol::command_status(&open.record);
         if let Some(out) = &open.issuer {
             out.reply(frame.clone());
         }
-        fanout.device_event(&open.record.device, frame, open.issuer.as_ref());
+        self.fanout
+            .device_event(&open.record.device, frame, open.issuer.as_ref());
+        if let Some(c) = &self.cluster {
+            c.command(&open.record);
+        }
     }
 
     async fn handle(&mut self, msg: Msg) {
@@ -370,6 +357,10 @@ impl Router {
                 // Its sender hears `command_accepted`; the device's subscribers hear it queued.
                 let frame = protocol::command_status(&record);
                 self.fanout.device_event(&record.device, frame, issuer.as_ref());
+                if let Some(c) = &self.cluster {
+                    // The instance holding the device takes it from here.
+                    c.command(&record);
+                }
                 self.track(record, issuer, None);
                 let _ = reply.send(Ok(()));
                 self.dispatch(&device).await;
@@ -391,6 +382,15 @@ impl Router {
                 allowed,
                 reply,
             } => {
+                if self.cluster.is_some() && !self.open.contains_key(&command_id) {
+                    // Another instance's to move: cancelled from here all the same
+                    // (the store decides who is first), and its holder is told.
+                    if let Ok(Some(record)) = self.store.command(&command_id).await {
+                        if !record.status.is_final() {
+                            self.track(record, None, None);
+                        }
+                    }
+                }
                 let device = self
                     .open
                     .get(&command_id)
@@ -417,8 +417,12 @@ impl Router {
             }
             Msg::Online { device, conn, sink } => {
                 self.online.insert(device.clone(), (conn, sink));
+                if self.cluster.is_some() {
+                    self.adopt(&device).await;
+                }
                 self.dispatch(&device).await;
             }
+            Msg::Heard(record) => self.heard(*record).await,
             Msg::Offline { device, conn } => {
                 if self.online.get(device.as_str()).is_some_and(|(c, _)| *c == conn) {
                     self.online.remove(device.as_str());
@@ -451,7 +455,7 @@ impl Router {
             .await
             .is_ok()
         {
-            Self::notify(&self.fanout, &open);
+            self.notify(&open);
         } else {
             // Not stored, not announced; it must still go out again on the next
             // connection (the store still says sent, which a restart re-sends too).
@@ -495,7 +499,9 @@ impl Router {
                         .await?;
                     if let Some(o) = self.open.get_mut(id) {
                         o.record = record;
-                        Self::notify(&self.fanout, o);
+                    }
+                    if let Some(o) = self.open.get(id) {
+                        self.notify(o);
                     }
                 }
                 Ok(())
@@ -528,7 +534,7 @@ impl Router {
             self.release(&open.record.device);
         }
         open.record = record;
-        Self::notify(&self.fanout, &open);
+        self.notify(&open);
         Ok(())
     }
 
@@ -596,7 +602,7 @@ impl Router {
             }
             *self.busy.entry(device.to_string()).or_default() += 1;
             let delivered = sink.deliver(Delivery::Command(Box::new(open.record.clone())));
-            Self::notify(&self.fanout, &open);
+            self.notify(&open);
             self.track(open.record, open.issuer, Some(open.order));
             if !delivered {
                 self.online.remove(device);

@@ -1,0 +1,71 @@
+//! The raw stores the hub's ingest is measured against, on the same schema (made
+//! by the store's own migrations) and the same points (100 devices × 100 points a
+//! transaction, eight keys), with no server, socket, parsing or acks: batched
+//! multi-row INSERTs into SQLite, and client-side `COPY` into PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+
+/// Points a transaction: what 100 devices sending 100 points each bring.
+const POINTS_PER_COMMIT: usize = 10_000;
+/// Rows a SQLite INSERT: six parameters each, under its limit of 32,766.
+const ROWS_PER_INSERT: usize = 128;
+
+/// Points per second into SQLite at `url`, for `secs`.
+pub async fn sqlite(url: &str, secs: u64) -> f64 {
+    drop(gattway::store::open(url).await.expect("schema"));
+    let mut conn = sqlx::SqliteConnection::connect(url).await.expect("SQLite");
+    // Its best case: no checkpoint at all during the run (the hub checkpoints on a
+    // task of its own, and pays for it).
+    sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut sql = String::from("INSERT INTO telemetry (id, device_id, key, ts, num, value) VALUES ");
+    sql.push_str(&vec!["(?,?,?,?,?,NULL)"; ROWS_PER_INSERT].join(","));
+    let (start, mut id) = (Instant::now(), 1i64);
+    while start.elapsed() < Duration::from_secs(secs) {
+        let mut tx = conn.begin().await.unwrap();
+        for _ in 0..POINTS_PER_COMMIT / ROWS_PER_INSERT {
+            let mut query = sqlx::query(&sql);
+            for _ in 0..ROWS_PER_INSERT {
+                let (device, key) = names(id);
+                query = query.bind(id).bind(device).bind(key).bind(id).bind(id as f64);
+                id += 1;
+            }
+            query.execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    (id - 1) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Points per second into PostgreSQL at `url` with `COPY … FROM STDIN`, one
+/// transaction per copy, for `secs`.
+pub async fn postgres(url: &str, secs: u64) -> f64 {
+    drop(gattway::store::open(url).await.expect("schema"));
+    let mut conn = sqlx::PgConnection::connect(url).await.expect("PostgreSQL");
+    let (start, mut id) = (Instant::now(), 1i64);
+    let mut rows = String::new();
+    while start.elapsed() < Duration::from_secs(secs) {
+        rows.clear();
+        for _ in 0..POINTS_PER_COMMIT {
+            let (device, key) = names(id);
+            rows.push_str(&format!("{id}\t{device}\t{key}\t{id}\t{id}\t\\N\n"));
+            id += 1;
+        }
+        let mut copy = conn
+            .copy_in_raw("COPY telemetry (id, device_id, key, ts, num, value) FROM STDIN")
+            .await
+            .unwrap();
+        copy.send(rows.as_bytes()).await.unwrap();
+        copy.finish().await.unwrap();
+    }
+    (id - 1) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The device and key of point `id`: 100 devices, eight keys.
+fn names(id: i64) -> (String, String) {
+    (format!("bench-{}", (id / 100) % 100), format!("k{}", id % 8))
+}
