@@ -24,7 +24,10 @@ pub use self::writer::{Committed, TelemetryWriter};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// No connection could be had: the database is down or unreachable.
+    #[error("the database is unreachable (no connection within the pool's timeout): {0}")]
+    Unreachable(sqlx::Error),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DATABASE")]
@@ -33,6 +36,17 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the telemetry writer has stopped")]
     WriterStopped,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                StoreError::Unreachable(e)
+            }
+            e => StoreError::Database(e),
+        }
+    }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
