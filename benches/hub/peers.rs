@@ -1,71 +1,188 @@
-//! The raw stores the hub's ingest is measured against, on the same schema (made
-//! by the store's own migrations) and the same points (100 devices × 100 points a
-//! transaction, eight keys), with no server, socket, parsing or acks: batched
-//! multi-row INSERTs into SQLite, and client-side `COPY` into PostgreSQL.
+//! The brokers the hub's fan-out is measured against, in the same run, on the
+//! same machine and the same shape of load: one publisher, N subscribers each on
+//! its own connection, JSON messages the size of the hub's one-point telemetry
+//! frame, carrying their send time. NATS core stores nothing; Mosquitto takes
+//! them at QoS 0. The hub stores every message before it fans it out.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::Connection;
+use futures::StreamExt;
 
-/// Points a transaction: what 100 devices sending 100 points each bring.
-const POINTS_PER_COMMIT: usize = 10_000;
-/// Rows a SQLite INSERT: six parameters each, under its limit of 32,766.
-const ROWS_PER_INSERT: usize = 128;
+use crate::load::percentile;
 
-/// Points per second into SQLite at `url`, for `secs`.
-pub async fn sqlite(url: &str, secs: u64) -> f64 {
-    drop(gattway::store::open(url).await.expect("schema"));
-    let mut conn = sqlx::SqliteConnection::connect(url).await.expect("SQLite");
-    // Its best case: no checkpoint at all during the run (the hub checkpoints on a
-    // task of its own, and pays for it).
-    sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let mut sql = String::from("INSERT INTO telemetry (id, device_id, key, ts, num, value) VALUES ");
-    sql.push_str(&vec!["(?,?,?,?,?,NULL)"; ROWS_PER_INSERT].join(","));
-    let (start, mut id) = (Instant::now(), 1i64);
-    while start.elapsed() < Duration::from_secs(secs) {
-        let mut tx = conn.begin().await.unwrap();
-        for _ in 0..POINTS_PER_COMMIT / ROWS_PER_INSERT {
-            let mut query = sqlx::query(&sql);
-            for _ in 0..ROWS_PER_INSERT {
-                let (device, key) = names(id);
-                query = query.bind(id).bind(device).bind(key).bind(id).bind(id as f64);
-                id += 1;
+/// The NATS server the tests and the cluster use.
+pub const NATS_URL: &str = "nats://127.0.0.1:4222";
+const MOSQUITTO: (&str, u16) = ("127.0.0.1", 1883);
+
+/// Deliveries a second over all subscribers, and latency (ms).
+pub struct Fanout {
+    pub deliveries: f64,
+    pub p50: f64,
+    pub p99: f64,
+}
+
+/// What subscribers count and sample while `measuring`.
+#[derive(Clone, Default)]
+struct Tally {
+    delivered: Arc<AtomicU64>,
+    latencies: Arc<Mutex<Vec<u64>>>,
+    measuring: Arc<AtomicBool>,
+}
+
+impl Tally {
+    /// One message received: counted, and every 8th one's latency sampled.
+    fn received(&self, payload: &[u8], start: Instant, sample: &mut u64) {
+        if !self.measuring.load(Ordering::Relaxed) {
+            return;
+        }
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        *sample += 1;
+        if sample.is_multiple_of(8) {
+            if let Some(sent) = sent_at(payload) {
+                let now = start.elapsed().as_micros() as u64;
+                self.latencies.lock().unwrap().push(now.saturating_sub(sent));
             }
-            query.execute(&mut *tx).await.unwrap();
         }
-        tx.commit().await.unwrap();
     }
-    (id - 1) as f64 / start.elapsed().as_secs_f64()
+
+    /// Warms up for 2 s, measures for `secs`.
+    async fn measure(&self, secs: u64) -> Fanout {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        self.measuring.store(true, Ordering::Relaxed);
+        let t0 = Instant::now();
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        self.measuring.store(false, Ordering::Relaxed);
+        let elapsed = t0.elapsed().as_secs_f64();
+        let mut lat = std::mem::take(&mut *self.latencies.lock().unwrap());
+        lat.sort_unstable();
+        Fanout {
+            deliveries: self.delivered.load(Ordering::Relaxed) as f64 / elapsed,
+            p50: percentile(&lat, 0.5),
+            p99: percentile(&lat, 0.99),
+        }
+    }
 }
 
-/// Points per second into PostgreSQL at `url` with `COPY … FROM STDIN`, one
-/// transaction per copy, for `secs`.
-pub async fn postgres(url: &str, secs: u64) -> f64 {
-    drop(gattway::store::open(url).await.expect("schema"));
-    let mut conn = sqlx::PgConnection::connect(url).await.expect("PostgreSQL");
-    let (start, mut id) = (Instant::now(), 1i64);
-    let mut rows = String::new();
-    while start.elapsed() < Duration::from_secs(secs) {
-        rows.clear();
-        for _ in 0..POINTS_PER_COMMIT {
-            let (device, key) = names(id);
-            rows.push_str(&format!("{id}\t{device}\t{key}\t{id}\t{id}\t\\N\n"));
-            id += 1;
+/// A message like the hub's: one point whose value is the send time (µs).
+fn message(n: u64, now: u64) -> Vec<u8> {
+    format!(
+        r#"{{"type":"telemetry","device":"bench-0","points":[{{"id":{n},"key":"k0","value":{now},"ts":1796112596989}}]}}"#
+    )
+    .into_bytes()
+}
+
+fn sent_at(payload: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(payload).ok()?;
+    let at = text.find("\"value\":")? + 8;
+    let digits: String = text[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+/// Publishes at `rate` messages a second (0: as fast as the client takes them)
+/// until dropped.
+fn publish_paced<F, Fut>(rate: u64, start: Instant, mut publish: F) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut(Vec<u8>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    tokio::spawn(async move {
+        let mut sent = 0u64;
+        loop {
+            let due = if rate == 0 {
+                sent + 64
+            } else {
+                (start.elapsed().as_secs_f64() * rate as f64) as u64
+            };
+            while sent < due {
+                sent += 1;
+                if !publish(message(sent, start.elapsed().as_micros() as u64)).await {
+                    return;
+                }
+            }
+            if rate > 0 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
-        let mut copy = conn
-            .copy_in_raw("COPY telemetry (id, device_id, key, ts, num, value) FROM STDIN")
+    })
+}
+
+/// NATS core: `subscribers` connections on one subject, one publisher.
+pub async fn nats(subscribers: u64, rate: u64, secs: u64) -> Fanout {
+    let subject = format!("bench.fanout.{}", std::process::id());
+    let (tally, start) = (Tally::default(), Instant::now());
+    let mut tasks = Vec::new();
+    for _ in 0..subscribers {
+        let client = async_nats::connect(NATS_URL)
             .await
-            .unwrap();
-        copy.send(rows.as_bytes()).await.unwrap();
-        copy.finish().await.unwrap();
+            .expect("NATS (./test.sh starts it)");
+        let mut sub = client.subscribe(subject.clone()).await.unwrap();
+        client.flush().await.unwrap();
+        let tally = tally.clone();
+        tasks.push(tokio::spawn(async move {
+            let _client = client;
+            let mut sample = 0;
+            while let Some(m) = sub.next().await {
+                tally.received(&m.payload, start, &mut sample);
+            }
+        }));
     }
-    (id - 1) as f64 / start.elapsed().as_secs_f64()
+    let publisher = async_nats::connect(NATS_URL).await.unwrap();
+    tasks.push(publish_paced(rate, start, move |body| {
+        let (client, subject) = (publisher.clone(), subject.clone());
+        async move { client.publish(subject, body.into()).await.is_ok() }
+    }));
+    let result = tally.measure(secs).await;
+    for t in tasks {
+        t.abort();
+    }
+    result
 }
 
-/// The device and key of point `id`: 100 devices, eight keys.
-fn names(id: i64) -> (String, String) {
-    (format!("bench-{}", (id / 100) % 100), format!("k{}", id % 8))
+/// Mosquitto at QoS 0: `subscribers` clients on one topic, one publisher.
+pub async fn mosquitto(subscribers: u64, rate: u64, secs: u64) -> Fanout {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let topic = format!("bench/fanout/{}", std::process::id());
+    let (tally, start) = (Tally::default(), Instant::now());
+    let options = |id: String| {
+        let mut o = MqttOptions::new(id, MOSQUITTO.0, MOSQUITTO.1);
+        o.set_keep_alive(Duration::from_secs(30));
+        o
+    };
+    let mut tasks = Vec::new();
+    for i in 0..subscribers {
+        let (client, mut events) =
+            AsyncClient::new(options(format!("bench-sub-{i}-{}", std::process::id())), 1024);
+        client.subscribe(&topic, QoS::AtMostOnce).await.unwrap();
+        // Subscribed once the broker says so.
+        loop {
+            match events.poll().await.expect("Mosquitto (./test.sh starts it)") {
+                Event::Incoming(Packet::SubAck(_)) => break,
+                _ => continue,
+            }
+        }
+        let tally = tally.clone();
+        tasks.push(tokio::spawn(async move {
+            let _client = client;
+            let mut sample = 0;
+            while let Ok(event) = events.poll().await {
+                if let Event::Incoming(Packet::Publish(p)) = event {
+                    tally.received(&p.payload, start, &mut sample);
+                }
+            }
+        }));
+    }
+    let (publisher, mut events) =
+        AsyncClient::new(options(format!("bench-pub-{}", std::process::id())), 1024);
+    tasks.push(tokio::spawn(async move { while events.poll().await.is_ok() {} }));
+    tasks.push(publish_paced(rate, start, move |body| {
+        let (client, topic) = (publisher.clone(), topic.clone());
+        async move { client.publish(topic, QoS::AtMostOnce, false, body).await.is_ok() }
+    }));
+    let result = tally.measure(secs).await;
+    for t in tasks {
+        t.abort();
+    }
+    result
 }
