@@ -58,7 +58,7 @@ pub struct Config {
     pub database: String,
     pub hub: HubConfig,
     /// Several instances as one hub: `cluster.nats`, `cluster.name`.
-    pub cluster: crate::hub::ClusterConfig,
+    pub cluster: crate::cluster::ClusterConfig,
     /// Several radios at once (`[[radios]]`, file only); empty: one radio from
     /// `backend` and `adapter`.
     pub radios: Vec<crate::ble::RadioConfig>,

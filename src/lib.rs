@@ -21,7 +21,9 @@
 //! - [`hub`]: the device hub (`/hub`): telemetry in, commands out, live
 //!   subscriptions, presence, history; BLE notifications as telemetry.
 //! - [`store`]: where the hub keeps telemetry, commands, devices and the connection
-//!   log (SQLite, embedded), with batched writes (group commit).
+//!   log (SQLite embedded, PostgreSQL for fleets), with batched writes (group commit).
+//! - [`cluster`]: several instances as one hub: the messages they exchange over
+//!   NATS, and the connection that carries them.
 //! - [`http`]: the one door every network front end stands on: `Host` and `Origin`
 //!   checks, credentials, rate limits, the WebSocket connection layer, the accept
 //!   loop with its limits.
@@ -44,6 +46,7 @@ pub mod auth;
 pub mod ble;
 pub mod bridge;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod doctor;

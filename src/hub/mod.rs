@@ -15,12 +15,13 @@
 //! - `history.rs`: stored telemetry as `history` and REST both answer it.
 //! - `ble_feed.rs`: the BLE feed (notifications → telemetry, commands → writes).
 //! - `rest.rs`: history, devices and commands over REST.
-//! - `cluster/`: several instances as one hub, over NATS (`[cluster]`).
+//! - `cluster.rs`: several instances as one hub (`[cluster]`): acting on what the
+//!   others say; `sequencer.rs`: their commits and ours to the fan-out in id order.
 
 mod advert_feed;
 mod ble_feed;
 mod client;
-pub mod cluster;
+mod cluster;
 mod command_request;
 pub mod commands;
 mod connlog;
@@ -31,6 +32,7 @@ mod link;
 mod presence;
 pub mod protocol;
 pub mod rest;
+mod sequencer;
 mod socket;
 
 use std::sync::Arc;
@@ -40,7 +42,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::ble_feed::{BleCommand, BleTelemetry};
-pub use self::cluster::{ClusterConfig, ClusterError};
 pub use self::command_request::CommandRequest;
 use self::commands::Commands;
 use self::connlog::ConnectionLog;
@@ -49,6 +50,7 @@ use self::presence::Presence;
 use self::protocol::Failure;
 pub use self::socket::{handle_socket, Hello};
 use crate::auth::{Authenticator, Principal, Scope};
+use crate::cluster::{self as nats, ClusterConfig, ClusterError};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, TelemetryWriter};
@@ -217,7 +219,7 @@ impl Hub {
         // Joined before the last id is read: a commit the subscription misses in
         // between is below that id, and one after it arrives.
         let joined = match cluster.enabled() {
-            true => Some(cluster::join(cluster).await?),
+            true => Some(nats::join(cluster).await?),
             false => None,
         };
         let link = joined.as_ref().map(|(link, _, _)| link.clone());
@@ -232,7 +234,7 @@ impl Hub {
         ));
         let sequencer = link
             .as_ref()
-            .map(|_| Arc::new(cluster::sequencer::Sequencer::new(last, fanout.clone())));
+            .map(|_| Arc::new(sequencer::Sequencer::new(last, fanout.clone())));
         let (committed_tx, committed) = tokio::sync::watch::channel(last);
         let writer = {
             let fanout = fanout.clone();

@@ -18,10 +18,10 @@ use serde::Serialize;
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-use super::cluster::{self, Alive, Held, PresenceNote};
 use super::connlog::ConnectionLog;
 use super::fanout::Fanout;
 use super::protocol::{self, Frame};
+use crate::cluster::{self, Alive, Held, PresenceNote};
 use crate::outbox::Outbox;
 use crate::store::{now_ms, Store, StoreError};
 use crate::sync::lock;

@@ -22,9 +22,9 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use self::router::Router;
-use super::cluster;
 use super::fanout::Fanout;
 use super::protocol::{self, Code, Failure, Frame};
+use crate::cluster;
 use crate::metrics::CommandStatusLabels;
 use crate::outbox::Outbox;
 use crate::store::{CommandRecord, CommandStatus, Store};

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::time::{delay_queue, DelayQueue};
 
 use super::{CommandSink, Delivery, Msg};
-use crate::hub::cluster;
+use crate::cluster;
 use crate::hub::fanout::Fanout;
 use crate::hub::protocol::{self, Code, Failure, Frame};
 use crate::metrics::CommandStatusLabels;

@@ -1,11 +1,13 @@
 //! Several gattway instances as one hub (`[cluster]`): they share one PostgreSQL
-//! database and talk over NATS core. Each instance keeps its own connections;
+//! database and talk over NATS core. This module is the talking: the messages,
+//! and the NATS connection that carries them; the hub acts on them
+//! (`hub/cluster.rs`). Each instance keeps its own connections;
 //! what the others must know travels as small JSON messages under one subject
 //! prefix (`cluster.name`):
 //!
 //! | subject | what | who acts on it |
 //! |---|---|---|
-//! | `NAME.telemetry` | a commit's points with their ids | every instance's live fan-out, in id order ([`sequencer`]) |
+//! | `NAME.telemetry` | a commit's points with their ids | every instance's live fan-out, in id order (`hub/sequencer.rs`) |
 //! | `NAME.presence` | a device came online or went offline here | presence everywhere; an older connection elsewhere ends |
 //! | `NAME.alive` | every second: this instance and the devices it holds | presence (an instance silent for 3 s is gone, its devices offline) |
 //! | `NAME.command` | a command's new status, stored | the issuer's instance, the device's subscribers, routers tracking it |
@@ -18,8 +20,6 @@
 //! (JetStream) would add a copy to keep consistent and nothing that the database
 //! does not already keep.
 
-pub(crate) mod sequencer;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +28,6 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use self::sequencer::Sequencer;
 use crate::store::{CommandRecord, Committed};
 use crate::sync::AbortOnDrop;
 
@@ -254,36 +253,4 @@ fn decode(topic: &str, body: &[u8]) -> Result<Option<Heard>, serde_json::Error> 
         "command" => Heard::Command(Box::new(serde_json::from_slice(body)?)),
         _ => return Ok(None),
     }))
-}
-
-/// Acts on what the other instances say, and says every [`ALIVE_EVERY`] which
-/// devices this one holds. A weak handle, as the feeds hold: the hub owns these.
-pub(super) fn spawn(
-    hub: std::sync::Weak<super::Inner>,
-    mut heard: mpsc::UnboundedReceiver<Heard>,
-    sequencer: Arc<Sequencer>,
-) -> [AbortOnDrop; 2] {
-    let listener = {
-        let hub = hub.clone();
-        AbortOnDrop(tokio::spawn(async move {
-            while let Some(h) = heard.recv().await {
-                let Some(hub) = hub.upgrade() else { return };
-                match h {
-                    Heard::Telemetry(c) => sequencer.offer(c),
-                    Heard::Presence(note) => hub.presence.heard(note),
-                    Heard::Alive(alive) => hub.presence.heard_alive(alive),
-                    Heard::Command(record) => hub.commands.heard(record),
-                }
-            }
-        }))
-    };
-    let heartbeat = AbortOnDrop(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(ALIVE_EVERY);
-        loop {
-            tick.tick().await;
-            let Some(hub) = hub.upgrade() else { return };
-            hub.presence.beat();
-        }
-    }));
-    [listener, heartbeat]
 }
