@@ -378,3 +378,70 @@ async fn an_unreachable_nats_server_stops_start_up_with_the_reason() {
         "{stderr}"
     );
 }
+
+/// An instance that dies takes its devices offline everywhere: the others stop
+/// hearing its heartbeat and say so, to subscribers and in presence queries.
+#[tokio::test]
+async fn a_dead_instances_devices_go_offline_on_the_others() {
+    let fleet = Fleet::new();
+    let (mut a, b) = (fleet.start().await, fleet.start().await);
+    let mut watcher = b.client().await;
+    watcher
+        .send(json!({"type": "subscribe", "id": 1, "devices": ["ghost"]}))
+        .await;
+    watcher.next_of("subscribed").await;
+    let (_ghost, _) = a.device("ghost").await;
+    let online = watcher.next_of("presence").await;
+    assert_eq!(
+        (online["device"].clone(), online["online"].clone()),
+        (json!("ghost"), json!(true))
+    );
+    a.child.start_kill().unwrap();
+    a.child.wait().await.unwrap();
+    // Heartbeats stop; within the 3 s silence (and a beat) B says it is gone.
+    let offline = watcher.next_of("presence").await;
+    assert_eq!(
+        (offline["device"].clone(), offline["online"].clone()),
+        (json!("ghost"), json!(false))
+    );
+    let devices = b.get("/api/v1/hub/devices").await;
+    let ghost = devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device"] == "ghost")
+        .cloned();
+    assert_eq!(
+        ghost.map(|d| d["online"].clone()),
+        Some(json!(false)),
+        "{devices}"
+    );
+}
+
+/// A client on one instance cancels a command that the device's instance sent:
+/// the store decides, the device is told, and everyone hears `cancelled` once.
+#[tokio::test]
+async fn a_command_sent_by_another_instance_is_cancelled_from_here() {
+    let fleet = Fleet::new();
+    let (a, b) = (fleet.start().await, fleet.start().await);
+    let (mut dev, _) = a.device("valve").await;
+    let mut client = b.client().await;
+    client
+        .send(json!({"type": "command", "id": 1, "device": "valve", "name": "open"}))
+        .await;
+    let command_id = client.next_of("command_accepted").await["command_id"].clone();
+    assert_eq!(dev.next_of("command").await["command_id"], command_id);
+    client
+        .send(json!({"type": "cancel", "id": 2, "command_id": command_id}))
+        .await;
+    assert_eq!(client.next_of("cancelled").await["command_id"], command_id);
+    assert_eq!(dev.next_of("cancel").await["command_id"], command_id);
+    // Too late for the device's result: the command is closed.
+    dev.send(json!({"type": "command_result", "id": 9, "command_id": command_id, "status": "succeeded"}))
+        .await;
+    assert_eq!(dev.next_of("error").await["code"], "UNKNOWN_COMMAND");
+    let record = a
+        .get(&format!("/api/v1/commands/{}", command_id.as_str().unwrap()))
+        .await;
+    assert_eq!(record["status"], "cancelled", "{record}");
+}
