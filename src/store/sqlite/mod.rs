@@ -38,11 +38,14 @@ const MIGRATIONS: Embedded = Embedded(&[
     ),
 ]);
 
+/// Devices whose `last_seq` is remembered between appends, at most; past it the
+/// memory starts again (it is only a cache).
+const LAST_SEQ_CACHE: usize = 100_000;
+
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// The id the next point gets. Held for the whole append, so ids are
-    /// consecutive and in commit order.
-    next_id: Mutex<i64>,
+    /// Held for the whole append, so ids are consecutive and in commit order.
+    head: Mutex<Head>,
     /// Copies the WAL into the database in the background; stops with the store.
     _checkpoints: Option<AbortOnDrop>,
 }
@@ -73,10 +76,24 @@ impl SqliteStore {
         let checkpoints = (!memory).then(|| checkpoint::spawn(pool.clone()));
         Ok(SqliteStore {
             pool,
-            next_id: Mutex::new(last + 1),
+            head: Mutex::new(Head {
+                next_id: last + 1,
+                last_seq: HashMap::new(),
+            }),
             _checkpoints: checkpoints,
         })
     }
+}
+
+/// What the appends carry from one to the next.
+struct Head {
+    /// The id the next point gets.
+    next_id: i64,
+    /// Each device's stored `last_seq`, as the appends left it. This process is
+    /// the file's only writer of `last_seq` (its appends, under this lock), so a
+    /// remembered value is the stored one, and an append needs no read for it:
+    /// one round trip fewer to SQLite's thread in every commit.
+    last_seq: HashMap<String, i64>,
 }
 
 #[async_trait]
@@ -88,8 +105,8 @@ impl SqlBackend for SqliteStore {
     }
 
     async fn append(&self, batches: &[DeviceBatch]) -> StoreResult<Appended> {
-        let mut next_id = self.next_id.lock().await;
-        let first = *next_id;
+        let mut head = self.head.lock().await;
+        let first = head.next_id;
         let mut id = first;
         // IMMEDIATE: the write lock is taken before the read below. A deferred
         // transaction that reads first and writes second fails (SQLITE_BUSY_SNAPSHOT)
@@ -99,12 +116,17 @@ impl SqlBackend for SqliteStore {
         // stores: what a device last stored is read where nothing can slip between.
         let mut last = HashMap::new();
         for device in devices_with_seq(batches) {
-            let stored: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM devices WHERE id = ?")
-                .bind(device)
-                .fetch_optional(&mut *tx)
-                .await?;
-            last.insert(device, stored.unwrap_or(0));
+            let stored = match head.last_seq.get(device) {
+                Some(seq) => *seq,
+                None => sqlx::query_scalar("SELECT last_seq FROM devices WHERE id = ?")
+                    .bind(device)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .unwrap_or(0),
+            };
+            last.insert(device, stored);
         }
+        let read = last.clone();
         let Plan {
             stored,
             rows,
@@ -126,6 +148,7 @@ impl SqlBackend for SqliteStore {
             query.execute(&mut *tx).await?;
         }
         let now = super::now_ms();
+        let stored_seqs = devices.clone();
         for (device, seq) in devices {
             sqlx::query(
                 "INSERT INTO devices (id, kind, last_seq, online, first_seen, last_seen) \
@@ -141,7 +164,19 @@ impl SqlBackend for SqliteStore {
             .await?;
         }
         tx.commit().await?;
-        *next_id = id;
+        head.next_id = id;
+        if head.last_seq.len() > LAST_SEQ_CACHE {
+            head.last_seq.clear();
+        }
+        // Only devices whose stored value was known (read, or remembered): a
+        // batch without seq says nothing of what the device stored before.
+        for (device, stored) in &read {
+            let seq = stored_seqs
+                .iter()
+                .find(|(d, _)| d == device)
+                .map_or(0, |(_, seq)| *seq);
+            head.last_seq.insert(device.to_string(), (*stored).max(seq));
+        }
         Ok(Appended {
             first_id: first,
             stored,
@@ -149,7 +184,7 @@ impl SqlBackend for SqliteStore {
     }
 
     async fn last_id(&self) -> StoreResult<i64> {
-        Ok(*self.next_id.lock().await - 1)
+        Ok(self.head.lock().await.next_id - 1)
     }
 
     fn rows_affected(done: &SqliteQueryResult) -> u64 {

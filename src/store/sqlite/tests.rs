@@ -252,3 +252,38 @@ async fn the_connection_log_keeps_open_connections_and_forgets_old_ended_ones() 
     let left: Vec<i64> = s.connections(10).await.unwrap().iter().map(|c| c.id).collect();
     assert_eq!(left, vec![3, 2], "the open one stays however old");
 }
+
+/// The remembered `last_seq` is the stored one: after a restart, a batch without
+/// seq does not make an old seq look new.
+#[tokio::test]
+async fn a_remembered_last_seq_still_refuses_a_retry_after_a_batch_without_seq() {
+    let path = std::env::temp_dir().join(format!("gattway-unit-{}.db", uuid::Uuid::new_v4()));
+    let url = format!("sqlite://{}", path.display());
+    let with_seq = |seq| batch("d", seq, &[("k", json!(seq), 1)]);
+    let without = DeviceBatch {
+        seq: None,
+        ..batch("d", 0, &[("k", json!(0), 1)])
+    };
+    let before = SqliteStore::open(&url).await.unwrap();
+    assert_eq!(
+        before.append_telemetry(&[with_seq(50)]).await.unwrap().stored,
+        [true]
+    );
+    drop(before);
+    // A new process: nothing remembered yet.
+    let s = SqliteStore::open(&url).await.unwrap();
+    assert_eq!(s.append_telemetry(&[without]).await.unwrap().stored, [true]);
+    assert_eq!(
+        s.append_telemetry(&[with_seq(10), with_seq(51)])
+            .await
+            .unwrap()
+            .stored,
+        [false, true],
+        "10 is a retry of something stored; 51 is new"
+    );
+    assert_eq!(s.device("d").await.unwrap().unwrap().last_seq, 51);
+    drop(s);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
