@@ -75,3 +75,6 @@ CREATE TABLE connections (
     reason          TEXT
 );
 CREATE INDEX connections_connected_at ON connections (connected_at);
+-- Each process's connection-log ids are a block of 2^32 from here (several
+-- instances share the table; none waits on the database to number a connection).
+CREATE SEQUENCE connection_id_blocks START 1;

@@ -52,14 +52,14 @@ pub struct ConnectionLog {
 
 impl ConnectionLog {
     pub async fn start(store: Arc<dyn Store>, dropped: Counter) -> StoreResult<ConnectionLog> {
-        let last = store.last_connection_id().await?;
+        let first = store.first_connection_id().await?;
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             ready: Notify::new(),
             dropped,
         });
         Ok(ConnectionLog {
-            next_id: AtomicI64::new(last + 1),
+            next_id: AtomicI64::new(first),
             _task: AbortOnDrop(tokio::spawn(write(store, shared.clone()))),
             shared,
         })

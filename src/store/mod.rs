@@ -291,8 +291,10 @@ pub trait Store: Send + Sync + 'static {
     /// Writes connection-log and presence events in one transaction. Connection
     /// records carry their id.
     async fn write_log(&self, events: &[LogEvent]) -> StoreResult<()>;
-    /// The highest connection-log id (0 when empty), so ids continue after a restart.
-    async fn last_connection_id(&self) -> StoreResult<i64>;
+    /// The first connection-log id this process may hand out; it counts up from
+    /// there. Ids continue after a restart, and instances sharing a database
+    /// never hand out the same one.
+    async fn first_connection_id(&self) -> StoreResult<i64>;
     /// The newest connections first.
     async fn connections(&self, limit: u32) -> StoreResult<Vec<ConnectionRecord>>;
     /// Deletes ended connections that began before `before` (ms); how many.

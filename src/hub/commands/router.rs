@@ -159,6 +159,33 @@ impl Router {
         }
     }
 
+    /// Tracks a command as the store has it now, if it is open (keeping who sent
+    /// it from here); forgets it if not.
+    async fn refresh(&mut self, id: &str) {
+        let fresh = match self.store.command(id).await {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::warn!(command = id, error = %e, "command not read again");
+                return;
+            }
+        };
+        let (issuer, order) = match self.untrack(id) {
+            Some(open) => (open.issuer, Some(open.order)),
+            None => (self.issued_here.remove(id), None),
+        };
+        match fresh {
+            Some(record) if !record.status.is_final() => {
+                if matches!(record.status, CommandStatus::Sent | CommandStatus::Delivered)
+                    && self.online.contains_key(record.device.as_str())
+                {
+                    *self.busy.entry(record.device.clone()).or_default() += 1;
+                }
+                self.track(record, issuer, order);
+            }
+            _ => {}
+        }
+    }
+
     /// Reads a command the store says changed elsewhere, and takes its status.
     async fn resync(&mut self, id: &str) {
         let fresh = match self.store.command(id).await {
@@ -385,11 +412,7 @@ impl Router {
                 if self.cluster.is_some() && !self.open.contains_key(&command_id) {
                     // Another instance's to move: cancelled from here all the same
                     // (the store decides who is first), and its holder is told.
-                    if let Ok(Some(record)) = self.store.command(&command_id).await {
-                        if !record.status.is_final() {
-                            self.track(record, None, None);
-                        }
-                    }
+                    self.refresh(&command_id).await;
                 }
                 let device = self
                     .open
@@ -403,10 +426,27 @@ impl Router {
                     )));
                     return;
                 };
-                let was = self.open.get(&command_id).map(|o| o.record.status);
-                let closed = self
+                let mut was = self.open.get(&command_id).map(|o| o.record.status);
+                let mut closed = self
                     .close(&command_id, CommandStatus::Cancelled, None, None)
                     .await;
+                if closed.is_err() && self.stale.contains(&command_id) {
+                    // It moved on elsewhere under this copy (sent by the device's
+                    // instance, say): take the store's and cancel that.
+                    self.stale.retain(|id| *id != command_id);
+                    self.refresh(&command_id).await;
+                    was = self.open.get(&command_id).map(|o| o.record.status);
+                    closed = match was {
+                        Some(_) => {
+                            self.close(&command_id, CommandStatus::Cancelled, None, None)
+                                .await
+                        }
+                        None => Err(Failure::new(
+                            Code::UnknownCommand,
+                            format!("no open command {command_id}"),
+                        )),
+                    };
+                }
                 if closed.is_ok() && was != Some(CommandStatus::Queued) {
                     if let Some((_, sink)) = self.online.get(device.as_str()) {
                         sink.deliver(Delivery::Cancel(command_id.clone()));

@@ -33,6 +33,10 @@ pub trait SqlBackend: Send + Sync + 'static {
     /// [`Store::last_point_id`].
     async fn last_id(&self) -> StoreResult<i64>;
 
+    /// [`Store::first_connection_id`]: one process per SQLite file, several per
+    /// PostgreSQL database.
+    async fn first_connection_id(&self) -> StoreResult<i64>;
+
     /// How many rows a statement changed (each driver has its own result type).
     fn rows_affected(done: &<Self::Db as Database>::QueryResult) -> u64;
 }
@@ -270,14 +274,13 @@ where
         Ok(())
     }
 
-    async fn last_connection_id(&self) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM connections")
-            .fetch_one(self.pool())
-            .await?)
+    async fn first_connection_id(&self) -> StoreResult<i64> {
+        self.first_connection_id().await
     }
 
     async fn connections(&self, limit: u32) -> StoreResult<Vec<ConnectionRecord>> {
-        let rows = sqlx::query("SELECT * FROM connections ORDER BY id DESC LIMIT $1")
+        // By time: ids from instances sharing a database are unique, not ordered.
+        let rows = sqlx::query("SELECT * FROM connections ORDER BY connected_at DESC, id DESC LIMIT $1")
             .bind(limit as i64)
             .fetch_all(self.pool())
             .await?;

@@ -187,6 +187,13 @@ impl SqlBackend for SqliteStore {
         Ok(self.head.lock().await.next_id - 1)
     }
 
+    async fn first_connection_id(&self) -> StoreResult<i64> {
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM connections")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(last + 1)
+    }
+
     fn rows_affected(done: &SqliteQueryResult) -> u64 {
         done.rows_affected()
     }
