@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::process::{listening_addr, reading_stderr, wait_for_line, StderrLines};
+use common::process::serve_hub;
 use common::{within, JsonWs, TempDb};
 use serde_json::{json, Value};
 
@@ -19,7 +19,6 @@ fn nats_url() -> String {
 struct Instance {
     child: tokio::process::Child,
     addr: String,
-    _lines: tokio::task::JoinHandle<()>,
 }
 
 impl Instance {
@@ -60,36 +59,15 @@ impl Fleet {
     }
 
     async fn start(&self) -> Instance {
-        let mut command = common::process::gattway();
-        command
-            .args([
-                "--backend",
-                "sim",
-                "--log-format",
-                "text",
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--database", &self.db.url()])
-            .env("GATTWAY_CLUSTER_NATS", nats_url())
-            .env("GATTWAY_CLUSTER_NAME", &self.name)
-            .env("GATTWAY_HUB_SIM_FEED", "false")
-            .env("GATTWAY_HUB_ADVERT_FEED", "false")
-            .env("GATTWAY_HUB_RETENTION_DAYS", "0");
-        let (child, mut lines) = reading_stderr(command);
-        let addr = listening_addr(&wait_for_line(&mut lines, "listening on").await);
-        Instance {
-            child,
-            addr,
-            _lines: drain(lines),
-        }
+        let nats = nats_url();
+        let env = [
+            ("GATTWAY_CLUSTER_NATS", nats.as_str()),
+            ("GATTWAY_CLUSTER_NAME", self.name.as_str()),
+            ("GATTWAY_HUB_RETENTION_DAYS", "0"),
+        ];
+        let (child, addr) = serve_hub(&self.db.url(), "127.0.0.1:0", &env).await;
+        Instance { child, addr }
     }
-}
-
-/// Keeps reading a server's stderr so it never blocks on a full pipe.
-fn drain(mut lines: StderrLines) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} })
 }
 
 /// Sends `values` as telemetry with seq = value, each acked before the next

@@ -11,7 +11,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use common::process::{listening_addr, reading_stderr, wait_for_line};
 use common::{JsonWs, TempDb};
 use serde_json::{json, Value};
 
@@ -60,23 +59,7 @@ enum Outage {
 #[tokio::test]
 async fn a_postgresql_restart_under_load_refuses_clearly_acks_nothing_unstored_and_recovers() {
     let db = TempDb::postgres();
-    let mut command = common::process::gattway();
-    command
-        .args([
-            "--backend",
-            "sim",
-            "--log-format",
-            "text",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--database", &db.url()])
-        .env("GATTWAY_HUB_SIM_FEED", "false")
-        .env("GATTWAY_HUB_ADVERT_FEED", "false");
-    let (_server, mut lines) = reading_stderr(command);
-    let addr = listening_addr(&wait_for_line(&mut lines, "listening on").await);
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (_server, addr) = common::process::serve_hub(&db.url(), "127.0.0.1:0", &[]).await;
     let url = format!("ws://{addr}/hub?device=logger");
 
     let mut acked: BTreeSet<u64> = BTreeSet::new();
@@ -155,16 +138,7 @@ async fn a_postgresql_restart_under_load_refuses_clearly_acks_nothing_unstored_a
         "the refusals say why: {refusals:?}"
     );
 
-    let history = common::process::get_json(&format!(
-        "http://{addr}/api/v1/devices/logger/telemetry?key=v&limit=10000"
-    ))
-    .await;
-    let stored: Vec<u64> = history["points"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["value"].as_u64().unwrap())
-        .collect();
+    let stored = common::process::stored_values(&addr, "logger", "v").await;
     let unique: BTreeSet<u64> = stored.iter().copied().collect();
     assert_eq!(unique.len(), stored.len(), "no point stored twice");
     let lost: Vec<&u64> = acked.difference(&unique).collect();

@@ -235,13 +235,17 @@ async fn subscribe(hub: &Hub, link: &mut Link, state: &mut State<'_>, m: &Incomi
         protocol::reply("subscribed", &m.id, json!({"subscription": id})),
     )
     .await?;
-    let Some(since) = m.since else { return Ok(()) };
-    // Stored points up to the watermark; live delivery (queued meanwhile) brings
-    // everything after it.
+    if m.since.is_none() && m.after_id.is_none() {
+        return Ok(());
+    }
+    // Stored points up to the watermark (from a time, or after the last id a
+    // resuming client saw); live delivery (queued meanwhile) brings everything
+    // after it.
     let mut query = PointQuery {
         devices: query_devices,
         keys: query_keys,
-        from: Some(since),
+        from: m.since,
+        after_id: m.after_id,
         up_to_id: Some(watermark),
         limit: PAGE,
         ..Default::default()

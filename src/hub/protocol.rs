@@ -123,6 +123,8 @@ pub struct Incoming {
     pub devices: Option<Vec<String>>,
     pub keys: Option<Vec<String>>,
     pub since: Option<i64>,
+    /// subscribe: replay the stored points after this id (a client resuming).
+    pub after_id: Option<i64>,
     pub subscription: Option<u64>,
     // command, history
     pub device: Option<String>,

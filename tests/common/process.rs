@@ -116,3 +116,48 @@ impl Served {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
+
+/// `gattway serve` on the simulator, with the hub on `database`, its simulator and
+/// advert feeds off, listening on `listen` (`127.0.0.1:0` for any port), with more
+/// environment from `env`. Returns the process and its address; stderr keeps being
+/// read, so the server never blocks on a full pipe.
+pub async fn serve_hub(
+    database: &str,
+    listen: &str,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
+    let mut command = gattway();
+    command
+        .args([
+            "--backend",
+            "sim",
+            "--log-format",
+            "text",
+            "serve",
+            "--listen",
+            listen,
+        ])
+        .args(["--database", database])
+        .env("GATTWAY_HUB_SIM_FEED", "false")
+        .env("GATTWAY_HUB_ADVERT_FEED", "false")
+        .envs(env.iter().copied());
+    let (child, mut lines) = reading_stderr(command);
+    let addr = listening_addr(&wait_for_line(&mut lines, "listening on").await);
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+/// The whole-number values stored for `device`'s `key` (up to 10,000), as REST
+/// gives them.
+pub async fn stored_values(addr: &str, device: &str, key: &str) -> Vec<u64> {
+    let history = get_json(&format!(
+        "http://{addr}/api/v1/devices/{device}/telemetry?key={key}&limit=10000"
+    ))
+    .await;
+    history["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| p["value"].as_u64().expect("a whole number"))
+        .collect()
+}

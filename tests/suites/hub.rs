@@ -1219,3 +1219,56 @@ async fn a_broadcasting_sensors_readings_become_its_telemetry_each_packet_once()
         assert!([25.06, 25.16, 25.36, 25.26].contains(&t), "{t}");
     }
 }
+
+/// A client that reconnects resumes with the last point id it saw: the replay is
+/// what came after it, nothing before.
+#[tokio::test]
+async fn subscribe_with_after_id_replays_only_the_points_after_it() {
+    let hub = Hub::start(hub_config()).await;
+    let mut dev = hub.device("resumer").await;
+    for i in 1..=10 {
+        dev.send(json!({"type": "telemetry", "seq": i, "points": [{"key": "n", "value": i}]}))
+            .await;
+        dev.next_of("telemetry_ack").await;
+    }
+    let mut client = hub.client().await;
+    client
+        .send(json!({"type": "subscribe", "id": 1, "devices": ["resumer"], "since": 0}))
+        .await;
+    let mut ids = Vec::new();
+    loop {
+        let m = client.next().await;
+        match m["type"].as_str().unwrap() {
+            "telemetry" => ids.extend(
+                m["points"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["id"].as_i64().unwrap()),
+            ),
+            "replayed" => break,
+            _ => {}
+        }
+    }
+    assert_eq!(ids.len(), 10);
+    let mut again = hub.client().await;
+    again
+        .send(json!({"type": "subscribe", "id": 1, "devices": ["resumer"], "after_id": ids[4]}))
+        .await;
+    let mut values = Vec::new();
+    loop {
+        let m = again.next().await;
+        match m["type"].as_str().unwrap() {
+            "telemetry" => values.extend(
+                m["points"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["value"].as_i64().unwrap()),
+            ),
+            "replayed" => break,
+            _ => {}
+        }
+    }
+    assert_eq!(values, (6..=10).collect::<Vec<_>>());
+}

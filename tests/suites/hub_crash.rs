@@ -1,12 +1,8 @@
 //! Nothing acknowledged is lost: the real binary is killed (-9) while a device
 //! streams telemetry, restarted on the same database, and every acked point is there.
 
-use std::process::Stdio;
-
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
 use tokio_tungstenite::tungstenite::Message;
 
 const POINTS_PER_MESSAGE: u64 = 2;
@@ -15,38 +11,7 @@ const MESSAGES: u64 = 4_000;
 
 /// Starts `gattway serve` on `db`; returns it and its address.
 async fn serve(db: &str) -> (tokio::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gattway"))
-        .args([
-            "--backend",
-            "sim",
-            "--log-format",
-            "text",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--database",
-            db,
-        ])
-        .env_remove("GATTWAY_CONFIG")
-        .env("GATTWAY_HUB_SIM_FEED", "false")
-        .stdin(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = crate::common::within("listening line", async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                return rest.split_whitespace().next().unwrap().to_string();
-            }
-        }
-        panic!("gattway exited before listening");
-    })
-    .await;
-    // Keep draining stderr so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    crate::common::process::serve_hub(db, "127.0.0.1:0", &[]).await
 }
 
 #[tokio::test]
