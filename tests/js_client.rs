@@ -100,3 +100,19 @@ async fn the_js_client_rides_out_a_server_restart_losing_and_repeating_nothing()
     assert_eq!(unique.len(), stored.len(), "stored once each");
     assert_eq!(unique, (1..=POINTS).collect(), "every acknowledged point stored");
 }
+
+/// The client in Chromium, as a web app loads it: the simulated heart-rate
+/// monitor's readings (stored by the hub's simulator feed) and the page's own
+/// points, with the page as a device.
+#[tokio::test]
+async fn the_js_client_runs_in_chromium_against_the_simulated_devices() {
+    let db = TempDb::new();
+    let (_server, addr) = serve_hub(&db.url(), "127.0.0.1:0", &[("GATTWAY_HUB_SIM_FEED", "true")]).await;
+    let base = format!("http://{addr}");
+    let report = common::browser::run("jsclient.mjs", &[base.as_ref()]).await;
+    let results = &report["results"];
+    assert_eq!(results["heart"], serde_json::json!(["number", "number", "number"]), "{report}");
+    assert_eq!(results["mine"], serde_json::json!([1, 2, 3, 4, 5]), "{report}");
+    assert_eq!(results["online"], true, "{report}");
+    assert_eq!(results["states"][0], "open", "{report}");
+}
