@@ -62,5 +62,5 @@ say "npm ci (tests/browser)"
 say "npm ci (tests/inspector)"
 (cd tests/inspector && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 
-say "cargo test $*"
-exec cargo test "$@"
+say "cargo test --workspace $*"
+exec cargo test --workspace "$@"

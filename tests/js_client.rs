@@ -111,7 +111,11 @@ async fn the_js_client_runs_in_chromium_against_the_simulated_devices() {
     let base = format!("http://{addr}");
     let report = common::browser::run("jsclient.mjs", &[base.as_ref()]).await;
     let results = &report["results"];
-    assert_eq!(results["heart"], serde_json::json!(["number", "number", "number"]), "{report}");
+    assert_eq!(
+        results["heart"],
+        serde_json::json!(["number", "number", "number"]),
+        "{report}"
+    );
     assert_eq!(results["mine"], serde_json::json!([1, 2, 3, 4, 5]), "{report}");
     assert_eq!(results["online"], true, "{report}");
     assert_eq!(results["states"][0], "open", "{report}");

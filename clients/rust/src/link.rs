@@ -1,0 +1,154 @@
+//! One WebSocket to the hub, opened again whenever it drops: exponential back-off
+//! with jitter between attempts, and an attempt that gets no welcome in time is
+//! given up.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Where a connection is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Connecting,
+    Open,
+    Reconnecting,
+    Closed,
+}
+
+/// The wait before each reconnect attempt.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub factor: f64,
+    /// Share of each delay drawn at random, so clients do not return in step.
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_millis(250),
+            max: Duration::from_secs(10),
+            factor: 2.0,
+            jitter: 0.5,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before attempt `n` (0-based) after a failure.
+    pub fn delay(&self, n: u32) -> Duration {
+        let base = self
+            .initial
+            .mul_f64(self.factor.powi(n.min(30) as i32))
+            .min(self.max);
+        base.mul_f64(1.0 - self.jitter + fastrand::f64() * self.jitter)
+    }
+}
+
+/// How to reach the hub.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// An API key or JWT, sent as `Authorization: Bearer`.
+    pub token: Option<String>,
+    pub backoff: Backoff,
+    /// An attempt without a welcome by then is given up (10 s).
+    pub connect_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            token: None,
+            backoff: Backoff::default(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Connects until the hub says welcome; returns the socket and the welcome.
+/// `attempt` counts failures since the last success (the back-off's step).
+pub(crate) async fn open(
+    url: &str,
+    options: &Options,
+    attempt: &mut u32,
+    state: &watch::Sender<State>,
+) -> (Socket, Value) {
+    loop {
+        if *attempt > 0 {
+            state.send_replace(State::Reconnecting);
+            tokio::time::sleep(options.backoff.delay(*attempt - 1)).await;
+        }
+        match tokio::time::timeout(options.connect_timeout, try_open(url, options)).await {
+            Ok(Some(opened)) => {
+                *attempt = 0;
+                state.send_replace(State::Open);
+                return opened;
+            }
+            _ => *attempt += 1,
+        }
+    }
+}
+
+async fn try_open(url: &str, options: &Options) -> Option<(Socket, Value)> {
+    let mut request = url.into_client_request().ok()?;
+    if let Some(token) = &options.token {
+        let value = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+        request.headers_mut().insert("authorization", value);
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.ok()?;
+    match ws.next().await? {
+        Ok(Message::Text(text)) => {
+            let welcome: Value = serde_json::from_str(&text).ok()?;
+            (welcome["type"] == "welcome").then_some((ws, welcome))
+        }
+        _ => None,
+    }
+}
+
+/// `/hub` on `base` (`http://HOST:PORT` or `ws://…`) with `query`.
+pub(crate) fn hub_url(base: &str, query: &str) -> String {
+    let base = base.trim_end_matches('/');
+    let base = base
+        .strip_prefix("http://")
+        .map(|rest| format!("ws://{rest}"))
+        .or_else(|| base.strip_prefix("https://").map(|rest| format!("wss://{rest}")))
+        .unwrap_or_else(|| base.to_string());
+    format!("{base}/hub?{query}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_grows_to_its_cap_with_jitter_below_it() {
+        let b = Backoff::default();
+        for n in 0..12 {
+            let base = b.initial.mul_f64(b.factor.powi(n)).min(b.max);
+            let d = b.delay(n as u32);
+            assert!(
+                d <= base && d >= base.mul_f64(1.0 - b.jitter),
+                "attempt {n}: {d:?} of {base:?}"
+            );
+        }
+        assert!(b.delay(40) <= b.max, "no overflow far out");
+    }
+
+    #[test]
+    fn the_hub_url_follows_the_base_scheme() {
+        assert_eq!(hub_url("http://h:1/", "role=client"), "ws://h:1/hub?role=client");
+        assert_eq!(hub_url("https://h", "device=d"), "wss://h/hub?device=d");
+        assert_eq!(hub_url("ws://h:2", "device=d"), "ws://h:2/hub?device=d");
+    }
+}
