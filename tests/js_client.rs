@@ -19,6 +19,41 @@ const POINTS: u64 = 1500;
 
 type Lines = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
 
+/// The connection states a script's summary lists, in order.
+fn states_of(summary: &Value) -> Vec<&str> {
+    summary["states"]
+        .as_array()
+        .map(|s| s.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
+}
+
+/// Reads lines until the script's `done {json}`; its summary.
+async fn summary(out: &mut Lines) -> Value {
+    loop {
+        if let Some(json) = next_line(out).await.strip_prefix("done ") {
+            return serde_json::from_str(json).expect("a JSON summary");
+        }
+    }
+}
+
+/// Runs `clients/js/test/SCRIPT` with `args` in Node; its stdin, and its stdout
+/// line by line.
+fn node(script: &str, args: &[&str]) -> (tokio::process::Child, tokio::process::ChildStdin, Lines) {
+    let path = format!("{}/clients/js/test/{script}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = tokio::process::Command::new("node")
+        .arg("--experimental-websocket")
+        .arg(path)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node (./test.sh installs it)");
+    let stdin = child.stdin.take().expect("stdin");
+    let out = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    (child, stdin, out)
+}
+
 async fn next_line(out: &mut Lines) -> String {
     within("the client's next line", out.next_line())
         .await
@@ -30,22 +65,7 @@ async fn next_line(out: &mut Lines) -> String {
 async fn the_js_client_rides_out_a_server_restart_losing_and_repeating_nothing() {
     let db = TempDb::new();
     let (mut server, addr) = serve_hub(&db.url(), "127.0.0.1:0", &[]).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/js/test/restart.mjs");
-    let mut node = tokio::process::Command::new("node")
-        .args([
-            "--experimental-websocket",
-            script,
-            &format!("http://{addr}"),
-            &POINTS.to_string(),
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node (./test.sh installs it)");
-    let mut stdin = node.stdin.take().unwrap();
-    let mut out = BufReader::new(node.stdout.take().unwrap()).lines();
-
+    let (_node, mut stdin, mut out) = node("restart.mjs", &[&format!("http://{addr}"), &POINTS.to_string()]);
     while next_line(&mut out).await != "acked 300" {}
     server.start_kill().unwrap();
     server.wait().await.unwrap();
@@ -54,12 +74,7 @@ async fn the_js_client_rides_out_a_server_restart_losing_and_repeating_nothing()
     let (_server, again) = serve_hub(&db.url(), &addr, &[]).await;
     assert_eq!(again, addr, "the same port");
     stdin.write_all(b"up\n").await.unwrap();
-    let summary: Value = loop {
-        let line = next_line(&mut out).await;
-        if let Some(json) = line.strip_prefix("done ") {
-            break serde_json::from_str(json).unwrap();
-        }
-    };
+    let summary = summary(&mut out).await;
 
     assert_eq!(summary["acked"], POINTS, "every point acknowledged: {summary}");
     let seen: Vec<u64> = summary["seen"]
@@ -84,12 +99,7 @@ async fn the_js_client_rides_out_a_server_restart_losing_and_repeating_nothing()
         serde_json::json!([0, 1, 2, 3, 4]),
         "oldest dropped first"
     );
-    let states: Vec<&str> = summary["states"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let states = states_of(&summary);
     assert!(
         states.contains(&"reconnecting") && states.last() == Some(&"open"),
         "{states:?}"
@@ -119,4 +129,42 @@ async fn the_js_client_runs_in_chromium_against_the_simulated_devices() {
     assert_eq!(results["mine"], serde_json::json!([1, 2, 3, 4, 5]), "{report}");
     assert_eq!(results["online"], true, "{report}");
     assert_eq!(results["states"][0], "open", "{report}");
+}
+
+/// The control API in the JavaScript client across a server restart: scan,
+/// connect, read, subscribe; after the restart it connects and subscribes again by
+/// itself and the notifications carry on.
+#[tokio::test]
+async fn the_js_control_client_reconnects_and_resubscribes_after_a_restart() {
+    let db = TempDb::new();
+    let (mut server, addr) = serve_hub(&db.url(), "127.0.0.1:0", &[]).await;
+    let (_node, mut stdin, mut out) = node("control.mjs", &[&format!("http://{addr}")]);
+    while next_line(&mut out).await != "subscribed" {}
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+    let (_server, again) = serve_hub(&db.url(), &addr, &[]).await;
+    assert_eq!(again, addr, "the same port");
+    stdin.write_all(b"restarted\n").await.unwrap();
+    let summary = summary(&mut out).await;
+    assert!(
+        summary["found"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d == "C0:FF:EE:00:00:01"),
+        "{summary}"
+    );
+    assert_eq!(summary["battery"]["unit"], "%", "{summary}");
+    assert!(
+        summary["after"].as_u64().unwrap() >= 2,
+        "notifications after the restart: {summary}"
+    );
+    assert_eq!(
+        summary["again"],
+        serde_json::json!({"devices": 1, "subscriptions": 1}),
+        "{summary}"
+    );
+    assert_eq!(summary["refused"], "ATTRIBUTE_NOT_FOUND", "{summary}");
+    let states = states_of(&summary);
+    assert!(states.contains(&"reconnecting"), "{states:?}");
 }

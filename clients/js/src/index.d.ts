@@ -157,3 +157,56 @@ export declare class HubClient implements Emitter<ClientEvents> {
   close(): void;
   on<K extends keyof ClientEvents>(type: K, listener: (event: ClientEvents[K]) => void): () => void;
 }
+
+export interface ControlEvents {
+  state: State;
+  open: null;
+  /** After a reconnect: what was connected and subscribed again. */
+  restored: { devices: number; subscriptions: number };
+  device: { type: "DEVICE_FOUND"; deviceId: string; name?: string; rssi?: number; services: string[] };
+  notification: {
+    type: "NOTIFICATION";
+    deviceId: string;
+    serviceUuid: string;
+    characteristicUuid: string;
+    /** base64 */
+    value: string;
+    decoded: { value: unknown; unit?: string; text?: string } | null;
+    timestamp: number;
+  };
+  connected: { type: "CONNECTED"; deviceId: string; mtu?: number };
+  disconnected: { type: "DISCONNECTED"; deviceId: string };
+  "control-error": { type: "ERROR"; code: string; message: string };
+  error: unknown;
+}
+
+/** Errors from the control API carry its `code` (docs/control-protocol.md). */
+export interface ControlError extends Error {
+  code: string;
+}
+
+/**
+ * The control API (`/ws`): scan, connect, read, write, subscribe. After a
+ * reconnect it connects its devices and subscribes again by itself.
+ */
+export declare class ControlClient implements Emitter<ControlEvents> {
+  constructor(base: string, options?: LinkOptions);
+  readonly state: State;
+  request(type: string, fields?: Record<string, unknown>): Promise<Record<string, any>>;
+  scan(options?: { duration?: number; filters?: { name?: string; services?: string[]; minRssi?: number } }): Promise<Record<string, any>>;
+  connect(deviceId: string, options?: { timeout?: number }): Promise<Record<string, any>>;
+  disconnect(deviceId: string): Promise<Record<string, any>>;
+  services(deviceId: string): Promise<Record<string, any>>;
+  read(deviceId: string, serviceUuid: string, characteristicUuid: string): Promise<Record<string, any>>;
+  write(
+    deviceId: string,
+    serviceUuid: string,
+    characteristicUuid: string,
+    value: Uint8Array | number[] | string,
+    options?: { withResponse?: boolean },
+  ): Promise<Record<string, any>>;
+  subscribe(deviceId: string, serviceUuid: string, characteristicUuid: string): Promise<Record<string, any>>;
+  unsubscribe(deviceId: string, serviceUuid: string, characteristicUuid: string): Promise<Record<string, any>>;
+  close(): void;
+  on<K extends keyof ControlEvents>(type: K, listener: (event: ControlEvents[K]) => void): () => void;
+}

@@ -113,6 +113,12 @@ class Link extends Emitter {
     const timeout = setTimeout(() => ended({ code: 4000, reason: "no welcome in time" }), this.#options.connectTimeoutMs ?? 10_000);
     ws.onopen = () => {
       this.#attempt = 0;
+      // The control socket has no welcome: it is open when the socket is.
+      if (!this.opensOnWelcome) {
+        clearTimeout(timeout);
+        this.#setState(State.OPEN);
+        this.onOpen(null);
+      }
     };
     ws.onmessage = (event) => {
       let message;
@@ -121,7 +127,7 @@ class Link extends Emitter {
       } catch {
         return;
       }
-      if (message.type === "welcome") {
+      if (message.type === "welcome" && this.opensOnWelcome) {
         clearTimeout(timeout);
         this.#setState(State.OPEN);
         this.onOpen(message);
@@ -157,6 +163,11 @@ class Link extends Emitter {
     this.onClose({ code: 1000 });
   }
 
+  /** The hub greets with `welcome`; the control socket does not. */
+  get opensOnWelcome() {
+    return true;
+  }
+
   onOpen(_welcome) {}
   onMessage(_message) {}
   onClose(_event) {}
@@ -166,6 +177,44 @@ function hubUrl(base, query) {
   const u = new URL("/hub", base);
   for (const [k, v] of Object.entries(query)) u.searchParams.set(k, v);
   return u.toString();
+}
+
+/** Requests sent with an `id`, waiting for the reply that echoes it. */
+class Requests {
+  #pending = new Map();
+  #nextId = 1;
+
+  /** A fresh id, for requests whose reply nobody waits on. */
+  nextId() {
+    return this.#nextId++;
+  }
+
+  /** Sends `{type, id, ...fields}` over `link`; the promise settles with its reply. */
+  send(link, type, fields) {
+    return new Promise((resolve, reject) => {
+      const id = this.#nextId++;
+      if (!link.sendNow({ type, id, ...fields })) {
+        reject(new Error(`not connected (${link.state})`));
+        return;
+      }
+      this.#pending.set(id, { resolve, reject });
+    });
+  }
+
+  /** Settles the request `m` answers, if any: rejected when `isError`. */
+  answer(m, isError) {
+    const waiting = m.id !== undefined && this.#pending.get(m.id);
+    if (!waiting) return false;
+    this.#pending.delete(m.id);
+    if (isError) waiting.reject(Object.assign(new Error(m.message), { code: m.code }));
+    else waiting.resolve(m);
+    return true;
+  }
+
+  failAll() {
+    for (const { reject } of this.#pending.values()) reject(new Error("connection lost"));
+    this.#pending.clear();
+  }
 }
 
 /**
@@ -337,8 +386,7 @@ class Subscription {
 /** A client of the hub: subscriptions, commands, history, presence. */
 export class HubClient extends Link {
   #subscriptions = new Set();
-  #pending = new Map();
-  #nextId = 1;
+  #requests = new Requests();
 
   constructor(base, options = {}) {
     super(hubUrl(base, { role: "client" }), options);
@@ -358,7 +406,7 @@ export class HubClient extends Link {
   }
 
   #resubscribe(sub) {
-    const message = { type: "subscribe", id: this.#nextId++, devices: sub.filter.devices, keys: sub.filter.keys };
+    const message = { type: "subscribe", id: this.#requests.nextId(), devices: sub.filter.devices, keys: sub.filter.keys };
     if (sub.lastId !== null) message.after_id = sub.lastId;
     else if (sub.filter.since !== undefined) message.since = sub.filter.since;
     this.sendNow(message);
@@ -366,14 +414,7 @@ export class HubClient extends Link {
 
   /** Sends a request with an `id`; resolves with its answer, rejects with a hub error. */
   request(type, fields = {}) {
-    return new Promise((resolve, reject) => {
-      const id = this.#nextId++;
-      if (!this.sendNow({ type, id, ...fields })) {
-        reject(new Error(`not connected (${this.state})`));
-        return;
-      }
-      this.#pending.set(id, { resolve, reject });
-    });
+    return this.#requests.send(this, type, fields);
   }
 
   command(device, name, params = {}, options = {}) {
@@ -402,13 +443,7 @@ export class HubClient extends Link {
       m.messages.forEach((inner) => this.onMessage(inner));
       return;
     }
-    const waiting = m.id !== undefined && this.#pending.get(m.id);
-    if (waiting) {
-      this.#pending.delete(m.id);
-      if (m.type === "error") waiting.reject(Object.assign(new Error(m.message), { code: m.code }));
-      else waiting.resolve(m);
-      return;
-    }
+    if (this.#requests.answer(m, m.type === "error")) return;
     if (m.type === "telemetry") {
       // Only what a subscription has not seen yet: each point once.
       const fresh = m.points.filter((p) =>
@@ -426,7 +461,118 @@ export class HubClient extends Link {
   }
 
   onClose() {
-    for (const { reject } of this.#pending.values()) reject(new Error("connection lost"));
-    this.#pending.clear();
+    this.#requests.failAll();
+  }
+}
+
+/** Bytes or base64 as the control API's base64. */
+function base64(value) {
+  if (typeof value === "string") return value;
+  let text = "";
+  for (const b of value) text += String.fromCharCode(b);
+  return btoa(text);
+}
+
+/**
+ * The control API (`/ws`, docs/control-protocol.md): scan, connect, read, write,
+ * subscribe. After a reconnect it connects again the devices it had connected
+ * and subscribes again, so notifications carry on.
+ */
+export class ControlClient extends Link {
+  #requests = new Requests();
+  #connected = new Map(); // deviceId → timeout
+  #subscriptions = new Map(); // "device|service|characteristic" → request fields
+
+  constructor(base, options = {}) {
+    super(new URL("/ws", base).toString(), options);
+  }
+
+  get opensOnWelcome() {
+    return false;
+  }
+
+  /** Sends a request with an `id`; resolves with its reply, rejects with an `ERROR`. */
+  request(type, fields = {}) {
+    return this.#requests.send(this, type, fields);
+  }
+
+  scan({ duration = 5000, filters } = {}) {
+    return this.request("START_SCAN", { duration, filters });
+  }
+
+  async connect(deviceId, { timeout } = {}) {
+    const reply = await this.request("CONNECT", { deviceId, timeout });
+    this.#connected.set(deviceId, timeout);
+    return reply;
+  }
+
+  disconnect(deviceId) {
+    this.#connected.delete(deviceId);
+    for (const key of [...this.#subscriptions.keys()]) if (key.startsWith(`${deviceId}|`)) this.#subscriptions.delete(key);
+    return this.request("DISCONNECT", { deviceId });
+  }
+
+  services(deviceId) {
+    return this.request("GET_SERVICES", { deviceId });
+  }
+
+  read(deviceId, serviceUuid, characteristicUuid) {
+    return this.request("CHARACTERISTIC_READ", { deviceId, serviceUuid, characteristicUuid });
+  }
+
+  /** `value`: bytes (Uint8Array, array of numbers) or base64. */
+  write(deviceId, serviceUuid, characteristicUuid, value, { withResponse = true } = {}) {
+    return this.request("CHARACTERISTIC_WRITE", {
+      deviceId,
+      serviceUuid,
+      characteristicUuid,
+      value: base64(value),
+      withResponse,
+    });
+  }
+
+  /** Notifications arrive as `notification` events, across reconnects. */
+  async subscribe(deviceId, serviceUuid, characteristicUuid) {
+    const fields = { deviceId, serviceUuid, characteristicUuid };
+    const reply = await this.request("SUBSCRIBE", fields);
+    this.#subscriptions.set(`${deviceId}|${serviceUuid}|${characteristicUuid}`, fields);
+    return reply;
+  }
+
+  unsubscribe(deviceId, serviceUuid, characteristicUuid) {
+    this.#subscriptions.delete(`${deviceId}|${serviceUuid}|${characteristicUuid}`);
+    return this.request("UNSUBSCRIBE", { deviceId, serviceUuid, characteristicUuid });
+  }
+
+  async onOpen() {
+    this.emit("open", null);
+    // What this client had, again: devices first, then their subscriptions.
+    try {
+      for (const [deviceId, timeout] of this.#connected) {
+        await this.request("CONNECT", { deviceId, timeout }).catch((e) => {
+          if (e.code !== "ALREADY_CONNECTED") throw e;
+        });
+      }
+      for (const fields of this.#subscriptions.values()) await this.request("SUBSCRIBE", fields);
+      this.emit("restored", { devices: this.#connected.size, subscriptions: this.#subscriptions.size });
+    } catch (e) {
+      this.emit("error", e);
+    }
+  }
+
+  onMessage(m) {
+    if (this.#requests.answer(m, m.type === "ERROR")) return;
+    const events = {
+      DEVICE_FOUND: "device",
+      NOTIFICATION: "notification",
+      CONNECTED: "connected",
+      DISCONNECTED: "disconnected",
+      ERROR: "control-error",
+    };
+    this.emit(events[m.type] ?? m.type, m);
+  }
+
+  onClose() {
+    this.#requests.failAll();
   }
 }
