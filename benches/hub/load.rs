@@ -13,6 +13,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::stats::percentile;
 use crate::stores::Store;
 
 /// One load: who sends, who listens, how fast.
@@ -85,14 +86,6 @@ pub fn cpu_secs(pid: u32) -> f64 {
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of the line: 12 and 13 after the name.
     (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Latency percentile (ms) of sorted microsecond samples.
-pub fn percentile(sorted: &[u64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[((sorted.len() - 1) as f64 * q) as usize] as f64 / 1000.0
 }
 
 /// A running `gattway serve`.

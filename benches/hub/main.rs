@@ -20,6 +20,7 @@
 
 mod load;
 mod peers;
+mod stats;
 mod stores;
 
 use load::{Params, Report};

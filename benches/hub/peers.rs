@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
-use crate::load::percentile;
+use crate::stats::percentile;
 
 /// The NATS server the tests and the cluster use.
 pub const NATS_URL: &str = "nats://127.0.0.1:4222";

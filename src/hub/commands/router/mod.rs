@@ -1,5 +1,6 @@
 //! The router task: every open command, its timer, and which devices are online
-//! here with free slots. Its handle is [`super::Commands`].
+//! here with free slots. Its handle is [`super::Commands`]. What it does with other
+//! instances of a cluster is in `fleet.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use crate::hub::protocol::{self, Code, Failure, Frame};
 use crate::metrics::CommandStatusLabels;
 use crate::outbox::Outbox;
 use crate::store::{now_ms, CommandRecord, CommandStatus, CommandUpdate, Store};
+
+mod fleet;
 
 /// How soon a timer whose status change the store refused tries again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
@@ -141,123 +144,6 @@ impl Router {
             self.release(&open.record.device);
         }
         Some(open)
-    }
-
-    /// Keeps tracking a command whose status another instance changed only if it
-    /// is still this router's to move: queued, or sent to a device online here.
-    /// Otherwise its sender here keeps hearing of it.
-    fn adopt_or_forget(&mut self, record: CommandRecord, issuer: Option<Outbox<Frame>>, order: Option<u64>) {
-        let here = self.online.contains_key(record.device.as_str());
-        let ours = !record.status.is_final() && (record.status == CommandStatus::Queued || here);
-        if ours {
-            if matches!(record.status, CommandStatus::Sent | CommandStatus::Delivered) {
-                *self.busy.entry(record.device.clone()).or_default() += 1;
-            }
-            self.track(record, issuer, order);
-        } else if let Some(out) = issuer.filter(|_| !record.status.is_final()) {
-            self.issued_here.insert(record.id.clone(), out);
-        }
-    }
-
-    /// Tracks a command as the store has it now, if it is open (keeping who sent
-    /// it from here); forgets it if not.
-    async fn refresh(&mut self, id: &str) {
-        let fresh = match self.store.command(id).await {
-            Ok(fresh) => fresh,
-            Err(e) => {
-                tracing::warn!(command = id, error = %e, "command not read again");
-                return;
-            }
-        };
-        let (issuer, order) = match self.untrack(id) {
-            Some(open) => (open.issuer, Some(open.order)),
-            None => (self.issued_here.remove(id), None),
-        };
-        match fresh {
-            Some(record) if !record.status.is_final() => {
-                if matches!(record.status, CommandStatus::Sent | CommandStatus::Delivered)
-                    && self.online.contains_key(record.device.as_str())
-                {
-                    *self.busy.entry(record.device.clone()).or_default() += 1;
-                }
-                self.track(record, issuer, order);
-            }
-            _ => {}
-        }
-    }
-
-    /// Reads a command the store says changed elsewhere, and takes its status.
-    async fn resync(&mut self, id: &str) {
-        let fresh = match self.store.command(id).await {
-            Ok(fresh) => fresh,
-            Err(e) => {
-                tracing::warn!(command = id, error = %e, "command not read again after a change elsewhere");
-                return;
-            }
-        };
-        let Some(open) = self.untrack(id) else { return };
-        if let Some(record) = fresh {
-            let device = record.device.clone();
-            if record.status.is_final() {
-                if let Some(out) = &open.issuer {
-                    out.reply(protocol::command_status(&record));
-                }
-            }
-            self.adopt_or_forget(record, open.issuer, Some(open.order));
-            self.dispatch(&device).await;
-        }
-    }
-
-    /// Another instance stored a status change of a command: whoever here sent
-    /// it and the device's subscribers here hear it, and this router's copy
-    /// follows it.
-    pub(super) async fn heard(&mut self, record: CommandRecord) {
-        let id = record.id.clone();
-        let device = record.device.clone();
-        let (issuer, order) = match self.untrack(&id) {
-            Some(open) => {
-                // Cancelled elsewhere while sent to this instance's connection.
-                if record.status == CommandStatus::Cancelled
-                    && matches!(open.record.status, CommandStatus::Sent | CommandStatus::Delivered)
-                {
-                    if let Some((_, sink)) = self.online.get(device.as_str()) {
-                        sink.deliver(Delivery::Cancel(id.clone()));
-                    }
-                }
-                (open.issuer, Some(open.order))
-            }
-            None => (self.issued_here.remove(&id), None),
-        };
-        let frame = protocol::command_status(&record);
-        if let Some(out) = &issuer {
-            out.reply(frame.clone());
-        }
-        self.fanout.device_event(&device, frame, issuer.as_ref());
-        self.adopt_or_forget(record, issuer, order);
-        self.dispatch(&device).await;
-    }
-
-    /// A device connected here that may have been elsewhere: its open commands
-    /// are read from the store, and those sent to an earlier connection are
-    /// queued to go again.
-    async fn adopt(&mut self, device: &str) {
-        let stored = match self.store.open_commands_of(device).await {
-            Ok(stored) => stored,
-            Err(e) => {
-                tracing::warn!(device, error = %e, "open commands not read for a device that connected");
-                return;
-            }
-        };
-        for c in stored {
-            if self.open.get(&c.id).is_some_and(|o| o.record.status == c.status) {
-                continue;
-            }
-            let issuer = match self.untrack(&c.id) {
-                Some(open) => open.issuer,
-                None => self.issued_here.remove(&c.id),
-            };
-            self.take_over(c, issuer).await;
-        }
     }
 
     /// Stores a status change and, once stored, applies it to `c` and counts it.
