@@ -148,8 +148,7 @@ impl SqlBackend for SqliteStore {
             query.execute(&mut *tx).await?;
         }
         let now = super::now_ms();
-        let stored_seqs = devices.clone();
-        for (device, seq) in devices {
+        for &(device, seq) in &devices {
             sqlx::query(
                 "INSERT INTO devices (id, kind, last_seq, online, first_seen, last_seen) \
                  VALUES (?, 'network', ?, TRUE, ?, ?) \
@@ -170,12 +169,10 @@ impl SqlBackend for SqliteStore {
         }
         // Only devices whose stored value was known (read, or remembered): a
         // batch without seq says nothing of what the device stored before.
-        for (device, stored) in &read {
-            let seq = stored_seqs
-                .iter()
-                .find(|(d, _)| d == device)
-                .map_or(0, |(_, seq)| *seq);
-            head.last_seq.insert(device.to_string(), (*stored).max(seq));
+        let written: HashMap<&str, i64> = devices.into_iter().collect();
+        for (device, stored) in read {
+            let seq = written.get(device).copied().unwrap_or(0);
+            head.last_seq.insert(device.to_string(), stored.max(seq));
         }
         Ok(Appended {
             first_id: first,

@@ -21,50 +21,54 @@ impl Router {
         let here = self.online.contains_key(record.device.as_str());
         let ours = !record.status.is_final() && (record.status == CommandStatus::Queued || here);
         if ours {
-            if matches!(record.status, CommandStatus::Sent | CommandStatus::Delivered) {
-                *self.busy.entry(record.device.clone()).or_default() += 1;
-            }
-            self.track(record, issuer, order);
+            self.track_taken(record, issuer, order);
         } else if let Some(out) = issuer.filter(|_| !record.status.is_final()) {
             self.issued_here.insert(record.id.clone(), out);
+        }
+    }
+
+    /// Tracks a command with its status, taking the slot its device holds here
+    /// when it is sent or delivered to a connection here.
+    fn track_taken(&mut self, record: CommandRecord, issuer: Option<Outbox<Frame>>, order: Option<u64>) {
+        if matches!(record.status, CommandStatus::Sent | CommandStatus::Delivered)
+            && self.online.contains_key(record.device.as_str())
+        {
+            *self.busy.entry(record.device.clone()).or_default() += 1;
+        }
+        self.track(record, issuer, order);
+    }
+
+    /// The command as the store has it now (`None` when it cannot be read, and
+    /// then nothing changed here); `Some(None)` if the store has no such command.
+    async fn reread(&mut self, id: &str) -> Option<Option<CommandRecord>> {
+        match self.store.command(id).await {
+            Ok(fresh) => Some(fresh),
+            Err(e) => {
+                tracing::warn!(command = id, error = %e, "command not read again");
+                None
+            }
         }
     }
 
     /// Tracks a command as the store has it now, if it is open (keeping who sent
     /// it from here); forgets it if not.
     pub(super) async fn refresh(&mut self, id: &str) {
-        let fresh = match self.store.command(id).await {
-            Ok(fresh) => fresh,
-            Err(e) => {
-                tracing::warn!(command = id, error = %e, "command not read again");
-                return;
-            }
+        let Some(fresh) = self.reread(id).await else {
+            return;
         };
         let (issuer, order) = match self.untrack(id) {
             Some(open) => (open.issuer, Some(open.order)),
             None => (self.issued_here.remove(id), None),
         };
-        match fresh {
-            Some(record) if !record.status.is_final() => {
-                if matches!(record.status, CommandStatus::Sent | CommandStatus::Delivered)
-                    && self.online.contains_key(record.device.as_str())
-                {
-                    *self.busy.entry(record.device.clone()).or_default() += 1;
-                }
-                self.track(record, issuer, order);
-            }
-            _ => {}
+        if let Some(record) = fresh.filter(|r| !r.status.is_final()) {
+            self.track_taken(record, issuer, order);
         }
     }
 
     /// Reads a command the store says changed elsewhere, and takes its status.
     pub(super) async fn resync(&mut self, id: &str) {
-        let fresh = match self.store.command(id).await {
-            Ok(fresh) => fresh,
-            Err(e) => {
-                tracing::warn!(command = id, error = %e, "command not read again after a change elsewhere");
-                return;
-            }
+        let Some(fresh) = self.reread(id).await else {
+            return;
         };
         let Some(open) = self.untrack(id) else { return };
         if let Some(record) = fresh {
