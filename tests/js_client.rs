@@ -113,7 +113,8 @@ async fn the_js_client_rides_out_a_server_restart_losing_and_repeating_nothing()
 
 /// The client in Chromium, as a web app loads it: the simulated heart-rate
 /// monitor's readings (stored by the hub's simulator feed) and the page's own
-/// points, with the page as a device.
+/// points, with the page as a device; Chromium and the server agree on
+/// permessage-deflate.
 #[tokio::test]
 async fn the_js_client_runs_in_chromium_against_the_simulated_devices() {
     let db = TempDb::new();
@@ -129,6 +130,10 @@ async fn the_js_client_runs_in_chromium_against_the_simulated_devices() {
     assert_eq!(results["mine"], serde_json::json!([1, 2, 3, 4, 5]), "{report}");
     assert_eq!(results["online"], true, "{report}");
     assert_eq!(results["states"][0], "open", "{report}");
+    for side in ["client", "device"] {
+        let agreed = results["extensions"][side].as_str().unwrap_or_default();
+        assert!(agreed.starts_with("permessage-deflate"), "{side}: {report}");
+    }
 }
 
 /// The control API in the JavaScript client across a server restart: scan,

@@ -1,7 +1,8 @@
 // Drives Debian's Chromium (playwright-core) through a page that uses gattway's
 // JavaScript hub client (clients/js) as a web app would, against the simulated
 // devices: it follows the simulated heart-rate monitor's readings, which the hub
-// stores as telemetry, and sends points as a device of its own.
+// stores as telemetry, and sends points as a device of its own. Chromium offers
+// permessage-deflate; the page reports what the server agreed to.
 //
 //   node tests/browser/jsclient.mjs http://127.0.0.1:PORT
 //
@@ -50,6 +51,7 @@ const results = await page.evaluate(async (base) => {
   await new Promise((resolve) => device.on("open", resolve));
   await Promise.all([1, 2, 3, 4, 5].map((n) => device.send("n", n)));
   await enough;
+  const extensions = { client: client.extensions, device: device.extensions };
   const presence = await client.presence(["browser-device"]);
   device.close();
   client.close();
@@ -58,6 +60,7 @@ const results = await page.evaluate(async (base) => {
     heart: heart.slice(0, 3).map((p) => typeof p.value),
     mine: mine.map((p) => p.value),
     online: presence.devices[0].online,
+    extensions,
   };
 }, base);
 

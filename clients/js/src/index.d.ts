@@ -84,6 +84,8 @@ export interface DeviceOptions extends LinkOptions {
 }
 
 export declare class HubDevice implements Emitter<DeviceEvents> {
+  /** WebSocket extensions the server agreed to (`"permessage-deflate"` when it compresses); empty while not connected. */
+  readonly extensions: string;
   constructor(base: string, device: string, options?: DeviceOptions);
   readonly device: string;
   readonly state: State;
@@ -140,6 +142,8 @@ export interface Filter {
 }
 
 export declare class HubClient implements Emitter<ClientEvents> {
+  /** WebSocket extensions the server agreed to (`"permessage-deflate"` when it compresses); empty while not connected. */
+  readonly extensions: string;
   constructor(base: string, options?: LinkOptions);
   readonly state: State;
   /** Returns a function that ends the subscription (from the next reconnect on). */
@@ -190,6 +194,8 @@ export interface ControlError extends Error {
  * reconnect it connects its devices and subscribes again by itself.
  */
 export declare class ControlClient implements Emitter<ControlEvents> {
+  /** WebSocket extensions the server agreed to (`"permessage-deflate"` when it compresses); empty while not connected. */
+  readonly extensions: string;
   constructor(base: string, options?: LinkOptions);
   readonly state: State;
   request(type: string, fields?: Record<string, unknown>): Promise<Record<string, any>>;

@@ -147,6 +147,14 @@ class Link extends Emitter {
     this.#timer = setTimeout(() => this.#connect(), delay);
   }
 
+  /**
+   * The WebSocket extensions the server agreed to on the current socket
+   * (`"permessage-deflate"` when it compresses); empty while not connected.
+   */
+  get extensions() {
+    return this.#ws?.extensions ?? "";
+  }
+
   /** Sends a message now; false when not connected. */
   sendNow(message) {
     if (this.state !== State.OPEN || !this.#ws) return false;
