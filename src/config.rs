@@ -45,6 +45,9 @@ pub struct Config {
     /// What the HTTP door lets in, for every front end: allowed `Host` names and
     /// browser origins, connection limits.
     pub http: HttpConfig,
+    /// How every WebSocket talks on the wire: permessage-deflate, its threshold,
+    /// level and context takeover (`[websocket]`).
+    pub websocket: crate::http::ws::WebSocketConfig,
     pub gateway: GatewayConfig,
     pub sim: SimConfig,
     pub mcp: McpConfig,
@@ -82,6 +85,7 @@ impl Default for Config {
             log_level: "info".into(),
             log_format: LogFormat::Auto,
             http: HttpConfig::default(),
+            websocket: Default::default(),
             gateway: GatewayConfig::default(),
             sim: SimConfig::default(),
             mcp: McpConfig::default(),
@@ -240,6 +244,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.gateway.validate().map_err(ConfigError::Invalid)?;
         self.hub.validate().map_err(ConfigError::Invalid)?;
+        self.websocket.validate().map_err(ConfigError::Invalid)?;
         self.cluster.validate().map_err(ConfigError::Invalid)?;
         crate::auth::Authenticator::new(&self.auth).map_err(ConfigError::Invalid)?;
         for d in &self.sim.devices {

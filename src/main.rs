@@ -256,6 +256,7 @@ async fn serve(gateway: &Gateway, config: &Config) -> anyhow::Result<()> {
         auth,
     )
     .with_http(config.http.clone())
+    .with_websocket(&config.websocket)
     .with_hub(hub)
     .with_profiles(ProfileSet::load(config.mcp.profiles_dir())?);
     let stopping = tokio_util::sync::CancellationToken::new();

@@ -48,6 +48,8 @@ pub struct AppState {
     pub hub: Option<Hub>,
     /// `Host` and `Origin` allow-lists and connection limits (`[http]`).
     pub guard: Guard,
+    /// How WebSockets are accepted: compression (`[websocket]`).
+    pub upgrade: crate::http::ws::Upgrade,
     /// Device profiles MCP offers (the built-ins unless `with_profiles`).
     pub profiles: Arc<ProfileSet>,
     /// Cancelled at shutdown: ends long-lived streams (MCP SSE, WebSockets) so the
@@ -75,6 +77,7 @@ impl AppState {
             auth,
             hub: None,
             guard: Guard::default(),
+            upgrade: Default::default(),
             profiles: Arc::new(ProfileSet::builtin()),
             shutdown: CancellationToken::new(),
         }
@@ -83,6 +86,12 @@ impl AppState {
     /// Sets the `[http]` table (allowed hosts and origins, connection limits).
     pub fn with_http(mut self, http: HttpConfig) -> Self {
         self.guard = Guard::new(http);
+        self
+    }
+
+    /// Sets the `[websocket]` table (permessage-deflate and its settings).
+    pub fn with_websocket(mut self, websocket: &crate::http::ws::WebSocketConfig) -> Self {
+        self.upgrade = crate::http::ws::Upgrade::new(websocket);
         self
     }
 

@@ -4,9 +4,6 @@
 
 use std::collections::HashMap;
 
-use std::future::Future;
-
-use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -20,25 +17,10 @@ use crate::{bridge, control, hub as device_hub};
 /// Bytes of hub frames gathered before a write (a flush writes what is there).
 const HUB_WRITE_BUFFER: usize = 32 * 1024;
 
-/// Runs `run(socket, args)` once the upgrade completes, with `args` boxed. axum's
-/// upgrade task keeps the callback's captures for the socket's whole life, beside
-/// the socket's own future; a callback holding one box costs 8 bytes there instead
-/// of all it carries (216 for a hub connection: one 128-byte step of the task's
-/// allocation; benches/idle_ws.rs).
-fn upgrade_with<A, R, F>(upgrade: WebSocketUpgrade, args: A, run: R) -> Response
-where
-    A: Send + 'static,
-    R: FnOnce(WebSocket, A) -> F + Send + 'static,
-    F: Future<Output = ()> + Send + 'static,
-{
-    let args = Box::new(args);
-    upgrade.on_upgrade(move |socket| run(socket, *args))
-}
-
 /// A WebSocket upgrade is a bridge client; a plain GET is a person.
 pub(super) async fn index_or_bridge(
     State(state): State<AppState>,
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    ws: Result<ws::Request, StatusCode>,
     Query(query): Query<HashMap<String, String>>,
     axum::extract::RawQuery(raw_query): axum::extract::RawQuery,
     headers: HeaderMap,
@@ -59,8 +41,14 @@ pub(super) async fn index_or_bridge(
     // that (at least 64 KiB) closes the socket (1009) before it is buffered whole.
     let limit = (state.bridge.config().max_frame_bytes * 8).max(64 * 1024);
     let args = (state.bridge.clone(), query, principal, state.shutdown.clone());
-    upgrade_with(
-        ws::upgrade(ws, limit, 0),
+    let limits = ws::Limits {
+        max_message: limit,
+        write_buffer: 0,
+    };
+    state.upgrade.accept(
+        ws,
+        limits,
+        None,
         args,
         |socket, (bridge, query, principal, shutdown)| {
             bridge::handle_socket(bridge, socket, query, principal, shutdown)
@@ -72,7 +60,7 @@ pub(super) async fn index_or_bridge(
 /// authenticates the connection; without one, AUTHENTICATE must come first.
 pub(super) async fn control_socket(
     State(state): State<AppState>,
-    ws: WebSocketUpgrade,
+    ws: ws::Request,
     axum::extract::RawQuery(raw_query): axum::extract::RawQuery,
     headers: HeaderMap,
 ) -> Response {
@@ -90,8 +78,14 @@ pub(super) async fn control_socket(
         state.guard.auth_deadline(),
         state.shutdown.clone(),
     );
-    upgrade_with(
-        ws::upgrade(ws, max, 0),
+    let limits = ws::Limits {
+        max_message: max,
+        write_buffer: 0,
+    };
+    state.upgrade.accept(
+        ws,
+        limits,
+        None,
         args,
         |socket, (control, principal, slot, deadline, shutdown)| {
             control::handle_socket(control, socket, principal, slot, deadline, shutdown)
@@ -103,7 +97,7 @@ pub(super) async fn control_socket(
 /// `token=` or `access_token=`) or with an `auth` message first.
 pub(super) async fn hub_socket(
     State(state): State<AppState>,
-    ws: WebSocketUpgrade,
+    ws: ws::Request,
     Query(query): Query<HashMap<String, String>>,
     axum::extract::RawQuery(raw_query): axum::extract::RawQuery,
     remote: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
@@ -120,12 +114,14 @@ pub(super) async fn hub_socket(
         Ok(p) => p,
         Err(refusal) => return *refusal,
     };
+    let protocol = ws::chosen_protocol(&headers, &[device_hub::cbor::PROTOCOL]);
     let hello = device_hub::Hello {
         principal,
         role: query.get("role").cloned(),
         device: query.get("device").cloned(),
         remote: remote.map(|r| r.0 .0.to_string()),
         batch: query.get("batch").is_some_and(|v| v == "1" || v == "true"),
+        cbor: protocol.is_some(),
         auth_deadline: state.guard.auth_deadline(),
     };
     let slot = hub.slot();
@@ -133,8 +129,14 @@ pub(super) async fn hub_socket(
     // Frames a client is sent back to back are written together; the buffer
     // exists only once something was sent.
     let args = (hub, hello, slot, state.shutdown.clone());
-    upgrade_with(
-        ws::upgrade(ws, max, HUB_WRITE_BUFFER),
+    let limits = ws::Limits {
+        max_message: max,
+        write_buffer: HUB_WRITE_BUFFER,
+    };
+    state.upgrade.accept(
+        ws,
+        limits,
+        protocol,
         args,
         |socket, (hub, hello, slot, shutdown)| device_hub::handle_socket(hub, socket, hello, slot, shutdown),
     )

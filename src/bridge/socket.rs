@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::extract::ws::{Utf8Bytes, WebSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +24,7 @@ static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
 /// `&mut self`, so the task holds one copy of it.
 pub fn handle_socket(
     bridge: Bridge,
-    ws: WebSocket,
+    ws: ws::Socket,
     query: HashMap<String, String>,
     principal: Option<crate::auth::Principal>,
     shutdown: CancellationToken,
@@ -116,7 +115,7 @@ impl Socket {
                         // Unlimited here: a bridge client is one app driving one device.
                         Inbound::TooFast(_) => None,
                         Inbound::Binary(_) => Some(ServerMessage::error("invalid_message", "Binary frames are not supported: send JSON text frames")),
-                        Inbound::Text(text) => match parse_client(text.as_str()) {
+                        Inbound::Text(text) => match parse_client(&text) {
                             Ok(msg) => Box::pin(on_message(bridge, &session, socket_id, msg, conn)).await,
                             Err((code, error)) => Some(ServerMessage::error(code, error)),
                         },
@@ -126,7 +125,7 @@ impl Socket {
                     }
                 }
                 end = self.ends.wait() => {
-                    let tell = |e: AuthError| message_text(&ServerMessage::error("session_expired", e.to_string()));
+                    let tell = |e: AuthError| message_text(&ServerMessage::error("session_expired", e.to_string())).into();
                     conn.end(end, tell).await;
                     break;
                 }
@@ -240,11 +239,9 @@ async fn on_message(
     }
 }
 
-fn message_text(msg: &ServerMessage) -> Utf8Bytes {
+fn message_text(msg: &ServerMessage) -> String {
     // Serialising our own enum cannot fail: no maps with non-string keys, no floats.
-    serde_json::to_string(msg)
-        .unwrap_or_else(|_| r#"{"type":"error","error":"internal"}"#.into())
-        .into()
+    serde_json::to_string(msg).unwrap_or_else(|_| r#"{"type":"error","error":"internal"}"#.into())
 }
 
 async fn send(conn: &mut Connection, msg: &ServerMessage) -> Result<(), Closed> {

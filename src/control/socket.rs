@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use axum::extract::ws::WebSocket;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, OwnedSemaphorePermit};
 use tokio::time::Instant;
@@ -24,7 +23,7 @@ use crate::metrics::Endpoint;
 /// idle connection's task holds one copy of it.
 pub fn handle_socket(
     control: Control,
-    ws: WebSocket,
+    ws: ws::Socket,
     principal: Option<Principal>,
     slot: Option<OwnedSemaphorePermit>,
     auth_deadline: std::time::Duration,
@@ -153,12 +152,12 @@ impl Socket {
                 );
                 return self.send(&protocol::error(&Value::Null, &f)).await;
             }
-            Inbound::TooFast(t) => return self.refuse_too_fast(t.as_str()).await,
+            Inbound::TooFast(m) => return self.refuse_too_fast(m.text().unwrap_or_default()).await,
         };
         if self.state.principal_rate_limited() {
-            return self.refuse_too_fast(text.as_str()).await;
+            return self.refuse_too_fast(&text).await;
         }
-        let answer = match protocol::parse(text.as_str()) {
+        let answer = match protocol::parse(&text) {
             Err((id, f)) => protocol::error(&id, &f),
             Ok(req) => {
                 let had = self.state.principal.as_ref().map(|p| p.expires_at);

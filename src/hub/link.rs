@@ -1,15 +1,18 @@
-//! A hub connection's socket as the role loops use it: metered sends, batched
-//! writes, typed refusals, reads that answer what cannot be a message (bad JSON,
+//! A hub connection's socket as the role loops use it: metered sends in the
+//! connection's encoding (JSON text, or `gattway.cbor` binary), batched writes,
+//! typed refusals, reads that answer what cannot be a message (bad JSON or CBOR,
 //! too large, too fast), and what ends a connection from the server's side.
 
 use serde_json::Value;
 
 use super::protocol::{self, Code, Failure, Frame, Incoming};
-use crate::http::ws::{self, Closed, Connection, Inbound};
+use crate::http::ws::{self, Closed, Connection, Inbound, Out};
 
 /// The socket as the hub's role loops use it.
 pub(super) struct Link {
     pub conn: Connection,
+    /// The client chose `gattway.cbor`: frames go as CBOR (binary).
+    pub cbor: bool,
 }
 
 /// What one read from the socket gave.
@@ -22,12 +25,12 @@ pub(super) enum Read {
 
 impl Link {
     pub async fn send(&mut self, frame: Frame) -> Result<(), Closed> {
-        self.conn.send(frame).await
+        self.conn.send(encode(&frame, self.cbor)).await
     }
 
     /// Queues a frame without flushing: frames fed together go out in one write.
     pub async fn feed(&mut self, frame: Frame) -> Result<(), Closed> {
-        self.conn.feed(frame).await
+        self.conn.feed(encode(&frame, self.cbor)).await
     }
 
     pub async fn flush(&mut self) -> Result<(), Closed> {
@@ -51,7 +54,9 @@ impl Link {
     /// Tells the client why the server ends the connection, and closes; returns
     /// the reason the connection log records.
     pub async fn end(&mut self, end: ws::End) -> &'static str {
-        let tell = |error: crate::auth::AuthError| protocol::error(&Value::Null, &error.into());
+        let cbor = self.cbor;
+        let tell =
+            |error: crate::auth::AuthError| encode(&protocol::error(&Value::Null, &error.into()), cbor);
         self.conn.end(end, tell).await;
         match end {
             ws::End::Deadline(_) => "credential expired",
@@ -61,13 +66,14 @@ impl Link {
 
     /// Turns what the connection read into a message, answering what cannot be one.
     pub async fn read(&mut self, inbound: Inbound) -> Read {
-        let text = match inbound {
-            Inbound::Text(t) => t,
+        let parsed = match inbound {
+            Inbound::Text(t) => Incoming::parse(&t),
+            Inbound::Binary(b) if self.cbor => Incoming::parse_cbor(&b),
             Inbound::Closed => return Read::Closed,
             Inbound::Binary(_) => {
                 let f = Failure::new(
                     Code::InvalidMessage,
-                    "binary frames are not supported: send JSON text",
+                    "binary messages need the gattway.cbor subprotocol: send JSON text",
                 );
                 return self.refuse(&Value::Null, &f).await;
             }
@@ -78,13 +84,17 @@ impl Link {
                 );
                 return self.refuse(&Value::Null, &f).await;
             }
-            Inbound::TooFast(t) => {
-                let id = Incoming::parse(t.as_str()).map_or(Value::Null, |m| m.id);
+            Inbound::TooFast(m) => {
+                let id = match *m {
+                    Inbound::Text(t) => Incoming::parse(&t).map_or(Value::Null, |m| m.id),
+                    Inbound::Binary(b) => Incoming::parse_cbor(&b).map_or(Value::Null, |m| m.id),
+                    _ => Value::Null,
+                };
                 let f = Failure::new(Code::RateLimited, "too many messages: slow down");
                 return self.refuse(&id, &f).await;
             }
         };
-        match Incoming::parse(text.as_str()) {
+        match parsed {
             Ok(m) => Read::Message(Box::new(m)),
             Err((id, f)) => self.refuse(&id, &f).await,
         }
@@ -95,5 +105,13 @@ impl Link {
             Ok(()) => Read::Refused,
             Err(Closed) => Read::Closed,
         }
+    }
+}
+
+/// A frame in the connection's encoding.
+fn encode(frame: &Frame, cbor: bool) -> Out {
+    match cbor {
+        true => Out::Binary(frame.cbor().clone()),
+        false => Out::Text(frame.json().clone()),
     }
 }

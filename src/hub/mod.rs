@@ -3,7 +3,8 @@
 //! points), send commands, read history and presence. BLE devices take part too:
 //! their notifications become telemetry and hub commands become BLE writes.
 //!
-//! - `protocol.rs`: wire shapes, error codes, frame builders.
+//! - `protocol.rs`: wire shapes, error codes, frame builders; `cbor.rs`: the same
+//!   messages as CBOR (the `gattway.cbor` subprotocol).
 //! - `fanout.rs`: live delivery to subscribers, with the replay watermark.
 //! - `commands.rs`: the command router (status, priority, timeouts, restarts);
 //!   `command_request.rs`: a client's command, checked, as the record stored first.
@@ -20,6 +21,7 @@
 
 mod advert_feed;
 mod ble_feed;
+pub mod cbor;
 mod client;
 mod cluster;
 mod command_request;

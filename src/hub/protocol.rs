@@ -1,9 +1,12 @@
-//! The hub's wire format (`docs/hub-protocol.md`): JSON text frames with a `type`.
-//! Incoming messages parse into one flat [`Incoming`] (no buffering of a tagged
-//! enum on the telemetry hot path); outgoing frames are built here, serialized
-//! once, and shared by every subscriber that gets them.
+//! The hub's wire format (`docs/hub-protocol.md`): JSON text frames with a `type`,
+//! or the same messages as CBOR (`cbor.rs`). Incoming messages parse into one flat
+//! [`Incoming`] (no buffering of a tagged enum on the telemetry hot path); outgoing
+//! frames are built here, serialized once (per encoding), and shared by every
+//! subscriber that gets them.
 
-use axum::extract::ws::Utf8Bytes;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -145,19 +148,25 @@ pub struct Incoming {
 impl Incoming {
     pub fn parse(text: &str) -> Result<Incoming, (Value, Failure)> {
         match serde_json::from_str::<Incoming>(text) {
-            Ok(m) if m.kind.is_empty() => Err((m.id, Failure::new(Code::InvalidMessage, "missing \"type\""))),
-            Ok(m) => Ok(m),
+            Ok(m) => typed(m),
             Err(e) => {
                 // Echo the id when the message is at least an object with one.
                 let id = serde_json::from_str::<Value>(text)
                     .ok()
                     .and_then(|v| v.get("id").cloned())
                     .unwrap_or(Value::Null);
-                Err((
-                    id,
-                    Failure::new(Code::InvalidMessage, format!("not a hub message: {e}")),
-                ))
+                Err((id, not_a_message(e)))
             }
+        }
+    }
+
+    /// A `gattway.cbor` message.
+    pub fn parse_cbor(bytes: &[u8]) -> Result<Incoming, (Value, Failure)> {
+        let v = super::cbor::decode(bytes).map_err(|e| (Value::Null, not_a_message(e)))?;
+        let id = v.get("id").cloned().unwrap_or(Value::Null);
+        match serde_json::from_value::<Incoming>(v) {
+            Ok(m) => typed(m),
+            Err(e) => Err((id, not_a_message(e))),
         }
     }
 
@@ -168,11 +177,59 @@ impl Incoming {
     }
 }
 
-/// A frame ready to send: serialized once, cloned cheaply.
-pub type Frame = Utf8Bytes;
+fn typed(m: Incoming) -> Result<Incoming, (Value, Failure)> {
+    if m.kind.is_empty() {
+        return Err((m.id, Failure::new(Code::InvalidMessage, "missing \"type\"")));
+    }
+    Ok(m)
+}
+
+fn not_a_message(e: impl std::fmt::Display) -> Failure {
+    Failure::new(Code::InvalidMessage, format!("not a hub message: {e}"))
+}
+
+/// A frame ready to send: serialized once as JSON, and as CBOR the first time a
+/// `gattway.cbor` connection sends it; cloned cheaply.
+#[derive(Clone, Debug)]
+pub struct Frame(Arc<Encoded>);
+
+#[derive(Debug)]
+struct Encoded {
+    /// UTF-8: every constructor builds it from a `String`.
+    json: Bytes,
+    cbor: OnceLock<Bytes>,
+}
+
+impl Frame {
+    fn new(json: String) -> Frame {
+        Frame(Arc::new(Encoded {
+            json: Bytes::from(json),
+            cbor: OnceLock::new(),
+        }))
+    }
+
+    /// The JSON text's bytes.
+    pub fn json(&self) -> &Bytes {
+        &self.0.json
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0.json).unwrap_or_default()
+    }
+
+    /// The frame in `gattway.cbor`, transcoded once for all who get it.
+    pub fn cbor(&self) -> &Bytes {
+        self.0.cbor.get_or_init(|| {
+            // Every frame is JSON the hub wrote itself.
+            let v: Value = serde_json::from_slice(&self.0.json).unwrap_or(Value::Null);
+            Bytes::from(super::cbor::encode(&v))
+        })
+    }
+}
 
 pub fn frame(v: &Value) -> Frame {
-    Utf8Bytes::from(v.to_string())
+    Frame::new(v.to_string())
 }
 
 pub fn error(id: &Value, f: &Failure) -> Frame {
@@ -221,7 +278,7 @@ pub fn telemetry<'a>(device: &str, points: impl Iterator<Item = OutPoint<'a>>, r
         replay,
     };
     // Serializing plain structs of strings, numbers and JSON values cannot fail.
-    Utf8Bytes::from(serde_json::to_string(&out).unwrap_or_default())
+    Frame::new(serde_json::to_string(&out).unwrap_or_default())
 }
 
 /// Replayed points, one frame per run of the same device.
@@ -286,7 +343,7 @@ pub fn cancel_to_device(command_id: &str) -> Frame {
 /// Several frames as one: `{"type":"batch","messages":[…]}`. The frames are JSON
 /// already, so they are joined, not parsed again.
 pub fn batch(frames: &[Frame]) -> Frame {
-    let len = frames.iter().map(|f| f.len() + 1).sum::<usize>() + 32;
+    let len = frames.iter().map(|f| f.json().len() + 1).sum::<usize>() + 32;
     let mut out = String::with_capacity(len);
     out.push_str(r#"{"type":"batch","messages":["#);
     for (i, f) in frames.iter().enumerate() {
@@ -296,7 +353,7 @@ pub fn batch(frames: &[Frame]) -> Frame {
         out.push_str(f.as_str());
     }
     out.push_str("]}");
-    Utf8Bytes::from(out)
+    Frame::new(out)
 }
 
 pub fn lagged(missed: u64) -> Frame {

@@ -2,7 +2,6 @@
 //! credential (at the upgrade or as a first `auth` message), the role (device or
 //! client), the connection log, then the role's message loop.
 
-use axum::extract::ws::WebSocket;
 use serde_json::json;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
@@ -31,6 +30,9 @@ pub struct Hello {
     /// `batch=1`: a client takes live messages that queued up together as one
     /// `{"type":"batch","messages":[…]}` frame.
     pub batch: bool,
+    /// The client chose the `gattway.cbor` subprotocol: messages go both ways as
+    /// CBOR (binary) rather than JSON text.
+    pub cbor: bool,
     /// Without a credential at the upgrade (and credentials configured), how long
     /// the connection has to send `auth`.
     pub auth_deadline: std::time::Duration,
@@ -47,7 +49,7 @@ pub(super) enum Role {
 /// connection's task holds one copy of it.
 pub fn handle_socket(
     hub: Hub,
-    ws: WebSocket,
+    ws: ws::Socket,
     hello: Hello,
     slot: Option<OwnedSemaphorePermit>,
     shutdown: CancellationToken,
@@ -60,7 +62,10 @@ pub fn handle_socket(
     )
     .with_rate_limit(TokenBucket::new(c.rate_per_connection, c.burst_per_connection));
     let mut socket = Socket {
-        link: Link { conn },
+        link: Link {
+            conn,
+            cbor: hello.cbor,
+        },
         hub,
         hello: Some(Box::new(hello)),
         principal: None,

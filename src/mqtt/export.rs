@@ -355,6 +355,6 @@ impl Exporter {
             return Ok(());
         };
         let topic = format!("{}/{device}/command/{name}/status", self.config.base_topic);
-        self.publish(client, topic, frame.as_bytes().to_vec(), false, None)
+        self.publish(client, topic, frame.json().to_vec(), false, None)
     }
 }

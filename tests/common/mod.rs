@@ -236,6 +236,7 @@ pub struct Setup {
     pub control: gattway::control::ControlConfig,
     pub auth: gattway::auth::AuthConfig,
     pub http: gattway::http::HttpConfig,
+    pub websocket: gattway::http::ws::WebSocketConfig,
     /// The hub on a store at this URL, with these settings.
     pub hub: Option<(String, gattway::hub::HubConfig)>,
 }
@@ -259,7 +260,8 @@ pub async fn start(gateway: &Gateway, setup: Setup) -> (Server, Option<gattway::
     };
     let mut state =
         gattway::app::AppState::with_control(gateway.clone(), setup.mcp, setup.bridge, setup.control, auth)
-            .with_http(setup.http);
+            .with_http(setup.http)
+            .with_websocket(&setup.websocket);
     if let Some(hub) = &hub {
         state = state.with_hub(hub.clone());
     }
@@ -508,6 +510,16 @@ impl JsonWs {
         use futures::SinkExt;
         self.ws
             .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await
+            .expect("ws send");
+    }
+
+    pub async fn send_binary(&mut self, bytes: &[u8]) {
+        use futures::SinkExt;
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Binary(
+                bytes.to_vec().into(),
+            ))
             .await
             .expect("ws send");
     }

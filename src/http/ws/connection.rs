@@ -4,12 +4,16 @@
 //! differ only in their messages: each turns an [`Inbound`] refusal into its own
 //! wire error.
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use bytes::Bytes;
 use futures::SinkExt;
+use yawc::{Frame, OpCode};
 
-use super::{End, Meter};
+use super::{End, Meter, Socket};
 use crate::auth::AuthError;
 use crate::limits::TokenBucket;
+
+/// Close code: a text message was not UTF-8.
+const INVALID_PAYLOAD: u16 = 1007;
 
 /// The socket is gone: a send failed or the client closed. Nothing more can be told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,19 +22,55 @@ pub struct Closed;
 /// What one read from the client gave.
 pub enum Inbound {
     /// A text message within the limits.
-    Text(Utf8Bytes),
+    Text(String),
+    /// A binary message within the limits (only the hub's `gattway.cbor` speaks
+    /// binary; the other protocols refuse it).
+    Binary(Bytes),
     /// A text or binary message over the connection's message limit (its length).
     TooLarge(usize),
-    /// Over the connection's message rate; the text, so the answer can carry its id.
-    TooFast(Utf8Bytes),
-    /// A binary message (its length): every gattway protocol is JSON text.
-    Binary(usize),
+    /// Over the connection's message rate; the message, so the answer can carry
+    /// its id.
+    TooFast(Box<Inbound>),
     /// The client closed, or the socket failed.
     Closed,
 }
 
+impl Inbound {
+    /// The text of a text message (for a rate-limited one too).
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Inbound::Text(t) => Some(t),
+            Inbound::TooFast(m) => m.text(),
+            _ => None,
+        }
+    }
+}
+
+/// A message to send: text for the JSON protocols, binary for `gattway.cbor`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Out {
+    /// UTF-8 JSON (every constructor of this variant passes text).
+    Text(Bytes),
+    Binary(Bytes),
+}
+
+impl From<String> for Out {
+    fn from(s: String) -> Out {
+        Out::Text(Bytes::from(s))
+    }
+}
+
+impl From<Out> for Frame {
+    fn from(out: Out) -> Frame {
+        match out {
+            Out::Text(b) => Frame::text(b),
+            Out::Binary(b) => Frame::binary(b),
+        }
+    }
+}
+
 pub struct Connection {
-    ws: WebSocket,
+    ws: Socket,
     meter: Meter,
     /// Messages a second the client may send, if limited.
     limiter: Option<TokenBucket>,
@@ -40,7 +80,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(ws: WebSocket, meter: Meter, max_bytes: usize) -> Connection {
+    pub fn new(ws: Socket, meter: Meter, max_bytes: usize) -> Connection {
         Connection {
             ws,
             meter,
@@ -57,30 +97,39 @@ impl Connection {
 
     /// The next message from the client; pings and pongs are answered by the
     /// socket itself and skipped. Cancel-safe: nothing is lost if another branch
-    /// of a `select!` wins.
+    /// of a `select!` wins. A text message that is not UTF-8 closes the
+    /// connection (1007), as RFC 6455 asks.
     pub async fn recv(&mut self) -> Inbound {
         loop {
-            let text = match self.ws.recv().await {
-                Some(Ok(Message::Text(t))) => t,
-                Some(Ok(Message::Binary(b))) => {
-                    self.meter.received.inc();
-                    return if b.len() > self.max_bytes {
-                        Inbound::TooLarge(b.len())
-                    } else {
-                        Inbound::Binary(b.len())
-                    };
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return Inbound::Closed,
+            let (opcode, _, payload) = match self.ws.next_frame().await {
+                Ok(frame) => frame.into_parts(),
+                Err(_) => return Inbound::Closed,
+            };
+            let message = match opcode {
+                OpCode::Text => match String::from_utf8(Vec::from(payload)) {
+                    Ok(text) => Inbound::Text(text),
+                    Err(_) => {
+                        self.close(INVALID_PAYLOAD, "text messages must be UTF-8").await;
+                        return Inbound::Closed;
+                    }
+                },
+                OpCode::Binary => Inbound::Binary(payload),
+                OpCode::Close => return Inbound::Closed,
+                _ => continue,
             };
             self.meter.received.inc();
-            if text.len() > self.max_bytes {
-                return Inbound::TooLarge(text.len());
+            let len = match &message {
+                Inbound::Text(t) => t.len(),
+                Inbound::Binary(b) => b.len(),
+                _ => 0,
+            };
+            if len > self.max_bytes {
+                return Inbound::TooLarge(len);
             }
             if self.limiter.as_mut().is_some_and(|l| !l.take()) {
-                return Inbound::TooFast(text);
+                return Inbound::TooFast(Box::new(message));
             }
-            return Inbound::Text(text);
+            return message;
         }
     }
 
@@ -89,17 +138,23 @@ impl Connection {
         self.max_bytes
     }
 
-    /// Sends one text message and flushes.
-    pub async fn send(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), Closed> {
+    /// Sends one message and flushes.
+    pub async fn send(&mut self, message: impl Into<Out>) -> Result<(), Closed> {
         self.meter.sent.inc();
-        self.ws.send(Message::Text(text.into())).await.map_err(|_| Closed)
+        self.ws
+            .send(Frame::from(message.into()))
+            .await
+            .map_err(|_| Closed)
     }
 
-    /// Queues a text message without flushing: messages fed together go out in one
+    /// Queues a message without flushing: messages fed together go out in one
     /// write (up to the upgrade's write buffer).
-    pub async fn feed(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), Closed> {
+    pub async fn feed(&mut self, message: impl Into<Out>) -> Result<(), Closed> {
         self.meter.sent.inc();
-        self.ws.feed(Message::Text(text.into())).await.map_err(|_| Closed)
+        self.ws
+            .feed(Frame::from(message.into()))
+            .await
+            .map_err(|_| Closed)
     }
 
     pub async fn flush(&mut self) -> Result<(), Closed> {
@@ -108,7 +163,7 @@ impl Connection {
 
     /// Ends the connection from the server's side: for a passed deadline, the
     /// protocol's error (`tell` words it) and close code 1008; at shutdown, 1001.
-    pub async fn end(&mut self, end: End, tell: impl FnOnce(AuthError) -> Utf8Bytes) {
+    pub async fn end(&mut self, end: End, tell: impl FnOnce(AuthError) -> Out) {
         match end {
             End::Deadline(deadline) => {
                 let error = deadline.error();

@@ -3,58 +3,47 @@
 //! were checked by the guard before any route ran, and a credential at the upgrade
 //! by `check_upgrade`; from the upgrade on:
 //!
-//! - [`upgrade`]: the limits (read buffer, largest message *and* frame);
+//! - [`Upgrade`] (`upgrade.rs`): the handshake: limits (read buffer, largest
+//!   message *and* frame), permessage-deflate (RFC 7692) as `[websocket]`
+//!   (`config.rs`) allows, the subprotocol, the connection's task;
 //! - [`Connection`] (`connection.rs`): the socket as a front end holds it: metered
-//!   sends, reads sorted into what a protocol answers (too large, too fast, binary),
-//!   the per-connection rate limit, the close frame;
+//!   sends, reads sorted into what a protocol answers (too large, too fast, not
+//!   text), the per-connection rate limit, the close frame;
 //! - [`Ends`] (`deadline.rs`): what ends a connection from the server's side: an
 //!   authentication deadline, a credential's expiry, the server shutting down;
 //! - [`Meter`] (`meter.rs`): the endpoint's gauge and message counters.
+//!
+//! The sockets are yawc's: tungstenite, under axum, cannot compress.
 //!
 //! A front end builds its connection's state before the task's future is made and
 //! runs it through `&mut self`, so an idle connection's task holds one copy of it
 //! (an `async fn`'s arguments would be kept twice).
 
+mod config;
 mod connection;
 mod deadline;
 mod meter;
+mod upgrade;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
+use yawc::close::CloseCode;
+use yawc::Frame;
 
-pub use self::connection::{Closed, Connection, Inbound};
+pub use self::config::WebSocketConfig;
+pub use self::connection::{Closed, Connection, Inbound, Out};
 pub use self::deadline::{Deadline, End, Ends};
 pub use self::meter::Meter;
-
-/// Initial read buffer of every WebSocket, and the most one read takes from the
-/// socket. tungstenite's default (128 KiB) is held by every idle connection; at 256
-/// bytes a typical request or telemetry batch is one or two reads, and larger
-/// messages still arrive (the buffer grows for them).
-const READ_BUFFER: usize = 256;
+pub use self::upgrade::{chosen_protocol, Limits, Request, Socket, Upgrade};
 
 /// Close code: the policy was violated (no credential in time, or it expired).
 pub const POLICY: u16 = 1008;
 
-/// Sets an upgrade's limits: the read buffer, and the largest message and frame it
-/// takes (tungstenite's own frame limit is 16 MiB, whatever the message limit
-/// says). Past `max` the socket closes with 1009. `write_buffer`: bytes of frames
-/// gathered before a write (0: each frame is written at once).
-pub fn upgrade(ws: WebSocketUpgrade, max: usize, write_buffer: usize) -> WebSocketUpgrade {
-    ws.max_message_size(max)
-        .max_frame_size(max)
-        .read_buffer_size(READ_BUFFER)
-        .write_buffer_size(write_buffer)
-}
-
 /// A close frame; the reason is cut to fit the protocol's 123 bytes.
-pub fn close(code: u16, reason: &str) -> Message {
+pub fn close(code: u16, reason: &str) -> Frame {
     let mut end = reason.len().min(120);
     while !reason.is_char_boundary(end) {
         end -= 1;
     }
-    Message::Close(Some(CloseFrame {
-        code,
-        reason: reason[..end].into(),
-    }))
+    Frame::close(CloseCode::from(code), &reason[..end])
 }
 
 #[cfg(test)]
@@ -62,10 +51,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_close_reason_fits_the_frame() {
-        let Message::Close(Some(frame)) = close(1008, &"é".repeat(100)) else {
-            panic!("a close frame")
-        };
-        assert!(frame.reason.len() <= 123);
+    fn a_close_frame_carries_its_code_and_fits() {
+        let frame = close(1008, &"é".repeat(100));
+        assert!(frame.payload().len() <= 125);
+        assert_eq!(frame.close_code().map(u16::from), Some(1008));
     }
 }
