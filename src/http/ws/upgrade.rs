@@ -16,10 +16,10 @@ pub type Request = IncomingUpgrade;
 /// An upgraded socket.
 pub type Socket = yawc::WebSocket<HttpStream>;
 
-/// Initial read buffer of every WebSocket. At 256 bytes a typical request or
-/// telemetry batch is one or two reads; larger messages still arrive (the buffer
-/// grows for them, and shrinks back after).
-const READ_BUFFER: usize = 256;
+/// Initial read buffer of every WebSocket, held by every idle one. At 128 bytes
+/// a small request is one read; larger messages grow the buffer for as long as
+/// they take, and it shrinks back after (ingest unchanged, BENCHMARKS.md).
+const READ_BUFFER: usize = 128;
 
 /// Compressors kept for reuse when no context is taken over between messages
 /// (each is ~300 KiB of zlib state: made once, not per message).
@@ -65,9 +65,7 @@ impl Upgrade {
     }
 
     /// Answers the handshake and runs `run(socket, args)` once it completes, with
-    /// `args` boxed: the task keeps its captures for the socket's whole life beside
-    /// the connection's own future, and one box costs 8 bytes there instead of all
-    /// it carries (benches/idle_ws.rs). `protocol`: the subprotocol the front end
+    /// `args` boxed until then (benches/idle_ws.rs). `protocol`: the subprotocol the front end
     /// chose from the client's offer ([`chosen_protocol`]).
     pub fn accept<A, R, F>(
         &self,
@@ -95,10 +93,13 @@ impl Upgrade {
             Ok(r) => r,
             Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
         };
+        // The connection runs in a task of its own, spawned once the handshake is
+        // done: a task that awaited both would keep room for the handshake's
+        // future beside the connection's for the socket's whole life.
         let args = Box::new(args);
         tokio::spawn(async move {
             if let Ok(socket) = socket.await {
-                run(socket, *args).await;
+                tokio::spawn(run(socket, *args));
             }
         });
         let mut response = response.map(axum::body::Body::new);
