@@ -8,7 +8,6 @@ use futures::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::link::{self, Options, Socket, State};
 use crate::ClientError;
@@ -135,18 +134,17 @@ async fn run(
                         let id = next_id;
                         next_id += 1;
                         message["id"] = json!(id);
-                        ok = ws.send(Message::Text(message.to_string().into())).await.is_ok();
+                        ok = ws.send(link::message(message.to_string())).await.is_ok();
                         pending.insert(id, answer);
                     }
                 },
                 message = ws.next() => match message {
-                    Some(Ok(Message::Text(text))) => {
-                        if let Ok(m) = serde_json::from_str::<Value>(&text) {
+                    Some(frame) => {
+                        if let Some(m) = link::text(&frame).and_then(|t| serde_json::from_str::<Value>(t).ok()) {
                             heard(m, &mut subscriptions, &mut pending, &events);
                         }
                     }
-                    Some(Ok(_)) => {}
-                    _ => ok = false,
+                    None => ok = false,
                 },
             }
         }
@@ -166,7 +164,7 @@ async fn subscribe(ws: &mut Socket, s: &Subscription, next_id: &mut u64) -> bool
         (None, Some(since)) => message["since"] = json!(since),
         (None, None) => {}
     }
-    ws.send(Message::Text(message.to_string().into())).await.is_ok()
+    ws.send(link::message(message.to_string())).await.is_ok()
 }
 
 fn heard(

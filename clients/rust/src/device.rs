@@ -13,7 +13,6 @@ use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::link::{self, Options, Socket, State};
 use crate::ClientError;
@@ -248,15 +247,17 @@ impl Worker {
                         self.enqueue(p);
                         self.pump(ws).await
                     }
-                    Op::Result(m) => ws.send(Message::Text(m.to_string().into())).await.map_err(|_| ()),
+                    Op::Result(m) => ws.send(link::message(m.to_string())).await.map_err(|_| ()),
                 },
                 message = ws.next() => match message {
-                    Some(Ok(Message::Text(text))) => self.heard(ws, &text).await,
-                    Some(Ok(_)) => Ok(()),
-                    _ => Err(()),
+                    Some(frame) => match link::text(&frame) {
+                        Some(text) => self.heard(ws, text).await,
+                        None => Ok(()),
+                    },
+                    None => Err(()),
                 },
                 _ = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => self.flush(ws).await,
-                _ = beat.tick() => ws.send(Message::Text(r#"{"type":"heartbeat"}"#.into())).await.map_err(|_| ()),
+                _ = beat.tick() => ws.send(link::message(r#"{"type":"heartbeat"}"#)).await.map_err(|_| ()),
             };
             if step.is_err() {
                 return Some(());
@@ -350,5 +351,5 @@ async fn transmit(ws: &mut Socket, m: &Sent) -> Result<(), ()> {
         .map(|p| json!({"key": p.key, "value": p.value, "ts": p.ts}))
         .collect();
     let text = json!({"type": "telemetry", "seq": m.seq, "points": points}).to_string();
-    ws.send(Message::Text(text.into())).await.map_err(|_| ())
+    ws.send(link::message(text)).await.map_err(|_| ())
 }
