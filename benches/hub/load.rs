@@ -1,8 +1,8 @@
 //! The hub under load: starts the release `gattway serve` (one instance, or two
 //! of a cluster on PostgreSQL and NATS), connects devices streaming telemetry and
 //! clients subscribed to every device, and measures ingest (points acked, so
-//! stored), fan-out, latency from a device's send to a subscriber's receipt, and
-//! the servers' CPU and RSS.
+//! stored), fan-out, latency from a device's send to a subscriber's receipt, the
+//! bytes on the wire, and the servers' CPU and RSS.
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::stats::percentile;
 use crate::stores::Store;
+use crate::wire::{self, Kind, Wire, WireBytes};
 
 /// One load: who sends, who listens, how fast.
 #[derive(Clone)]
@@ -30,6 +30,8 @@ pub struct Params {
     pub store: Store,
     /// 2: devices on one instance of a cluster, subscribers on another.
     pub instances: usize,
+    /// What devices and subscribers speak.
+    pub wire: Wire,
 }
 
 #[derive(Default)]
@@ -45,6 +47,10 @@ pub struct Report {
     pub server_cpu: f64,
     pub load_cpu: f64,
     pub rss_mib: u64,
+    /// Bytes subscribers read per telemetry message delivered (framing included).
+    pub bytes_per_delivery: f64,
+    /// Bytes devices wrote per telemetry message acked.
+    pub bytes_per_sent: f64,
 }
 
 #[derive(Default)]
@@ -58,13 +64,6 @@ struct Counters {
 /// Microseconds since `start`: what devices put in each point's value.
 fn micros(start: Instant) -> u64 {
     start.elapsed().as_micros() as u64
-}
-
-/// The first point's value in a telemetry frame, without parsing the whole frame.
-fn first_value(frame: &str) -> Option<u64> {
-    let at = frame.find("\"value\":")? + 8;
-    let digits: String = frame[at..].chars().take_while(|c| c.is_ascii_digit()).collect();
-    digits.parse().ok()
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -95,7 +94,7 @@ struct Server {
     pid: u32,
 }
 
-async fn serve(database: &str, cluster: Option<&str>) -> Server {
+async fn serve(database: &str, cluster: Option<&str>, env: &[(&str, &str)]) -> Server {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_gattway"));
     command
         .args([
@@ -113,6 +112,7 @@ async fn serve(database: &str, cluster: Option<&str>) -> Server {
         .env("GATTWAY_HUB_ADVERT_FEED", "false")
         .env("GATTWAY_HUB_RATE_PER_CONNECTION", "1000000")
         .env("GATTWAY_HUB_BURST_PER_CONNECTION", "1000000")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -140,7 +140,7 @@ pub async fn run(p: &Params) -> Report {
     let cluster = (p.instances > 1).then(|| format!("bench-{}", std::process::id()));
     let mut servers = Vec::new();
     for _ in 0..p.instances.max(1) {
-        servers.push(serve(&database, cluster.as_deref()).await);
+        servers.push(serve(&database, cluster.as_deref(), p.wire.server_env()).await);
     }
     let device_addr = servers[0].addr.clone();
     let client_addr = servers[servers.len() - 1].addr.clone();
@@ -150,40 +150,39 @@ pub async fn run(p: &Params) -> Report {
     let measuring = Arc::new(AtomicBool::new(false));
     let batch = p.batch.max(1);
 
+    let (down, up) = (Arc::new(WireBytes::default()), Arc::new(WireBytes::default()));
     for _ in 0..p.subscribers {
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
-            format!("ws://{client_addr}/hub?role=client"),
-            None,
-            true,
-        )
-        .await
-        .expect("client");
-        ws.send(Message::Text(
-            r#"{"type":"subscribe","id":1,"devices":["*"]}"#.into(),
-        ))
-        .await
-        .unwrap();
+        let mut ws = p
+            .wire
+            .connect(&client_addr, "/hub?role=client", down.clone())
+            .await;
+        let subscribe = r#"{"type":"subscribe","id":1,"devices":["*"]}"#.to_string();
+        ws.send(p.wire.frame(subscribe)).await.unwrap();
         let (counters, latencies, measuring) = (counters.clone(), latencies.clone(), measuring.clone());
         tokio::spawn(async move {
             let mut sample = 0u64;
-            while let Some(Ok(Message::Text(t))) = ws.next().await {
-                if t.starts_with(r#"{"type":"telemetry""#) {
-                    if !measuring.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    counters.delivered_messages.fetch_add(1, Ordering::Relaxed);
-                    // Every message carries one device message's points.
-                    counters.delivered_points.fetch_add(batch, Ordering::Relaxed);
-                    sample += 1;
-                    // Every 8th message's first point: enough samples, little cost.
-                    if sample.is_multiple_of(8) {
-                        if let Some(sent) = first_value(&t) {
-                            let now = micros(start);
-                            latencies.lock().unwrap().push(now.saturating_sub(sent));
+            while let Some(frame) = ws.next().await {
+                match wire::kind(&frame) {
+                    Kind::Telemetry => {
+                        if !measuring.load(Ordering::Relaxed) {
+                            continue;
+                        }
+                        counters.delivered_messages.fetch_add(1, Ordering::Relaxed);
+                        // Every message carries one device message's points.
+                        counters.delivered_points.fetch_add(batch, Ordering::Relaxed);
+                        sample += 1;
+                        // Every 8th message's first point: enough samples, little cost.
+                        if sample.is_multiple_of(8) {
+                            if let Some(sent) = wire::first_value(&frame) {
+                                let now = micros(start);
+                                latencies.lock().unwrap().push(now.saturating_sub(sent));
+                            }
                         }
                     }
-                } else if t.contains(r#""type":"lagged""#) {
-                    counters.lagged.fetch_add(1, Ordering::Relaxed);
+                    Kind::Lagged => {
+                        counters.lagged.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
                 }
             }
         });
@@ -195,27 +194,22 @@ pub async fn run(p: &Params) -> Report {
     };
     let mut senders = Vec::new();
     for d in 0..p.devices {
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(
-            format!("ws://{device_addr}/hub?device=bench-{d}"),
-            None,
-            true,
-        )
-        .await
-        .expect("device");
+        let path = format!("/hub?device=bench-{d}");
+        let ws = p.wire.connect(&device_addr, &path, up.clone()).await;
         let (mut tx, mut rx) = ws.split();
         let in_flight = Arc::new(tokio::sync::Semaphore::new(32));
         let acks = {
             let (counters, in_flight) = (counters.clone(), in_flight.clone());
             tokio::spawn(async move {
-                while let Some(Ok(Message::Text(t))) = rx.next().await {
-                    if t.contains(r#""type":"telemetry_ack""#) {
+                while let Some(frame) = rx.next().await {
+                    if matches!(wire::kind(&frame), Kind::Ack) {
                         counters.acked_points.fetch_add(batch, Ordering::Relaxed);
                         in_flight.add_permits(1);
                     }
                 }
             })
         };
-        let devices = p.devices;
+        let (devices, wire) = (p.devices, p.wire);
         senders.push(tokio::spawn(async move {
             let _acks = acks;
             let mut tick = (per_device_msgs > 0.0).then(|| {
@@ -243,7 +237,7 @@ pub async fn run(p: &Params) -> Report {
                     msg.push_str(&format!(r#"{{"key":"k{}","value":{now}}}"#, k % 8));
                 }
                 msg.push_str("]}");
-                if tx.send(Message::Text(msg.into())).await.is_err() {
+                if tx.send(wire.frame(msg)).await.is_err() {
                     return;
                 }
             }
@@ -253,12 +247,19 @@ pub async fn run(p: &Params) -> Report {
     tokio::time::sleep(Duration::from_secs(2)).await;
     measuring.store(true, Ordering::Relaxed);
     let acked0 = counters.acked_points.load(Ordering::Relaxed);
+    let (read0, written0) = (
+        down.read.load(Ordering::Relaxed),
+        up.written.load(Ordering::Relaxed),
+    );
     let t0 = Instant::now();
     let server_cpu = || servers.iter().map(|s| cpu_secs(s.pid)).sum::<f64>();
     let (cpu0, own0) = (server_cpu(), cpu_secs(std::process::id()));
     tokio::time::sleep(Duration::from_secs(p.secs)).await;
     let elapsed = t0.elapsed().as_secs_f64();
     measuring.store(false, Ordering::Relaxed);
+    let read = down.read.load(Ordering::Relaxed) - read0;
+    let written = up.written.load(Ordering::Relaxed) - written0;
+    let acked_messages = (counters.acked_points.load(Ordering::Relaxed) - acked0) / batch;
     let mut lat = std::mem::take(&mut *latencies.lock().unwrap());
     lat.sort_unstable();
     let report = Report {
@@ -273,6 +274,8 @@ pub async fn run(p: &Params) -> Report {
         server_cpu: (server_cpu() - cpu0) / elapsed * 100.0,
         load_cpu: (cpu_secs(std::process::id()) - own0) / elapsed * 100.0,
         rss_mib: servers.iter().map(|s| rss_kib(s.pid)).sum::<u64>() / 1024,
+        bytes_per_delivery: read as f64 / counters.delivered_messages.load(Ordering::Relaxed).max(1) as f64,
+        bytes_per_sent: written as f64 / acked_messages.max(1) as f64,
     };
     for s in &senders {
         s.abort();

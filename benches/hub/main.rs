@@ -9,12 +9,16 @@
 //!   subscribers on the other), beside one instance on the same store;
 //! - ingest, 100 devices × 100 points a message, as fast as acks allow: the hub on
 //!   SQLite and on PostgreSQL beside the raw store ([`stores`]);
-//! - the hub issue's own target: 100 devices × 100 subscribers × 100k points/s.
+//! - the hub issue's own target: 100 devices × 100 subscribers × 100k points/s;
+//! - the wire: fan-out at 100k deliveries/s in JSON, JSON with permessage-deflate,
+//!   CBOR (`gattway.cbor`) and CBOR with deflate: bytes, CPU, p99
+//!   (`GATTWAY_BENCH_ROW=wire` runs only these).
 //!
 //! `GATTWAY_BENCH_SECS` (10) is each measurement's window. One load of your own
 //! instead: `GATTWAY_BENCH_ROW=custom` with `GATTWAY_BENCH_DEVICES` (100),
 //! `_SUBSCRIBERS` (100), `_RATE` (points/s over all devices, 100000; 0 = as fast
-//! as acked), `_BATCH` (100), `_STORE` (`sqlite` or `postgres`), `_INSTANCES` (1).
+//! as acked), `_BATCH` (100), `_STORE` (`sqlite` or `postgres`), `_INSTANCES` (1),
+//! `_WIRE` (`json`, `deflate`, `cbor`, `cbor+deflate`).
 //! PostgreSQL databases are made on `GATTWAY_BENCH_POSTGRES` (default
 //! `postgres://postgres@127.0.0.1:5432/test`) and dropped after.
 
@@ -22,9 +26,11 @@ mod load;
 mod peers;
 mod stats;
 mod stores;
+mod wire;
 
 use load::{Params, Report};
 use stores::Store;
+use wire::Wire;
 
 fn knob(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -39,10 +45,13 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        if std::env::var("GATTWAY_BENCH_ROW").as_deref() == Ok("custom") {
-            custom().await
-        } else {
-            table().await
+        match std::env::var("GATTWAY_BENCH_ROW").as_deref() {
+            Ok("custom") => custom().await,
+            Ok("wire") => {
+                header();
+                wire_rows(knob("GATTWAY_BENCH_SECS", 10)).await
+            }
+            _ => table().await,
         }
     });
 }
@@ -56,12 +65,14 @@ async fn custom() {
         secs: knob("GATTWAY_BENCH_SECS", 10),
         store: Store::from_env(),
         instances: knob("GATTWAY_BENCH_INSTANCES", 1) as usize,
+        wire: Wire::from_env(),
     };
     let r = load::run(&p).await;
     println!(
-        "hub on {} ({} instance(s)): {} devices, {} subscribers, {} points/message, offered {}",
+        "hub on {} ({} instance(s), {}): {} devices, {} subscribers, {} points/message, offered {}",
         p.store.name(),
         p.instances,
+        p.wire.name(),
         p.devices,
         p.subscribers,
         p.batch,
@@ -88,6 +99,53 @@ fn print_report(r: &Report) {
         "  lagged notices: {}; servers' RSS {} MiB; CPU: servers {:.0} %, load generator {:.0} % (of one core)",
         r.lagged, r.rss_mib, r.server_cpu, r.load_cpu
     );
+    println!(
+        "  wire: {:.1} bytes per delivery, {:.1} bytes per device message",
+        r.bytes_per_delivery, r.bytes_per_sent
+    );
+}
+
+fn header() {
+    println!("| what | gattway | peer, same run | bar |");
+    println!("|---|---|---|---|");
+}
+
+/// Fan-out at 100k deliveries/s in each encoding: bytes, CPU, p99.
+async fn wire_rows(secs: u64) {
+    let mut json_bytes = 0.0;
+    for wire in Wire::ALL {
+        let r = load::run(&Params {
+            devices: 1,
+            subscribers: 100,
+            rate: 1000,
+            batch: 1,
+            secs,
+            store: Store::Sqlite,
+            instances: 1,
+            wire,
+        })
+        .await;
+        if wire == Wire::Json {
+            json_bytes = r.bytes_per_delivery;
+        }
+        row(
+            &format!("the wire, fan-out 1 → 100 at 100k deliveries/s: {}", wire.name()),
+            format!(
+                "**{:.1}** bytes/delivery (**{:.0} %** fewer than JSON), {:.1} bytes/device message; server CPU {:.0} %, load generator {:.0} %, server RSS {} MiB; p50 {:.2} / p99 **{:.2}** ms, {:.0} deliveries/s",
+                r.bytes_per_delivery,
+                (1.0 - r.bytes_per_delivery / json_bytes) * 100.0,
+                r.bytes_per_sent,
+                r.server_cpu,
+                r.load_cpu,
+                r.rss_mib,
+                r.p50,
+                r.p99,
+                r.messages
+            ),
+            String::new(),
+            "≥ 60 % fewer bytes than JSON; p99 ≤ NATS core's",
+        );
+    }
 }
 
 /// One line of the table.
@@ -116,9 +174,9 @@ async fn table() {
         secs,
         store,
         instances,
+        wire: Wire::Json,
     };
-    println!("| what | gattway | peer, same run | bar |");
-    println!("|---|---|---|---|");
+    header();
     for deliveries in [100_000u64, 600_000] {
         let hub = load::run(&fan_out(deliveries / 100, Store::Sqlite, 1)).await;
         let nats = peers::nats(100, deliveries / 100, secs).await;
@@ -172,6 +230,7 @@ async fn table() {
             secs,
             store: store.clone(),
             instances: 1,
+            wire: Wire::Json,
         })
         .await;
         row(
@@ -200,6 +259,7 @@ async fn table() {
         secs,
         store: Store::Sqlite,
         instances: 1,
+        wire: Wire::Json,
     })
     .await;
     row(
@@ -211,4 +271,5 @@ async fn table() {
         String::new(),
         "p99 < 20 ms",
     );
+    wire_rows(secs).await;
 }
