@@ -19,9 +19,10 @@ pub struct WebSocketConfig {
     pub deflate_level: u32,
     /// Keep the server's deflate window from one message to the next. On: later
     /// messages refer back to earlier ones and shrink far more (the hub's frames
-    /// repeat their keys), for ~32 KiB of window per connection that has sent a
-    /// compressed message. Off: each message is compressed alone, with compressors
-    /// shared from a pool.
+    /// repeat their keys: 70 % fewer bytes rather than 12 %), for ~170 KB of
+    /// compressor state in each connection that has been sent a compressed
+    /// message. Off: each message is compressed alone with compressors from a
+    /// pool, each reset after every message, which costs far more CPU.
     pub server_context_takeover: bool,
     /// Let clients keep their window between messages (the server then keeps an
     /// inflater per connection). Off: clients are asked to compress each message
