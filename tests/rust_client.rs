@@ -3,7 +3,9 @@
 //! database while a device keeps sending: every acknowledged point is stored
 //! exactly once, the subscriber resumes with no gap and no duplicate, the points
 //! queued while the server was down go out highest priority first, and a full
-//! offline queue drops (and counts) its oldest low-priority points.
+//! offline queue drops (and counts) its oldest low-priority points. The control
+//! client, across the same kind of restart, connects and subscribes again by
+//! itself and its notifications carry on.
 
 mod common;
 
@@ -15,7 +17,8 @@ use common::process::{serve_hub, stored_values};
 use common::{within, TempDb};
 use futures::stream::{FuturesUnordered, StreamExt};
 use gattway_client::{
-    Backoff, ClientError, ClientEvent, Filter, HubClient, HubDevice, Limits, Options, State,
+    Backoff, Characteristic, ClientError, ClientEvent, ControlClient, ControlEvent, Filter, HubClient,
+    HubDevice, Limits, Options, State,
 };
 use serde_json::json;
 
@@ -180,4 +183,70 @@ async fn the_rust_client_rides_out_a_server_restart_losing_and_repeating_nothing
         .await
         .unwrap();
     assert_eq!(presence["devices"][0]["online"], true, "{presence}");
+}
+
+/// Notifications (the simulated heart-rate monitor's) until `n` have arrived.
+async fn notifications(events: &mut tokio::sync::mpsc::UnboundedReceiver<ControlEvent>, n: usize) {
+    let mut seen = 0;
+    while seen < n {
+        match within("a notification", events.recv()).await.expect("events") {
+            ControlEvent::Notification(m) => {
+                assert_eq!(
+                    m["characteristicUuid"].as_str().map(|u| u.contains("2a37")),
+                    Some(true),
+                    "{m}"
+                );
+                seen += 1;
+            }
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_control_client_connects_and_subscribes_again_after_a_restart() {
+    const HRM: &str = "C0:FF:EE:00:00:01";
+    let db = TempDb::new();
+    let (mut server, addr) = serve_hub(&db.url(), "127.0.0.1:0", &[]).await;
+    let (control, mut events) = ControlClient::connect(&format!("http://{addr}"), fast());
+    control
+        .scan(1000, json!({"services": ["180d"]}))
+        .await
+        .expect("scan");
+    control.connect_device(HRM).await.expect("connect");
+    let battery = control
+        .read(Characteristic::new(HRM, "180f", "2a19"))
+        .await
+        .expect("read");
+    assert_eq!(battery["decoded"]["unit"], "%", "{battery}");
+    control
+        .subscribe(Characteristic::new(HRM, "180d", "2a37"))
+        .await
+        .expect("subscribe");
+    notifications(&mut events, 2).await;
+
+    server.start_kill().unwrap();
+    server.wait().await.unwrap();
+    let (_server, again) = serve_hub(&db.url(), &addr, &[]).await;
+    assert_eq!(again, addr, "the same port");
+    loop {
+        match within("restored", events.recv()).await.expect("events") {
+            ControlEvent::Restored {
+                devices,
+                subscriptions,
+            } => {
+                assert_eq!((devices, subscriptions), (1, 1));
+                break;
+            }
+            ControlEvent::Error(e) => panic!("restoring failed: {e}"),
+            _ => continue,
+        }
+    }
+    notifications(&mut events, 2).await;
+
+    // A refusal is typed, with the server's code.
+    match control.read(Characteristic::new(HRM, "180f", "ffff")).await {
+        Err(ClientError::Hub(m)) => assert_eq!(m["code"], "ATTRIBUTE_NOT_FOUND", "{m}"),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }

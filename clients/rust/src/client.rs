@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::link::{self, Options, Socket, State};
+use crate::link::{self, Options, Socket, State, Task};
 use crate::ClientError;
 
 /// What a subscription takes; `None` lists are everything.
@@ -59,44 +59,34 @@ struct Subscription {
 
 /// The handle; the connection's task ends when it is dropped.
 pub struct HubClient {
-    ops: mpsc::UnboundedSender<Op>,
-    state: watch::Receiver<State>,
-    task: tokio::task::JoinHandle<()>,
+    task: Task<Op>,
 }
 
 impl HubClient {
     pub fn connect(base: &str, options: Options) -> (HubClient, mpsc::UnboundedReceiver<ClientEvent>) {
-        let (ops, rx) = mpsc::unbounded_channel();
-        let (events, events_rx) = mpsc::unbounded_channel();
-        let (state_tx, state) = watch::channel(State::Connecting);
         let url = link::hub_url(base, "role=client");
-        let task = tokio::spawn(run(url, options, rx, events, state_tx));
-        (HubClient { ops, state, task }, events_rx)
+        let (task, events) = Task::spawn(|ops, events, state| run(url, options, ops, events, state));
+        (HubClient { task }, events)
     }
 
     /// Subscribes now and after every reconnect.
     pub fn subscribe(&self, filter: Filter) {
-        let _ = self.ops.send(Op::Subscribe(filter));
+        let _ = self.task.ops.send(Op::Subscribe(filter));
     }
 
     /// Sends `{"type": …, "id": n, …}` and waits for the answer with that id (a
     /// hub `error` is [`ClientError::Hub`]). Fails if the connection drops first.
     pub async fn request(&self, message: Value) -> Result<Value, ClientError> {
         let (answer, answered) = oneshot::channel();
-        self.ops
+        self.task
+            .ops
             .send(Op::Request(message, answer))
             .map_err(|_| ClientError::Closed)?;
         answered.await.map_err(|_| ClientError::Closed)?
     }
 
     pub fn state(&self) -> watch::Receiver<State> {
-        self.state.clone()
-    }
-}
-
-impl Drop for HubClient {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.task.state.clone()
     }
 }
 
@@ -111,7 +101,7 @@ async fn run(
     let mut attempt = 0;
     let mut next_id = 1u64;
     loop {
-        let (mut ws, _) = link::open(&url, &options, &mut attempt, &state).await;
+        let (mut ws, _) = link::open(&url, &options, link::Greeting::Welcome, &mut attempt, &state).await;
         let mut pending: HashMap<u64, oneshot::Sender<Result<Value, ClientError>>> = HashMap::new();
         let mut ok = true;
         for s in &subscriptions {

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use crate::link::{self, Options, Socket, State};
+use crate::link::{self, Options, Socket, State, Task};
 use crate::ClientError;
 
 /// How much a device gathers and holds.
@@ -70,11 +70,9 @@ struct Sent {
 
 /// The handle; the connection's task ends when it is dropped or closed.
 pub struct HubDevice {
-    ops: mpsc::UnboundedSender<Op>,
-    state: watch::Receiver<State>,
+    task: Task<Op>,
     dropped: Arc<AtomicU64>,
     order: AtomicU64,
-    task: tokio::task::JoinHandle<()>,
 }
 
 impl HubDevice {
@@ -85,30 +83,24 @@ impl HubDevice {
         options: Options,
         limits: Limits,
     ) -> (HubDevice, mpsc::UnboundedReceiver<DeviceEvent>) {
-        let (ops, rx) = mpsc::unbounded_channel();
-        let (events, events_rx) = mpsc::unbounded_channel();
-        let (state_tx, state) = watch::channel(State::Connecting);
         let dropped = Arc::new(AtomicU64::new(0));
         let url = link::hub_url(base, &format!("device={device}"));
-        let task = tokio::spawn(
-            Worker {
-                limits,
-                queue: Vec::new(),
-                batch: Vec::new(),
-                batch_due: None,
-                in_flight: VecDeque::new(),
-                seq: 0,
-                dropped: dropped.clone(),
-                events,
-            }
-            .run(url, options, rx, state_tx),
-        );
+        let worker = |events| Worker {
+            limits,
+            queue: Vec::new(),
+            batch: Vec::new(),
+            batch_due: None,
+            in_flight: VecDeque::new(),
+            seq: 0,
+            dropped: dropped.clone(),
+            events,
+        };
+        let (task, events_rx) =
+            Task::spawn(|ops, events, state| worker(events).run(url, options, ops, state));
         let device = HubDevice {
-            ops,
-            state,
+            task,
             dropped,
             order: AtomicU64::new(0),
-            task,
         };
         (device, events_rx)
     }
@@ -128,7 +120,8 @@ impl HubDevice {
             order: self.order.fetch_add(1, Ordering::Relaxed),
             done,
         };
-        self.ops
+        self.task
+            .ops
             .send(Op::Send(pending))
             .map_err(|_| ClientError::Closed)?;
         stored.await.map_err(|_| ClientError::Closed)?
@@ -141,22 +134,16 @@ impl HubDevice {
         if let (Some(m), Value::Object(extra)) = (message.as_object_mut(), body) {
             m.extend(extra);
         }
-        let _ = self.ops.send(Op::Result(message));
+        let _ = self.task.ops.send(Op::Result(message));
     }
 
     pub fn state(&self) -> watch::Receiver<State> {
-        self.state.clone()
+        self.task.state.clone()
     }
 
     /// Points dropped from a full offline queue.
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for HubDevice {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 
@@ -183,7 +170,7 @@ impl Worker {
         loop {
             // Connecting, while the queue keeps taking points.
             let (mut ws, welcome) = {
-                let connecting = link::open(&url, &options, &mut attempt, &state);
+                let connecting = link::open(&url, &options, link::Greeting::Welcome, &mut attempt, &state);
                 tokio::pin!(connecting);
                 loop {
                     tokio::select! {

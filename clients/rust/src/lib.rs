@@ -6,14 +6,18 @@
 //!   point's future resolved once the hub has stored it, nothing stored twice.
 //! - [`HubClient`]: subscriptions resumed from the last point id seen, requests
 //!   answered by id.
+//! - [`ControlClient`]: the control API (`/ws`: scan, connect, read, write,
+//!   subscribe), connected and subscribed again after a reconnect.
 //!
 //! The same behaviour as the JavaScript client in `clients/js/`.
 
 mod client;
+mod control;
 mod device;
 mod link;
 
 pub use client::{ClientEvent, Filter, HubClient, Point};
+pub use control::{Characteristic, ControlClient, ControlEvent};
 pub use device::{DeviceEvent, HubDevice, Limits};
 pub use link::{Backoff, Options, State};
 
@@ -24,7 +28,8 @@ pub enum ClientError {
     Dropped,
     #[error("the client was closed")]
     Closed,
-    /// The hub answered with an `error` message.
-    #[error("the hub refused: {0}")]
+    /// The server answered with an error message (the hub's `error`, the
+    /// control socket's `ERROR`).
+    #[error("the server refused: {0}")]
     Hub(serde_json::Value),
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use yawc::{Frame, OpCode};
 
 pub(crate) type Socket = yawc::TcpWebSocket;
@@ -77,11 +77,50 @@ impl Default for Options {
     }
 }
 
-/// Connects until the hub says welcome; returns the socket and the welcome.
-/// `attempt` counts failures since the last success (the back-off's step).
+/// A connection's task as its handle holds it: the channel of what to do, the
+/// connection's state, and the task itself, ended when the handle is dropped.
+pub(crate) struct Task<Op> {
+    pub ops: mpsc::UnboundedSender<Op>,
+    pub state: watch::Receiver<State>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<Op> Task<Op> {
+    /// Spawns `run(ops, events, state)`; returns the handle and the events.
+    pub fn spawn<E, F, R>(run: R) -> (Task<Op>, mpsc::UnboundedReceiver<E>)
+    where
+        R: FnOnce(mpsc::UnboundedReceiver<Op>, mpsc::UnboundedSender<E>, watch::Sender<State>) -> F,
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let (ops, ops_rx) = mpsc::unbounded_channel();
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let (state_tx, state) = watch::channel(State::Connecting);
+        let task = tokio::spawn(run(ops_rx, events, state_tx));
+        (Task { ops, state, task }, events_rx)
+    }
+}
+
+impl<Op> Drop for Task<Op> {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What makes a connection open: the hub's `welcome`, or (the control socket,
+/// which has none) the handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Greeting {
+    Welcome,
+    Handshake,
+}
+
+/// Connects until the connection is open; returns the socket and the welcome
+/// (`null` without one). `attempt` counts failures since the last success (the
+/// back-off's step).
 pub(crate) async fn open(
     url: &str,
     options: &Options,
+    greeting: Greeting,
     attempt: &mut u32,
     state: &watch::Sender<State>,
 ) -> (Socket, Value) {
@@ -90,7 +129,7 @@ pub(crate) async fn open(
             state.send_replace(State::Reconnecting);
             tokio::time::sleep(options.backoff.delay(*attempt - 1)).await;
         }
-        match tokio::time::timeout(options.connect_timeout, try_open(url, options)).await {
+        match tokio::time::timeout(options.connect_timeout, try_open(url, options, greeting)).await {
             Ok(Some(opened)) => {
                 *attempt = 0;
                 state.send_replace(State::Open);
@@ -101,7 +140,7 @@ pub(crate) async fn open(
     }
 }
 
-async fn try_open(url: &str, options: &Options) -> Option<(Socket, Value)> {
+async fn try_open(url: &str, options: &Options, greeting: Greeting) -> Option<(Socket, Value)> {
     let url = url::Url::parse(url).ok()?;
     let mut request = yawc::HttpRequestBuilder::new();
     if let Some(token) = &options.token {
@@ -116,6 +155,9 @@ async fn try_open(url: &str, options: &Options) -> Option<(Socket, Value)> {
         .with_request(request)
         .await
         .ok()?;
+    if greeting == Greeting::Handshake {
+        return Some((ws, Value::Null));
+    }
     let welcome: Value = serde_json::from_str(text(&ws.next().await?)?).ok()?;
     (welcome["type"] == "welcome").then_some((ws, welcome))
 }
@@ -135,13 +177,18 @@ pub(crate) fn message(text: impl Into<String>) -> Frame {
 
 /// `/hub` on `base` (`http://HOST:PORT` or `ws://…`) with `query`.
 pub(crate) fn hub_url(base: &str, query: &str) -> String {
+    ws_url(base, &format!("/hub?{query}"))
+}
+
+/// `path` on `base`, in the WebSocket scheme that goes with the base's.
+pub(crate) fn ws_url(base: &str, path: &str) -> String {
     let base = base.trim_end_matches('/');
     let base = base
         .strip_prefix("http://")
         .map(|rest| format!("ws://{rest}"))
         .or_else(|| base.strip_prefix("https://").map(|rest| format!("wss://{rest}")))
         .unwrap_or_else(|| base.to_string());
-    format!("{base}/hub?{query}")
+    format!("{base}{path}")
 }
 
 #[cfg(test)]
@@ -167,5 +214,6 @@ mod tests {
         assert_eq!(hub_url("http://h:1/", "role=client"), "ws://h:1/hub?role=client");
         assert_eq!(hub_url("https://h", "device=d"), "wss://h/hub?device=d");
         assert_eq!(hub_url("ws://h:2", "device=d"), "ws://h:2/hub?device=d");
+        assert_eq!(ws_url("http://h:1", "/ws"), "ws://h:1/ws");
     }
 }
