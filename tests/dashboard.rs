@@ -3,7 +3,7 @@
 //! the packet log filtered, the device hub (a live chart that moves, history
 //! buckets, a command sent to `succeeded` with its timeline), at desktop and phone
 //! width with nothing overflowing, and
-//! no page error. Screenshots of each view go to `$CARGO_TARGET_DIR/screenshots/`.
+//! no page error. Screenshots of each view go to `$CARGO_TARGET_DIR/screenshots/{open,signed-in}/`.
 
 mod common;
 
@@ -53,7 +53,10 @@ async fn dashboard_flow(auth: gattway::auth::AuthConfig, token: Option<&str>) ->
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    let shots = target.join("screenshots");
+    // A folder per flow: the two tests run at once, and a screenshot being written
+    // by one was read half-written by the other.
+    let flow = if token.is_some() { "signed-in" } else { "open" };
+    let shots = target.join("screenshots").join(flow);
     std::fs::create_dir_all(&shots).unwrap();
     let base = server.url("");
     let mut args = vec![base.trim_end_matches('/').as_ref(), shots.as_os_str()];
