@@ -40,20 +40,14 @@ pub(super) async fn index_or_bridge(
     // gets an `error` and carries on (as ble-mcp-test answers); a frame past 8×
     // that (at least 64 KiB) closes the socket (1009) before it is buffered whole.
     let limit = (state.bridge.config().max_frame_bytes * 8).max(64 * 1024);
-    let args = (state.bridge.clone(), query, principal, state.shutdown.clone());
+    let (bridge, shutdown) = (state.bridge.clone(), state.shutdown.clone());
     let limits = ws::Limits {
         max_message: limit,
         write_buffer: 0,
     };
-    state.upgrade.accept(
-        ws,
-        limits,
-        None,
-        args,
-        |socket, (bridge, query, principal, shutdown)| {
-            bridge::handle_socket(bridge, socket, query, principal, shutdown)
-        },
-    )
+    state.upgrade.accept(ws, limits, None, move |socket| {
+        bridge::handle_socket(bridge, socket, query, principal, shutdown)
+    })
 }
 
 /// The control WebSocket. A credential at the upgrade (header or `access_token=`)
@@ -71,10 +65,8 @@ pub(super) async fn control_socket(
     };
     let slot = state.control.slot();
     let max = state.control.config().max_message_bytes.max(1024) * 4;
-    let args = (
+    let (control, deadline, shutdown) = (
         state.control.clone(),
-        principal,
-        slot,
         state.guard.auth_deadline(),
         state.shutdown.clone(),
     );
@@ -82,15 +74,9 @@ pub(super) async fn control_socket(
         max_message: max,
         write_buffer: 0,
     };
-    state.upgrade.accept(
-        ws,
-        limits,
-        None,
-        args,
-        |socket, (control, principal, slot, deadline, shutdown)| {
-            control::handle_socket(control, socket, principal, slot, deadline, shutdown)
-        },
-    )
+    state.upgrade.accept(ws, limits, None, move |socket| {
+        control::handle_socket(control, socket, principal, slot, deadline, shutdown)
+    })
 }
 
 /// The device hub. Devices and clients authenticate at the upgrade (header,
@@ -126,18 +112,14 @@ pub(super) async fn hub_socket(
     };
     let slot = hub.slot();
     let max = hub.config().max_message_bytes.max(1024) * 2;
+    let shutdown = state.shutdown.clone();
     // Frames a client is sent back to back are written together; the buffer
     // exists only once something was sent.
-    let args = (hub, hello, slot, state.shutdown.clone());
     let limits = ws::Limits {
         max_message: max,
         write_buffer: HUB_WRITE_BUFFER,
     };
-    state.upgrade.accept(
-        ws,
-        limits,
-        protocol,
-        args,
-        |socket, (hub, hello, slot, shutdown)| device_hub::handle_socket(hub, socket, hello, slot, shutdown),
-    )
+    state.upgrade.accept(ws, limits, protocol, move |socket| {
+        device_hub::handle_socket(hub, socket, hello, slot, shutdown)
+    })
 }

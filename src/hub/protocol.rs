@@ -202,8 +202,13 @@ struct Encoded {
 
 impl Frame {
     fn new(json: String) -> Frame {
+        Frame::from_utf8(Bytes::from(json))
+    }
+
+    /// `json` must be UTF-8 JSON.
+    fn from_utf8(json: Bytes) -> Frame {
         Frame(Arc::new(Encoded {
-            json: Bytes::from(json),
+            json,
             cbor: OnceLock::new(),
         }))
     }
@@ -213,7 +218,7 @@ impl Frame {
         &self.0.json
     }
 
-    /// The JSON text.
+    /// The JSON text (checked again: for tests and logs; senders use [`Frame::json`]).
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0.json).unwrap_or_default()
     }
@@ -344,16 +349,17 @@ pub fn cancel_to_device(command_id: &str) -> Frame {
 /// already, so they are joined, not parsed again.
 pub fn batch(frames: &[Frame]) -> Frame {
     let len = frames.iter().map(|f| f.json().len() + 1).sum::<usize>() + 32;
-    let mut out = String::with_capacity(len);
-    out.push_str(r#"{"type":"batch","messages":["#);
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(br#"{"type":"batch","messages":["#);
     for (i, f) in frames.iter().enumerate() {
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push_str(f.as_str());
+        out.extend_from_slice(f.json());
     }
-    out.push_str("]}");
-    Frame::new(out)
+    out.extend_from_slice(b"]}");
+    // JSON text joined with ASCII: still UTF-8.
+    Frame::from_utf8(Bytes::from(out))
 }
 
 pub fn lagged(missed: u64) -> Frame {

@@ -348,7 +348,7 @@ impl Exporter {
 
     /// A command's status, to `<base>/<device>/command/<name>/status`.
     fn status(&mut self, client: &AsyncClient, frame: &Frame) -> Result<(), rumqttc::ClientError> {
-        let Ok(v) = serde_json::from_str::<Value>(frame.as_str()) else {
+        let Ok(v) = serde_json::from_slice::<Value>(frame.json()) else {
             return Ok(());
         };
         let (Some(device), Some(name)) = (v["device"].as_str(), v["name"].as_str()) else {

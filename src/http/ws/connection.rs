@@ -105,6 +105,7 @@ impl Connection {
                 Ok(frame) => frame.into_parts(),
                 Err(_) => return Inbound::Closed,
             };
+            let len = payload.len();
             let message = match opcode {
                 OpCode::Text => match String::from_utf8(Vec::from(payload)) {
                     Ok(text) => Inbound::Text(text),
@@ -118,11 +119,6 @@ impl Connection {
                 _ => continue,
             };
             self.meter.received.inc();
-            let len = match &message {
-                Inbound::Text(t) => t.len(),
-                Inbound::Binary(b) => b.len(),
-                _ => 0,
-            };
             if len > self.max_bytes {
                 return Inbound::TooLarge(len);
             }

@@ -22,7 +22,7 @@ pub type Socket = yawc::WebSocket<HttpStream>;
 const READ_BUFFER: usize = 128;
 
 /// Compressors kept for reuse when no context is taken over between messages
-/// (each is ~300 KiB of zlib state: made once, not per message).
+/// (each ~200 KB of deflate state: made once, not per message).
 const DEFLATE_POOL: usize = 64;
 
 /// One front end's limits for its sockets.
@@ -64,20 +64,18 @@ impl Upgrade {
         Upgrade { deflate }
     }
 
-    /// Answers the handshake and runs `run(socket, args)` once it completes, with
-    /// `args` boxed until then (benches/idle_ws.rs). `protocol`: the subprotocol the front end
-    /// chose from the client's offer ([`chosen_protocol`]).
-    pub fn accept<A, R, F>(
+    /// Answers the handshake and runs `run(socket)` once it completes.
+    /// `protocol`: the subprotocol the front end chose from the client's offer
+    /// ([`chosen_protocol`]).
+    pub fn accept<R, F>(
         &self,
         request: Request,
         limits: Limits,
         protocol: Option<&'static str>,
-        args: A,
         run: R,
     ) -> Response
     where
-        A: Send + 'static,
-        R: FnOnce(Socket, A) -> F + Send + 'static,
+        R: FnOnce(Socket) -> F + Send + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
         // yawc refuses a message of exactly its limit; ours is inclusive.
@@ -86,8 +84,7 @@ impl Upgrade {
             .with_limits(max, max)
             .with_read_buffer_capacity(READ_BUFFER)
             .with_write_buffer_capacity(0)
-            .with_backpressure_boundary(limits.write_buffer)
-            .with_no_delay();
+            .with_backpressure_boundary(limits.write_buffer);
         options.compression = self.deflate.clone();
         let (response, socket) = match request.upgrade(options) {
             Ok(r) => r,
@@ -96,10 +93,9 @@ impl Upgrade {
         // The connection runs in a task of its own, spawned once the handshake is
         // done: a task that awaited both would keep room for the handshake's
         // future beside the connection's for the socket's whole life.
-        let args = Box::new(args);
         tokio::spawn(async move {
             if let Ok(socket) = socket.await {
-                tokio::spawn(run(socket, *args));
+                tokio::spawn(run(socket));
             }
         });
         let mut response = response.map(axum::body::Body::new);
