@@ -77,16 +77,11 @@ impl HubClient {
     /// Sends `{"type": …, "id": n, …}` and waits for the answer with that id (a
     /// hub `error` is [`ClientError::Hub`]). Fails if the connection drops first.
     pub async fn request(&self, message: Value) -> Result<Value, ClientError> {
-        let (answer, answered) = oneshot::channel();
-        self.task
-            .ops
-            .send(Op::Request(message, answer))
-            .map_err(|_| ClientError::Closed)?;
-        answered.await.map_err(|_| ClientError::Closed)?
+        self.task.ask(|answer| Op::Request(message, answer)).await
     }
 
     pub fn state(&self) -> watch::Receiver<State> {
-        self.task.state.clone()
+        self.task.state()
     }
 }
 

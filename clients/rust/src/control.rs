@@ -58,12 +58,7 @@ impl ControlClient {
     /// id; an `ERROR` is [`ClientError::Hub`]. Fails if the connection drops first.
     pub async fn request(&self, kind: &str, mut fields: Value) -> Result<Value, ClientError> {
         fields["type"] = json!(kind);
-        let (answer, answered) = oneshot::channel();
-        self.task
-            .ops
-            .send(Op::Request(fields, answer))
-            .map_err(|_| ClientError::Closed)?;
-        answered.await.map_err(|_| ClientError::Closed)?
+        self.task.ask(|answer| Op::Request(fields, answer)).await
     }
 
     /// Scans for `duration_ms`; devices arrive as [`ControlEvent::Found`].
@@ -112,7 +107,7 @@ impl ControlClient {
     }
 
     pub fn state(&self) -> watch::Receiver<State> {
-        self.task.state.clone()
+        self.task.state()
     }
 }
 

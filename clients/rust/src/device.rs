@@ -108,23 +108,22 @@ impl HubDevice {
     /// Queues a point; resolves once the hub has stored it, or fails if it was
     /// dropped from a full queue or the device closed.
     pub async fn send(&self, key: &str, value: Value, priority: i32) -> Result<(), ClientError> {
-        let (done, stored) = oneshot::channel();
         let ts = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let pending = Pending {
-            key: key.to_string(),
-            value,
-            ts,
-            priority,
-            order: self.order.fetch_add(1, Ordering::Relaxed),
-            done,
-        };
+        let order = self.order.fetch_add(1, Ordering::Relaxed);
         self.task
-            .ops
-            .send(Op::Send(pending))
-            .map_err(|_| ClientError::Closed)?;
-        stored.await.map_err(|_| ClientError::Closed)?
+            .ask(|done| {
+                Op::Send(Pending {
+                    key: key.to_string(),
+                    value,
+                    ts,
+                    priority,
+                    order,
+                    done,
+                })
+            })
+            .await
     }
 
     /// Reports a command's result (`delivered`, `succeeded`, `failed`); dropped
@@ -138,7 +137,7 @@ impl HubDevice {
     }
 
     pub fn state(&self) -> watch::Receiver<State> {
-        self.task.state.clone()
+        self.task.state()
     }
 
     /// Points dropped from a full offline queue.

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::ClientError;
 use yawc::{Frame, OpCode};
 
 pub(crate) type Socket = yawc::TcpWebSocket;
@@ -81,7 +83,7 @@ impl Default for Options {
 /// connection's state, and the task itself, ended when the handle is dropped.
 pub(crate) struct Task<Op> {
     pub ops: mpsc::UnboundedSender<Op>,
-    pub state: watch::Receiver<State>,
+    state: watch::Receiver<State>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -97,6 +99,21 @@ impl<Op> Task<Op> {
         let (state_tx, state) = watch::channel(State::Connecting);
         let task = tokio::spawn(run(ops_rx, events, state_tx));
         (Task { ops, state, task }, events_rx)
+    }
+
+    /// Sends the op `make` builds around an answer channel and waits for the
+    /// answer; fails if the task is gone or drops the op unanswered.
+    pub async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ClientError>>) -> Op,
+    ) -> Result<T, ClientError> {
+        let (answer, answered) = oneshot::channel();
+        self.ops.send(make(answer)).map_err(|_| ClientError::Closed)?;
+        answered.await.map_err(|_| ClientError::Closed)?
+    }
+
+    pub fn state(&self) -> watch::Receiver<State> {
+        self.state.clone()
     }
 }
 
