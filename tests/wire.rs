@@ -11,6 +11,7 @@ mod counting;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use common::cbor::{cbor_client, next_cbor};
 use common::{hub_config, within, Setup, TempDb};
 use counting::{Counting, WireBytes};
 use futures::{SinkExt, StreamExt};
@@ -19,7 +20,6 @@ use gattway::hub::cbor;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 async fn hub_server(db: &TempDb, websocket: WebSocketConfig) -> common::Server {
@@ -147,31 +147,6 @@ async fn hub_frames_are_compressed_both_ways() {
         wire * 3 < json_bytes,
         "{wire} bytes on the wire for {json_bytes} of JSON"
     );
-}
-
-/// A tungstenite client offering `gattway.cbor`.
-async fn cbor_client(
-    addr: std::net::SocketAddr,
-    path: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>> {
-    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("sec-websocket-protocol", "gattway.cbor".parse().unwrap());
-    let (ws, response) = within("handshake", tokio_tungstenite::connect_async(request))
-        .await
-        .expect("handshake");
-    assert_eq!(response.headers()["sec-websocket-protocol"], "gattway.cbor");
-    ws
-}
-
-async fn next_cbor(
-    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
-) -> Value {
-    match within("message", ws.next()).await {
-        Some(Ok(Message::Binary(b))) => cbor::decode(&b).expect("a hub message in CBOR"),
-        other => panic!("expected a binary message, got {other:?}"),
-    }
 }
 
 #[tokio::test]

@@ -40,10 +40,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         },
     });
     if let Some(store) = store {
-        body["checks"]["store"] = json!({
-            "ok": store.is_ok(),
-            "detail": match &store { Ok(()) => "answering".to_string(), Err(e) => e.to_string() },
-        });
+        body["checks"]["store"] = store_check(&store);
     }
     let code = if ready {
         StatusCode::OK
@@ -53,10 +50,17 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     (code, Json(body)).into_response()
 }
 
+/// The ble-mcp-test shape, and the hub's store: `status` is `degraded` while the
+/// store fails.
 pub async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
     let stats = state.gateway.stats();
-    Json(json!({
-        "status": "ok",
+    let store = match &state.hub {
+        Some(hub) => Some(hub.ready().await),
+        None => None,
+    };
+    let store_ok = store.as_ref().is_none_or(|s| s.is_ok());
+    let mut body = json!({
+        "status": if store_ok { "ok" } else { "degraded" },
         "timestamp": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
         "hostname": hostname(),
         "version": env!("CARGO_PKG_VERSION"),
@@ -66,7 +70,18 @@ pub async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
             "leases": stats.leases,
             "state": if state.bridge.session_count() > 0 { "ACTIVE" } else { "IDLE" },
         },
-    }))
+    });
+    if let Some(store) = store {
+        body["store"] = store_check(&store);
+    }
+    Json(body)
+}
+
+fn store_check(store: &Result<(), crate::hub::Unready>) -> serde_json::Value {
+    json!({
+        "ok": store.is_ok(),
+        "detail": match store { Ok(()) => "answering".to_string(), Err(e) => e.to_string() },
+    })
 }
 
 fn hostname() -> String {

@@ -108,9 +108,15 @@ pub enum CborError {
     Unsupported(&'static str),
 }
 
+/// How deep a CBOR message may nest, as serde_json allows a JSON one: the
+/// encodings agree, and the data inside is held to the store's tighter
+/// [`crate::store::MAX_JSON_DEPTH`] by the hub's own checks.
+const MAX_NESTING: usize = 128;
+
 /// A message read from CBOR, as the JSON the hub handles.
 pub fn decode(bytes: &[u8]) -> Result<Json, CborError> {
-    let v: Cbor = ciborium::de::from_reader(bytes).map_err(|e| CborError::Syntax(e.to_string()))?;
+    let v: Cbor = ciborium::de::from_reader_with_recursion_limit(bytes, MAX_NESTING)
+        .map_err(|e| CborError::Syntax(e.to_string()))?;
     message_from(v)
 }
 

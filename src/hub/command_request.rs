@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::protocol::Failure;
-use crate::store::{now_ms, CommandRecord, CommandStatus};
+use crate::store::{check_json, check_text, now_ms, CommandRecord, CommandStatus};
 
 /// A command as a client asks for it, over `/hub` or REST.
 pub struct CommandRequest {
@@ -39,6 +39,11 @@ impl CommandRequest {
     ) -> Result<CommandRecord, Failure> {
         if self.name.is_empty() || self.name.len() > 100 {
             return Err(Failure::params("a command name is 1 to 100 characters"));
+        }
+        check_text("a command name", &self.name)?;
+        check_text("a device id", &self.device)?;
+        if let Some(params) = &self.params {
+            check_json("params", params)?;
         }
         let timeout_ms = seconds(self.timeout, config.command_timeout_secs, 86_400.0, "timeout")?;
         let ttl_ms = seconds(self.ttl, config.command_ttl_secs, 30.0 * 86_400.0, "ttl")?;

@@ -16,7 +16,7 @@ use super::protocol::{self, Code, Failure, Frame, Incoming};
 use super::Hub;
 use crate::http::ws::{End, Ends, Inbound};
 use crate::outbox::Outbox;
-use crate::store::{now_ms, DeviceBatch, Point};
+use crate::store::{check_json, check_text, now_ms, DeviceBatch, Point};
 
 /// Longest telemetry key.
 const MAX_KEY: usize = 200;
@@ -247,6 +247,8 @@ async fn telemetry(hub: &Hub, state: &mut State<'_>, m: Incoming) -> Result<(), 
         if p.key.is_empty() || p.key.len() > MAX_KEY {
             return Err(Failure::params(format!("a key is 1 to {MAX_KEY} bytes")));
         }
+        check_text("a key", &p.key)?;
+        check_json("a point's value", &p.value)?;
         batch.push(Point {
             key: p.key,
             value: p.value,

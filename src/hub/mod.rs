@@ -201,6 +201,15 @@ pub enum StartError {
     Cluster(#[from] ClusterError),
 }
 
+/// Why the hub's store is not ready.
+#[derive(Debug, thiserror::Error)]
+pub enum Unready {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("telemetry is not being stored: commits have failed for {secs} s ({error})")]
+    Commits { error: String, secs: u64 },
+}
+
 /// The hub's shared state; clones are cheap.
 #[derive(Clone)]
 pub struct Hub(Arc<Inner>);
@@ -397,9 +406,17 @@ impl Hub {
         self.0.fanout.subscriber_count()
     }
 
-    /// Whether the store answers (readiness).
-    pub async fn ready(&self) -> Result<(), StoreError> {
-        self.0.store.ping().await
+    /// Whether the store answers and takes telemetry (readiness): a database
+    /// that answers a ping but refuses every commit is not ready either.
+    pub async fn ready(&self) -> Result<(), Unready> {
+        self.0.store.ping().await?;
+        match self.0.writer.failing() {
+            None => Ok(()),
+            Some(f) => Err(Unready::Commits {
+                error: f.error,
+                secs: f.since.elapsed().as_secs(),
+            }),
+        }
     }
 }
 

@@ -85,6 +85,12 @@ impl Failure {
     }
 }
 
+impl From<crate::store::Unstorable> for Failure {
+    fn from(e: crate::store::Unstorable) -> Self {
+        Failure::params(e.to_string())
+    }
+}
+
 impl From<crate::auth::AuthError> for Failure {
     fn from(e: crate::auth::AuthError) -> Self {
         // "Who are you" (401) or "you may not" (403), as auth itself classes it.

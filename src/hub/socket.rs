@@ -222,6 +222,7 @@ async fn identify(hub: &Hub, link: &mut Link, hello: &mut Hello) -> Result<Role,
     if id.is_empty() || id.len() > 200 {
         return Err(Failure::params("a device id is 1 to 200 characters"));
     }
+    crate::store::check_text("a device id", &id)?;
     Ok(Role::Device(id))
 }
 

@@ -7,10 +7,13 @@
 //!   other column for column (`migrations/`); only the telemetry append differs.
 //! - [`writer`]: batched telemetry writes (group commit): many devices' points in
 //!   one transaction, each sender told when its points are durable.
+//! - [`storable`]: what the store can keep and read back (JSON depth, NUL in
+//!   text), which the hub checks at its door.
 
 pub mod postgres;
 pub mod sql;
 pub mod sqlite;
+pub mod storable;
 pub mod writer;
 
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use self::storable::{check_json, check_text, Unstorable, MAX_JSON_DEPTH};
 pub use self::writer::{Committed, TelemetryWriter};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +40,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the telemetry writer has stopped")]
     WriterStopped,
+    /// Another server holds the SQLite file.
+    #[error(transparent)]
+    Locked(#[from] sqlite::lock::LockError),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -312,7 +319,24 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PgStore::open(url).await?))
     } else {
-        Err(StoreError::UnsupportedUrl(url.to_string()))
+        Err(StoreError::UnsupportedUrl(redacted(url)))
+    }
+}
+
+/// A database URL fit for a log line: a password in it is replaced by `***`.
+pub fn redacted(url: &str) -> String {
+    // scheme://user:password@host/…: the password runs from the first ':' after
+    // the scheme to the last '@' before the path.
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    match rest[..at].split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
+        None => url.to_string(),
     }
 }
 
@@ -322,4 +346,23 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn a_password_never_reaches_a_log_line() {
+        assert_eq!(
+            redacted("postgres://gw:s3cr@t:x@db.example/hub?sslmode=require"),
+            "postgres://gw:***@db.example/hub?sslmode=require"
+        );
+        assert_eq!(redacted("postgres://gw@db/hub"), "postgres://gw@db/hub");
+        assert_eq!(
+            redacted("sqlite:///var/lib/gattway/gattway.db"),
+            "sqlite:///var/lib/gattway/gattway.db"
+        );
+        assert_eq!(redacted("sqlite::memory:"), "sqlite::memory:");
+    }
 }

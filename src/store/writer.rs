@@ -6,13 +6,20 @@
 //! order (the hub's live fan-out).
 //!
 //! A failed commit fails every batch in it, and then every later batch of the
-//! devices in it, until each device [`TelemetryWriter::resume`]s (reconnects).
-//! Without that, a later batch stored behind a failed one would raise the
-//! device's `last_seq` past the failed one, and its retry would be taken for a
-//! duplicate: acknowledged, never stored.
+//! devices in it that number their batches (`seq`), until each such device
+//! [`TelemetryWriter::resume`]s (reconnects). Without that, a later batch stored
+//! behind a failed one would raise the device's `last_seq` past the failed one, and
+//! its retry would be taken for a duplicate: acknowledged, never stored. A sender
+//! without `seq` (the BLE and advertisement feeds) has no such hazard and never
+//! reconnects, so its next batch is simply tried again: it goes on once the store
+//! works again.
+//!
+//! Whether the last commit failed is kept for readiness ([`TelemetryWriter::failing`]):
+//! a database that answers a ping but refuses every commit is not ready.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -40,10 +47,18 @@ enum Msg {
     Resume(Arc<str>, oneshot::Sender<()>),
 }
 
+/// The last commit's failure, until a commit succeeds again.
+#[derive(Clone, Debug)]
+pub struct Failing {
+    pub error: String,
+    pub since: Instant,
+}
+
 /// The sending side of the writer task; the task ends when the last clone drops.
 #[derive(Clone)]
 pub struct TelemetryWriter {
     tx: mpsc::Sender<Msg>,
+    failing: Arc<Mutex<Option<Failing>>>,
     _task: Arc<AbortOnDrop>,
 }
 
@@ -58,11 +73,18 @@ impl TelemetryWriter {
         on_commit: impl Fn(Committed) + Send + Sync + 'static,
     ) -> Self {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let task = tokio::spawn(run(store, rx, max_points.max(1), on_commit));
+        let failing = Arc::new(Mutex::new(None));
+        let task = tokio::spawn(run(store, rx, max_points.max(1), failing.clone(), on_commit));
         TelemetryWriter {
             tx,
+            failing,
             _task: Arc::new(AbortOnDrop(task)),
         }
+    }
+
+    /// Why the last commit failed, when no commit has succeeded since.
+    pub fn failing(&self) -> Option<Failing> {
+        crate::sync::lock(&self.failing).clone()
     }
 
     /// Queues a batch; the returned [`Ack`] resolves once it is committed.
@@ -92,6 +114,7 @@ async fn run(
     store: Arc<dyn Store>,
     mut rx: mpsc::Receiver<Msg>,
     max_points: usize,
+    failing: Arc<Mutex<Option<Failing>>>,
     on_commit: impl Fn(Committed),
 ) {
     // Devices with a failed batch, refused until they resume.
@@ -124,7 +147,15 @@ async fn run(
             }
         }
         if !batches.is_empty() {
-            commit(&*store, &mut batches, &mut acks, &mut failed, &on_commit, points).await;
+            let outcome = commit(&*store, &mut batches, &mut acks, &mut failed, &on_commit, points).await;
+            let mut failing = crate::sync::lock(&failing);
+            match outcome {
+                Ok(()) => *failing = None,
+                Err(error) => {
+                    let since = failing.as_ref().map_or_else(Instant::now, |f| f.since);
+                    *failing = Some(Failing { error, since });
+                }
+            }
         }
         if let Some((device, done)) = resume {
             failed.remove(&device);
@@ -133,7 +164,8 @@ async fn run(
     }
 }
 
-/// Stores what gathered; acks it, or fails it and marks its devices failed.
+/// Stores what gathered; acks it, or fails it and marks its numbering devices
+/// failed (and says why).
 async fn commit(
     store: &dyn Store,
     batches: &mut Vec<DeviceBatch>,
@@ -141,7 +173,7 @@ async fn commit(
     failed: &mut HashSet<Arc<str>>,
     on_commit: &impl Fn(Committed),
     points: usize,
-) {
+) -> Result<(), String> {
     match store.append_telemetry(batches).await {
         Ok(appended) => {
             let stored = batches
@@ -156,14 +188,16 @@ async fn commit(
             for ack in acks.drain(..) {
                 let _ = ack.send(Ok(()));
             }
+            Ok(())
         }
         Err(e) => {
             tracing::error!(error = %e, points, "telemetry not stored");
             let message = e.to_string();
-            failed.extend(batches.drain(..).map(|b| b.device));
+            failed.extend(batches.drain(..).filter(|b| b.seq.is_some()).map(|b| b.device));
             for ack in acks.drain(..) {
                 let _ = ack.send(Err(message.clone()));
             }
+            Err(message)
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod bluez;
 pub mod browser;
+pub mod cbor;
 pub mod mcp;
 pub mod process;
 pub mod reference;

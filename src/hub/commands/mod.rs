@@ -149,6 +149,13 @@ impl Commands {
         result: Option<Value>,
         error: Option<String>,
     ) -> Result<(), Failure> {
+        // What the store keeps of the answer must read back (`store::storable`).
+        if let Some(result) = &result {
+            crate::store::check_json("result", result)?;
+        }
+        if let Some(error) = &error {
+            crate::store::check_text("error", error)?;
+        }
         let device = device.to_string();
         self.ask(|reply| Msg::Report {
             device,

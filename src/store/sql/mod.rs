@@ -20,6 +20,9 @@ use super::{
     DeviceRecord, LogEvent, PointQuery, Store, StoreResult, StoredPoint,
 };
 
+/// What a quarantined command's `error` says.
+const UNREADABLE: &str = "unreadable when loaded (quarantined): the stored row could not be read back";
+
 /// A database the hub's queries run on, and how it appends telemetry.
 #[async_trait]
 pub trait SqlBackend: Send + Sync + 'static {
@@ -98,7 +101,9 @@ where
         let rows = sqlx::query("SELECT * FROM devices ORDER BY id")
             .fetch_all(self.pool())
             .await?;
-        rows.iter().map(Records::device).collect()
+        Ok(readable(&rows, "devices", Records::device)
+            .map(|(_, d)| d)
+            .collect())
     }
 
     async fn all_offline(&self) -> StoreResult<()> {
@@ -187,7 +192,9 @@ where
         .bind(limit as i64)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(Records::command).collect()
+        Ok(readable(&rows, "commands", Records::command)
+            .map(|(_, c)| c)
+            .collect())
     }
 
     async fn open_commands(&self) -> StoreResult<Vec<CommandRecord>> {
@@ -196,7 +203,7 @@ where
         )
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(Records::command).collect()
+        Ok(quarantine_unreadable(self, &rows).await)
     }
 
     async fn open_commands_of(&self, device: &str) -> StoreResult<Vec<CommandRecord>> {
@@ -207,7 +214,7 @@ where
         .bind(device)
         .fetch_all(self.pool())
         .await?;
-        rows.iter().map(Records::command).collect()
+        Ok(quarantine_unreadable(self, &rows).await)
     }
 
     async fn command_events(&self, id: &str) -> StoreResult<Vec<(CommandStatus, i64)>> {
@@ -216,7 +223,9 @@ where
                 .bind(id)
                 .fetch_all(self.pool())
                 .await?;
-        rows.iter().map(Records::command_event).collect()
+        Ok(readable(&rows, "command_events", Records::command_event)
+            .map(|(_, e)| e)
+            .collect())
     }
 
     async fn write_log(&self, events: &[LogEvent]) -> StoreResult<()> {
@@ -284,7 +293,9 @@ where
             .bind(limit as i64)
             .fetch_all(self.pool())
             .await?;
-        rows.iter().map(Records::connection).collect()
+        Ok(readable(&rows, "connections", Records::connection)
+            .map(|(_, c)| c)
+            .collect())
     }
 
     async fn delete_connections_before(&self, before: i64) -> StoreResult<u64> {
@@ -300,4 +311,54 @@ where
         sqlx::query("SELECT 1").execute(self.pool()).await?;
         Ok(())
     }
+}
+
+/// The open commands that read back; one that does not is logged and marked
+/// `failed` with the reason ([`UNREADABLE`]), so that it is neither loaded at the
+/// next start nor able to stop it.
+async fn quarantine_unreadable<R: Records>(store: &dyn Store, rows: &[R]) -> Vec<CommandRecord> {
+    let mut open = Vec::with_capacity(rows.len());
+    for row in rows {
+        let e = match row.command() {
+            Ok(c) => {
+                open.push(c);
+                continue;
+            }
+            Err(e) => e,
+        };
+        let Some((id, from)) = row.command_key() else {
+            tracing::error!(error = %e, "an open command's row is unreadable, its id too: passed over");
+            continue;
+        };
+        tracing::error!(command = %id, error = %e, "an open command's row is unreadable: marked failed");
+        let update = CommandUpdate {
+            from,
+            status: CommandStatus::Failed,
+            result: None,
+            error: Some(UNREADABLE.into()),
+            deadline: None,
+            at: super::now_ms(),
+        };
+        if let Err(e) = store.update_command(&id, &update).await {
+            tracing::error!(command = %id, error = %e, "an unreadable command could not be marked failed");
+        }
+    }
+    open
+}
+
+/// The rows that read as records, each with its row; one that does not (written
+/// by hand, or by an older version with looser checks) is logged and passed over,
+/// so one bad row never hides the rest.
+fn readable<'r, R: sqlx::Row, T>(
+    rows: &'r [R],
+    table: &'static str,
+    read: impl Fn(&R) -> StoreResult<T> + 'r,
+) -> impl Iterator<Item = (&'r R, T)> + 'r {
+    rows.iter().filter_map(move |row| match read(row) {
+        Ok(record) => Some((row, record)),
+        Err(e) => {
+            tracing::warn!(table, error = %e, "an unreadable row was passed over");
+            None
+        }
+    })
 }

@@ -32,7 +32,7 @@ pub(crate) fn decode_value(num: Option<f64>, text: Option<&str>) -> Value {
 
 /// Rows of either database read into the store's records. The column types they
 /// need are stated once, here.
-pub(crate) trait Records {
+pub(crate) trait Records: Send + Sync {
     fn point(&self) -> StoreResult<StoredPoint>;
     fn command(&self) -> StoreResult<CommandRecord>;
     fn device(&self) -> StoreResult<DeviceRecord>;
@@ -40,6 +40,8 @@ pub(crate) trait Records {
     fn bucket(&self) -> StoreResult<Bucket>;
     /// A row of `command_events`: a status and when.
     fn command_event(&self) -> StoreResult<(CommandStatus, i64)>;
+    /// A command row's id and status alone, when the rest does not read.
+    fn command_key(&self) -> Option<(String, CommandStatus)>;
 }
 
 impl<R> Records for R
@@ -122,6 +124,12 @@ where
             max: self.try_get("hi")?,
             avg: self.try_get("mean")?,
         })
+    }
+
+    fn command_key(&self) -> Option<(String, CommandStatus)> {
+        let id: String = self.try_get("id").ok()?;
+        let status: &str = self.try_get("status").ok()?;
+        Some((id, CommandStatus::parse(status)?))
     }
 
     fn command_event(&self) -> StoreResult<(CommandStatus, i64)> {

@@ -5,6 +5,7 @@
 
 mod checkpoint;
 mod insert;
+pub mod lock;
 #[cfg(test)]
 mod tests;
 
@@ -38,6 +39,10 @@ const MIGRATIONS: Embedded = Embedded(&[
     ),
 ]);
 
+/// How long a server waits for the file's lock before it refuses: long enough
+/// for a server that is stopping (a restart) to let go.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
 /// Devices whose `last_seq` is remembered between appends, at most; past it the
 /// memory starts again (it is only a cache).
 const LAST_SEQ_CACHE: usize = 100_000;
@@ -48,13 +53,23 @@ pub struct SqliteStore {
     head: Mutex<Head>,
     /// Copies the WAL into the database in the background; stops with the store.
     _checkpoints: Option<AbortOnDrop>,
+    /// This server's hold on the file (none for an in-memory database). Last, so
+    /// it is released after the pool.
+    _lock: Option<lock::FileLock>,
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) and migrates the database at `url`.
     pub async fn open(url: &str) -> StoreResult<Self> {
         let memory = url.contains(":memory:");
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)?;
+        // Taken before anything is read or written: a second server must not even
+        // migrate under the first.
+        let lock = match memory {
+            true => None,
+            false => Some(lock::FileLock::wait_for(options.get_filename(), LOCK_WAIT).await?),
+        };
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // With WAL, NORMAL loses nothing a killed process committed; only an
@@ -81,6 +96,7 @@ impl SqliteStore {
                 last_seq: HashMap::new(),
             }),
             _checkpoints: checkpoints,
+            _lock: lock,
         })
     }
 }

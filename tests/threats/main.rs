@@ -1,0 +1,10 @@
+//! The holes of the "harden the new surfaces" issue, each tried as an attacker (or
+//! an unlucky user) would, one file per surface. Every test failed on the main
+//! before the fix and passes now.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod control;
+mod hub_store;
+mod sqlite_lock;
