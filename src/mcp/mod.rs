@@ -311,6 +311,9 @@ impl BleMcp {
     }
 }
 
+/// The metric label of a call to a tool this server does not have.
+const UNKNOWN_TOOL: &str = "unknown";
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for BleMcp {
     /// Every tool call goes through here: counted per session, and recorded in the
@@ -321,7 +324,14 @@ impl ServerHandler for BleMcp {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let tool = request.name.to_string();
-        self.session.count_call(&tool);
+        // Labels (and the session's counts) come from a fixed set: the tools this
+        // server has. A name a caller made up is counted as `unknown`; as its own
+        // label, each new one grew `/metrics` and memory for good.
+        let label = match self.tool_router.has_route(&tool) {
+            true => tool.clone(),
+            false => UNKNOWN_TOOL.to_string(),
+        };
+        self.session.count_call(&label);
         let started = std::time::Instant::now();
         // Over HTTP with credentials configured, the middleware put the caller's
         // principal in the request; writes need ble:write like on every front end.
@@ -352,12 +362,12 @@ impl ServerHandler for BleMcp {
         let m = self.gateway.metrics();
         m.mcp_tool_calls
             .get_or_create(&ToolOutcomeLabels {
-                tool: tool.clone(),
+                tool: label.clone(),
                 outcome,
             })
             .inc();
         m.mcp_tool_duration
-            .get_or_create(&ToolLabels { tool })
+            .get_or_create(&ToolLabels { tool: label })
             .observe(started.elapsed().as_secs_f64());
         result
     }

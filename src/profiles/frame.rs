@@ -148,10 +148,16 @@ impl std::fmt::Display for Pattern {
     }
 }
 
-/// Hex text split into two-digit tokens: spaces are optional between bytes.
+/// Hex text split into two-digit tokens (`??` kept for patterns): spaces are
+/// optional between bytes.
 fn hex_tokens(text: &str) -> Result<Vec<String>, String> {
     let mut tokens = Vec::new();
     for word in text.split_whitespace() {
+        // Checked before it is cut in twos: a byte index in the middle of a
+        // multi-byte character would panic. (`?` is a pattern's wildcard.)
+        if let Some(c) = word.chars().find(|c| !(c.is_ascii_hexdigit() || *c == '?')) {
+            return Err(format!("{word:?} is not a hex byte: it holds {c:?}"));
+        }
         if word.len() % 2 != 0 {
             return Err(format!("{word:?} has an odd number of hex digits"));
         }

@@ -8,3 +8,4 @@ mod common;
 mod control;
 mod hub_store;
 mod sqlite_lock;
+mod mcp;
