@@ -9,7 +9,12 @@ use super::Conn;
 use crate::gateway::{ConnectOptions, LinkState};
 
 pub async fn connect(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failure> {
-    let id = req.device()?;
+    // A name prefix is resolved first, and the device list checked against the
+    // device it names, not the raw text.
+    let target = req.device()?;
+    let timeout = req.opt_u64("timeout", 120_000)?.map(Duration::from_millis);
+    let resolving = timeout.unwrap_or(conn.gateway.config().connect_timeout());
+    let id = conn.gateway.resolve(target.as_str(), &[], resolving).await?;
     conn.check_device(&id)?;
     if conn
         .gateway
@@ -22,7 +27,6 @@ pub async fn connect(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Fa
             format!("{id} is already connected: use it directly (GET_SERVICES, CHARACTERISTIC_READ, ...)"),
         ));
     }
-    let timeout = req.opt_u64("timeout", 120_000)?.map(Duration::from_millis);
     let info = conn
         .gateway
         .connect(

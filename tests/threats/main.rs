@@ -9,3 +9,4 @@ mod control;
 mod hub_store;
 mod sqlite_lock;
 mod mcp;
+mod control;

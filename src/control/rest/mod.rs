@@ -354,15 +354,22 @@ async fn connect(
     Path(id): Path<String>,
     OptionalJson(body): OptionalJson<ConnectBody>,
 ) -> ApiResult<Json<ConnectionJson>> {
-    admit(&s, &p, Scope::BleRead, Some(&DeviceId::new(&id)))?;
     let timeout = body.and_then(|b| b.timeout_ms).map(Duration::from_millis);
     if timeout.is_some_and(|t| t > Duration::from_secs(60)) {
         return Err(Failure::params("timeout_ms is at most 60000").into());
     }
+    // A name prefix is resolved first, and the device list checked against the
+    // device it names: checked raw, "Gattway U" admitted "Gattway UART".
+    admit(&s, &p, Scope::BleRead, None)?;
+    let resolving = timeout.unwrap_or(s.gateway.config().connect_timeout());
+    let id = s.gateway.resolve(&id, &[], resolving).await?;
+    if let Some(Extension(p)) = &p {
+        crate::auth::check_device(Some(p), &id, s.gateway.name_of(&id).as_deref())?;
+    }
     let info = s
         .gateway
         .connect(
-            &id,
+            id.as_str(),
             ConnectOptions {
                 timeout,
                 services: Vec::new(),
