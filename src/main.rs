@@ -227,18 +227,20 @@ async fn serve(gateway: &Gateway, config: &Config) -> anyhow::Result<()> {
         }))
     });
     let database = config.database_url()?;
+    // What is logged or said in an error never carries the password.
+    let shown = gattway::store::redacted(&database);
     if config.cluster.enabled()
         && !(database.starts_with("postgres://") || database.starts_with("postgresql://"))
     {
         anyhow::bail!(
-            "cluster.nats is set, but the database is {database}: the instances of a cluster share one \
+            "cluster.nats is set, but the database is {shown}: the instances of a cluster share one \
              PostgreSQL database (--database postgres://USER@HOST/DATABASE on every instance)"
         );
     }
-    tracing::info!(%database, "hub database at {database}");
+    tracing::info!(database = %shown, "hub database at {shown}");
     let store = gattway::store::open(&database)
         .await
-        .with_context(|| format!("cannot open the hub database {database}"))?;
+        .with_context(|| format!("cannot open the hub database {shown}"))?;
     let hub = gattway::hub::Hub::start(store, gateway, auth.clone(), config.hub.clone(), &config.cluster)
         .await
         .context("cannot start the device hub")?;

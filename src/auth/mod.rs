@@ -237,7 +237,7 @@ pub struct AuthConfig {
     /// Serve on a non-loopback address with no authentication (warned every minute).
     pub insecure_no_auth: bool,
     /// An authorisation server's JWKS document (Keycloak, any OIDC provider): JWTs
-    /// whose `kid` it names are verified with its keys.
+    /// whose `kid` it names are verified with its keys. Needs `jwt_audience`.
     pub jwks_url: String,
     /// How often the JWKS is fetched again, in seconds.
     pub jwks_refresh_s: u64,
@@ -323,6 +323,17 @@ impl Authenticator {
         let jwt = jwt.map(|(key, v)| (key, claim_checks(v, config)));
         let jwks = match config.jwks_url.trim() {
             "" => None,
+            // An authorisation server signs tokens for many resources; without an
+            // audience to check, one meant for any of them would be taken here.
+            _ if config.jwt_audience.trim().is_empty() => {
+                return Err(
+                    "auth.jwks_url is set but auth.jwt_audience is empty: tokens from an \
+                     authorisation server must name this server in `aud`. Set auth.jwt_audience to \
+                     this server's /mcp URL as clients reach it (https://gw.example.com/mcp), the \
+                     resource its OAuth metadata advertises"
+                        .into(),
+                )
+            }
             url => Some((
                 Arc::new(jwks::Jwks::new(
                     url,

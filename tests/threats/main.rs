@@ -7,6 +7,6 @@ mod common;
 
 mod control;
 mod hub_store;
-mod sqlite_lock;
 mod mcp;
-mod control;
+mod secrets;
+mod sqlite_lock;
