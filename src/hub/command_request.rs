@@ -41,7 +41,7 @@ impl CommandRequest {
             return Err(Failure::params("a command name is 1 to 100 characters"));
         }
         check_text("a command name", &self.name)?;
-        check_text("a device id", &self.device)?;
+        super::accept::device_id(&self.device)?;
         if let Some(params) = &self.params {
             check_json("params", params)?;
         }

@@ -16,10 +16,7 @@ use super::protocol::{self, Code, Failure, Frame, Incoming};
 use super::Hub;
 use crate::http::ws::{End, Ends, Inbound};
 use crate::outbox::Outbox;
-use crate::store::{check_json, check_text, now_ms, DeviceBatch, Point};
-
-/// Longest telemetry key.
-const MAX_KEY: usize = 200;
+use crate::store::{now_ms, DeviceBatch};
 
 /// An acknowledgement to come: the seq it answers and whether the points were stored.
 type PendingAck = Pin<Box<dyn Future<Output = (Option<u64>, Result<(), String>)> + Send>>;
@@ -238,23 +235,7 @@ async fn telemetry(hub: &Hub, state: &mut State<'_>, m: Incoming) -> Result<(), 
     let Some(points) = m.points else {
         return Err(Failure::params("telemetry needs \"points\": [{key, value, ts?}]"));
     };
-    if points.is_empty() {
-        return Err(Failure::params("telemetry needs at least one point"));
-    }
-    let now = now_ms();
-    let mut batch = Vec::with_capacity(points.len());
-    for p in points {
-        if p.key.is_empty() || p.key.len() > MAX_KEY {
-            return Err(Failure::params(format!("a key is 1 to {MAX_KEY} bytes")));
-        }
-        check_text("a key", &p.key)?;
-        check_json("a point's value", &p.value)?;
-        batch.push(Point {
-            key: p.key,
-            value: p.value,
-            ts: p.ts.unwrap_or(now),
-        });
-    }
+    let batch = super::accept::points(points, now_ms())?;
     if let Some(seq) = m.seq {
         if seq <= state.last_seq {
             // A retry of something already accepted: acknowledged (in order)

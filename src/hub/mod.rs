@@ -5,6 +5,8 @@
 //!
 //! - `protocol.rs`: wire shapes, error codes, frame builders; `cbor.rs`: the same
 //!   messages as CBOR (the `gattway.cbor` subprotocol).
+//! - `accept.rs`: what the hub takes in (device ids, points), checked once for
+//!   every way in, against its bounds and what the store can read back.
 //! - `fanout.rs`: live delivery to subscribers, with the replay watermark.
 //! - `commands.rs`: the command router (status, priority, timeouts, restarts);
 //!   `command_request.rs`: a client's command, checked, as the record stored first.
@@ -19,6 +21,7 @@
 //! - `cluster.rs`: several instances as one hub (`[cluster]`): acting on what the
 //!   others say; `sequencer.rs`: their commits and ours to the fan-out in id order.
 
+pub mod accept;
 mod advert_feed;
 mod ble_feed;
 pub mod cbor;

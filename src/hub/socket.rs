@@ -219,10 +219,7 @@ async fn identify(hub: &Hub, link: &mut Link, hello: &mut Hello) -> Result<Role,
         (None, Some(d)) => d.clone(),
         (None, None) => return Err(Failure::params("a device connection needs device=ID in the URL")),
     };
-    if id.is_empty() || id.len() > 200 {
-        return Err(Failure::params("a device id is 1 to 200 characters"));
-    }
-    crate::store::check_text("a device id", &id)?;
+    super::accept::device_id(&id)?;
     Ok(Role::Device(id))
 }
 

@@ -11,9 +11,17 @@ use crate::store::{
 };
 
 /// A value as its two columns: `num` for numbers (and booleans as 0/1, which
-/// aggregates use), `value` JSON for everything that is not a plain number.
+/// aggregates use), `value` JSON for everything that is not a plain number. A
+/// whole number past 2^53, which a double cannot hold exactly, keeps its exact
+/// JSON beside the double, and is read back from it.
 pub(crate) fn encode_value(v: &Value) -> (Option<f64>, Option<String>) {
+    const EXACT: u64 = 1 << 53;
     match v {
+        Value::Number(n)
+            if n.as_u64().is_some_and(|u| u > EXACT) || n.as_i64().is_some_and(|i| i < -(EXACT as i64)) =>
+        {
+            (n.as_f64(), Some(v.to_string()))
+        }
         Value::Number(n) => (n.as_f64(), None),
         Value::Bool(b) => (Some(if *b { 1.0 } else { 0.0 }), Some(v.to_string())),
         other => (None, Some(other.to_string())),

@@ -1,0 +1,108 @@
+//! Whatever the hub accepts into its store, the store reads back. Each input is a
+//! hub message (JSON text, or CBOR when the first byte is odd); one the hub's door
+//! takes (a device's `telemetry`, a client's `command`) is stored through the real
+//! store and read back, and must come back as it went in: the same JSON, numbers
+//! compared by value (JSON does not tell `5.0` from `5`).
+//!
+//! The store is SQLite in memory, or the PostgreSQL database that
+//! `GATTWAY_FUZZ_POSTGRES` names (made empty for the run).
+#![no_main]
+
+use std::sync::{Arc, OnceLock};
+
+use gattway::hub::protocol::Incoming;
+use gattway::hub::{accept, CommandRequest, HubConfig};
+use gattway::store::{DeviceBatch, PointQuery, Store};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+struct Bed {
+    runtime: tokio::runtime::Runtime,
+    store: Arc<dyn Store>,
+    config: HubConfig,
+}
+
+fn bed() -> &'static Bed {
+    static BED: OnceLock<Bed> = OnceLock::new();
+    BED.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let url = std::env::var("GATTWAY_FUZZ_POSTGRES").unwrap_or_else(|_| "sqlite::memory:".into());
+        let store = runtime.block_on(gattway::store::open(&url)).expect("store");
+        Bed {
+            runtime,
+            store,
+            config: HubConfig::default(),
+        }
+    })
+}
+
+/// The same JSON, numbers compared by value.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+            (Some(x), Some(y), _, _) => x == y,
+            (_, _, Some(x), Some(y)) => x == y,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&first, rest)) = data.split_first() else { return };
+    let message = match first % 2 {
+        0 => std::str::from_utf8(rest).ok().and_then(|t| Incoming::parse(t).ok()),
+        _ => Incoming::parse_cbor(rest).ok(),
+    };
+    let Some(m) = message else { return };
+    let bed = bed();
+    bed.runtime.block_on(async {
+        match m.kind.as_str() {
+            "telemetry" => {
+                let device = m.device.clone().unwrap_or_else(|| "fuzz".into());
+                let (Ok(()), Some(points)) = (accept::device_id(&device), m.points) else { return };
+                let Ok(points) = accept::points(points, 1_700_000_000_000) else { return };
+                let before = bed.store.last_point_id().await.expect("last id");
+                let batch = DeviceBatch { device: device.as_str().into(), seq: None, points: points.clone() };
+                bed.store.append_telemetry(&[batch]).await.expect("accepted points are stored");
+                let query = PointQuery {
+                    after_id: Some(before),
+                    limit: 100_000,
+                    ..Default::default()
+                };
+                let back = bed.store.points(&query).await.expect("stored points read back");
+                assert_eq!(back.len(), points.len());
+                for (p, b) in points.iter().zip(&back) {
+                    assert_eq!((&p.key, p.ts, device.as_str()), (&b.key, b.ts, b.device.as_str()));
+                    assert!(same(&p.value, &b.value), "{} came back as {}", p.value, b.value);
+                }
+                bed.store.delete_points_before(i64::MAX).await.expect("clean up");
+            }
+            "command" => {
+                let (Some(device), Some(name)) = (m.device, m.name) else { return };
+                let request = CommandRequest {
+                    device,
+                    name,
+                    params: m.params,
+                    timeout: m.timeout,
+                    priority: m.priority,
+                    ttl: m.ttl,
+                };
+                let Ok(record) = request.into_record(&bed.config, None) else { return };
+                bed.store.insert_command(&record).await.expect("accepted commands are stored");
+                let back = bed.store.command(&record.id).await.expect("stored commands read back");
+                let back = back.expect("the command is there");
+                assert!(same(&record.params, &back.params), "{} came back as {}", record.params, back.params);
+                assert_eq!((&record.device, &record.name), (&back.device, &back.name));
+            }
+            _ => {}
+        }
+    });
+});

@@ -1,0 +1,47 @@
+//! What the hub takes in, checked once for every way in (`/hub` JSON and CBOR,
+//! REST, MQTT, the feeds): a device id, a telemetry message's points. Commands are
+//! checked where they become records ([`super::CommandRequest`]). Besides the
+//! hub's own bounds, everything here holds to what the store can keep and read
+//! back ([`crate::store::storable`]), so nothing is acknowledged that a later read,
+//! or the next start, would choke on.
+
+use super::protocol::{Failure, InPoint};
+use crate::store::{check_json, check_text, Point};
+
+/// Longest device id.
+pub const MAX_DEVICE_ID: usize = 200;
+/// Longest telemetry key.
+pub const MAX_KEY: usize = 200;
+
+/// A device id the hub will store and route by.
+pub fn device_id(id: &str) -> Result<(), Failure> {
+    if id.is_empty() || id.len() > MAX_DEVICE_ID {
+        return Err(Failure::params(format!(
+            "a device id is 1 to {MAX_DEVICE_ID} characters"
+        )));
+    }
+    Ok(check_text("a device id", id)?)
+}
+
+/// A telemetry message's points as the store gets them: at least one, each key
+/// bounded and storable, each value storable; `now` stands in for a missing `ts`.
+pub fn points(points: Vec<InPoint>, now: i64) -> Result<Vec<Point>, Failure> {
+    if points.is_empty() {
+        return Err(Failure::params("telemetry needs at least one point"));
+    }
+    points
+        .into_iter()
+        .map(|p| {
+            if p.key.is_empty() || p.key.len() > MAX_KEY {
+                return Err(Failure::params(format!("a key is 1 to {MAX_KEY} bytes")));
+            }
+            check_text("a key", &p.key)?;
+            check_json("a point's value", &p.value)?;
+            Ok(Point {
+                key: p.key,
+                value: p.value,
+                ts: p.ts.unwrap_or(now),
+            })
+        })
+        .collect()
+}
