@@ -139,6 +139,9 @@ pub struct Metrics {
     pub hub_dropped: Counter,
     pub hub_connection_log_dropped: Counter,
     pub hub_devices_online: Gauge,
+    /// Bytes of telemetry waiting for the writer (bounded by
+    /// `hub.writer_queue_bytes`).
+    pub hub_writer_queued_bytes: Gauge,
     pub hub_commands: Family<CommandStatusLabels, Counter>,
     radios: RadioGauges,
     sampler: Mutex<Sampler>,
@@ -342,6 +345,7 @@ impl Metrics {
         let hub_dropped = Counter::default();
         let hub_connection_log_dropped = Counter::default();
         let hub_devices_online = Gauge::default();
+        let hub_writer_queued_bytes = Gauge::default();
         let hub_commands = Family::<CommandStatusLabels, Counter>::default();
         r.register(
             "gattway_hub_points_stored",
@@ -372,6 +376,11 @@ impl Metrics {
             "gattway_hub_devices_online",
             "Hub devices connected now",
             hub_devices_online.clone(),
+        );
+        r.register(
+            "gattway_hub_writer_queued_bytes",
+            "Telemetry waiting for the store, in bytes (at most hub.writer_queue_bytes; senders past it wait)",
+            hub_writer_queued_bytes.clone(),
         );
         r.register(
             "gattway_hub_commands",
@@ -421,6 +430,7 @@ impl Metrics {
             hub_dropped,
             hub_connection_log_dropped,
             hub_devices_online,
+            hub_writer_queued_bytes,
             hub_commands,
             radios,
             sampler: Mutex::new(Sampler {

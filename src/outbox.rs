@@ -2,7 +2,11 @@
 //! work (subscriptions, fan-out, command routing) produces messages for a client.
 //! Events are dropped, and counted, when the client reads too slowly, so a slow
 //! reader never blocks a producer; replies are never dropped (at most one per
-//! request is ever queued). A `VecDeque` behind a mutex rather than a channel: a
+//! request is ever queued). A queue is bounded by its count and, when given one,
+//! by the bytes it holds ([`Outbox::with_byte_budget`]): a count alone let a slow
+//! reader hold thousands of large messages.
+//!
+//! A `VecDeque` behind a mutex rather than a channel: a
 //! tokio channel allocates its first block up front, which every idle connection
 //! would carry.
 
@@ -23,35 +27,70 @@ impl<T> Clone for Outbox<T> {
 }
 
 struct OutboxInner<T> {
-    queue: Mutex<VecDeque<T>>,
+    queue: Mutex<Queue<T>>,
     ready: Notify,
     /// Events dropped since the client was last told.
     lost: AtomicU64,
     /// Its connection was told to end (see [`Outbox::close`]).
     closed: AtomicBool,
     capacity: usize,
+    /// Bytes the queued messages may hold, and how a message is weighed; none:
+    /// only the count bounds it.
+    budget: Option<(usize, fn(&T) -> usize)>,
+}
+
+struct Queue<T> {
+    items: VecDeque<T>,
+    /// What the queued items weigh, when the outbox has a byte budget.
+    bytes: usize,
 }
 
 impl<T> Outbox<T> {
     pub fn new(capacity: usize) -> Self {
+        Self::build(capacity, None)
+    }
+
+    /// An outbox that also holds at most `max_bytes` of messages, as `weigh`
+    /// counts them. An event that would pass it is dropped (and counted) unless
+    /// the queue is empty: one message, however large, always gets through.
+    pub fn with_byte_budget(capacity: usize, max_bytes: usize, weigh: fn(&T) -> usize) -> Self {
+        Self::build(capacity, Some((max_bytes, weigh)))
+    }
+
+    fn build(capacity: usize, budget: Option<(usize, fn(&T) -> usize)>) -> Self {
         Outbox(Arc::new(OutboxInner {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                bytes: 0,
+            }),
             ready: Notify::new(),
             lost: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             capacity: capacity.max(1),
+            budget,
         }))
     }
 
-    /// Queues an event; false (and counted as lost) when the queue is full.
+    fn weight(&self, v: &T) -> usize {
+        self.0.budget.map_or(0, |(_, weigh)| weigh(v))
+    }
+
+    /// Queues an event; false (and counted as lost) when the queue is full, by
+    /// count or by bytes.
     pub fn event(&self, v: T) -> bool {
+        let weight = self.weight(&v);
         let mut q = lock(&self.0.queue);
-        if q.len() >= self.0.capacity {
+        let over_budget = self
+            .0
+            .budget
+            .is_some_and(|(max, _)| !q.items.is_empty() && q.bytes + weight > max);
+        if q.items.len() >= self.0.capacity || over_budget {
             drop(q);
             self.0.lost.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        q.push_back(v);
+        q.bytes += weight;
+        q.items.push_back(v);
         drop(q);
         self.0.ready.notify_one();
         true
@@ -64,7 +103,11 @@ impl<T> Outbox<T> {
 
     /// Queues a reply, whatever the queue holds.
     pub fn reply(&self, v: T) {
-        lock(&self.0.queue).push_back(v);
+        let weight = self.weight(&v);
+        let mut q = lock(&self.0.queue);
+        q.bytes += weight;
+        q.items.push_back(v);
+        drop(q);
         self.0.ready.notify_one();
     }
 
@@ -79,7 +122,12 @@ impl<T> Outbox<T> {
     }
 
     pub fn len(&self) -> usize {
-        lock(&self.0.queue).len()
+        lock(&self.0.queue).items.len()
+    }
+
+    /// What the queued messages weigh (0 without a byte budget).
+    pub fn bytes(&self) -> usize {
+        lock(&self.0.queue).bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -88,7 +136,10 @@ impl<T> Outbox<T> {
 
     /// The next queued message, if one is waiting.
     pub fn try_next(&self) -> Option<T> {
-        lock(&self.0.queue).pop_front()
+        let mut q = lock(&self.0.queue);
+        let v = q.items.pop_front()?;
+        q.bytes -= self.weight(&v);
+        Some(v)
     }
 
     /// Tells the connection that reads this queue to end: [`Outbox::next_or_closed`]
@@ -153,6 +204,23 @@ mod tests {
         });
         out.event(json!({"type": "NOTIFICATION", "n": 9}));
         assert_eq!(waiting.await.unwrap()["n"], 9, "a waiting reader wakes");
+    }
+
+    #[tokio::test]
+    async fn a_byte_budget_drops_what_would_pass_it_but_never_the_only_message() {
+        let out: Outbox<String> = Outbox::with_byte_budget(100, 10, String::len);
+        assert!(out.event("a".repeat(25)), "alone, however large");
+        assert!(!out.event("b".into()), "nothing past a full budget");
+        assert_eq!(out.next().await.len(), 25);
+        assert!(out.event("c".repeat(6)));
+        assert!(out.event("d".repeat(4)));
+        assert!(!out.event("e".into()), "6 + 4 + 1 > 10");
+        assert_eq!(out.bytes(), 10);
+        out.reply("f".repeat(20));
+        assert_eq!(out.bytes(), 30, "replies are never dropped, and count");
+        assert_eq!(out.take_lost(), 2);
+        while out.try_next().is_some() {}
+        assert_eq!(out.bytes(), 0);
     }
 
     #[tokio::test]

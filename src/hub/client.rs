@@ -45,7 +45,11 @@ pub(super) async fn run(
     let mut state = State {
         principal,
         batch,
-        out: Outbox::new(hub.config().client_queue),
+        out: Outbox::with_byte_budget(
+            hub.config().client_queue,
+            hub.config().client_queue_bytes,
+            Frame::weight,
+        ),
         subscriptions: Vec::new(),
     };
     let reason = serve(hub, link, &mut state, ends).await;

@@ -74,6 +74,12 @@ pub struct HubConfig {
     pub burst_per_connection: f64,
     /// Live messages waiting for a slow client before it loses some (`lagged`).
     pub client_queue: usize,
+    /// The same queue's bound in bytes: a client past either loses messages
+    /// (`lagged`, counted in `gattway_hub_dropped_total`).
+    pub client_queue_bytes: usize,
+    /// Telemetry waiting for the store, in bytes, from every device and feed
+    /// together; past it, senders wait (their acks come later), nothing is lost.
+    pub writer_queue_bytes: usize,
     /// A device should send something (a heartbeat at least) this often; one silent
     /// for `heartbeat_misses` intervals is offline.
     pub heartbeat_secs: f64,
@@ -120,6 +126,8 @@ impl Default for HubConfig {
             rate_per_connection: 1000.0,
             burst_per_connection: 2000.0,
             client_queue: 4096,
+            client_queue_bytes: 4 * 1024 * 1024,
+            writer_queue_bytes: 16 * 1024 * 1024,
             heartbeat_secs: 30.0,
             heartbeat_misses: 3,
             command_timeout_secs: 30.0,
@@ -255,26 +263,33 @@ impl Hub {
             let (link, sequencer) = (link.clone(), sequencer.clone());
             let stored = metrics.hub_points_stored.clone();
             let commits = metrics.hub_commits.clone();
-            TelemetryWriter::spawn(store.clone(), config.max_batch_points, 4096, move |c| {
-                let n: usize = c.batches.iter().map(|b| b.points.len()).sum();
-                stored.inc_by(n as u64);
-                commits.inc();
-                let last = c.first_id + n as i64 - 1;
-                match (&link, &sequencer) {
-                    (Some(link), Some(sequencer)) => {
-                        link.telemetry(&c);
-                        sequencer.offer(c);
+            TelemetryWriter::spawn(
+                store.clone(),
+                config.max_batch_points,
+                4096,
+                config.writer_queue_bytes,
+                metrics.hub_writer_queued_bytes.clone(),
+                move |c| {
+                    let n: usize = c.batches.iter().map(|b| b.points.len()).sum();
+                    stored.inc_by(n as u64);
+                    commits.inc();
+                    let last = c.first_id + n as i64 - 1;
+                    match (&link, &sequencer) {
+                        (Some(link), Some(sequencer)) => {
+                            link.telemetry(&c);
+                            sequencer.offer(c);
+                        }
+                        _ => fanout.publish(&c),
                     }
-                    _ => fanout.publish(&c),
-                }
-                committed_tx.send_if_modified(|v| {
-                    let newer = last > *v;
-                    if newer {
-                        *v = last;
-                    }
-                    newer
-                });
-            })
+                    committed_tx.send_if_modified(|v| {
+                        let newer = last > *v;
+                        if newer {
+                            *v = last;
+                        }
+                        newer
+                    });
+                },
+            )
         };
         let commands = Commands::start(
             store.clone(),

@@ -219,6 +219,12 @@ impl Frame {
         }))
     }
 
+    /// What a queue holding the frame is charged: its JSON (the CBOR, when made,
+    /// is about a third of it).
+    pub fn weight(&self) -> usize {
+        self.0.json.len()
+    }
+
     /// The JSON text's bytes.
     pub fn json(&self) -> &Bytes {
         &self.0.json

@@ -78,6 +78,20 @@ pub struct DeviceBatch {
     pub points: Vec<Point>,
 }
 
+impl DeviceBatch {
+    /// About what the batch holds in memory, in bytes: what a queue of batches
+    /// is bounded by.
+    pub fn weight(&self) -> usize {
+        const POINT: usize = std::mem::size_of::<Point>();
+        self.device.len()
+            + self
+                .points
+                .iter()
+                .map(|p| POINT + p.key.len() + storable::json_weight(&p.value))
+                .sum::<usize>()
+    }
+}
+
 /// What [`Store::append_telemetry`] did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Appended {

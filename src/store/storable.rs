@@ -46,6 +46,17 @@ pub fn check_json(field: &'static str, value: &Value) -> Result<(), Unstorable> 
     Ok(())
 }
 
+/// About the memory a JSON value holds, in bytes (its nodes and their text).
+pub fn json_weight(value: &Value) -> usize {
+    const NODE: usize = std::mem::size_of::<Value>();
+    NODE + match value {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(json_weight).sum(),
+        Value::Object(fields) => fields.iter().map(|(k, v)| k.len() + NODE + json_weight(v)).sum(),
+        _ => 0,
+    }
+}
+
 /// Checks text the store will keep in a text column of its own.
 pub fn check_text(field: &'static str, text: &str) -> Result<(), Unstorable> {
     match text.contains('\0') {

@@ -21,7 +21,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::sync::{mpsc, oneshot};
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::{DeviceBatch, Store, StoreError};
 use crate::sync::AbortOnDrop;
@@ -41,10 +42,26 @@ enum Msg {
     Submit {
         batch: DeviceBatch,
         done: oneshot::Sender<Result<(), String>>,
+        /// The batch's share of the byte budget, given back once it is stored
+        /// or refused.
+        room: Room,
     },
     /// The device reconnected: its batches are taken again. Answered once
     /// everything queued before it is done.
     Resume(Arc<str>, oneshot::Sender<()>),
+}
+
+/// A batch's bytes of the queue's budget, and the gauge that shows them.
+struct Room {
+    _permit: OwnedSemaphorePermit,
+    bytes: i64,
+    gauge: Gauge,
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        self.gauge.dec_by(self.bytes);
+    }
 }
 
 /// The last commit's failure, until a commit succeeds again.
@@ -58,25 +75,39 @@ pub struct Failing {
 #[derive(Clone)]
 pub struct TelemetryWriter {
     tx: mpsc::Sender<Msg>,
+    /// Bytes of telemetry that may wait for the writer: a count of submissions
+    /// alone let a few large ones hold what the store could not yet take.
+    budget: Arc<Semaphore>,
+    max_bytes: usize,
+    queued: Gauge,
     failing: Arc<Mutex<Option<Failing>>>,
     _task: Arc<AbortOnDrop>,
 }
 
 impl TelemetryWriter {
     /// Starts the writer. At most `max_points` go into one transaction; up to
-    /// `queue` submissions wait for it, and senders beyond that wait for room (so a
-    /// store that falls behind slows devices down rather than filling memory).
+    /// `queue` submissions, and `max_bytes` of them ([`DeviceBatch::weight`]),
+    /// wait for it, and senders beyond either wait for room (so a store that falls
+    /// behind slows devices down rather than filling memory). `queued` shows the
+    /// bytes waiting.
     pub fn spawn(
         store: Arc<dyn Store>,
         max_points: usize,
         queue: usize,
+        max_bytes: usize,
+        queued: Gauge,
         on_commit: impl Fn(Committed) + Send + Sync + 'static,
     ) -> Self {
+        // A semaphore counts at most u32::MAX permits at a time in one acquire.
+        let max_bytes = max_bytes.clamp(1, u32::MAX as usize);
         let (tx, rx) = mpsc::channel(queue.max(1));
         let failing = Arc::new(Mutex::new(None));
         let task = tokio::spawn(run(store, rx, max_points.max(1), failing.clone(), on_commit));
         TelemetryWriter {
             tx,
+            budget: Arc::new(Semaphore::new(max_bytes)),
+            max_bytes,
+            queued,
             failing,
             _task: Arc::new(AbortOnDrop(task)),
         }
@@ -90,8 +121,20 @@ impl TelemetryWriter {
     /// Queues a batch; the returned [`Ack`] resolves once it is committed.
     pub async fn submit(&self, batch: DeviceBatch) -> Result<Ack, StoreError> {
         let (done, ack) = oneshot::channel();
+        // A batch larger than the whole budget still goes, alone.
+        let bytes = batch.weight().clamp(1, self.max_bytes);
+        let permit = (self.budget.clone())
+            .acquire_many_owned(bytes as u32)
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        self.queued.inc_by(bytes as i64);
+        let room = Room {
+            _permit: permit,
+            bytes: bytes as i64,
+            gauge: self.queued.clone(),
+        };
         self.tx
-            .send(Msg::Submit { batch, done })
+            .send(Msg::Submit { batch, done, room })
             .await
             .map_err(|_| StoreError::WriterStopped)?;
         Ok(ack)
@@ -121,6 +164,8 @@ async fn run(
     let mut failed: HashSet<Arc<str>> = HashSet::new();
     let mut batches = Vec::new();
     let mut acks = Vec::new();
+    // What the gathered batches hold of the byte budget, until they are done.
+    let mut rooms = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         let mut points = 0;
@@ -130,16 +175,17 @@ async fn run(
                 // A resume ends the gathering: what came before it is committed (or
                 // failed) first, so a failure there cannot outlive the resume.
                 Msg::Resume(device, done) => resume = Some((device, done)),
-                Msg::Submit { batch, done } if failed.contains(&batch.device) => {
+                Msg::Submit { batch, done, .. } if failed.contains(&batch.device) => {
                     let _ = done.send(Err(
                         "an earlier batch of this device was not stored: reconnect and send again after last_seq"
                             .into(),
                     ));
                 }
-                Msg::Submit { batch, done } => {
+                Msg::Submit { batch, done, room } => {
                     points += batch.points.len();
                     batches.push(batch);
                     acks.push(done);
+                    rooms.push(room);
                 }
             }
             if points < max_points && resume.is_none() {
@@ -156,6 +202,7 @@ async fn run(
                     *failing = Some(Failing { error, since });
                 }
             }
+            rooms.clear();
         }
         if let Some((device, done)) = resume {
             failed.remove(&device);

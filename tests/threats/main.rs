@@ -8,5 +8,6 @@ mod common;
 mod control;
 mod hub_store;
 mod mcp;
+mod memory;
 mod secrets;
 mod sqlite_lock;
