@@ -117,15 +117,10 @@ impl Served {
     }
 }
 
-/// `gattway serve` on the simulator, with the hub on `database`, its simulator and
-/// advert feeds off, listening on `listen` (`127.0.0.1:0` for any port), with more
-/// environment from `env`. Returns the process and its address; stderr keeps being
-/// read, so the server never blocks on a full pipe.
-pub async fn serve_hub(
-    database: &str,
-    listen: &str,
-    env: &[(&str, &str)],
-) -> (tokio::process::Child, String) {
+/// `gattway serve` on the simulator with the hub's simulator and advert feeds off,
+/// listening on `listen` (`127.0.0.1:0` for any port), text logs; the store is the
+/// caller's to choose.
+pub fn hub_server_command(listen: &str) -> Command {
     let mut command = gattway();
     command
         .args([
@@ -137,10 +132,21 @@ pub async fn serve_hub(
             "--listen",
             listen,
         ])
-        .args(["--database", database])
         .env("GATTWAY_HUB_SIM_FEED", "false")
-        .env("GATTWAY_HUB_ADVERT_FEED", "false")
-        .envs(env.iter().copied());
+        .env("GATTWAY_HUB_ADVERT_FEED", "false");
+    command
+}
+
+/// [`hub_server_command`] with the hub on `database` and more environment from
+/// `env`. Returns the process and its address; stderr keeps being read, so the
+/// server never blocks on a full pipe.
+pub async fn serve_hub(
+    database: &str,
+    listen: &str,
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
+    let mut command = hub_server_command(listen);
+    command.args(["--database", database]).envs(env.iter().copied());
     let (child, mut lines) = reading_stderr(command);
     let addr = listening_addr(&wait_for_line(&mut lines, "listening on").await);
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });

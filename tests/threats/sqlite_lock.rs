@@ -5,29 +5,18 @@
 
 use serde_json::{json, Value};
 
-use crate::common::process::{gattway, listening_addr, reading_stderr, wait_for_line};
+use crate::common::process::{hub_server_command, listening_addr, reading_stderr, wait_for_line};
 use crate::common::*;
 
 /// `gattway serve` as a new user runs it: the default data directory (under this
 /// HOME), the simulator, any port.
 fn serve_in(home: &std::path::Path) -> tokio::process::Command {
-    let mut command = gattway();
+    let mut command = hub_server_command("127.0.0.1:0");
     command
         .env_remove("GATTWAY_DATABASE")
         .env_remove("XDG_DATA_HOME")
         .env_remove("STATE_DIRECTORY")
-        .env("HOME", home)
-        .env("GATTWAY_HUB_SIM_FEED", "false")
-        .env("GATTWAY_HUB_ADVERT_FEED", "false")
-        .args([
-            "--backend",
-            "sim",
-            "--log-format",
-            "text",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-        ]);
+        .env("HOME", home);
     command
 }
 
