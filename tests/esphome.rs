@@ -21,6 +21,7 @@ async fn start_proxy(gateway: &Gateway, noise_psk: &str) -> (u16, tokio_util::sy
         listen: format!("127.0.0.1:{port}"),
         noise_psk: noise_psk.into(),
         name: "gattway-test".into(),
+        ..Default::default()
     };
     tokio::spawn(esphome_proxy::serve(
         listener,

@@ -119,9 +119,12 @@ pub fn router(state: AppState) -> Router {
         settings = settings.with_telemetry(hub.writer().clone());
     }
     let mcp_service = mcp::http_service(state.gateway.clone(), settings, state.shutdown.clone());
+    let mcp_rate = limit::RateLimit::new(state.mcp.rate_per_principal, state.mcp.burst_per_principal);
     let mcp_routes = Router::new()
         .nest_service("/mcp", mcp_service)
         .layer(axum::middleware::from_fn(mcp::json_answers::prefer_json))
+        // Inside authentication, so the credential's subject is the caller.
+        .layer(axum::middleware::from_fn_with_state(mcp_rate, limit::limit))
         .layer(axum::middleware::from_fn_with_state(
             auth::Requirement {
                 auth: state.auth.clone(),
@@ -198,6 +201,8 @@ pub fn router(state: AppState) -> Router {
             state.guard.clone(),
             guard::check,
         ))
+        // Refusals included: a 403 page is framed no more than the dashboard.
+        .layer(axum::middleware::from_fn(crate::http::headers::security_headers))
         .layer(axum::middleware::from_fn(request_span))
 }
 

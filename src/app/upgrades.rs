@@ -63,7 +63,7 @@ pub(super) async fn control_socket(
         Ok(p) => p,
         Err(refusal) => return *refusal,
     };
-    let slot = state.control.slot();
+    let ticket = state.control.admit(state.guard.waiting(), principal.is_some());
     let max = state.control.config().max_message_bytes.max(1024) * 4;
     let (control, deadline, shutdown) = (
         state.control.clone(),
@@ -75,7 +75,7 @@ pub(super) async fn control_socket(
         write_buffer: 0,
     };
     state.upgrade.accept(ws, limits, None, move |socket| {
-        control::handle_socket(control, socket, principal, slot, deadline, shutdown)
+        control::handle_socket(control, socket, principal, ticket, deadline, shutdown)
     })
 }
 

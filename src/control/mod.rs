@@ -13,6 +13,7 @@ mod gatt;
 pub mod protocol;
 pub mod rest;
 mod scan;
+mod sessions;
 mod socket;
 
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 
 pub use self::socket::handle_socket;
 
@@ -35,7 +36,9 @@ use crate::sync::{lock, AbortOnDrop};
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ControlConfig {
-    /// Open control connections at once; more get CONNECTION_LIMIT_REACHED.
+    /// Open control connections at once; more get CONNECTION_LIMIT_REACHED. Only
+    /// connections that authenticated hold one (those still to authenticate wait
+    /// in `http.max_unauthenticated_websockets`).
     pub max_connections: usize,
     /// Requests a second one connection may make, sustained.
     pub rate_per_connection: f64,
@@ -49,6 +52,11 @@ pub struct ControlConfig {
     pub queue: usize,
     /// Lifetime of the session tokens AUTHENTICATED hands out.
     pub session_ttl_secs: u64,
+    /// Session tokens one credential holds at once; minting one more forgets its
+    /// oldest (any credential may send AUTHENTICATE as fast as it likes).
+    pub max_sessions_per_principal: usize,
+    /// Session tokens kept over all credentials; past it, the oldest is forgotten.
+    pub max_sessions: usize,
 }
 
 impl Default for ControlConfig {
@@ -62,6 +70,8 @@ impl Default for ControlConfig {
             max_message_bytes: 64 * 1024,
             queue: 1024,
             session_ttl_secs: 3600,
+            max_sessions_per_principal: 64,
+            max_sessions: 10_000,
         }
     }
 }
@@ -70,10 +80,9 @@ struct Inner {
     gateway: Gateway,
     auth: Arc<Authenticator>,
     config: ControlConfig,
-    slots: Arc<Semaphore>,
-    /// Session token → the principal it stands for, whose `expires_at` is when the
-    /// token expires (never after the credential it was issued for).
-    sessions: Mutex<HashMap<String, Principal>>,
+    slots: crate::http::ws::Slots,
+    /// The session tokens handed out, bounded per credential and in all.
+    sessions: Mutex<sessions::Sessions>,
     /// One bucket per credential over all its connections (and its REST calls).
     per_principal: RateLimit,
 }
@@ -86,11 +95,14 @@ impl Control {
     pub fn new(gateway: Gateway, auth: Arc<Authenticator>, config: ControlConfig) -> Self {
         let per_principal = RateLimit::new(config.rate_per_principal, config.burst_per_principal);
         Control(Arc::new(Inner {
-            slots: Arc::new(Semaphore::new(config.max_connections)),
+            slots: crate::http::ws::Slots::new(config.max_connections),
+            sessions: Mutex::new(sessions::Sessions::new(
+                config.max_sessions_per_principal,
+                config.max_sessions,
+            )),
             gateway,
             auth,
             config,
-            sessions: Mutex::new(HashMap::new()),
             per_principal,
         }))
     }
@@ -104,9 +116,15 @@ impl Control {
         self.0.per_principal.take(subject)
     }
 
-    /// A connection slot, or `None` when the limit is reached.
-    pub fn slot(&self) -> Option<OwnedSemaphorePermit> {
-        self.0.slots.clone().try_acquire_owned().ok()
+    /// A new connection's ticket: a slot when it is authenticated already (or
+    /// credentials are off), else a place in the door's `waiting` budget.
+    pub fn admit(
+        &self,
+        waiting: &crate::http::ws::Waiting,
+        authenticated: bool,
+    ) -> Result<crate::http::ws::Ticket, crate::http::ws::Full> {
+        let authenticated = authenticated || !self.0.auth.enabled();
+        self.0.slots.admit(waiting, authenticated)
     }
 }
 
@@ -177,15 +195,7 @@ impl Conn {
     fn authenticate(&mut self, req: &Request) -> Result<Option<Value>, Failure> {
         let inner = &self.control.0;
         let principal = if let Some(session) = req.opt_str("sessionToken")? {
-            let mut sessions = lock(&inner.sessions);
-            match sessions.get(session) {
-                Some(p) if !p.expired() => p.clone(),
-                Some(_) => {
-                    sessions.remove(session);
-                    return Err(AuthError::Expired.into());
-                }
-                None => return Err(AuthError::InvalidToken("unknown session token".into()).into()),
-            }
+            lock(&inner.sessions).get(session)?
         } else {
             let credential = req
                 .opt_str("apiKey")?
@@ -195,16 +205,11 @@ impl Conn {
         };
         let ttl_end = jsonwebtoken::get_current_timestamp() + inner.config.session_ttl_secs;
         let expires_at = principal.expires_at.map_or(ttl_end, |exp| exp.min(ttl_end));
-        let token = uuid::Uuid::new_v4().to_string();
-        {
-            let mut sessions = lock(&inner.sessions);
-            sessions.retain(|_, p| !p.expired());
-            let session = Principal {
-                expires_at: Some(expires_at),
-                ..principal.clone()
-            };
-            sessions.insert(token.clone(), session);
-        }
+        let session = Principal {
+            expires_at: Some(expires_at),
+            ..principal.clone()
+        };
+        let token = lock(&inner.sessions).mint(session);
         let scopes: Vec<&str> = principal.scopes.iter().map(|s| s.as_str()).collect();
         let out = reply(
             "AUTHENTICATED",

@@ -1,12 +1,12 @@
-//! One `/ws` connection from upgrade to close: the connection limit, the
-//! authentication deadline, then requests answered in order while the connection's
+//! One `/ws` connection from upgrade to close: the connection limit (a slot once
+//! authenticated, a place among those waiting before), the authentication deadline, then requests answered in order while the connection's
 //! queued events and link changes keep flowing.
 
 use std::collections::HashMap;
 use std::future::Future;
 
 use serde_json::{json, Value};
-use tokio::sync::{broadcast, OwnedSemaphorePermit};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -14,7 +14,7 @@ use super::protocol::{self, event, Code, Failure};
 use super::{Conn, Control, Outbox};
 use crate::auth::{AuthError, Principal};
 use crate::gateway::GatewayEvent;
-use crate::http::ws::{self, Closed, Connection, Deadline, Ends, Inbound};
+use crate::http::ws::{self, Closed, Connection, Deadline, Ends, Full, Inbound, Ticket};
 use crate::limits::TokenBucket;
 use crate::metrics::Endpoint;
 
@@ -25,7 +25,7 @@ pub fn handle_socket(
     control: Control,
     ws: ws::Socket,
     principal: Option<Principal>,
-    slot: Option<OwnedSemaphorePermit>,
+    ticket: Result<Ticket, Full>,
     auth_deadline: std::time::Duration,
     shutdown: CancellationToken,
 ) -> impl Future<Output = ()> + Send {
@@ -57,7 +57,7 @@ pub fn handle_socket(
         conn,
         ends,
         link_events,
-        slot,
+        ticket,
     };
     async move { socket.run().await }
 }
@@ -67,21 +67,15 @@ struct Socket {
     state: Conn,
     ends: Ends,
     link_events: broadcast::Receiver<GatewayEvent>,
-    slot: Option<OwnedSemaphorePermit>,
+    /// The connection's slot, or its place among those waiting to authenticate;
+    /// why it was turned away when it has neither.
+    ticket: Result<Ticket, Full>,
 }
 
 impl Socket {
     async fn run(&mut self) {
-        if self.slot.is_none() {
-            let f = Failure::new(
-                Code::ConnectionLimitReached,
-                format!(
-                    "at most {} control connections",
-                    self.state.control.config().max_connections
-                ),
-            );
-            let _ = self.send(&protocol::error(&Value::Null, &f)).await;
-            self.conn.close(1013, "connection limit reached").await;
+        if let Err(full) = self.ticket {
+            self.turn_away(full).await;
             return;
         }
         loop {
@@ -112,6 +106,16 @@ impl Socket {
                 }
             }
         }
+    }
+
+    /// CONNECTION_LIMIT_REACHED, then close (1013: try again later).
+    async fn turn_away(&mut self, full: Full) {
+        let f = Failure::new(
+            Code::ConnectionLimitReached,
+            format!("control connections: {full}"),
+        );
+        let _ = self.send(&protocol::error(&Value::Null, &f)).await;
+        self.conn.close(1013, "connection limit reached").await;
     }
 
     async fn send(&mut self, v: &Value) -> Result<(), Closed> {
@@ -173,10 +177,15 @@ impl Socket {
                     }
                 };
                 drop(work);
-                // AUTHENTICATE changed the credential: its deadline replaces the old.
+                // AUTHENTICATE changed the credential: its deadline replaces the old,
+                // and the connection now needs a slot of its own.
                 if self.state.principal.as_ref().map(|p| p.expires_at) != had {
                     let p = self.state.principal.as_ref();
                     self.ends.set(Deadline::of(None, p, Instant::now()));
+                    if let Err(full) = self.ticket.as_mut().map_or(Ok(()), Ticket::authenticated) {
+                        self.turn_away(full).await;
+                        return Err(Closed);
+                    }
                 }
                 answer
             }

@@ -1,11 +1,17 @@
 //! One device a client connected through the proxy: its requests run in order (a
 //! write then a read stays a write then a read), devices run side by side. The
 //! device is leased to the client's session, so other front ends get `busy` while
-//! Home Assistant holds it, as they would for any client.
+//! Home Assistant holds it, as they would for any client. A device the client
+//! leaves unused (no request, no notification) for `esphome.lease_idle_timeout_ms`
+//! is disconnected and its lease released: a client cannot hold it for ever.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::gatt::{att_error, Handles, CCCD};
 use crate::ble::esphome::api::proto::{
@@ -20,6 +26,8 @@ use crate::sync::AbortOnDrop;
 
 /// ESP_GATT_CONN_FAIL_ESTABLISH: a connect that did not succeed.
 const CONN_FAIL_ESTABLISH: i32 = 0x3e;
+/// ESP_GATT_CONN_TIMEOUT: the link was let go for want of use.
+const CONN_TIMEOUT: i32 = 0x08;
 /// Requests queued for one device before the session waits.
 const QUEUE: usize = 64;
 
@@ -44,7 +52,13 @@ pub(super) enum Request {
     },
 }
 
-pub(super) fn spawn(lease: Lease, address: u64, out: mpsc::Sender<Message>) -> mpsc::Sender<Request> {
+/// The device's actor; `idle`: how long it may go unused before it is let go.
+pub(super) fn spawn(
+    lease: Lease,
+    address: u64,
+    out: mpsc::Sender<Message>,
+    idle: Option<Duration>,
+) -> mpsc::Sender<Request> {
     let (tx, rx) = mpsc::channel(QUEUE);
     let device = Device {
         lease,
@@ -52,9 +66,36 @@ pub(super) fn spawn(lease: Lease, address: u64, out: mpsc::Sender<Message>) -> m
         out,
         handles: Handles::default(),
         notifying: HashMap::new(),
+        used: Arc::new(LastUse::new()),
     };
-    tokio::spawn(device.run(rx));
+    tokio::spawn(device.run(rx, idle));
     tx
+}
+
+/// When a device was last used, written by its actor and its notification
+/// forwarders alike.
+struct LastUse {
+    start: Instant,
+    /// Milliseconds from `start`.
+    at: AtomicU64,
+}
+
+impl LastUse {
+    fn new() -> LastUse {
+        LastUse {
+            start: Instant::now(),
+            at: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.at.store(ms, Ordering::Relaxed);
+    }
+
+    fn at(&self) -> Instant {
+        self.start + Duration::from_millis(self.at.load(Ordering::Relaxed))
+    }
 }
 
 struct Device {
@@ -64,11 +105,30 @@ struct Device {
     handles: Handles,
     /// Characteristic value handle → the task forwarding its notifications.
     notifying: HashMap<u32, AbortOnDrop>,
+    used: Arc<LastUse>,
 }
 
 impl Device {
-    async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
-        while let Some(request) = rx.recv().await {
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>, idle: Option<Duration>) {
+        loop {
+            let request = match idle {
+                None => rx.recv().await,
+                Some(idle) => tokio::select! {
+                    request = rx.recv() => request,
+                    _ = tokio::time::sleep_until(self.used.at() + idle) => {
+                        if self.used.at() + idle > Instant::now() {
+                            continue; // a notification came meanwhile
+                        }
+                        tracing::info!(device = %self.lease.id(), ?idle, "ESPHome client's device unused: letting it go");
+                        self.notifying.clear();
+                        let _ = self.lease.device().disconnect().await;
+                        self.connection(false, 0, CONN_TIMEOUT).await;
+                        return;
+                    }
+                },
+            };
+            let Some(request) = request else { break };
+            self.used.touch();
             if !self.handle(request).await {
                 return;
             }
@@ -206,12 +266,13 @@ impl Device {
             return Ok(());
         }
         let mut subscription = self.lease.device().subscribe(service, characteristic).await?;
-        let (out, address) = (self.out.clone(), self.address);
+        let (out, address, used) = (self.out.clone(), self.address, self.used.clone());
         let task = tokio::spawn(async move {
             while let Some(event) = subscription.recv().await {
                 let SubscriptionEvent::Notification(n) = event else {
                     continue;
                 };
+                used.touch();
                 let data = Message::BluetoothGattNotifyDataResponse(BluetoothGattNotifyDataResponse {
                     address,
                     handle,

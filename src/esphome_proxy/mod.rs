@@ -7,6 +7,12 @@
 //! one, only loopback clients are served, as the HTTP door serves only loopback
 //! without credentials.
 //!
+//! Limits, since the port may face a network and shares the process's file
+//! descriptors with HTTP: at most `esphome.max_connections` clients at once (more
+//! are closed at once); a client has `esphome.handshake_timeout_ms` from its
+//! connect to its hello (the Noise handshake included); and a device it holds
+//! through the proxy is let go after `esphome.lease_idle_timeout_ms` without use.
+//!
 //! - `session.rs`: one client: hello, device info, subscriptions, routing.
 //! - `device.rs`: one device a client connected, its requests in order.
 //! - `gatt.rs`: handles ↔ the gateway's UUIDs.
@@ -17,9 +23,11 @@ mod session;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::ble::esphome::api::{self, decode_psk, Psk};
@@ -37,6 +45,16 @@ pub struct EsphomeConfig {
     pub noise_psk: String,
     /// The proxy's name in Home Assistant.
     pub name: String,
+    /// Clients served at once; one more is closed as soon as it connects. Home
+    /// Assistant needs one per proxy.
+    pub max_connections: usize,
+    /// Time a client has from its connect to its hello (`HelloRequest`), the
+    /// Noise handshake included; a client silent that long is closed.
+    pub handshake_timeout_ms: u64,
+    /// A device a client connected through the proxy, used (a request, a
+    /// notification) by nothing for this long, is disconnected and its lease
+    /// released, so other front ends may have it; 0: never.
+    pub lease_idle_timeout_ms: u64,
 }
 
 impl Default for EsphomeConfig {
@@ -45,6 +63,9 @@ impl Default for EsphomeConfig {
             listen: String::new(),
             noise_psk: String::new(),
             name: "gattway".into(),
+            max_connections: 16,
+            handshake_timeout_ms: 10_000,
+            lease_idle_timeout_ms: 300_000,
         }
     }
 }
@@ -69,6 +90,8 @@ pub(crate) struct Settings {
     /// keys a proxy by its MAC.
     mac: String,
     psk: Option<Psk>,
+    /// `esphome.lease_idle_timeout_ms`; `None`: never.
+    lease_idle: Option<Duration>,
 }
 
 impl EsphomeConfig {
@@ -109,8 +132,12 @@ pub async fn serve(
     let settings = Arc::new(Settings {
         mac: mac_for(&config.name),
         psk: config.psk()?,
+        lease_idle: (config.lease_idle_timeout_ms > 0)
+            .then(|| Duration::from_millis(config.lease_idle_timeout_ms)),
         name: config.name,
     });
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let handshake_within = Duration::from_millis(config.handshake_timeout_ms.max(1));
     loop {
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -119,7 +146,7 @@ pub async fn serve(
                 Err(e) => {
                     // Out of descriptors, most likely: wait rather than spin.
                     tracing::warn!(error = %e, "ESPHome API accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -128,21 +155,30 @@ pub async fn serve(
             tracing::warn!(%peer, "ESPHome client refused: without esphome.noise_psk only loopback clients are served");
             continue;
         }
+        // Dropping the stream closes it: a client over the cap learns at once.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = config.max_connections, "ESPHome client refused: esphome.max_connections reached");
+            continue;
+        };
         let (gateway, settings, shutdown) = (gateway.clone(), settings.clone(), shutdown.clone());
+        let hello_by = tokio::time::Instant::now() + handshake_within;
         tokio::spawn(async move {
-            match api::accept(stream, settings.psk.as_ref(), &settings.name, &settings.mac).await {
-                Ok((reader, writer)) => {
-                    session::run(
-                        gateway,
-                        settings,
+            let _slot = slot;
+            let handshake = api::accept(stream, settings.psk.as_ref(), &settings.name, &settings.mac);
+            match tokio::time::timeout_at(hello_by, handshake).await {
+                Ok(Ok((reader, writer))) => {
+                    let client = session::Client {
                         reader,
                         writer,
-                        format!("esphome:{peer}"),
-                        shutdown,
-                    )
-                    .await
+                        holder: format!("esphome:{peer}"),
+                        hello_by,
+                    };
+                    session::run(gateway, settings, client, shutdown).await
                 }
-                Err(e) => tracing::warn!(%peer, error = %e, "ESPHome client's handshake failed"),
+                Ok(Err(e)) => tracing::warn!(%peer, error = %e, "ESPHome client's handshake failed"),
+                Err(_) => {
+                    tracing::warn!(%peer, "ESPHome client's handshake took too long (esphome.handshake_timeout_ms)")
+                }
             }
         });
     }

@@ -31,14 +31,29 @@ const CONN_NONE: i32 = 0x0101;
 /// ESP_GATT_CONN_TERMINATE_PEER_USER: the link dropped.
 const CONN_TERMINATED: i32 = 0x13;
 
+/// A client whose handshake is done.
+pub(super) struct Client {
+    pub reader: MessageReader,
+    pub writer: MessageWriter,
+    /// Who holds the leases: `esphome:<peer address>`.
+    pub holder: String,
+    /// The hello must have come by then (`esphome.handshake_timeout_ms` from the
+    /// connect).
+    pub hello_by: tokio::time::Instant,
+}
+
 pub(super) async fn run(
     gateway: Gateway,
     settings: Arc<Settings>,
-    mut reader: MessageReader,
-    writer: MessageWriter,
-    holder: String,
+    client: Client,
     shutdown: CancellationToken,
 ) {
+    let Client {
+        mut reader,
+        writer,
+        holder,
+        hello_by,
+    } = client;
     let (out, out_rx) = mpsc::channel(OUT_QUEUE);
     let writer = tokio::spawn(writer.pump(out_rx));
     let mut events = gateway.events();
@@ -50,9 +65,14 @@ pub(super) async fn run(
         devices: HashMap::new(),
         adverts: None,
         report_slots: false,
+        greeted: false,
     };
     loop {
         tokio::select! {
+            _ = tokio::time::sleep_until(hello_by), if !session.greeted => {
+                tracing::warn!(client = %session.holder, "ESPHome client sent no hello in time (esphome.handshake_timeout_ms)");
+                break;
+            }
             _ = shutdown.cancelled() => {
                 session.send(Message::DisconnectRequest(DisconnectRequest {})).await;
                 break;
@@ -93,6 +113,8 @@ struct Session {
     /// The advertisement subscription's forwarder.
     adverts: Option<AbortOnDrop>,
     report_slots: bool,
+    /// The client said hello (within its handshake deadline).
+    greeted: bool,
 }
 
 impl Session {
@@ -100,6 +122,7 @@ impl Session {
     async fn handle(&mut self, message: Message) -> bool {
         match message {
             Message::HelloRequest(hello) => {
+                self.greeted = true;
                 tracing::info!(client = %self.holder, info = %hello.client_info, "ESPHome client connected");
                 let (major, minor) = api::API_VERSION;
                 self.send(Message::HelloResponse(HelloResponse {
@@ -203,7 +226,7 @@ impl Session {
                 let id = device_id_of(r.address);
                 match self.gateway.lease(&id, &self.holder, false) {
                     Ok(lease) => {
-                        let tx = device::spawn(lease, r.address, self.out.clone());
+                        let tx = device::spawn(lease, r.address, self.out.clone(), self.settings.lease_idle);
                         let _ = tx.send(Request::Connect).await;
                         self.devices.insert(r.address, tx);
                     }

@@ -38,6 +38,11 @@ pub struct HttpConfig {
     /// has to authenticate in-band (`/ws` AUTHENTICATE, `/hub` `auth`) before it
     /// is closed (1008). It sees no events meanwhile.
     pub auth_deadline_ms: u64,
+    /// WebSockets waiting to authenticate in-band at once, over every front end.
+    /// They hold none of a front end's slots (`control.max_connections`), so
+    /// sockets that never authenticate cannot keep an authenticated client out;
+    /// past this budget, a socket without a credential at the upgrade is refused.
+    pub max_unauthenticated_websockets: usize,
 }
 
 impl Default for HttpConfig {
@@ -48,17 +53,31 @@ impl Default for HttpConfig {
             max_connections: 25_000,
             header_read_timeout_ms: 10_000,
             auth_deadline_ms: 10_000,
+            max_unauthenticated_websockets: 256,
         }
     }
 }
 
-/// The allow-lists, shared by the middleware and the WebSocket upgrades.
-#[derive(Clone, Debug, Default)]
-pub struct Guard(Arc<HttpConfig>);
+/// The allow-lists, shared by the middleware and the WebSocket upgrades, and the
+/// budget of WebSockets waiting to authenticate.
+#[derive(Clone, Debug)]
+pub struct Guard(Arc<HttpConfig>, super::ws::Waiting);
+
+impl Default for Guard {
+    fn default() -> Self {
+        Guard::new(HttpConfig::default())
+    }
+}
 
 impl Guard {
     pub fn new(config: HttpConfig) -> Self {
-        Guard(Arc::new(config))
+        let waiting = super::ws::Waiting::new(config.max_unauthenticated_websockets);
+        Guard(Arc::new(config), waiting)
+    }
+
+    /// The places of WebSockets waiting to authenticate, shared by every front end.
+    pub fn waiting(&self) -> &super::ws::Waiting {
+        &self.1
     }
 
     pub fn config(&self) -> &HttpConfig {

@@ -5,12 +5,14 @@
 //! - `guard.rs`: `Host` and `Origin` checks on every route, and the `[http]` table.
 //! - `auth.rs`: credentials on routes and at WebSocket upgrades.
 //! - `limit.rs`: per-caller rate limits for HTTP routes.
+//! - `headers.rs`: the browser's rules on every response (CSP, no framing, no sniffing).
 //! - `ws/`: the WebSocket connection layer: the handshake and its limits, one
 //!   `Connection` type, deadlines, metrics, close.
 //! - `server.rs`: the accept loop, with a connection cap and a header deadline.
 
 pub mod auth;
 pub mod guard;
+pub mod headers;
 pub mod limit;
 pub mod server;
 pub mod ws;

@@ -5,7 +5,11 @@
 //!   in the socket), so a flood of idle sockets cannot exhaust memory or file
 //!   descriptors; past the cap, new ones wait in the kernel's backlog.
 //! - A deadline for a request's headers (`http.header_read_timeout_ms`), so a
-//!   client trickling bytes (slowloris) cannot hold a slot for ever.
+//!   client trickling bytes (slowloris) cannot hold a slot for ever. It runs from
+//!   the moment a connection is accepted: before hyper's own header timer starts,
+//!   the first bytes are read to tell HTTP/2 from HTTP/1, and a client that sends
+//!   nothing (or half of HTTP/2's preface) must not wait there without end. A
+//!   connection whose first request has not arrived by then is closed.
 //!
 //! Shutdown: stop accepting, ask every connection to finish its request in flight,
 //! and wait for them (WebSockets end on the shutdown token their front end watches).
@@ -15,6 +19,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -89,6 +94,7 @@ pub async fn run(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(config.header_read_timeout_ms.max(1)));
     let builder = Arc::new(builder);
+    let first_request_within = Duration::from_millis(config.header_read_timeout_ms.max(1));
     let (stop_tx, stop_rx) = watch::channel(());
     tokio::pin!(shutdown);
     loop {
@@ -119,6 +125,7 @@ pub async fn run(
             io,
             remote,
             app.clone(),
+            first_request_within,
             stop_rx.clone(),
         ));
     }
@@ -137,9 +144,15 @@ async fn connection(
     io: TokioIo<Slotted>,
     remote: SocketAddr,
     app: Router,
+    first_request_within: Duration,
     mut stop: watch::Receiver<()>,
 ) {
+    // Set by the first request: from then on hyper's timers (and the route's own
+    // limits) hold the connection to account.
+    let served = Arc::new(AtomicBool::new(false));
+    let seen = served.clone();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        seen.store(true, Ordering::Relaxed);
         req.extensions_mut().insert(ConnectInfo(remote));
         let mut app = app.clone();
         async move {
@@ -152,14 +165,26 @@ async fn connection(
     });
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
-    tokio::select! {
-        result = conn.as_mut() => {
-            if let Err(e) = result {
-                tracing::trace!(error = %e, "connection ended with an error");
+    let first_request = tokio::time::sleep(first_request_within);
+    tokio::pin!(first_request);
+    let mut waiting_for_first = true;
+    loop {
+        tokio::select! {
+            result = conn.as_mut() => {
+                if let Err(e) = result {
+                    tracing::trace!(error = %e, "connection ended with an error");
+                }
+                return;
             }
-            return;
+            _ = stop.changed() => break,
+            _ = first_request.as_mut(), if waiting_for_first => {
+                if !served.load(Ordering::Relaxed) {
+                    tracing::debug!(%remote, "no request within the header deadline; closing");
+                    return;
+                }
+                waiting_for_first = false;
+            }
         }
-        _ = stop.changed() => {}
     }
     conn.as_mut().graceful_shutdown();
     if let Err(e) = conn.await {

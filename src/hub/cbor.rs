@@ -106,6 +106,8 @@ pub enum CborError {
     UnknownType(i128),
     #[error("{0} have no JSON form; the hub carries JSON values")]
     Unsupported(&'static str),
+    #[error("more than {MAX_ITEMS} CBOR items (a map counts {MAP_WEIGHT}): split the message")]
+    TooManyItems,
 }
 
 /// How deep a CBOR message may nest, as serde_json allows a JSON one: the
@@ -115,6 +117,7 @@ const MAX_NESTING: usize = 128;
 
 /// A message read from CBOR, as the JSON the hub handles.
 pub fn decode(bytes: &[u8]) -> Result<Json, CborError> {
+    within_item_budget(bytes)?;
     let v: Cbor = ciborium::de::from_reader_with_recursion_limit(bytes, MAX_NESTING)
         .map_err(|e| CborError::Syntax(e.to_string()))?;
     message_from(v)
@@ -283,6 +286,103 @@ fn data_from(v: Cbor) -> Result<Json, CborError> {
     })
 }
 
+/// Items one message may hold, counted before any is built. Decoding costs memory
+/// per item, not per byte: a null is one byte on the wire and some 64 in the
+/// values built from it (CBOR's, then JSON's), so 1 MiB of nulls (a deflated
+/// frame of 1 KiB) would cost tens of MiB before the sender is even
+/// authenticated. At most this many items, the decoded message costs a few MiB
+/// whatever its shape; a telemetry batch of ~10,000 points fits.
+const MAX_ITEMS: usize = 1 << 17;
+/// What a map counts for: JSON makes a tree node (hundreds of bytes) of each.
+const MAP_WEIGHT: usize = 8;
+/// Containers open at once in the count; deeper is refused, as ciborium refuses it.
+const MAX_SCAN_DEPTH: usize = 256;
+
+/// Counts the message's items from their headers alone (no value is built, text
+/// and byte strings are skipped) and refuses one over [`MAX_ITEMS`].
+fn within_item_budget(bytes: &[u8]) -> Result<(), CborError> {
+    use ciborium_ll::{Decoder, Header};
+    let syntax = |what: &str| CborError::Syntax(what.to_string());
+    let mut decoder = Decoder::from(bytes);
+    // Items still to come in each open container; `None`: until its break.
+    let mut open: Vec<Option<u64>> = Vec::new();
+    let mut cost = 0usize;
+    loop {
+        let header = decoder
+            .pull()
+            .map_err(|_| syntax("malformed or truncated CBOR"))?;
+        cost += match header {
+            Header::Map(Some(n)) if n > 0 => 1 + MAP_WEIGHT,
+            Header::Map(None) => 1 + MAP_WEIGHT,
+            _ => 1,
+        };
+        if cost > MAX_ITEMS {
+            return Err(CborError::TooManyItems);
+        }
+        // Whether this header completes an item of the container around it.
+        let complete = match header {
+            Header::Bytes(Some(len)) | Header::Text(Some(len)) => {
+                skip(&mut decoder, len).map_err(|_| syntax("a string runs past the message"))?;
+                true
+            }
+            Header::Array(Some(0)) | Header::Map(Some(0)) => true,
+            Header::Array(Some(n)) => open_container(&mut open, Some(n as u64))?,
+            Header::Map(Some(n)) => open_container(&mut open, Some((n as u64).saturating_mul(2)))?,
+            Header::Array(None) | Header::Map(None) | Header::Bytes(None) | Header::Text(None) => {
+                open_container(&mut open, None)?
+            }
+            Header::Tag(_) => open_container(&mut open, Some(1))?,
+            Header::Break => match open.pop() {
+                Some(None) => true,
+                _ => return Err(syntax("a break outside an indefinite-length item")),
+            },
+            Header::Positive(_) | Header::Negative(_) | Header::Float(_) | Header::Simple(_) => true,
+        };
+        if complete && close_completed(&mut open) {
+            return Ok(());
+        }
+    }
+}
+
+/// Opens a container: never completes its parent's item by itself.
+fn open_container(open: &mut Vec<Option<u64>>, items: Option<u64>) -> Result<bool, CborError> {
+    if open.len() >= MAX_SCAN_DEPTH {
+        return Err(CborError::Syntax("nested too deep".into()));
+    }
+    open.push(items);
+    Ok(false)
+}
+
+/// One item of the innermost container is complete; closes every container
+/// that thereby completes. True when the outermost item is complete.
+fn close_completed(open: &mut Vec<Option<u64>>) -> bool {
+    loop {
+        match open.last_mut() {
+            None => return true,
+            Some(None) => return false,
+            Some(Some(left)) => {
+                *left -= 1;
+                if *left > 0 {
+                    return false;
+                }
+                open.pop();
+            }
+        }
+    }
+}
+
+/// Skips `len` bytes of a string's body.
+fn skip(decoder: &mut ciborium_ll::Decoder<&[u8]>, mut len: usize) -> Result<(), ()> {
+    use ciborium_io::Read;
+    let mut buf = [0u8; 256];
+    while len > 0 {
+        let n = len.min(buf.len());
+        decoder.read_exact(&mut buf[..n]).map_err(|_| ())?;
+        len -= n;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,5 +451,42 @@ mod tests {
             decode(&at(5, Cbor::Float(f64::NAN))),
             Err(CborError::Unsupported(_))
         ));
+    }
+
+    #[test]
+    fn items_are_counted_before_any_is_built() {
+        // {5: [null; n]}, definite and indefinite.
+        let nulls = |n: usize, definite: bool| {
+            let mut b = vec![0xa1, 0x05];
+            if definite {
+                b.extend_from_slice(&[0x9a]);
+                b.extend_from_slice(&(n as u32).to_be_bytes());
+            } else {
+                b.push(0x9f);
+            }
+            b.extend(vec![0xf6; n]);
+            if !definite {
+                b.push(0xff);
+            }
+            b
+        };
+        for definite in [true, false] {
+            assert_eq!(decode(&nulls(1 << 20, definite)), Err(CborError::TooManyItems));
+            assert!(decode(&nulls(1000, definite)).is_ok());
+        }
+        // A message with strings, tags and nested maps scans to its end.
+        let m = json!({"type": "telemetry", "points": [{"key": "t", "value": {"a": [1, "x", null]}}]});
+        assert_eq!(decode(&encode(&m)).unwrap(), m);
+        // Truncated: the scan says so.
+        let whole = encode(&m);
+        assert!(matches!(
+            decode(&whole[..whole.len() - 1]),
+            Err(CborError::Syntax(_))
+        ));
+        // Deep nesting is refused before the stack grows.
+        let mut deep = vec![0xa1, 0x05];
+        deep.extend(vec![0x81; 100_000]);
+        deep.push(0xf6);
+        assert!(matches!(decode(&deep), Err(CborError::Syntax(_))));
     }
 }

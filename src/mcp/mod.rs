@@ -62,7 +62,7 @@ pub enum WritePolicy {
 }
 
 /// The `[mcp]` table of the config file.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct McpConfig {
     /// `auto`, `on` or `off`; `--mcp-read-only` sets `off`.
@@ -72,6 +72,23 @@ pub struct McpConfig {
     /// A folder of device profiles (`*.toml`) added to the built-in ones; empty:
     /// the built-ins only.
     pub profiles_dir: std::path::PathBuf,
+    /// Requests a second to `/mcp` one credential (or one peer address, without
+    /// credentials) may make, sustained, and the burst above it; more get 429.
+    /// Each tool call may drive the radio: one caller must not starve the others.
+    pub rate_per_principal: f64,
+    pub burst_per_principal: f64,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            writes: WritePolicy::default(),
+            write_allow_list: Vec::new(),
+            profiles_dir: std::path::PathBuf::new(),
+            rate_per_principal: 50.0,
+            burst_per_principal: 100.0,
+        }
+    }
 }
 
 impl McpConfig {

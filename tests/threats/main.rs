@@ -6,8 +6,13 @@
 mod common;
 
 mod control;
+mod device_list;
+mod esphome;
+mod http;
+mod hub_cbor;
 mod hub_store;
 mod mcp;
+mod mcp_http;
 mod memory;
 mod secrets;
 mod sqlite_lock;

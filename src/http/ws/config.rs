@@ -28,6 +28,10 @@ pub struct WebSocketConfig {
     /// inflater per connection). Off: clients are asked to compress each message
     /// alone.
     pub client_context_takeover: bool,
+    /// Time a client has to send every fragment of a fragmented message, from its
+    /// first; a fragment that arrives later closes the socket (1002), so a message
+    /// trickled a fragment at a time cannot hold its buffer for ever.
+    pub fragment_timeout_ms: u64,
 }
 
 impl Default for WebSocketConfig {
@@ -38,6 +42,7 @@ impl Default for WebSocketConfig {
             deflate_level: 1,
             server_context_takeover: true,
             client_context_takeover: true,
+            fragment_timeout_ms: 10_000,
         }
     }
 }

@@ -98,11 +98,17 @@ impl Connection {
     /// The next message from the client; pings and pongs are answered by the
     /// socket itself and skipped. Cancel-safe: nothing is lost if another branch
     /// of a `select!` wins. A text message that is not UTF-8 closes the
-    /// connection (1007), as RFC 6455 asks.
+    /// connection (1007), as RFC 6455 asks; a fragment that comes after
+    /// `websocket.fragment_timeout_ms` from its message's first closes it (1008).
     pub async fn recv(&mut self) -> Inbound {
         loop {
             let (opcode, _, payload) = match self.ws.next_frame().await {
                 Ok(frame) => frame.into_parts(),
+                Err(yawc::WebSocketError::FragmentTimeout) => {
+                    self.close(super::POLICY, "a fragmented message took too long")
+                        .await;
+                    return Inbound::Closed;
+                }
                 Err(_) => return Inbound::Closed,
             };
             let len = payload.len();

@@ -11,7 +11,10 @@
 //!   text), the per-connection rate limit, the close frame;
 //! - [`Ends`] (`deadline.rs`): what ends a connection from the server's side: an
 //!   authentication deadline, a credential's expiry, the server shutting down;
-//! - [`Meter`] (`meter.rs`): the endpoint's gauge and message counters.
+//! - [`Meter`] (`meter.rs`): the endpoint's gauge and message counters;
+//! - [`Slots`] (`admission.rs`): a front end's connection slots, held only by
+//!   connections that authenticated; those still to authenticate wait in the
+//!   door's own budget.
 //!
 //! The sockets are yawc's: tungstenite, under axum, cannot compress.
 //!
@@ -19,6 +22,7 @@
 //! runs it through `&mut self`, so an idle connection's task holds one copy of it
 //! (an `async fn`'s arguments would be kept twice).
 
+mod admission;
 mod config;
 mod connection;
 mod deadline;
@@ -28,6 +32,7 @@ mod upgrade;
 use yawc::close::CloseCode;
 use yawc::Frame;
 
+pub use self::admission::{Full, Slots, Ticket, Waiting};
 pub use self::config::WebSocketConfig;
 pub use self::connection::{Closed, Connection, Inbound, Out};
 pub use self::deadline::{Deadline, End, Ends};

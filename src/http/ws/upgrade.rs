@@ -40,6 +40,8 @@ pub struct Limits {
 #[derive(Clone, Debug)]
 pub struct Upgrade {
     deflate: Option<DeflateOptions>,
+    /// `websocket.fragment_timeout_ms`.
+    fragment_timeout: std::time::Duration,
 }
 
 impl Default for Upgrade {
@@ -61,7 +63,10 @@ impl Upgrade {
             }
             d
         });
-        Upgrade { deflate }
+        Upgrade {
+            deflate,
+            fragment_timeout: std::time::Duration::from_millis(config.fragment_timeout_ms.max(1)),
+        }
     }
 
     /// Answers the handshake and runs `run(socket)` once it completes.
@@ -84,7 +89,8 @@ impl Upgrade {
             .with_limits(max, max)
             .with_read_buffer_capacity(READ_BUFFER)
             .with_write_buffer_capacity(0)
-            .with_backpressure_boundary(limits.write_buffer);
+            .with_backpressure_boundary(limits.write_buffer)
+            .with_fragment_timeout(self.fragment_timeout);
         options.compression = self.deflate.clone();
         let (response, socket) = match request.upgrade(options) {
             Ok(r) => r,
