@@ -46,6 +46,9 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// The device hub at `/hub` (with its REST routes), when a store is configured.
     pub hub: Option<Hub>,
+    /// `/hub`'s connection slots (`hub.max_connections`), held by connections
+    /// that authenticated; those still to authenticate wait in the door's budget.
+    pub hub_slots: crate::http::ws::Slots,
     /// `Host` and `Origin` allow-lists and connection limits (`[http]`).
     pub guard: Guard,
     /// How WebSockets are accepted: compression (`[websocket]`).
@@ -76,6 +79,7 @@ impl AppState {
             mcp,
             auth,
             hub: None,
+            hub_slots: crate::http::ws::Slots::new(0),
             guard: Guard::default(),
             upgrade: Default::default(),
             profiles: Arc::new(ProfileSet::builtin()),
@@ -103,6 +107,7 @@ impl AppState {
 
     /// Mounts the device hub.
     pub fn with_hub(mut self, hub: Hub) -> Self {
+        self.hub_slots = crate::http::ws::Slots::new(hub.config().max_connections);
         self.hub = Some(hub);
         self
     }

@@ -110,7 +110,9 @@ pub(super) async fn hub_socket(
         cbor: protocol.is_some(),
         auth_deadline: state.guard.auth_deadline(),
     };
-    let slot = hub.slot();
+    // Without auth configured every connection counts as authenticated.
+    let authenticated = hello.principal.is_some() || !state.auth.enabled();
+    let ticket = state.hub_slots.admit(state.guard.waiting(), authenticated);
     let max = hub.config().max_message_bytes.max(1024) * 2;
     let shutdown = state.shutdown.clone();
     // Frames a client is sent back to back are written together; the buffer
@@ -120,6 +122,6 @@ pub(super) async fn hub_socket(
         write_buffer: HUB_WRITE_BUFFER,
     };
     state.upgrade.accept(ws, limits, protocol, move |socket| {
-        device_hub::handle_socket(hub, socket, hello, slot, shutdown)
+        device_hub::handle_socket(hub, socket, hello, ticket, shutdown)
     })
 }

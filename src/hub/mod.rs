@@ -44,7 +44,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use self::ble_feed::{BleCommand, BleTelemetry};
 pub use self::command_request::CommandRequest;
@@ -193,7 +192,6 @@ struct Inner {
     connections: Arc<ConnectionLog>,
     auth: Arc<Authenticator>,
     metrics: Arc<Metrics>,
-    slots: Arc<Semaphore>,
     /// The id of the last point committed: exporters (MQTT) wait on it.
     committed: tokio::sync::watch::Receiver<i64>,
     /// Hub ids of BLE devices whose commands become BLE writes: the configured
@@ -322,7 +320,6 @@ impl Hub {
             ));
         }
         let hub = Hub(Arc::new(Inner {
-            slots: Arc::new(Semaphore::new(config.max_connections)),
             committed,
             config: config.clone(),
             store,
@@ -392,11 +389,6 @@ impl Hub {
 
     pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.0.metrics
-    }
-
-    /// A connection slot, or `None` when the limit is reached.
-    pub(crate) fn slot(&self) -> Option<OwnedSemaphorePermit> {
-        self.0.slots.clone().try_acquire_owned().ok()
     }
 
     /// Whether `principal` may command `device`: its device list must admit the

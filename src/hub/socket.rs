@@ -3,7 +3,6 @@
 //! client), the connection log, then the role's message loop.
 
 use serde_json::json;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -11,7 +10,7 @@ use super::link::{Link, Read};
 use super::protocol::{self, Code, Failure};
 use super::{client, device, Hub};
 use crate::auth::{Principal, Scope};
-use crate::http::ws::{self, Connection, Deadline, Ends};
+use crate::http::ws::{self, Connection, Deadline, Ends, Full, Ticket};
 use crate::limits::TokenBucket;
 use crate::metrics::Endpoint;
 use crate::store::{now_ms, ConnectionRecord};
@@ -51,7 +50,7 @@ pub fn handle_socket(
     hub: Hub,
     ws: ws::Socket,
     hello: Hello,
-    slot: Option<OwnedSemaphorePermit>,
+    ticket: Result<Ticket, Full>,
     shutdown: CancellationToken,
 ) -> impl std::future::Future<Output = ()> + Send {
     let c = hub.config();
@@ -69,7 +68,7 @@ pub fn handle_socket(
         hub,
         hello: Some(Box::new(hello)),
         principal: None,
-        slot,
+        ticket,
         ends: Ends::new(Deadline::None, shutdown),
     };
     async move { socket.run().await }
@@ -84,7 +83,9 @@ struct Socket {
     /// Boxed: 8 bytes in every task rather than 88, most of them for connections
     /// without a credential (and devices, which need none once identified).
     principal: Option<Box<Principal>>,
-    slot: Option<OwnedSemaphorePermit>,
+    /// A slot of `hub.max_connections` once authenticated; before, a place in
+    /// the door's budget of sockets waiting to authenticate.
+    ticket: Result<Ticket, Full>,
     ends: Ends,
 }
 
@@ -119,12 +120,9 @@ impl Socket {
     /// turned away.
     async fn open(&mut self) -> Option<Opened> {
         let (hub, link) = (&self.hub, &mut self.link);
-        if self.slot.is_none() {
-            let f = Failure::new(
-                Code::RateLimited,
-                format!("at most {} hub connections", hub.config().max_connections),
-            );
-            link.turn_away(&f, 1013, "connection limit reached").await;
+        let full = |full: Full| Failure::new(Code::RateLimited, format!("hub connections: {full}"));
+        if let Err(f) = &self.ticket {
+            link.turn_away(&full(*f), 1013, "connection limit reached").await;
             return None;
         }
         let mut hello = self.hello.take()?;
@@ -135,6 +133,11 @@ impl Socket {
                 return None;
             }
         };
+        // Authenticated now: from the waiting budget to one of the hub's slots.
+        if let Err(f) = self.ticket.as_mut().map_or(Ok(()), Ticket::authenticated) {
+            link.turn_away(&full(f), 1013, "connection limit reached").await;
+            return None;
+        }
         let (role_name, device) = match &role {
             Role::Device(d) => ("device", Some(d.clone())),
             Role::Client => ("client", None),

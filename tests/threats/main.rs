@@ -10,6 +10,7 @@ mod device_list;
 mod esphome;
 mod http;
 mod hub_cbor;
+mod hub_socket;
 mod hub_store;
 mod mcp;
 mod mcp_http;
