@@ -62,26 +62,23 @@ async fn subscriber(filter: &str) -> (AsyncClient, mpsc::UnboundedReceiver<(Stri
     (client, rx)
 }
 
-/// What an anonymous client on the broker can do: `mosquitto_pub` at QoS 1, which
-/// returns once the broker has acknowledged (and so routed) the message.
+/// What an anonymous client on the broker can do (`mosquitto_pub -q 1`): publish
+/// at QoS 1, returning once the broker has acknowledged, and so routed, it.
 async fn anonymous_publish(topic: &str, payload: &str) {
-    let status = tokio::process::Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            "1883",
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-m",
-            payload,
-        ])
-        .status()
+    let (client, mut events) = AsyncClient::new(MqttOptions::new(unique("anon"), "127.0.0.1", 1883), 10);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
         .await
-        .expect("mosquitto_pub (apt install mosquitto-clients)");
-    assert!(status.success(), "mosquitto_pub {topic}");
+        .unwrap();
+    within("the broker's PUBACK", async {
+        loop {
+            if let Event::Incoming(Packet::PubAck(_)) = events.poll().await.expect("the broker") {
+                return;
+            }
+        }
+    })
+    .await;
+    let _ = client.try_disconnect();
 }
 
 /// The export of `hub` to the shared broker under `base`, without discovery.
