@@ -246,7 +246,10 @@ impl Config {
         self.hub.validate().map_err(ConfigError::Invalid)?;
         self.websocket.validate().map_err(ConfigError::Invalid)?;
         self.cluster.validate().map_err(ConfigError::Invalid)?;
-        crate::auth::Authenticator::new(&self.auth).map_err(ConfigError::Invalid)?;
+        let auth = crate::auth::Authenticator::new(&self.auth).map_err(ConfigError::Invalid)?;
+        self.mqtt
+            .command_principal(&auth)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         for d in &self.sim.devices {
             d.validate().map_err(ConfigError::Invalid)?;
         }

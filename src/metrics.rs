@@ -134,6 +134,13 @@ pub struct Metrics {
     pub mqtt_dropped: Counter,
     pub mqtt_backlog: Gauge,
     pub mqtt_connected: Gauge,
+    /// MQTT export: points with no valid topic (an empty name, an over-long
+    /// topic) or a value over `mqtt.max_payload_bytes`, passed over so the export
+    /// goes on.
+    pub mqtt_skipped: Counter,
+    /// Cluster messages that did not verify (forged, altered, stale or replayed),
+    /// dropped.
+    pub cluster_rejected: Counter,
     pub hub_commits: Counter,
     pub hub_deliveries: Counter,
     pub hub_dropped: Counter,
@@ -340,6 +347,18 @@ impl Metrics {
             "1 while a session with the MQTT broker is up",
             mqtt_connected.clone(),
         );
+        let mqtt_skipped = Counter::default();
+        r.register(
+            "gattway_mqtt_skipped",
+            "Points not exported to MQTT: no valid topic, or a value over mqtt.max_payload_bytes",
+            mqtt_skipped.clone(),
+        );
+        let cluster_rejected = Counter::default();
+        r.register(
+            "gattway_cluster_rejected",
+            "Cluster messages dropped because they did not verify (forged, altered, stale or replayed)",
+            cluster_rejected.clone(),
+        );
         let hub_commits = Counter::default();
         let hub_deliveries = Counter::default();
         let hub_dropped = Counter::default();
@@ -425,6 +444,8 @@ impl Metrics {
             mqtt_dropped,
             mqtt_backlog,
             mqtt_connected,
+            mqtt_skipped,
+            cluster_rejected,
             hub_commits,
             hub_deliveries,
             hub_dropped,

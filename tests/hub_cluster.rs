@@ -15,6 +15,9 @@ fn nats_url() -> String {
     std::env::var("GATTWAY_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
 }
 
+/// The secret every instance of a test's hub seals its messages with.
+const SECRET: &str = "the-test-fleets-shared-secret";
+
 /// One instance: its process and address.
 struct Instance {
     child: tokio::process::Child,
@@ -63,6 +66,7 @@ impl Fleet {
         let env = [
             ("GATTWAY_CLUSTER_NATS", nats.as_str()),
             ("GATTWAY_CLUSTER_NAME", self.name.as_str()),
+            ("GATTWAY_CLUSTER_SECRET", SECRET),
             ("GATTWAY_HUB_RETENTION_DAYS", "0"),
         ];
         let (child, addr) = serve_hub(&self.db.url(), "127.0.0.1:0", &env).await;
@@ -366,7 +370,8 @@ async fn a_cluster_without_a_shared_postgresql_database_is_refused_with_the_reas
     let mut command = common::process::gattway();
     command
         .args(["--backend", "sim", "serve", "--listen", "127.0.0.1:0"])
-        .env("GATTWAY_CLUSTER_NATS", nats_url());
+        .env("GATTWAY_CLUSTER_NATS", nats_url())
+        .env("GATTWAY_CLUSTER_SECRET", SECRET);
     let output = command.output().await.unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());
@@ -380,7 +385,8 @@ async fn an_unreachable_nats_server_stops_start_up_with_the_reason() {
     command
         .args(["--backend", "sim", "serve", "--listen", "127.0.0.1:0"])
         .args(["--database", &fleet.db.url()])
-        .env("GATTWAY_CLUSTER_NATS", "nats://127.0.0.1:1");
+        .env("GATTWAY_CLUSTER_NATS", "nats://127.0.0.1:1")
+        .env("GATTWAY_CLUSTER_SECRET", SECRET);
     let output = within("start-up to fail", command.output()).await.unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success());

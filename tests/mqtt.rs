@@ -1,7 +1,8 @@
 //! MQTT export against the real Mosquitto: a simulated BTHome sensor reaches Home
 //! Assistant's side (discovery configs and states equal to HA's own decoder's
-//! reading of the same bytes), commands come from MQTT and their status goes back,
-//! and a broker restart mid-stream loses nothing the hub acknowledged.
+//! reading of the same bytes), commands come from MQTT (when enabled) and their
+//! status goes back, and a broker restart mid-stream loses nothing the hub
+//! acknowledged.
 //!
 //! The shared broker is 127.0.0.1:1883 (`.ci/run` starts it); each test uses its
 //! own topics. The restart test runs a private Mosquitto, with persistence, on a
@@ -233,7 +234,18 @@ async fn commands_from_mqtt_reach_the_device_and_their_status_comes_back() {
         true,
     )
     .await;
-    let _export = start_export(&hub, &rig.gateway, 1883, &base, "");
+    // Commands from MQTT are opt-in (the broker is a trust boundary).
+    let config = MqttConfig {
+        url: "mqtt://127.0.0.1:1883".into(),
+        client_id: unique("gw"),
+        base_topic: base.clone(),
+        discovery_prefix: String::new(),
+        commands: true,
+        ..Default::default()
+    };
+    let _export = gattway::mqtt::spawn(&hub, &rig.gateway, &config)
+        .unwrap()
+        .expect("export on");
     let mut device = hub_device(&server, "dev-9").await;
     // The exporter subscribes once connected: publish until the command arrives.
     let command = within("the command at the device", async {

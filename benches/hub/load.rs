@@ -119,7 +119,8 @@ async fn serve(database: &str, cluster: Option<&str>, env: &[(&str, &str)]) -> S
     if let Some(name) = cluster {
         command
             .env("GATTWAY_CLUSTER_NATS", crate::peers::NATS_URL)
-            .env("GATTWAY_CLUSTER_NAME", name);
+            .env("GATTWAY_CLUSTER_NAME", name)
+            .env("GATTWAY_CLUSTER_SECRET", "the-benchmark-fleets-secret");
     }
     let mut child = command.spawn().expect("gattway binary");
     let pid = child.id().unwrap_or(0);

@@ -377,6 +377,18 @@ impl Authenticator {
         }
     }
 
+    /// The principal of the API key configured under `name`, for a front end that
+    /// acts as that key without being presented it (commands from MQTT run as
+    /// `mqtt.command_principal`).
+    pub fn api_key_principal(&self, name: &str) -> Option<Principal> {
+        self.keys.iter().find(|k| k.name == name).map(|k| Principal {
+            subject: k.name.clone(),
+            scopes: k.scopes.clone(),
+            devices: k.devices.clone(),
+            expires_at: None,
+        })
+    }
+
     /// Who presents this credential: a JWT (three dot-separated parts) or an API key.
     pub fn verify(&self, credential: &str) -> Result<Principal, AuthError> {
         let credential = credential.trim();

@@ -239,7 +239,7 @@ impl Hub {
         // Joined before the last id is read: a commit the subscription misses in
         // between is below that id, and one after it arrives.
         let joined = match cluster.enabled() {
-            true => Some(nats::join(cluster).await?),
+            true => Some(nats::join(cluster, metrics.cluster_rejected.clone()).await?),
             false => None,
         };
         let link = joined.as_ref().map(|(link, _, _)| link.clone());

@@ -137,7 +137,6 @@ pub struct Announcement {
 
 pub struct Names {
     pub prefix: String,
-    pub base: String,
     /// The gateway's own HA device id (`via_device`), and its availability topic.
     pub gateway_id: String,
     pub availability: String,
@@ -169,15 +168,23 @@ pub fn gateway(names: &Names, name: &str) -> Announcement {
 }
 
 /// The discovery config of `device`'s `key`: one HA device per gattway device, the
-/// entity's state at `<base>/<device>/<key>`, available while gattway is.
-pub fn announce(names: &Names, device: &str, device_name: &str, key: &str, entity: &Entity) -> Announcement {
+/// entity's state at `state_topic` (`<base>/<device>/<key>`, escaped), available
+/// while gattway is.
+pub fn announce(
+    names: &Names,
+    device: &str,
+    device_name: &str,
+    key: &str,
+    state_topic: &str,
+    entity: &Entity,
+) -> Announcement {
     let node = format!("gattway_{}", slug(device));
     let object = slug(key);
     let mut config = json!({
         "name": key.replace('_', " "),
         "unique_id": format!("{node}_{object}"),
         "object_id": format!("{node}_{object}"),
-        "state_topic": format!("{}/{}/{}", names.base, device, key),
+        "state_topic": state_topic,
         "availability_topic": names.availability,
         "device": {
             "identifiers": [node],
@@ -250,12 +257,19 @@ mod tests {
     fn a_config_names_its_device_topics_and_availability() {
         let names = Names {
             prefix: "homeassistant".into(),
-            base: "gattway".into(),
             gateway_id: "gattway_gateway".into(),
             availability: "gattway/status".into(),
         };
         let e = entity("humidity", &json!(40.1), None).unwrap();
-        let a = announce(&names, "C0:FF:EE:00:00:06", "Gattway BTHome", "humidity", &e);
+        let state = "gattway/C0:FF:EE:00:00:06/humidity";
+        let a = announce(
+            &names,
+            "C0:FF:EE:00:00:06",
+            "Gattway BTHome",
+            "humidity",
+            state,
+            &e,
+        );
         assert_eq!(
             a.topic,
             "homeassistant/sensor/gattway_C0_FF_EE_00_00_06/humidity/config"

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 
 use super::discovery::{self, Names};
-use super::{MqttConfig, MqttError};
+use super::{topic, MqttConfig, MqttError};
+use crate::auth::Principal;
 use crate::gateway::Gateway;
 use crate::hub::protocol::Frame;
 use crate::hub::{CommandRequest, Hub};
@@ -24,7 +25,12 @@ use crate::sync::AbortOnDrop;
 const WINDOW: usize = 512;
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
-/// Starts the export when `mqtt.url` is set.
+/// Room in a packet besides its payload: the fixed header, the topic (at most
+/// [`topic::MAX_TOPIC`] bytes and its length) and the packet id.
+const PACKET_OVERHEAD: usize = topic::MAX_TOPIC + 16;
+
+/// Starts the export when `mqtt.url` is set. Refuses commands from MQTT with
+/// authentication on and no principal to run them as.
 pub fn spawn(hub: &Hub, gateway: &Gateway, config: &MqttConfig) -> Result<Option<AbortOnDrop>, MqttError> {
     let Some(broker) = config.broker()? else {
         return Ok(None);
@@ -33,6 +39,7 @@ pub fn spawn(hub: &Hub, gateway: &Gateway, config: &MqttConfig) -> Result<Option
         .tls
         .then(|| crate::tls::client_config(&config.ca_file, "mqtt.ca_file").map_err(MqttError::Tls))
         .transpose()?;
+    let principal = config.command_principal(hub.auth())?;
     let exporter = Exporter {
         hub: hub.clone(),
         gateway: gateway.clone(),
@@ -45,6 +52,7 @@ pub fn spawn(hub: &Hub, gateway: &Gateway, config: &MqttConfig) -> Result<Option
         units: HashMap::new(),
         theengs_packets: Default::default(),
         tls,
+        principal,
     };
     tracing::info!(broker = %format!("{}:{}", broker.host, broker.port), tls = broker.tls,
         base = %config.base_topic, "exporting telemetry to MQTT");
@@ -72,6 +80,9 @@ struct Exporter {
     theengs_packets: crate::adverts::NewPackets,
     /// `mqtts://`: the TLS settings.
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// Whom commands from MQTT run as (`mqtt.command_principal`); `None` with
+    /// authentication off.
+    principal: Option<Principal>,
 }
 
 impl Exporter {
@@ -159,6 +170,10 @@ impl Exporter {
         // The window, and room for discovery configs and command statuses.
         o.set_inflight((WINDOW + 128) as u16);
         o.set_clean_session(true);
+        // rumqttc's default is 10 KiB each way: a longer value would fail the
+        // session every time it is sent again. Longer ones are skipped instead.
+        let packet = self.config.max_payload_bytes + PACKET_OVERHEAD;
+        o.set_max_packet_size(packet, packet);
         o.set_last_will(LastWill::new(
             &self.availability,
             "offline",
@@ -179,13 +194,14 @@ impl Exporter {
     fn names(&self) -> Names {
         Names {
             prefix: self.config.discovery_prefix.clone(),
-            base: self.config.base_topic.clone(),
             gateway_id: format!("gattway_{}", discovery::slug(&self.config.client_id)),
             availability: self.availability.clone(),
         }
     }
 
-    /// Publishes `payload` at QoS 1 and remembers what it carries.
+    /// Publishes `payload` at QoS 1 and remembers what it carries. A payload over
+    /// `mqtt.max_payload_bytes` is not sent (the broker would end the session, and
+    /// the next one would send it again), and `false` says so.
     fn publish(
         &mut self,
         client: &AsyncClient,
@@ -193,10 +209,28 @@ impl Exporter {
         payload: Vec<u8>,
         retain: bool,
         point: Option<i64>,
-    ) -> Result<(), rumqttc::ClientError> {
+    ) -> Result<bool, rumqttc::ClientError> {
+        if payload.len() > self.config.max_payload_bytes {
+            tracing::warn!(%topic, bytes = payload.len(), limit = self.config.max_payload_bytes,
+                "MQTT export: a payload over mqtt.max_payload_bytes is not published");
+            return Ok(false);
+        }
         client.try_publish(topic, QoS::AtLeastOnce, retain, payload)?;
         self.inflight.push_back(point);
-        Ok(())
+        Ok(true)
+    }
+
+    /// A point that cannot be published is passed over, counted: it is done once
+    /// the publish before it is acknowledged (QoS 1 acknowledges in order), or at
+    /// once when none is waiting.
+    fn skip(&mut self, p: &StoredPoint, why: &str) {
+        tracing::warn!(device = %p.device.escape_debug(), key = %p.key.escape_debug(), id = p.id,
+            "MQTT export: a point is skipped: {why}");
+        self.gateway.metrics().mqtt_skipped.inc();
+        match self.inflight.back_mut() {
+            Some(last) => *last = Some(p.id),
+            None => self.acked = self.acked.max(p.id),
+        }
     }
 
     /// A new session: gattway is online, and listens for commands.
@@ -209,6 +243,9 @@ impl Exporter {
             let a = discovery::gateway(&self.names(), &self.config.client_id);
             self.publish(client, a.topic, a.config.to_string().into_bytes(), true, None)?;
         }
+        // Telemetry topics are two levels under the base and statuses four (see
+        // `topic.rs`): nothing the export publishes matches this filter, so it
+        // never hears itself as a command.
         if self.config.commands {
             client.try_subscribe(
                 format!("{}/+/command/+", self.config.base_topic),
@@ -254,9 +291,21 @@ impl Exporter {
     }
 
     /// One point: its discovery config the first time its key is seen this
-    /// session, then its value.
+    /// session, then its value. A point with no valid topic, or too long a value,
+    /// is skipped: one bad point never stalls the export.
     fn point(&mut self, client: &AsyncClient, p: &StoredPoint) -> Result<(), rumqttc::ClientError> {
-        let base = self.config.base_topic.clone();
+        let Some(state_topic) = topic::join(&self.config.base_topic, &[&p.device, &p.key]) else {
+            self.skip(p, "no valid MQTT topic (an empty name, or over 65,535 bytes)");
+            return Ok(());
+        };
+        let payload = match &p.value {
+            Value::String(s) => s.clone().into_bytes(),
+            v => v.to_string().into_bytes(),
+        };
+        if payload.len() > self.config.max_payload_bytes {
+            self.skip(p, "its value is longer than mqtt.max_payload_bytes");
+            return Ok(());
+        }
         if !self.config.discovery_prefix.is_empty()
             && !self.announced.contains(&(p.device.clone(), p.key.clone()))
         {
@@ -266,22 +315,13 @@ impl Exporter {
                     .gateway
                     .name_of(&crate::ble::DeviceId::new(&p.device))
                     .unwrap_or_else(|| p.device.clone());
-                let a = discovery::announce(&self.names(), &p.device, &name, &p.key, &entity);
+                let a = discovery::announce(&self.names(), &p.device, &name, &p.key, &state_topic, &entity);
                 self.publish(client, a.topic, a.config.to_string().into_bytes(), true, None)?;
             }
             self.announced.insert((p.device.clone(), p.key.clone()));
         }
-        let payload = match &p.value {
-            Value::String(s) => s.clone().into_bytes(),
-            v => v.to_string().into_bytes(),
-        };
-        self.publish(
-            client,
-            format!("{base}/{}/{}", p.device, p.key),
-            payload,
-            false,
-            Some(p.id),
-        )
+        self.publish(client, state_topic, payload, false, Some(p.id))?;
+        Ok(())
     }
 
     /// The advertisement as Theengs-style JSON, when enabled and when its payload
@@ -301,16 +341,22 @@ impl Exporter {
             return Ok(());
         }
         let topic = format!("home/{}/BTtoMQTT/{mac}", self.config.theengs_gateway);
-        self.publish(client, topic, message.to_string().into_bytes(), false, None)
+        self.publish(client, topic, message.to_string().into_bytes(), false, None)?;
+        Ok(())
     }
 
-    /// A command from `<base>/<device>/command/<name>`, routed as a hub command.
+    /// A command from `<base>/<device>/command/<name>` (each name one escaped
+    /// level), routed as a hub command under the configured principal, which must
+    /// be allowed to command the device as on `/hub`.
     async fn command(&mut self, topic: &str, payload: &[u8], statuses: &Outbox<Frame>) {
         let Some(rest) = topic.strip_prefix(&format!("{}/", self.config.base_topic)) else {
             return;
         };
-        let mut parts = rest.rsplitn(3, '/');
-        let (Some(name), Some("command"), Some(device)) = (parts.next(), parts.next(), parts.next()) else {
+        let levels: Vec<&str> = rest.split('/').collect();
+        let [device, "command", name] = levels[..] else {
+            return;
+        };
+        let (Some(device), Some(name)) = (topic::name(device), topic::name(name)) else {
             return;
         };
         let params = match payload {
@@ -318,18 +364,25 @@ impl Exporter {
             bytes => serde_json::from_slice::<Value>(bytes).map(Some),
         };
         let refused = |message: String| json!({"type": "command_status", "device": device, "name": name, "status": "rejected", "error": message});
-        let record = params
-            .map_err(|e| format!("params are not JSON: {e}"))
+        let issuer = match &self.principal {
+            Some(p) => format!("mqtt:{}", p.subject),
+            None => format!("mqtt:{}", self.config.client_id),
+        };
+        let record = self
+            .hub
+            .may_command(self.principal.as_ref(), &device)
+            .map_err(|f| f.message)
+            .and_then(|()| params.map_err(|e| format!("params are not JSON: {e}")))
             .and_then(|params| {
                 CommandRequest {
-                    device: device.to_string(),
-                    name: name.to_string(),
+                    device: device.clone(),
+                    name: name.clone(),
                     params,
                     timeout: None,
                     priority: None,
                     ttl: None,
                 }
-                .into_record(self.hub.config(), Some(format!("mqtt:{}", self.config.client_id)))
+                .into_record(self.hub.config(), Some(issuer))
                 .map_err(|f| f.message)
             });
         let result = match record {
@@ -354,7 +407,11 @@ impl Exporter {
         let (Some(device), Some(name)) = (v["device"].as_str(), v["name"].as_str()) else {
             return Ok(());
         };
+        let (Some(device), Some(name)) = (topic::level(device), topic::level(name)) else {
+            return Ok(());
+        };
         let topic = format!("{}/{device}/command/{name}/status", self.config.base_topic);
-        self.publish(client, topic, frame.json().to_vec(), false, None)
+        self.publish(client, topic, frame.json().to_vec(), false, None)?;
+        Ok(())
     }
 }

@@ -15,5 +15,7 @@ mod hub_store;
 mod mcp;
 mod mcp_http;
 mod memory;
+mod mqtt;
+mod nats;
 mod secrets;
 mod sqlite_lock;
