@@ -36,7 +36,13 @@ struct OutboxInner<T> {
     capacity: usize,
     /// Bytes the queued messages may hold, and how a message is weighed; none:
     /// only the count bounds it.
-    budget: Option<(usize, fn(&T) -> usize)>,
+    budget: Option<ByteBudget<T>>,
+}
+
+/// How many bytes an outbox's messages may hold, and how one is weighed.
+struct ByteBudget<T> {
+    max: usize,
+    weigh: fn(&T) -> usize,
 }
 
 struct Queue<T> {
@@ -54,10 +60,16 @@ impl<T> Outbox<T> {
     /// counts them. An event that would pass it is dropped (and counted) unless
     /// the queue is empty: one message, however large, always gets through.
     pub fn with_byte_budget(capacity: usize, max_bytes: usize, weigh: fn(&T) -> usize) -> Self {
-        Self::build(capacity, Some((max_bytes, weigh)))
+        Self::build(
+            capacity,
+            Some(ByteBudget {
+                max: max_bytes,
+                weigh,
+            }),
+        )
     }
 
-    fn build(capacity: usize, budget: Option<(usize, fn(&T) -> usize)>) -> Self {
+    fn build(capacity: usize, budget: Option<ByteBudget<T>>) -> Self {
         Outbox(Arc::new(OutboxInner {
             queue: Mutex::new(Queue {
                 items: VecDeque::new(),
@@ -72,7 +84,7 @@ impl<T> Outbox<T> {
     }
 
     fn weight(&self, v: &T) -> usize {
-        self.0.budget.map_or(0, |(_, weigh)| weigh(v))
+        self.0.budget.as_ref().map_or(0, |b| (b.weigh)(v))
     }
 
     /// Queues an event; false (and counted as lost) when the queue is full, by
@@ -83,7 +95,8 @@ impl<T> Outbox<T> {
         let over_budget = self
             .0
             .budget
-            .is_some_and(|(max, _)| !q.items.is_empty() && q.bytes + weight > max);
+            .as_ref()
+            .is_some_and(|b| !q.items.is_empty() && q.bytes + weight > b.max);
         if q.items.len() >= self.0.capacity || over_budget {
             drop(q);
             self.0.lost.fetch_add(1, Ordering::Relaxed);

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use common::cbor::{cbor_client, next_cbor};
 use common::{hub_config, within, Setup, TempDb};
 use counting::{Counting, WireBytes};
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use gattway::http::ws::WebSocketConfig;
 use gattway::hub::cbor;
 use serde_json::{json, Value};
