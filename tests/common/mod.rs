@@ -415,7 +415,7 @@ impl Drop for TempDb {
     fn drop(&mut self) {
         match &self.engine {
             Engine::Sqlite(path) => {
-                for suffix in ["", "-wal", "-shm"] {
+                for suffix in ["", "-wal", "-shm", ".gattway-lock"] {
                     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
                 }
             }

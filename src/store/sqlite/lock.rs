@@ -1,13 +1,17 @@
 //! One server per SQLite file. The embedded store is written by one process: it
 //! numbers points itself and remembers each device's `last_seq`, so a second
 //! server on the same file hands out the same ids, and the first one's commits fail
-//! from then on. A server therefore takes an exclusive advisory lock (`flock`) on
-//! the database file itself, held for the store's life, and a second one is refused
-//! with the holder named.
+//! from then on. A server therefore takes an exclusive advisory lock (`flock`) for
+//! the database file, held for the store's life, and a second one is refused with
+//! the holder named.
 //!
-//! `flock` locks are separate from the POSIX record locks SQLite takes, so readers
-//! such as `sqlite3 FILE .backup` or a `VACUUM INTO` go through SQLite's own
-//! locking as before; only another gattway is kept out.
+//! The lock is on a file beside the database (`FILE.gattway-lock`), never on the
+//! database itself: closing any descriptor of a file drops every POSIX lock the
+//! process holds on it, SQLite's own included, so a descriptor of ours on the
+//! database, opened to probe or closed while the pool's connections are still
+//! ending, could strip them. Readers such as `sqlite3 FILE .backup` or a
+//! `VACUUM INTO` go through SQLite's own locking as before; only another gattway is
+//! kept out.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
@@ -28,36 +32,52 @@ pub enum LockError {
     },
 }
 
-/// The lock, released when dropped (the file closes). The store keeps it open for
-/// its whole life: closing any descriptor of a file drops the POSIX locks a
-/// process holds on it, SQLite's included, so it must not close early.
+/// The lock, released when dropped (its file closes).
 #[derive(Debug)]
 pub struct FileLock {
     _file: File,
 }
 
+/// The file beside `database` whose lock stands for it.
+pub fn lock_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".gattway-lock");
+    PathBuf::from(name)
+}
+
 impl FileLock {
-    /// Takes the lock on `path` (creating an empty file, which SQLite reads as an
-    /// empty database), or says who holds it.
+    /// Takes the lock for the database at `path`, or says who holds it.
     pub fn take(path: &Path) -> Result<FileLock, LockError> {
-        let io = |source| LockError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = OpenOptions::new()
+        let file = Self::open(path)?;
+        Self::try_take(path, file).map_err(|(e, _)| e)
+    }
+
+    fn open(path: &Path) -> Result<File, LockError> {
+        OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(path)
-            .map_err(io)?;
+            .open(lock_path(path))
+            .map_err(|source| LockError::Io {
+                path: path.to_path_buf(),
+                source,
+            })
+    }
+
+    /// Locks `file`, or gives it back with why not.
+    fn try_take(path: &Path, file: File) -> Result<FileLock, (LockError, File)> {
         match file.try_lock() {
             Ok(()) => Ok(FileLock { _file: file }),
-            Err(TryLockError::WouldBlock) => Err(LockError::Held {
-                path: path.to_path_buf(),
-                holder: holder(&file).unwrap_or_else(|| "another process".into()),
-            }),
-            Err(TryLockError::Error(e)) => Err(io(e)),
+            Err(TryLockError::WouldBlock) => {
+                let holder = holder(&file).unwrap_or_else(|| "another process".into());
+                let path = path.to_path_buf();
+                Err((LockError::Held { path, holder }, file))
+            }
+            Err(TryLockError::Error(source)) => {
+                let path = path.to_path_buf();
+                Err((LockError::Io { path, source }, file))
+            }
         }
     }
 }
@@ -68,12 +88,15 @@ impl FileLock {
     /// process whose tasks are still ending) lets go within moments.
     pub async fn wait_for(path: &Path, patience: std::time::Duration) -> Result<FileLock, LockError> {
         let until = tokio::time::Instant::now() + patience;
+        // One descriptor, tried again: not a file opened and closed every time.
+        let mut file = Self::open(path)?;
         loop {
-            match FileLock::take(path) {
-                Err(LockError::Held { .. }) if tokio::time::Instant::now() < until => {
+            match Self::try_take(path, file) {
+                Err((LockError::Held { .. }, again)) if tokio::time::Instant::now() < until => {
+                    file = again;
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
-                done => return done,
+                done => return done.map_err(|(e, _)| e),
             }
         }
     }
@@ -84,15 +107,21 @@ impl FileLock {
 #[cfg(target_os = "linux")]
 fn holder(file: &File) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
-    let inode = file.metadata().ok()?.ino();
+    let meta = file.metadata().ok()?;
+    let (inode, device) = (meta.ino(), meta.dev());
+    // The device as /proc/locks writes it: hexadecimal major:minor.
+    let (major, minor) = (
+        (device >> 8) & 0xfff,
+        (device & 0xff) | ((device >> 12) & 0xfff00),
+    );
+    let at = format!("{major:02x}:{minor:02x}:{inode}");
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
     // "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234567 0 EOF": the pid, then
     // MAJOR:MINOR:INODE of the file.
     let pid = locks.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let (kind, pid, file) = (fields.get(1)?, fields.get(4)?, fields.get(5)?);
-        let ino: u64 = file.rsplit(':').next()?.parse().ok()?;
-        (*kind == "FLOCK" && ino == inode).then(|| pid.to_string())
+        (*kind == "FLOCK" && *file == at).then(|| pid.to_string())
     })?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
