@@ -210,11 +210,18 @@ pub enum StartError {
     Cluster(#[from] ClusterError),
 }
 
+/// How long a failed commit keeps the hub unready when none follows it.
+const COMMIT_FAILURE_HOLDS: Duration = Duration::from_secs(30);
+/// How long readiness waits for the store to answer (`/readyz`, `/health`).
+const READY_WAIT: Duration = Duration::from_secs(2);
+
 /// Why the hub's store is not ready.
 #[derive(Debug, thiserror::Error)]
 pub enum Unready {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the store did not answer within {0:?}")]
+    Slow(Duration),
     #[error("telemetry is not being stored: commits have failed for {secs} s ({error})")]
     Commits { error: String, secs: u64 },
 }
@@ -417,15 +424,20 @@ impl Hub {
     }
 
     /// Whether the store answers and takes telemetry (readiness): a database
-    /// that answers a ping but refuses every commit is not ready either.
+    /// that answers a ping but refused a commit within [`COMMIT_FAILURE_HOLDS`],
+    /// with none stored since, is not ready either. The failure lapses with no
+    /// further one: a quiet hub (or one whose devices wait to reconnect) commits
+    /// nothing that could clear it, and a load balancer would never send it
+    /// traffic again.
     pub async fn ready(&self) -> Result<(), Unready> {
-        self.0.store.ping().await?;
+        let ping = tokio::time::timeout(READY_WAIT, self.0.store.ping());
+        ping.await.map_err(|_| Unready::Slow(READY_WAIT))??;
         match self.0.writer.failing() {
-            None => Ok(()),
-            Some(f) => Err(Unready::Commits {
+            Some(f) if f.last.elapsed() < COMMIT_FAILURE_HOLDS => Err(Unready::Commits {
                 error: f.error,
                 secs: f.since.elapsed().as_secs(),
             }),
+            _ => Ok(()),
         }
     }
 }

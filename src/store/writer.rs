@@ -68,7 +68,10 @@ impl Drop for Room {
 #[derive(Clone, Debug)]
 pub struct Failing {
     pub error: String,
+    /// The first failure of this run of them.
     pub since: Instant,
+    /// The latest.
+    pub last: Instant,
 }
 
 /// The sending side of the writer task; the task ends when the last clone drops.
@@ -198,8 +201,9 @@ async fn run(
             match outcome {
                 Ok(()) => *failing = None,
                 Err(error) => {
-                    let since = failing.as_ref().map_or_else(Instant::now, |f| f.since);
-                    *failing = Some(Failing { error, since });
+                    let last = Instant::now();
+                    let since = failing.as_ref().map_or(last, |f| f.since);
+                    *failing = Some(Failing { error, since, last });
                 }
             }
             rooms.clear();
