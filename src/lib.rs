@@ -37,6 +37,7 @@
 //! - [`metrics`]: the Prometheus registry every layer records into.
 //! - [`sync`]: task ownership and locking helpers shared by every layer.
 //! - [`tls`]: TLS for gattway's own outgoing connections (MQTT, JWKS).
+//! - [`redact`]: URLs fit for a log line (no password).
 //! - [`outbox`], [`limits`]: a WebSocket's bounded send queue and token-bucket rate
 //!   limits, shared by the WebSocket front ends.
 
@@ -60,6 +61,7 @@ pub mod metrics;
 pub mod mqtt;
 pub mod outbox;
 pub mod profiles;
+pub mod redact;
 pub mod store;
 pub mod sync;
 pub mod tls;

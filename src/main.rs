@@ -228,7 +228,7 @@ async fn serve(gateway: &Gateway, config: &Config) -> anyhow::Result<()> {
     });
     let database = config.database_url()?;
     // What is logged or said in an error never carries the password.
-    let shown = gattway::store::redacted(&database);
+    let shown = gattway::redact::url(&database);
     if config.cluster.enabled()
         && !(database.starts_with("postgres://") || database.starts_with("postgresql://"))
     {

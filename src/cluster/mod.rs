@@ -283,7 +283,7 @@ pub(crate) async fn join(
         .connect(config.nats.as_str())
         .await
         .map_err(|e| ClusterError::Connect {
-            url: config.nats.clone(),
+            url: crate::redact::url(&config.nats),
             reason: e.to_string(),
         })?;
     let prefix: Arc<str> = config.name.as_str().into();

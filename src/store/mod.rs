@@ -333,24 +333,7 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(postgres::PgStore::open(url).await?))
     } else {
-        Err(StoreError::UnsupportedUrl(redacted(url)))
-    }
-}
-
-/// A database URL fit for a log line: a password in it is replaced by `***`.
-pub fn redacted(url: &str) -> String {
-    // scheme://user:password@host/…: the password runs from the first ':' after
-    // the scheme to the last '@' before the path.
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_string();
-    };
-    match rest[..at].split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***{}", &rest[at..]),
-        None => url.to_string(),
+        Err(StoreError::UnsupportedUrl(crate::redact::url(url)))
     }
 }
 
@@ -360,23 +343,4 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redacted;
-
-    #[test]
-    fn a_password_never_reaches_a_log_line() {
-        assert_eq!(
-            redacted("postgres://gw:s3cr@t:x@db.example/hub?sslmode=require"),
-            "postgres://gw:***@db.example/hub?sslmode=require"
-        );
-        assert_eq!(redacted("postgres://gw@db/hub"), "postgres://gw@db/hub");
-        assert_eq!(
-            redacted("sqlite:///var/lib/gattway/gattway.db"),
-            "sqlite:///var/lib/gattway/gattway.db"
-        );
-        assert_eq!(redacted("sqlite::memory:"), "sqlite::memory:");
-    }
 }
