@@ -1,6 +1,8 @@
-//! What the hub takes in, checked once for every way in (`/hub` JSON and CBOR,
-//! REST, MQTT, the feeds): a device id, a telemetry message's points. Commands are
-//! checked where they become records ([`super::CommandRequest`]). Besides the
+//! What the hub takes in from devices and clients, checked once whichever way it
+//! came (`/hub` JSON and CBOR, REST, MQTT): a device id, a telemetry message's
+//! points. Commands are checked where they become records
+//! ([`super::CommandRequest`]). The BLE and advertisement feeds build their points
+//! from configured keys and decoded values, not from what a caller sent. Besides the
 //! hub's own bounds, everything here holds to what the store can keep and read
 //! back ([`crate::store::storable`]), so nothing is acknowledged that a later read,
 //! or the next start, would choke on.

@@ -127,6 +127,11 @@ impl Exporter {
                                 metrics.mqtt_published.inc();
                             }
                         }
+                        // A retained command would run again at every reconnect
+                        // (each session subscribes anew): commands are events.
+                        Ok(Event::Incoming(Packet::Publish(p))) if p.retain => {
+                            tracing::warn!(topic = %p.topic, "a retained MQTT command was ignored: publish commands without retain");
+                        }
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             self.command(&p.topic, &p.payload, &statuses).await;
                         }

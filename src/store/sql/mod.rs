@@ -72,7 +72,9 @@ where
     async fn points(&self, q: &PointQuery) -> StoreResult<Vec<StoredPoint>> {
         let select = points_query(q);
         let rows = select.query::<B::Db>().fetch_all(self.pool()).await?;
-        rows.iter().map(Records::point).collect()
+        Ok(readable(&rows, "telemetry", Records::point)
+            .map(|(_, p)| p)
+            .collect())
     }
 
     async fn buckets(&self, q: &PointQuery, bucket_ms: i64) -> StoreResult<Vec<Bucket>> {
