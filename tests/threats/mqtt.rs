@@ -65,9 +65,14 @@ async fn subscriber(filter: &str) -> (AsyncClient, mpsc::UnboundedReceiver<(Stri
 /// What an anonymous client on the broker can do (`mosquitto_pub -q 1`): publish
 /// at QoS 1, returning once the broker has acknowledged, and so routed, it.
 async fn anonymous_publish(topic: &str, payload: &str) {
+    publish(topic, payload, false).await
+}
+
+/// [`anonymous_publish`], retained or not.
+async fn publish(topic: &str, payload: &str, retain: bool) {
     let (client, mut events) = AsyncClient::new(MqttOptions::new(unique("anon"), "127.0.0.1", 1883), 10);
     client
-        .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
+        .publish(topic, QoS::AtLeastOnce, retain, payload.as_bytes().to_vec())
         .await
         .unwrap();
     within("the broker's PUBACK", async {
@@ -272,5 +277,37 @@ async fn the_export_never_hears_its_own_telemetry_as_a_command() {
     let command = within("the real command", device.next_of("command")).await;
     assert_eq!(command["name"], "reboot");
     assert_eq!(commands_stored(&hub, "echo-dev").await, 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retained_command_is_never_run() {
+    let rig = rig();
+    let (server, hub) =
+        start_hub_server(&rig.gateway, &db("retained"), hub_config(), AuthConfig::default()).await;
+    let base = unique("base");
+    // Retained before the export subscribes: the broker hands it over at every
+    // subscription (each reconnect of the export's session), marked retained.
+    let topic = format!("{base}/lock/command/unlock");
+    publish(&topic, "{}", true).await;
+    let _export = export(&hub, &rig, &base, |c| c.commands = true);
+    let mut device = hub_device(&server, "lock", None).await;
+    telemetry(&mut device, 1, "n", json!(1)).await;
+    broker_acknowledged(&rig, 1).await;
+    anonymous_publish(&format!("{base}/lock/command/beep"), "{}").await;
+    let beep = within("the plain command", async {
+        loop {
+            let c = device.next_of("command").await;
+            if c["name"] == "beep" {
+                return c;
+            }
+            assert_ne!(c["name"], "unlock", "a retained command ran: {c}");
+        }
+    })
+    .await;
+    assert_eq!(beep["name"], "beep");
+    assert_eq!(commands_stored(&hub, "lock").await, 1, "only the plain one");
+    // The broker forgets the retained message.
+    publish(&topic, "", true).await;
     server.stop().await;
 }
