@@ -59,21 +59,6 @@ async fn with_http(rig: &Rig, http: HttpConfig) -> Server {
     with(rig, AuthConfig::default(), http).await
 }
 
-/// Reads a raw socket until the server closes it (EOF or reset); fails after [`WAIT`].
-async fn closed_by_server(tcp: &mut tokio::net::TcpStream) -> Vec<u8> {
-    within("the server to close the socket", async {
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => return got,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await
-}
-
 #[tokio::test]
 async fn a_foreign_host_is_refused_on_every_route() {
     let rig = rig();

@@ -113,6 +113,22 @@ pub async fn reconnected(events: &mut broadcast::Receiver<GatewayEvent>, id: &st
     .await
 }
 
+/// Reads a raw socket until the server closes it (EOF or reset); fails after [`WAIT`].
+pub async fn closed_by_server(tcp: &mut tokio::net::TcpStream) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    within("the server to close the socket", async {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return got,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+}
+
 /// Awaits `fut`, failing the test if it takes longer than [`WAIT`].
 pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     tokio::time::timeout(WAIT, fut)

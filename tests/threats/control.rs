@@ -150,7 +150,7 @@ async fn a_fragmented_message_that_takes_too_long_closes_the_socket() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
     let _ = tcp.write_all(&client_frame(0x80, br#"NG","id":1}"#)).await;
-    let got = crate::http::closed_by_server(&mut tcp).await;
+    let got = closed_by_server(&mut tcp).await;
     // The close frame: 0x88, its length, then the code.
     let close = got
         .windows(4)

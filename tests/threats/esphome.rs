@@ -11,7 +11,6 @@ use tokio::net::TcpStream;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::common::*;
-use crate::http::closed_by_server;
 
 /// A plaintext proxy over `gateway` on a free loopback port, as `config` says
 /// (its address and name filled in); stops when the guard drops.

@@ -8,21 +8,6 @@ use tokio::net::TcpStream;
 
 use crate::common::*;
 
-/// Reads a raw socket until the server closes it (EOF or reset); fails after [`WAIT`].
-pub async fn closed_by_server(tcp: &mut TcpStream) -> Vec<u8> {
-    within("the server to close the socket", async {
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        loop {
-            match tcp.read(&mut buf).await {
-                Ok(0) | Err(_) => return got,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await
-}
-
 #[tokio::test]
 async fn sockets_that_never_send_a_request_are_closed_at_the_header_deadline() {
     let rig = rig();
