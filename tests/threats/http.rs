@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use gattway::http::HttpConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::common::*;
