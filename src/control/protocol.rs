@@ -5,7 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::auth::AuthError;
-use crate::ble::{DeviceId, Uuid};
+use crate::ble::{BleError, DeviceId, Uuid};
 use crate::gateway::GatewayError;
 
 /// Error codes of `{"type":"ERROR","id":..,"code":..,"message":..}`.
@@ -86,18 +86,30 @@ impl Failure {
 
 impl From<GatewayError> for Failure {
     fn from(e: GatewayError) -> Self {
-        let code = match e.code() {
-            "device_not_found" | "ambiguous" => Code::DeviceNotFound,
-            "not_connected" => Code::NotConnected,
-            "busy" => Code::Busy,
-            "connection_limit" => Code::ConnectionLimitReached,
-            "no_free_slot" => Code::NoFreeSlot,
-            "adapter_unavailable" => Code::BleNotAvailable,
-            "service_not_found" | "characteristic_not_found" | "descriptor_not_found" => {
-                Code::AttributeNotFound
-            }
-            "not_permitted" | "value_too_long" | "invalid_input" => Code::InvalidParams,
-            _ => Code::OperationFailed,
+        // Every kind named, no catch-all: a new error kind must be given its code.
+        let code = match &e {
+            GatewayError::Ble(b) => match b {
+                BleError::DeviceNotFound(_) => Code::DeviceNotFound,
+                BleError::NotConnected(_) => Code::NotConnected,
+                BleError::AdapterUnavailable(_) => Code::BleNotAvailable,
+                BleError::ServiceNotFound(_)
+                | BleError::CharacteristicNotFound { .. }
+                | BleError::DescriptorNotFound { .. } => Code::AttributeNotFound,
+                BleError::NotPermitted { .. } | BleError::ValueTooLong { .. } => Code::InvalidParams,
+                BleError::ConnectFailed { .. }
+                | BleError::LinkLost(_)
+                | BleError::Timeout { .. }
+                | BleError::Other(_) => Code::OperationFailed,
+            },
+            GatewayError::Ambiguous { .. } => Code::DeviceNotFound,
+            GatewayError::Busy { .. } => Code::Busy,
+            GatewayError::ConnectionLimit(_) => Code::ConnectionLimitReached,
+            GatewayError::NoFreeSlot { .. } => Code::NoFreeSlot,
+            GatewayError::InvalidInput(_) => Code::InvalidParams,
+            GatewayError::Timeout { .. }
+            | GatewayError::ConnectFailed { .. }
+            | GatewayError::ShuttingDown
+            | GatewayError::InvalidLease => Code::OperationFailed,
         };
         Failure::new(code, e.to_string())
     }
