@@ -94,6 +94,20 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// A real device on `a` sends a reading: it is the first `watcher` gets, so
+/// nothing forged reached it before.
+async fn the_first_reading_is_a_real_devices(a: &Instance, watcher: &mut JsonWs) {
+    let mut device = a.connect("device=real-dev").await;
+    device
+        .send(json!({"type": "telemetry", "seq": 1, "points": [{"key": "t", "value": 21}]}))
+        .await;
+    let live = within("the real reading", watcher.next_of("telemetry")).await;
+    assert_eq!(
+        (&live["device"], &live["points"][0]["value"]),
+        (&json!("real-dev"), &json!(21))
+    );
+}
+
 #[tokio::test]
 async fn a_forged_presence_does_not_kick_a_connected_device() {
     let hub = Hub::new();
@@ -139,15 +153,7 @@ async fn a_forged_telemetry_does_not_reach_live_subscribers() {
     nats.flush().await.unwrap();
     a.rejected_at_least(2).await;
     // The first reading the subscriber gets is a real device's.
-    let mut device = a.connect("device=real-dev").await;
-    device
-        .send(json!({"type": "telemetry", "seq": 1, "points": [{"key": "t", "value": 21}]}))
-        .await;
-    let live = within("the real reading", watcher.next_of("telemetry")).await;
-    assert_eq!(
-        (&live["device"], &live["points"][0]["value"]),
-        (&json!("real-dev"), &json!(21))
-    );
+    the_first_reading_is_a_real_devices(&a, &mut watcher).await;
 }
 
 #[tokio::test]
@@ -175,15 +181,7 @@ async fn an_instance_with_another_secret_is_not_part_of_the_hub() {
         .await;
     assert_eq!(outsider.next().await["type"], "telemetry_ack");
     a.rejected_at_least(2).await;
-    let mut device = a.connect("device=real-dev").await;
-    device
-        .send(json!({"type": "telemetry", "seq": 1, "points": [{"key": "t", "value": 21}]}))
-        .await;
-    let live = within("the real reading", watcher.next_of("telemetry")).await;
-    assert_eq!(
-        (&live["device"], &live["points"][0]["value"]),
-        (&json!("real-dev"), &json!(21))
-    );
+    the_first_reading_is_a_real_devices(&a, &mut watcher).await;
 }
 
 #[tokio::test]
