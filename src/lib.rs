@@ -35,6 +35,8 @@
 //! - [`mqtt`]: the hub's telemetry to an MQTT broker, with Home Assistant discovery,
 //!   and commands from it.
 //! - [`metrics`]: the Prometheus registry every layer records into.
+//! - [`error`]: [`error::ErrorKind`], what kind of failure an error is, which every
+//!   layer's error names and each front end maps to its wire code.
 //! - [`sync`]: task ownership and locking helpers shared by every layer.
 //! - [`tls`]: TLS for gattway's own outgoing connections (MQTT, JWKS).
 //! - [`redact`]: URLs fit for a log line (no password).
@@ -51,6 +53,7 @@ pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod doctor;
+pub mod error;
 pub mod esphome_proxy;
 pub mod gateway;
 pub mod http;
