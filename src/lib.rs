@@ -18,8 +18,11 @@
 //! - [`bridge`]: the WebSocket bridge, wire-compatible with ble-mcp-test clients.
 //! - [`control`]: the control WebSocket (`/ws`): full BLE control for web apps.
 //! - [`esphome_proxy`]: gattway as an ESPHome Bluetooth proxy, for Home Assistant.
-//! - [`hub`]: the device hub (`/hub`): telemetry in, commands out, live
-//!   subscriptions, presence, history; BLE notifications as telemetry.
+//! - [`hub`]: the device hub's core: telemetry in, commands out, live
+//!   subscriptions, presence, history; BLE notifications as telemetry. It speaks
+//!   typed events and errors, never a wire format.
+//! - [`hub_api`]: the hub's front end for the network: `/hub` (JSON or CBOR over
+//!   WebSocket) and its REST.
 //! - [`store`]: where the hub keeps telemetry, commands, devices and the connection
 //!   log (SQLite embedded, PostgreSQL for fleets), with batched writes (group commit).
 //! - [`cluster`]: several instances as one hub: the messages they exchange over
@@ -58,6 +61,7 @@ pub mod esphome_proxy;
 pub mod gateway;
 pub mod http;
 pub mod hub;
+pub mod hub_api;
 pub mod limits;
 pub mod mcp;
 pub mod metrics;

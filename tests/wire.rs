@@ -16,7 +16,7 @@ use common::{hub_config, within, Setup, TempDb};
 use counting::{Counting, WireBytes};
 use futures::SinkExt;
 use gattway::http::ws::WebSocketConfig;
-use gattway::hub::cbor;
+use gattway::hub_api::cbor;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use gattway::hub::cbor;
+use gattway::hub_api::cbor;
 use yawc::{Frame, OpCode, Options, WebSocket};
 
 #[path = "../support/counting.rs"]

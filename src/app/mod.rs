@@ -32,7 +32,7 @@ use crate::bridge::{Bridge, BridgeConfig};
 use crate::control::{self, Control, ControlConfig};
 use crate::gateway::Gateway;
 use crate::http::{auth, guard, limit, server, Guard, HttpConfig};
-use crate::hub::{self as device_hub, Hub};
+use crate::hub::Hub;
 use crate::mcp::{self, McpConfig, McpSettings};
 use crate::profiles::ProfileSet;
 
@@ -142,7 +142,7 @@ pub fn router(state: AppState) -> Router {
         control: state.control.clone(),
     });
     let hub_routes = state.hub.clone().map(|hub| {
-        let (routes, api) = device_hub::rest::router(hub.clone());
+        let (routes, api) = crate::hub_api::rest::router(hub.clone());
         openapi.merge(api);
         let c = hub.config();
         let rate = limit::RateLimit::new(c.rest_rate_per_principal, c.rest_burst_per_principal);

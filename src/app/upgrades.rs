@@ -12,7 +12,7 @@ use super::AppState;
 use crate::auth::Scope;
 use crate::http::auth::upgrade_credential;
 use crate::http::{problem, ws};
-use crate::{bridge, control, hub as device_hub};
+use crate::{bridge, control, hub_api};
 
 /// Bytes of hub frames gathered before a write (a flush writes what is there).
 const HUB_WRITE_BUFFER: usize = 32 * 1024;
@@ -100,8 +100,8 @@ pub(super) async fn hub_socket(
         Ok(p) => p,
         Err(refusal) => return *refusal,
     };
-    let protocol = ws::chosen_protocol(&headers, &[device_hub::cbor::PROTOCOL]);
-    let hello = device_hub::Hello {
+    let protocol = ws::chosen_protocol(&headers, &[hub_api::cbor::PROTOCOL]);
+    let hello = hub_api::Hello {
         principal,
         role: query.get("role").cloned(),
         device: query.get("device").cloned(),
@@ -122,6 +122,6 @@ pub(super) async fn hub_socket(
         write_buffer: HUB_WRITE_BUFFER,
     };
     state.upgrade.accept(ws, limits, protocol, move |socket| {
-        device_hub::handle_socket(hub, socket, hello, ticket, shutdown)
+        hub_api::handle_socket(hub, socket, hello, ticket, shutdown)
     })
 }

@@ -179,6 +179,23 @@ pub enum AuthError {
 }
 
 impl AuthError {
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
+        match self {
+            AuthError::NotAuthenticated => ErrorKind::NotAuthenticated,
+            AuthError::InvalidApiKey => ErrorKind::InvalidApiKey,
+            AuthError::Expired => ErrorKind::Expired,
+            AuthError::NotYetValid
+            | AuthError::WrongAudience
+            | AuthError::WrongIssuer
+            | AuthError::InvalidToken(_) => ErrorKind::InvalidToken,
+            AuthError::MissingScope(_)
+            | AuthError::DeviceNotAllowed(_)
+            | AuthError::NoDeviceIdentity(_)
+            | AuthError::NotThisDevice { .. } => ErrorKind::Forbidden,
+        }
+    }
+
     /// The control protocol's error code.
     pub fn code(&self) -> &'static str {
         match self {

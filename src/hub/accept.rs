@@ -7,8 +7,20 @@
 //! back ([`crate::store::storable`]), so nothing is acknowledged that a later read,
 //! or the next start, would choke on.
 
-use super::protocol::{Failure, InPoint};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::error::HubError;
 use crate::store::{check_json, check_text, Point};
+
+/// A point as a device sends it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct InPoint {
+    pub key: String,
+    pub value: Value,
+    /// ms since the epoch; the hub's clock when absent.
+    pub ts: Option<i64>,
+}
 
 /// Longest device id.
 pub const MAX_DEVICE_ID: usize = 200;
@@ -16,9 +28,9 @@ pub const MAX_DEVICE_ID: usize = 200;
 pub const MAX_KEY: usize = 200;
 
 /// A device id the hub will store and route by.
-pub fn device_id(id: &str) -> Result<(), Failure> {
+pub fn device_id(id: &str) -> Result<(), HubError> {
     if id.is_empty() || id.len() > MAX_DEVICE_ID {
-        return Err(Failure::params(format!(
+        return Err(HubError::invalid(format!(
             "a device id is 1 to {MAX_DEVICE_ID} characters"
         )));
     }
@@ -27,15 +39,15 @@ pub fn device_id(id: &str) -> Result<(), Failure> {
 
 /// A telemetry message's points as the store gets them: at least one, each key
 /// bounded and storable, each value storable; `now` stands in for a missing `ts`.
-pub fn points(points: Vec<InPoint>, now: i64) -> Result<Vec<Point>, Failure> {
+pub fn points(points: Vec<InPoint>, now: i64) -> Result<Vec<Point>, HubError> {
     if points.is_empty() {
-        return Err(Failure::params("telemetry needs at least one point"));
+        return Err(HubError::invalid("telemetry needs at least one point"));
     }
     points
         .into_iter()
         .map(|p| {
             if p.key.is_empty() || p.key.len() > MAX_KEY {
-                return Err(Failure::params(format!("a key is 1 to {MAX_KEY} bytes")));
+                return Err(HubError::invalid(format!("a key is 1 to {MAX_KEY} bytes")));
             }
             check_text("a key", &p.key)?;
             check_json("a point's value", &p.value)?;

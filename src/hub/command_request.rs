@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::protocol::Failure;
+use super::error::HubError;
 use crate::store::{check_json, check_text, now_ms, CommandRecord, CommandStatus};
 
 /// A command as a client asks for it, over `/hub` or REST.
@@ -19,10 +19,10 @@ pub struct CommandRequest {
 }
 
 /// Seconds from a request, within bounds, or the default, in ms.
-fn seconds(v: Option<f64>, default: f64, max: f64, name: &str) -> Result<i64, Failure> {
+fn seconds(v: Option<f64>, default: f64, max: f64, name: &str) -> Result<i64, HubError> {
     let s = v.unwrap_or(default);
     if !(s.is_finite() && s > 0.0 && s <= max) {
-        return Err(Failure::params(format!(
+        return Err(HubError::invalid(format!(
             "{name} is seconds, more than 0 and at most {max}"
         )));
     }
@@ -36,9 +36,9 @@ impl CommandRequest {
         self,
         config: &super::HubConfig,
         issued_by: Option<String>,
-    ) -> Result<CommandRecord, Failure> {
+    ) -> Result<CommandRecord, HubError> {
         if self.name.is_empty() || self.name.len() > 100 {
-            return Err(Failure::params("a command name is 1 to 100 characters"));
+            return Err(HubError::invalid("a command name is 1 to 100 characters"));
         }
         check_text("a command name", &self.name)?;
         super::accept::device_id(&self.device)?;

@@ -1,6 +1,7 @@
-//! Live delivery of stored telemetry and presence to subscribed clients. A
-//! committed batch is serialized once per device and the same bytes are queued to
-//! every subscriber that takes all its keys; a subscriber whose queue is full loses
+//! Live delivery of stored telemetry, presence and command statuses to
+//! subscribers. A committed batch becomes one [`Event`] per device, and the same
+//! event is queued to every subscriber that takes all its keys (its front end
+//! encodes it once for all of them); a subscriber whose queue is full loses
 //! the message and is told (`lagged`), so a slow client never slows anyone else.
 //!
 //! Replay meets live without gap or duplicate through the commit order: a new
@@ -14,7 +15,7 @@ use std::sync::RwLock;
 
 use prometheus_client::metrics::counter::Counter;
 
-use super::protocol::{self, Frame, OutPoint};
+use super::event::{Event, PublishedPoint};
 use crate::outbox::Outbox;
 use crate::store::Committed;
 
@@ -54,7 +55,7 @@ impl Filter {
 struct Subscriber {
     devices: Filter,
     keys: Filter,
-    out: Outbox<Frame>,
+    out: Outbox<Event>,
 }
 
 struct Inner {
@@ -92,7 +93,7 @@ impl Fanout {
         }
     }
 
-    pub fn subscribe(&self, devices: Filter, keys: Filter, out: Outbox<Frame>) -> Registration {
+    pub fn subscribe(&self, devices: Filter, keys: Filter, out: Outbox<Event>) -> Registration {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let id = inner.next_id;
         inner.next_id += 1;
@@ -119,8 +120,8 @@ impl Fanout {
             .len()
     }
 
-    fn queue(&self, s: &Subscriber, frame: Frame) {
-        if s.out.event(frame) {
+    fn queue(&self, s: &Subscriber, event: Event) {
+        if s.out.event(event) {
             self.deliveries.inc();
         } else {
             self.dropped.inc();
@@ -138,49 +139,50 @@ impl Fanout {
                 continue;
             }
             let points = || {
-                batch.points.iter().enumerate().map(move |(i, p)| OutPoint {
+                batch.points.iter().enumerate().map(move |(i, p)| PublishedPoint {
                     id: first + i as i64,
-                    key: &p.key,
-                    value: &p.value,
+                    key: p.key.clone(),
+                    value: p.value.clone(),
                     ts: p.ts,
                 })
             };
-            let mut whole: Option<Frame> = None;
+            let mut whole: Option<Event> = None;
             for s in inner
                 .subscribers
                 .values()
                 .filter(|s| s.devices.admits(&batch.device))
             {
-                let frame = match &s.keys {
+                let event = match &s.keys {
                     Filter::All => whole
-                        .get_or_insert_with(|| protocol::telemetry(&batch.device, points(), false))
+                        .get_or_insert_with(|| Event::telemetry(&batch.device, points().collect(), false))
                         .clone(),
                     keys => {
-                        let mut some = points().filter(|p| keys.admits(p.key)).peekable();
-                        if some.peek().is_none() {
+                        let some: Vec<PublishedPoint> = points().filter(|p| keys.admits(&p.key)).collect();
+                        if some.is_empty() {
                             continue;
                         }
-                        protocol::telemetry(&batch.device, some, false)
+                        Event::telemetry(&batch.device, some, false)
                     }
                 };
-                self.queue(s, frame);
+                self.queue(s, event);
             }
         }
         self.last_published.store(id - 1, Ordering::Release);
     }
 
-    /// Sends an event about `device` (presence, a command's status) to each
+    /// Sends an event about its device (presence, a command's status) to each
     /// connection subscribed to it, once per connection however many of its
     /// subscriptions match, and not to `except` (which was told directly).
-    pub fn device_event(&self, device: &str, frame: Frame, except: Option<&Outbox<Frame>>) {
+    pub fn device_event(&self, event: Event, except: Option<&Outbox<Event>>) {
+        let device = event.device();
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        let mut told: Vec<&Outbox<Frame>> = Vec::new();
+        let mut told: Vec<&Outbox<Event>> = Vec::new();
         for s in inner.subscribers.values().filter(|s| s.devices.admits(device)) {
             if except.is_some_and(|e| e.same(&s.out)) || told.iter().any(|t| t.same(&s.out)) {
                 continue;
             }
             told.push(&s.out);
-            self.queue(s, frame.clone());
+            self.queue(s, event.clone());
         }
     }
 }
@@ -188,8 +190,9 @@ impl Fanout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::event::Happened;
     use crate::store::{DeviceBatch, Point};
-    use serde_json::{json, Value};
+    use serde_json::json;
 
     fn commit(first_id: i64, device: &str, keys: &[&str]) -> Committed {
         Committed {
@@ -209,15 +212,18 @@ mod tests {
         }
     }
 
-    fn parse(f: &Frame) -> Value {
-        serde_json::from_str(f.as_str()).unwrap()
+    fn telemetry(e: &Event) -> (&str, &[PublishedPoint]) {
+        match e.happened() {
+            Happened::Telemetry { device, points, .. } => (device, points),
+            other => panic!("not telemetry: {other:?}"),
+        }
     }
 
     #[tokio::test]
     async fn filters_select_devices_and_keys_and_the_watermark_follows_commits() {
         let f = Fanout::new(10, Counter::default(), Counter::default());
-        let all: Outbox<Frame> = Outbox::new(8);
-        let temp_of_a: Outbox<Frame> = Outbox::new(8);
+        let all: Outbox<Event> = Outbox::new(8);
+        let temp_of_a: Outbox<Event> = Outbox::new(8);
         assert_eq!(f.subscribe(Filter::All, Filter::All, all.clone()).watermark, 10);
         f.subscribe(
             Filter::from_list(Some(&["a".into()])),
@@ -230,11 +236,11 @@ mod tests {
             f.subscribe(Filter::All, Filter::All, Outbox::new(1)).watermark,
             13
         );
-        let first = parse(&all.next().await);
-        assert_eq!(first["points"][1]["id"], 12);
-        assert_eq!(parse(&all.next().await)["device"], "b");
-        let only = parse(&temp_of_a.next().await);
-        assert_eq!(only["points"].as_array().unwrap().len(), 1);
+        let first = all.next().await;
+        assert_eq!(telemetry(&first).1[1].id, 12);
+        assert_eq!(telemetry(&all.next().await).0, "b");
+        let only = temp_of_a.next().await;
+        assert_eq!(telemetry(&only).1.len(), 1);
         assert!(temp_of_a.is_empty(), "device b is not in its filter");
     }
 
@@ -242,8 +248,8 @@ mod tests {
     async fn a_full_subscriber_loses_messages_without_holding_back_others() {
         let dropped = Counter::default();
         let f = Fanout::new(0, Counter::default(), dropped.clone());
-        let slow: Outbox<Frame> = Outbox::new(1);
-        let fast: Outbox<Frame> = Outbox::new(100);
+        let slow: Outbox<Event> = Outbox::new(1);
+        let fast: Outbox<Event> = Outbox::new(100);
         f.subscribe(Filter::All, Filter::All, slow.clone());
         f.subscribe(Filter::All, Filter::All, fast.clone());
         for i in 0..5 {

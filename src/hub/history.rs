@@ -2,11 +2,13 @@
 //! `GET /devices/{id}/telemetry` answer it: the newest `limit` points (or buckets)
 //! in range, oldest first.
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
-use super::protocol::{Code, Failure};
+use super::error::HubError;
+use super::event::PublishedPoint;
 use super::Hub;
-use crate::store::PointQuery;
+use crate::store::{Bucket, PointQuery};
 
 /// Points (or buckets) one answer holds by default, and at most.
 const DEFAULT_LIMIT: u32 = 1000;
@@ -24,7 +26,29 @@ pub struct HistoryRequest {
     pub bucket: Option<Value>,
 }
 
-fn bucket_ms(v: &Value) -> Result<i64, Failure> {
+/// What a history request gets: the points, or the buckets.
+#[derive(Debug, Serialize)]
+pub struct HistoryAnswer {
+    pub device: String,
+    pub key: Option<String>,
+    #[serde(flatten)]
+    pub rows: HistoryRows,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum HistoryRows {
+    Points {
+        points: Vec<PublishedPoint>,
+    },
+    /// `bucket` is the width in ms.
+    Buckets {
+        bucket: i64,
+        buckets: Vec<Bucket>,
+    },
+}
+
+fn bucket_ms(v: &Value) -> Result<i64, HubError> {
     let ms = match v {
         Value::Number(n) => n.as_f64().map(|f| f as i64),
         Value::String(s) => s
@@ -34,15 +58,14 @@ fn bucket_ms(v: &Value) -> Result<i64, Failure> {
         _ => None,
     };
     ms.filter(|ms| *ms > 0)
-        .ok_or_else(|| Failure::params("bucket is milliseconds or a duration like \"1m\""))
+        .ok_or_else(|| HubError::invalid("bucket is milliseconds or a duration like \"1m\""))
 }
 
-/// `{"device", "key", "points": [...]}`, or with a bucket `{"device", "key",
-/// "bucket", "buckets": [...]}`.
-pub async fn answer(hub: &Hub, req: HistoryRequest) -> Result<Value, Failure> {
+/// The newest `limit` points (or buckets) in range, oldest first.
+pub async fn answer(hub: &Hub, req: HistoryRequest) -> Result<HistoryAnswer, HubError> {
     let limit = match req.limit.unwrap_or(DEFAULT_LIMIT) {
         n @ 1..=MAX_LIMIT => n,
-        n => return Err(Failure::params(format!("limit is 1 to {MAX_LIMIT}, not {n}"))),
+        n => return Err(HubError::invalid(format!("limit is 1 to {MAX_LIMIT}, not {n}"))),
     };
     let query = PointQuery {
         devices: vec![req.device.clone()],
@@ -53,29 +76,35 @@ pub async fn answer(hub: &Hub, req: HistoryRequest) -> Result<Value, Failure> {
         newest_first: true,
         ..Default::default()
     };
-    let store_error = |e: crate::store::StoreError| Failure::new(Code::StoreError, e.to_string());
-    let mut answer = json!({"device": req.device, "key": req.key});
-    if let Some(bucket) = &req.bucket {
-        let width = bucket_ms(bucket)?;
-        let mut buckets = hub.store().buckets(&query, width).await.map_err(store_error)?;
-        buckets.reverse();
-        answer["bucket"] = json!(width);
-        answer["buckets"] = json!(buckets);
-    } else {
-        let mut points = hub.store().points(&query).await.map_err(store_error)?;
-        points.reverse();
-        let points: Vec<Value> = points
-            .iter()
-            .map(|p| json!({"id": p.id, "key": p.key, "value": p.value, "ts": p.ts}))
-            .collect();
-        answer["points"] = json!(points);
-    }
-    Ok(answer)
+    let rows = match &req.bucket {
+        Some(bucket) => {
+            let width = bucket_ms(bucket)?;
+            let mut buckets = hub.store().buckets(&query, width).await?;
+            buckets.reverse();
+            HistoryRows::Buckets {
+                bucket: width,
+                buckets,
+            }
+        }
+        None => {
+            let mut points = hub.store().points(&query).await?;
+            points.reverse();
+            HistoryRows::Points {
+                points: points.iter().map(PublishedPoint::from).collect(),
+            }
+        }
+    };
+    Ok(HistoryAnswer {
+        device: req.device,
+        key: req.key,
+        rows,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn bucket_widths_are_ms_or_durations() {
@@ -83,7 +112,7 @@ mod tests {
         assert_eq!(bucket_ms(&json!("500")).unwrap(), 500);
         assert_eq!(bucket_ms(&json!("1m")).unwrap(), 60_000);
         for bad in [json!("soon"), json!(0), json!("-5"), json!(null)] {
-            assert_eq!(bucket_ms(&bad).unwrap_err().code, Code::InvalidParams, "{bad}");
+            assert!(matches!(bucket_ms(&bad), Err(HubError::Invalid(_))), "{bad}");
         }
     }
 }

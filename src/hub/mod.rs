@@ -1,186 +1,60 @@
-//! The device hub at `/hub` (`docs/hub-protocol.md`): devices send telemetry and
-//! take commands; clients subscribe to live telemetry (with replay of stored
-//! points), send commands, read history and presence. BLE devices take part too:
-//! their notifications become telemetry and hub commands become BLE writes.
+//! The device hub's core (`docs/hub-protocol.md` is its `/hub` front end, in
+//! `crate::hub_api`): devices send telemetry and take commands; clients subscribe
+//! to live telemetry (with replay of stored points), send commands, read history
+//! and presence. BLE devices take part too: their notifications become telemetry
+//! and hub commands become BLE writes. The core speaks in typed [`Event`]s and
+//! [`HubError`]s; it never builds a wire message.
 //!
-//! - `protocol.rs`: wire shapes, error codes, frame builders; `cbor.rs`: the same
-//!   messages as CBOR (the `gattway.cbor` subprotocol).
+//! - `config.rs`: the `[hub]` table.
+//! - `event.rs`: what the hub tells listeners, built once, encoded once per front end.
+//! - `error.rs`: the hub's errors and their kinds.
 //! - `accept.rs`: what the hub takes in (device ids, points), checked once for
 //!   every way in, against its bounds and what the store can read back.
 //! - `fanout.rs`: live delivery to subscribers, with the replay watermark.
-//! - `commands.rs`: the command router (status, priority, timeouts, restarts);
+//! - `commands/`: the command router (status, priority, timeouts, restarts);
 //!   `command_request.rs`: a client's command, checked, as the record stored first.
 //! - `presence.rs`: who is online, and telling subscribers.
 //! - `connlog.rs`: the connection log, written in the background.
-//! - `socket.rs`: one connection's task: authentication, role, limits.
-//! - `link.rs`: the socket as the role loops use it, and what ends it.
-//! - `device.rs`, `client.rs`: the device and client message families.
 //! - `history.rs`: stored telemetry as `history` and REST both answer it.
-//! - `ble_feed.rs`: the BLE feed (notifications → telemetry, commands → writes).
-//! - `rest.rs`: history, devices and commands over REST.
+//! - `feeds/`: BLE notifications and broadcast sensors as telemetry, hub commands
+//!   as BLE writes.
 //! - `cluster.rs`: several instances as one hub (`[cluster]`): acting on what the
 //!   others say; `sequencer.rs`: their commits and ours to the fan-out in id order.
 
 pub mod accept;
-mod advert_feed;
-mod ble_feed;
-pub mod cbor;
-mod client;
 mod cluster;
 mod command_request;
 pub mod commands;
+mod config;
 mod connlog;
-mod device;
+mod error;
+pub mod event;
 pub mod fanout;
+mod feeds;
 mod history;
-mod link;
 mod presence;
-pub mod protocol;
-pub mod rest;
 mod sequencer;
-mod socket;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-pub use self::ble_feed::{BleCommand, BleTelemetry};
 pub use self::command_request::CommandRequest;
 use self::commands::Commands;
+pub use self::config::HubConfig;
 use self::connlog::ConnectionLog;
+pub use self::error::HubError;
+pub use self::event::{Event, Happened, PublishedPoint, StatusReport};
 use self::fanout::Fanout;
-use self::presence::Presence;
-use self::protocol::Failure;
-pub use self::socket::{handle_socket, Hello};
+pub use self::feeds::{BleCommand, BleTelemetry};
+pub use self::history::{HistoryAnswer, HistoryRequest};
+pub use self::presence::DevicePresence;
+pub(crate) use self::presence::{Presence, Replaced};
 use crate::auth::{Authenticator, Principal, Scope};
-use crate::cluster::{self as nats, ClusterConfig, ClusterError};
+use crate::cluster::{ClusterConfig, ClusterError};
 use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, TelemetryWriter};
 use crate::sync::AbortOnDrop;
-
-/// The `[hub]` table.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct HubConfig {
-    /// Open `/hub` connections at once (devices and clients).
-    pub max_connections: usize,
-    /// Larger messages get MESSAGE_TOO_LARGE (and are not stored).
-    pub max_message_bytes: usize,
-    /// Messages a second one connection may send, sustained, and the burst above it.
-    pub rate_per_connection: f64,
-    pub burst_per_connection: f64,
-    /// Live messages waiting for a slow client before it loses some (`lagged`).
-    pub client_queue: usize,
-    /// The same queue's bound in bytes: a client past either loses messages
-    /// (`lagged`, counted in `gattway_hub_dropped_total`).
-    pub client_queue_bytes: usize,
-    /// Telemetry waiting for the store, in bytes, from every device and feed
-    /// together; past it, senders wait (their acks come later), nothing is lost.
-    pub writer_queue_bytes: usize,
-    /// A device should send something (a heartbeat at least) this often; one silent
-    /// for `heartbeat_misses` intervals is offline.
-    pub heartbeat_secs: f64,
-    pub heartbeat_misses: u32,
-    /// Default time from `sent` to a final result, when a command gives none.
-    pub command_timeout_secs: f64,
-    /// Default time a command may wait queued before it expires.
-    pub command_ttl_secs: f64,
-    /// Commands one device works on at once; more wait `queued` (busy).
-    pub commands_in_flight: usize,
-    /// Open (not yet final) commands one device may have; more are refused
-    /// (`COMMAND_QUEUE_FULL`), so a flood cannot pile up in memory for the TTL.
-    pub max_open_commands: usize,
-    /// Subscriptions one client connection may hold.
-    pub max_subscriptions: usize,
-    /// Hub REST requests a second per credential (or per peer without one),
-    /// sustained, and the burst above it; more get 429.
-    pub rest_rate_per_principal: f64,
-    pub rest_burst_per_principal: f64,
-    /// Points older than this are deleted (hourly); 0 keeps them forever.
-    pub retention_days: f64,
-    /// Ended connections older than this leave the connection log (hourly); 0
-    /// keeps them forever.
-    pub connection_log_days: f64,
-    /// Most points in one transaction (group commit).
-    pub max_batch_points: usize,
-    /// Feed the simulated devices' notifications into the hub (on the simulator,
-    /// when `ble` names nothing): a fresh `gattway serve` has live data.
-    pub sim_feed: bool,
-    /// Keep a scan running and store what sensors broadcast (BTHome) as their
-    /// telemetry, each new packet once.
-    pub advert_feed: bool,
-    /// BLE notifications stored as telemetry.
-    pub ble: Vec<BleTelemetry>,
-    /// Hub commands that become BLE writes.
-    pub ble_commands: Vec<BleCommand>,
-}
-
-impl Default for HubConfig {
-    fn default() -> Self {
-        HubConfig {
-            max_connections: 10_000,
-            max_message_bytes: 1024 * 1024,
-            rate_per_connection: 1000.0,
-            burst_per_connection: 2000.0,
-            client_queue: 4096,
-            client_queue_bytes: 4 * 1024 * 1024,
-            writer_queue_bytes: 16 * 1024 * 1024,
-            heartbeat_secs: 30.0,
-            heartbeat_misses: 3,
-            command_timeout_secs: 30.0,
-            command_ttl_secs: 24.0 * 3600.0,
-            commands_in_flight: 1,
-            max_open_commands: 1000,
-            max_subscriptions: 256,
-            rest_rate_per_principal: 100.0,
-            rest_burst_per_principal: 200.0,
-            retention_days: 30.0,
-            connection_log_days: 30.0,
-            max_batch_points: 20_000,
-            sim_feed: true,
-            advert_feed: true,
-            ble: Vec::new(),
-            ble_commands: Vec::new(),
-        }
-    }
-}
-
-impl HubConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        let positive = [
-            ("hub.heartbeat_secs", self.heartbeat_secs),
-            ("hub.command_timeout_secs", self.command_timeout_secs),
-            ("hub.command_ttl_secs", self.command_ttl_secs),
-            ("hub.rate_per_connection", self.rate_per_connection),
-        ];
-        for (name, v) in positive {
-            if !(v.is_finite() && v > 0.0) {
-                return Err(format!("{name} must be a positive number of seconds, not {v}"));
-            }
-        }
-        for (name, days) in [
-            ("hub.retention_days", self.retention_days),
-            ("hub.connection_log_days", self.connection_log_days),
-        ] {
-            if days < 0.0 || !days.is_finite() {
-                return Err(format!("{name} must be 0 (keep) or more"));
-            }
-        }
-        for b in &self.ble {
-            b.validate()?;
-        }
-        for c in &self.ble_commands {
-            c.validate()?;
-        }
-        Ok(())
-    }
-
-    fn heartbeat_timeout(&self) -> Duration {
-        Duration::from_secs_f64(self.heartbeat_secs * self.heartbeat_misses.max(1) as f64)
-    }
-}
 
 struct Inner {
     config: HubConfig,
@@ -246,7 +120,7 @@ impl Hub {
         // Joined before the last id is read: a commit the subscription misses in
         // between is below that id, and one after it arrives.
         let joined = match cluster.enabled() {
-            true => Some(nats::join(cluster, metrics.cluster_rejected.clone()).await?),
+            true => Some(crate::cluster::join(cluster, metrics.cluster_rejected.clone()).await?),
             false => None,
         };
         let link = joined.as_ref().map(|(link, _, _)| link.clone());
@@ -316,8 +190,8 @@ impl Hub {
             metrics.hub_devices_online.clone(),
             link.clone(),
         );
-        let feeds = ble_feed::feeds(&config, gateway);
-        let ble_written = feeds.iter().flat_map(ble_feed::Feed::written_ids).collect();
+        let feeds = feeds::ble::feeds(&config, gateway);
+        let ble_written = feeds.iter().flat_map(feeds::ble::Feed::written_ids).collect();
         let mut tasks = Vec::new();
         if config.retention_days > 0.0 || config.connection_log_days > 0.0 {
             tasks.push(retention(
@@ -342,11 +216,11 @@ impl Hub {
         }));
         // The feeds hold a weak handle: the hub owns their tasks, and a strong one
         // would keep both alive forever.
-        let feeds = ble_feed::spawn(feeds, gateway.clone(), Arc::downgrade(&hub.0));
+        let feeds = feeds::ble::spawn(feeds, gateway.clone(), Arc::downgrade(&hub.0));
         let sweep = heartbeat_sweep(Arc::downgrade(&hub.0), config.heartbeat_timeout());
         let adverts = config
             .advert_feed
-            .then(|| advert_feed::spawn(gateway.clone(), Arc::downgrade(&hub.0)));
+            .then(|| feeds::adverts::spawn(gateway.clone(), Arc::downgrade(&hub.0)));
         crate::sync::lock(&hub.0.tasks).extend(feeds.into_iter().chain([sweep]).chain(adverts));
         if let (Some((_, heard, tasks)), Some(sequencer)) = (joined, sequencer) {
             let mut all = tasks;
@@ -401,14 +275,11 @@ impl Hub {
     /// Whether `principal` may command `device`: its device list must admit the
     /// device, and a command that becomes a BLE write needs `ble:write`, as a write
     /// on any other front end does.
-    pub(crate) fn may_command(&self, principal: Option<&Principal>, device: &str) -> Result<(), Failure> {
+    pub(crate) fn may_command(&self, principal: Option<&Principal>, device: &str) -> Result<(), HubError> {
         crate::auth::check_device(principal, device, None)?;
         let Some(p) = principal else { return Ok(()) };
         if !p.has(Scope::BleWrite) && crate::sync::lock(&self.0.ble_written).contains(device) {
-            return Err(Failure::new(
-                protocol::Code::Forbidden,
-                format!("commands to {device} become BLE writes: they need the ble:write scope"),
-            ));
+            return Err(HubError::NeedsBleWrite(device.to_string()));
         }
         Ok(())
     }
@@ -416,6 +287,11 @@ impl Hub {
     /// A BLE feed connected under this hub id: its commands are BLE writes.
     pub(crate) fn ble_written(&self, hub_id: &str) {
         crate::sync::lock(&self.0.ble_written).insert(hub_id.to_string());
+    }
+
+    /// Stored telemetry of one device: points or buckets (`history.rs`).
+    pub async fn history(&self, request: HistoryRequest) -> Result<HistoryAnswer, HubError> {
+        history::answer(self, request).await
     }
 
     /// Live subscriptions now (tests and metrics).

@@ -18,9 +18,10 @@ use serde::Serialize;
 use tokio::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+use super::commands::Delivery;
 use super::connlog::ConnectionLog;
+use super::event::Event;
 use super::fanout::Fanout;
-use super::protocol::{self, Frame};
 use crate::cluster::{self, Alive, Held, PresenceNote};
 use crate::outbox::Outbox;
 use crate::store::{now_ms, Store, StoreError};
@@ -52,8 +53,8 @@ struct Elsewhere {
 
 /// How a connection is told that a newer one of its device took over.
 pub enum Replaced {
-    /// A network device's send queue is closed: its loop already waits on it.
-    Outbox(Outbox<Frame>),
+    /// A network device's command queue is closed: its loop already waits on it.
+    Outbox(Outbox<Delivery>),
     /// The BLE feed's link is cancelled.
     Token(CancellationToken),
 }
@@ -146,8 +147,7 @@ impl Presence {
                 self.online.inc();
                 self.log.presence(device, kind, true, now);
                 if !moved_here {
-                    self.fanout
-                        .device_event(device, protocol::presence(device, true, now), None);
+                    self.fanout.device_event(Event::presence(device, true, now), None);
                 }
             }
         }
@@ -175,7 +175,7 @@ impl Presence {
         self.online.dec();
         self.log.presence(device, kind, false, now);
         self.fanout
-            .device_event(device, protocol::presence(device, false, now), None);
+            .device_event(Event::presence(device, false, now), None);
     }
 
     /// The device said something.
@@ -270,8 +270,8 @@ impl Presence {
             },
         );
         if was.is_none() && !here {
-            let frame = protocol::presence(&held.device, true, held.since);
-            self.fanout.device_event(&held.device, frame, None);
+            let event = Event::presence(&held.device, true, held.since);
+            self.fanout.device_event(event, None);
         }
     }
 
@@ -285,8 +285,7 @@ impl Presence {
             elsewhere.remove(device);
         }
         if !lock(&self.devices).contains_key(device) {
-            self.fanout
-                .device_event(device, protocol::presence(device, false, at), None);
+            self.fanout.device_event(Event::presence(device, false, at), None);
         }
     }
 

@@ -1,5 +1,5 @@
 //! Live telemetry in id order, whichever instance committed it. Point ids are the
-//! fleet's commit order (the PostgreSQL store hands them out in turn), so each
+//! cluster's commit order (the PostgreSQL store hands them out in turn), so each
 //! instance delivers commits to its fan-out strictly by id: its own as they
 //! commit, the others' as NATS brings them, holding any that arrive early. The
 //! fan-out's watermark stays a prefix of the commit order, and replay-then-live
@@ -196,11 +196,11 @@ fn trim_front(c: &mut Committed, next: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::event::{Event, Happened};
     use crate::hub::fanout::Filter;
-    use crate::hub::protocol::Frame;
     use crate::outbox::Outbox;
     use prometheus_client::metrics::counter::Counter;
-    use serde_json::{json, Value};
+    use serde_json::json;
 
     fn commit(first_id: i64, device: &str, n: usize) -> Committed {
         Committed {
@@ -219,17 +219,13 @@ mod tests {
         }
     }
 
-    fn ids(out: &Outbox<Frame>) -> Vec<i64> {
+    fn ids(out: &Outbox<Event>) -> Vec<i64> {
         let mut ids = Vec::new();
-        while let Some(f) = out.try_next() {
-            let v: Value = serde_json::from_str(f.as_str()).unwrap();
-            ids.extend(
-                v["points"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|p| p["id"].as_i64().unwrap()),
-            );
+        while let Some(e) = out.try_next() {
+            let Happened::Telemetry { points, .. } = e.happened() else {
+                panic!("not telemetry: {e:?}");
+            };
+            ids.extend(points.iter().map(|p| p.id));
         }
         ids
     }
@@ -237,7 +233,7 @@ mod tests {
     #[test]
     fn commits_reach_the_fan_out_in_id_order_once_each() {
         let fanout = Arc::new(Fanout::new(10, Counter::default(), Counter::default()));
-        let out: Outbox<Frame> = Outbox::new(100);
+        let out: Outbox<Event> = Outbox::new(100);
         fanout.subscribe(Filter::All, Filter::All, out.clone());
         let seq = Sequencer::new(10, fanout.clone());
         seq.offer(commit(14, "b", 2)); // early: 11..=13 missing

@@ -14,9 +14,9 @@ use super::discovery::{self, Names};
 use super::{topic, MqttConfig, MqttError};
 use crate::auth::Principal;
 use crate::gateway::Gateway;
-use crate::hub::protocol::Frame;
-use crate::hub::{CommandRequest, Hub};
+use crate::hub::{CommandRequest, Event as HubEvent, Happened, Hub, StatusReport};
 use crate::outbox::Outbox;
+use crate::store::CommandRecord;
 use crate::store::{PointQuery, StoredPoint};
 use crate::sync::AbortOnDrop;
 
@@ -91,7 +91,7 @@ impl Exporter {
         // What was committed before gattway started is history, not news.
         self.acked = *committed.borrow();
         let metrics = self.gateway.metrics().clone();
-        let statuses: Outbox<Frame> = Outbox::new(1024);
+        let statuses: Outbox<HubEvent> = Outbox::new(1024);
         let mut adverts = self.gateway.advertisements();
         let mut backoff = Duration::from_millis(250);
         loop {
@@ -133,7 +133,9 @@ impl Exporter {
                             tracing::warn!(topic = %p.topic, "a retained MQTT command was ignored: publish commands without retain");
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) => {
-                            self.command(&p.topic, &p.payload, &statuses).await;
+                            if self.command(&client, &p.topic, &p.payload, &statuses).await.is_err() {
+                                break;
+                            }
                         }
                         Ok(_) => {}
                         Err(e) => {
@@ -142,9 +144,11 @@ impl Exporter {
                         }
                     },
                     _ = committed.changed(), if caught_up && connected => {}
-                    frame = statuses.next(), if connected => {
-                        if self.status(&client, &frame).is_err() {
-                            break;
+                    event = statuses.next(), if connected => {
+                        if let Happened::CommandStatus(record) = event.happened() {
+                            if self.status(&client, record).is_err() {
+                                break;
+                            }
                         }
                     }
                     heard = adverts.recv() => match heard {
@@ -352,23 +356,29 @@ impl Exporter {
 
     /// A command from `<base>/<device>/command/<name>` (each name one escaped
     /// level), routed as a hub command under the configured principal, which must
-    /// be allowed to command the device as on `/hub`.
-    async fn command(&mut self, topic: &str, payload: &[u8], statuses: &Outbox<Frame>) {
+    /// be allowed to command the device as on `/hub`. Its statuses come back
+    /// through `statuses`; a refusal is published at once.
+    async fn command(
+        &mut self,
+        client: &AsyncClient,
+        topic: &str,
+        payload: &[u8],
+        statuses: &Outbox<HubEvent>,
+    ) -> Result<(), rumqttc::ClientError> {
         let Some(rest) = topic.strip_prefix(&format!("{}/", self.config.base_topic)) else {
-            return;
+            return Ok(());
         };
         let levels: Vec<&str> = rest.split('/').collect();
         let [device, "command", name] = levels[..] else {
-            return;
+            return Ok(());
         };
         let (Some(device), Some(name)) = (topic::name(device), topic::name(name)) else {
-            return;
+            return Ok(());
         };
         let params = match payload {
             [] => Ok(None),
             bytes => serde_json::from_slice::<Value>(bytes).map(Some),
         };
-        let refused = |message: String| json!({"type": "command_status", "device": device, "name": name, "status": "rejected", "error": message});
         let issuer = match &self.principal {
             Some(p) => format!("mqtt:{}", p.subject),
             None => format!("mqtt:{}", self.config.client_id),
@@ -376,7 +386,7 @@ impl Exporter {
         let record = self
             .hub
             .may_command(self.principal.as_ref(), &device)
-            .map_err(|f| f.message)
+            .map_err(|e| e.to_string())
             .and_then(|()| params.map_err(|e| format!("params are not JSON: {e}")))
             .and_then(|params| {
                 CommandRequest {
@@ -388,7 +398,7 @@ impl Exporter {
                     ttl: None,
                 }
                 .into_record(self.hub.config(), Some(issuer))
-                .map_err(|f| f.message)
+                .map_err(|e| e.to_string())
             });
         let result = match record {
             Ok(record) => self
@@ -396,27 +406,38 @@ impl Exporter {
                 .commands()
                 .submit(record, Some(statuses.clone()))
                 .await
-                .map_err(|f| f.message),
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
-        if let Err(message) = result {
-            statuses.event(crate::hub::protocol::frame(&refused(message)));
+        match result {
+            Ok(()) => Ok(()),
+            Err(message) => {
+                let refused = json!({"type": "command_status", "device": device, "name": name, "status": "rejected", "error": message});
+                self.publish_status(client, &device, &name, &refused)
+            }
         }
     }
 
-    /// A command's status, to `<base>/<device>/command/<name>/status`.
-    fn status(&mut self, client: &AsyncClient, frame: &Frame) -> Result<(), rumqttc::ClientError> {
-        let Ok(v) = serde_json::from_slice::<Value>(frame.json()) else {
-            return Ok(());
-        };
-        let (Some(device), Some(name)) = (v["device"].as_str(), v["name"].as_str()) else {
-            return Ok(());
-        };
+    /// A command's status, to `<base>/<device>/command/<name>/status`: what
+    /// `/hub` sends as `command_status` too.
+    fn status(&mut self, client: &AsyncClient, c: &CommandRecord) -> Result<(), rumqttc::ClientError> {
+        let mut status = json!(StatusReport::from(c));
+        status["type"] = json!("command_status");
+        self.publish_status(client, &c.device, &c.name, &status)
+    }
+
+    fn publish_status(
+        &mut self,
+        client: &AsyncClient,
+        device: &str,
+        name: &str,
+        status: &Value,
+    ) -> Result<(), rumqttc::ClientError> {
         let (Some(device), Some(name)) = (topic::level(device), topic::level(name)) else {
             return Ok(());
         };
         let topic = format!("{}/{device}/command/{name}/status", self.config.base_topic);
-        self.publish(client, topic, frame.json().to_vec(), false, None)?;
+        self.publish(client, topic, status.to_string().into_bytes(), false, None)?;
         Ok(())
     }
 }

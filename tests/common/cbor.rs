@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use futures::StreamExt;
-use gattway::hub::cbor;
+use gattway::hub_api::cbor;
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

@@ -3,7 +3,7 @@
 
 use futures::{SinkExt, StreamExt};
 use gattway::auth::{AuthConfig, Scope};
-use gattway::hub::cbor;
+use gattway::hub_api::cbor;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 

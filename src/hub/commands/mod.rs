@@ -22,9 +22,9 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use self::router::Router;
+use super::error::HubError;
+use super::event::Event;
 use super::fanout::Fanout;
-use super::protocol::{self, Code, Failure, Frame};
-use crate::cluster;
 use crate::metrics::CommandStatusLabels;
 use crate::outbox::Outbox;
 use crate::store::{CommandRecord, CommandStatus, Store};
@@ -52,13 +52,11 @@ pub trait CommandSink: Send + Sync {
     fn deliver(&self, d: Delivery) -> bool;
 }
 
-/// A network device's connection: commands are frames in its send queue.
-impl CommandSink for Outbox<Frame> {
+/// A network device's connection: its queue of deliveries, which its front end
+/// sends in its own wire format.
+impl CommandSink for Outbox<Delivery> {
     fn deliver(&self, d: Delivery) -> bool {
-        self.reply(match &d {
-            Delivery::Command(c) => protocol::command_to_device(c),
-            Delivery::Cancel(id) => protocol::cancel_to_device(id),
-        });
+        self.reply(d);
         true
     }
 }
@@ -66,8 +64,8 @@ impl CommandSink for Outbox<Frame> {
 enum Msg {
     Submit {
         record: CommandRecord,
-        issuer: Option<Outbox<Frame>>,
-        reply: oneshot::Sender<Result<(), Failure>>,
+        issuer: Option<Outbox<Event>>,
+        reply: oneshot::Sender<Result<(), HubError>>,
     },
     Report {
         device: String,
@@ -75,12 +73,12 @@ enum Msg {
         status: CommandStatus,
         result: Option<Value>,
         error: Option<String>,
-        reply: oneshot::Sender<Result<(), Failure>>,
+        reply: oneshot::Sender<Result<(), HubError>>,
     },
     Cancel {
         command_id: String,
         allowed: Box<dyn Fn(&str) -> bool + Send>,
-        reply: oneshot::Sender<Result<(), Failure>>,
+        reply: oneshot::Sender<Result<(), HubError>>,
     },
     Online {
         device: Arc<str>,
@@ -109,7 +107,7 @@ impl Commands {
         fanout: Arc<Fanout>,
         limits: Limits,
         metrics: Family<CommandStatusLabels, Counter>,
-        cluster: Option<cluster::Link>,
+        cluster: Option<crate::cluster::Link>,
     ) -> Result<Commands, crate::store::StoreError> {
         let router = Router::load(store, fanout, limits, metrics, cluster).await?;
         let (tx, rx) = mpsc::unbounded_channel();
@@ -122,16 +120,16 @@ impl Commands {
 
     async fn ask(
         &self,
-        msg: impl FnOnce(oneshot::Sender<Result<(), Failure>>) -> Msg,
-    ) -> Result<(), Failure> {
+        msg: impl FnOnce(oneshot::Sender<Result<(), HubError>>) -> Msg,
+    ) -> Result<(), HubError> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || Failure::new(Code::StoreError, "the command router has stopped");
+        let stopped = || HubError::Store("the command router has stopped".into());
         self.tx.send(msg(reply)).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
     /// Stores a new command and routes it; `issuer` gets its status changes.
-    pub async fn submit(&self, record: CommandRecord, issuer: Option<Outbox<Frame>>) -> Result<(), Failure> {
+    pub async fn submit(&self, record: CommandRecord, issuer: Option<Outbox<Event>>) -> Result<(), HubError> {
         self.ask(|reply| Msg::Submit {
             record,
             issuer,
@@ -148,7 +146,7 @@ impl Commands {
         status: CommandStatus,
         result: Option<Value>,
         error: Option<String>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), HubError> {
         // What the store keeps of the answer must read back (`store::storable`).
         if let Some(result) = &result {
             crate::store::check_json("result", result)?;
@@ -173,7 +171,7 @@ impl Commands {
         &self,
         command_id: String,
         allowed: impl Fn(&str) -> bool + Send + 'static,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), HubError> {
         let allowed = Box::new(allowed);
         self.ask(|reply| Msg::Cancel {
             command_id,

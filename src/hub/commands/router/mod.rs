@@ -1,6 +1,6 @@
 //! The router task: every open command, its timer, and which devices are online
 //! here with free slots. Its handle is [`super::Commands`]. What it does with other
-//! instances of a cluster is in `fleet.rs`.
+//! instances of a cluster is in `cluster.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,21 +14,21 @@ use tokio::sync::mpsc;
 use tokio_util::time::{delay_queue, DelayQueue};
 
 use super::{CommandSink, Delivery, Msg};
-use crate::cluster;
+use crate::hub::error::HubError;
+use crate::hub::event::Event;
 use crate::hub::fanout::Fanout;
-use crate::hub::protocol::{self, Code, Failure, Frame};
 use crate::metrics::CommandStatusLabels;
 use crate::outbox::Outbox;
 use crate::store::{now_ms, CommandRecord, CommandStatus, CommandUpdate, Store};
 
-mod fleet;
+mod cluster;
 
 /// How soon a timer whose status change the store refused tries again.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
 struct Open {
     record: CommandRecord,
-    issuer: Option<Outbox<Frame>>,
+    issuer: Option<Outbox<Event>>,
     timer: Option<delay_queue::Key>,
     /// Arrival order: among equal priorities the oldest goes first (creation
     /// times in ms can tie).
@@ -52,10 +52,10 @@ pub(super) struct Router {
     next_order: u64,
     metrics: Family<CommandStatusLabels, Counter>,
     /// This instance in a cluster: status changes are published; `None` alone.
-    cluster: Option<cluster::Link>,
+    cluster: Option<crate::cluster::Link>,
     /// Commands another instance has taken over, and who here sent them: they
     /// hear its status changes (through [`Msg::Heard`]) until a final one.
-    issued_here: HashMap<String, Outbox<Frame>>,
+    issued_here: HashMap<String, Outbox<Event>>,
     /// Commands whose status changed elsewhere under this router's copy (a
     /// conditional store update found another status): read again after the
     /// message in hand.
@@ -75,7 +75,7 @@ impl Router {
         fanout: Arc<Fanout>,
         limits: super::Limits,
         metrics: Family<CommandStatusLabels, Counter>,
-        cluster: Option<cluster::Link>,
+        cluster: Option<crate::cluster::Link>,
     ) -> Result<Router, crate::store::StoreError> {
         let mut router = Router {
             store: store.clone(),
@@ -105,7 +105,7 @@ impl Router {
     /// Takes an open command sent to an earlier connection of its device (before
     /// a restart, or on another instance): sent is queued again, to be sent
     /// again (at least once); delivered keeps its deadline and its device's slot.
-    async fn take_over(&mut self, mut c: CommandRecord, issuer: Option<Outbox<Frame>>) {
+    async fn take_over(&mut self, mut c: CommandRecord, issuer: Option<Outbox<Event>>) {
         if c.status == CommandStatus::Sent
             && self.set(&mut c, CommandStatus::Queued, None, None).await.is_err()
         {
@@ -156,7 +156,7 @@ impl Router {
         status: CommandStatus,
         result: Option<Value>,
         error: Option<String>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), HubError> {
         let at = now_ms();
         let deadline = match status {
             CommandStatus::Sent => Some(at + c.timeout_ms),
@@ -176,17 +176,14 @@ impl Router {
             Ok(false) => {
                 // Another instance moved it first; read it again after this.
                 self.stale.push(c.id.clone());
-                return Err(Failure::new(
-                    Code::CommandClosed,
-                    format!("command {} changed on another instance", c.id),
-                ));
+                return Err(HubError::CommandClosed(format!(
+                    "command {} changed on another instance",
+                    c.id
+                )));
             }
             Err(e) => {
                 tracing::error!(command = %c.id, status = status.as_str(), error = %e, "command status not stored; not announced");
-                return Err(Failure::new(
-                    Code::StoreError,
-                    format!("command status not stored: {e}"),
-                ));
+                return Err(HubError::Store(format!("command status not stored: {e}")));
             }
         }
         c.status = status;
@@ -207,7 +204,7 @@ impl Router {
     }
 
     /// Keeps an open command with its timer.
-    fn track(&mut self, record: CommandRecord, issuer: Option<Outbox<Frame>>, order: Option<u64>) {
+    fn track(&mut self, record: CommandRecord, issuer: Option<Outbox<Event>>, order: Option<u64>) {
         let order = order.unwrap_or_else(|| {
             self.next_order += 1;
             self.next_order
@@ -231,12 +228,11 @@ impl Router {
     /// Tells the client that sent the command, and every client subscribed to its
     /// device (once each), where it is now.
     fn notify(&self, open: &Open) {
-        let frame = protocol::command_status(&open.record);
+        let event = Event::command_status(&open.record);
         if let Some(out) = &open.issuer {
-            out.reply(frame.clone());
+            out.reply(event.clone());
         }
-        self.fanout
-            .device_event(&open.record.device, frame, open.issuer.as_ref());
+        self.fanout.device_event(event, open.issuer.as_ref());
         if let Some(c) = &self.cluster {
             c.command(&open.record);
         }
@@ -252,14 +248,11 @@ impl Router {
                 let device = record.device.clone();
                 let open = self.open.values().filter(|o| o.record.device == device).count();
                 if open >= self.max_open {
-                    let _ = reply.send(Err(Failure::new(
-                        Code::CommandQueueFull,
-                        format!("{device} has {open} open commands, the most it may have: wait for some to finish"),
-                    )));
+                    let _ = reply.send(Err(HubError::CommandQueueFull { device, open }));
                     return;
                 }
                 if let Err(e) = self.store.insert_command(&record).await {
-                    let _ = reply.send(Err(Failure::new(Code::StoreError, e.to_string())));
+                    let _ = reply.send(Err(e.into()));
                     return;
                 }
                 self.metrics
@@ -268,8 +261,8 @@ impl Router {
                     })
                     .inc();
                 // Its sender hears `command_accepted`; the device's subscribers hear it queued.
-                let frame = protocol::command_status(&record);
-                self.fanout.device_event(&record.device, frame, issuer.as_ref());
+                let event = Event::command_status(&record);
+                self.fanout.device_event(event, issuer.as_ref());
                 if let Some(c) = &self.cluster {
                     // The instance holding the device takes it from here.
                     c.command(&record);
@@ -306,10 +299,9 @@ impl Router {
                     .filter(|o| allowed(&o.record.device))
                     .map(|o| o.record.device.clone());
                 let Some(device) = device else {
-                    let _ = reply.send(Err(Failure::new(
-                        Code::UnknownCommand,
-                        format!("no open command {command_id}"),
-                    )));
+                    let _ = reply.send(Err(HubError::UnknownCommand(format!(
+                        "no open command {command_id}"
+                    ))));
                     return;
                 };
                 let mut was = self.open.get(&command_id).map(|o| o.record.status);
@@ -327,10 +319,7 @@ impl Router {
                             self.close(&command_id, CommandStatus::Cancelled, None, None)
                                 .await
                         }
-                        None => Err(Failure::new(
-                            Code::UnknownCommand,
-                            format!("no open command {command_id}"),
-                        )),
+                        None => Err(HubError::UnknownCommand(format!("no open command {command_id}"))),
                     };
                 }
                 if closed.is_ok() && was != Some(CommandStatus::Queued) {
@@ -406,18 +395,16 @@ impl Router {
         status: CommandStatus,
         result: Option<Value>,
         error: Option<String>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), HubError> {
         let Some(open) = self.open.get_mut(id).filter(|o| o.record.device == device) else {
-            return Err(Failure::new(
-                Code::UnknownCommand,
-                format!("no open command {id} for this device"),
-            ));
+            return Err(HubError::UnknownCommand(format!(
+                "no open command {id} for this device"
+            )));
         };
         match (open.record.status, status) {
-            (CommandStatus::Queued, _) => Err(Failure::new(
-                Code::CommandClosed,
-                format!("command {id} was not sent to this connection"),
-            )),
+            (CommandStatus::Queued, _) => Err(HubError::CommandClosed(format!(
+                "command {id} was not sent to this connection"
+            ))),
             (_, CommandStatus::Delivered) => {
                 if open.record.status == CommandStatus::Sent {
                     let mut record = open.record.clone();
@@ -445,7 +432,7 @@ impl Router {
         status: CommandStatus,
         result: Option<Value>,
         error: Option<String>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), HubError> {
         let Some(mut record) = self.open.get(id).map(|o| o.record.clone()) else {
             return Ok(());
         };

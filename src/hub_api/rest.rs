@@ -13,11 +13,9 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::command_request::CommandRequest;
-use super::history::{self, HistoryRequest};
-use super::protocol::{Code, Failure};
-use super::Hub;
+use super::failure::{Code, Failure};
 use crate::auth::Principal;
+use crate::hub::{CommandRequest, HistoryAnswer, HistoryRequest, Hub, HubError};
 
 #[derive(OpenApi)]
 #[openapi()]
@@ -35,21 +33,29 @@ pub fn router(hub: Hub) -> (axum::Router, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-struct HubError(Failure);
+/// A refusal as a problem document: the hub's wire code, with the HTTP status
+/// that fits it.
+struct Refused(Failure);
 
-impl From<Failure> for HubError {
+impl From<Failure> for Refused {
     fn from(f: Failure) -> Self {
-        HubError(f)
+        Refused(f)
     }
 }
 
-impl From<crate::store::StoreError> for HubError {
+impl From<HubError> for Refused {
+    fn from(e: HubError) -> Self {
+        Refused(e.into())
+    }
+}
+
+impl From<crate::store::StoreError> for Refused {
     fn from(e: crate::store::StoreError) -> Self {
-        HubError(Failure::new(Code::StoreError, e.to_string()))
+        Refused(HubError::from(e).into())
     }
 }
 
-impl IntoResponse for HubError {
+impl IntoResponse for Refused {
     fn into_response(self) -> Response {
         let status = match self.0.code {
             Code::Forbidden => StatusCode::FORBIDDEN,
@@ -64,7 +70,7 @@ impl IntoResponse for HubError {
     }
 }
 
-type HubResult<T> = Result<T, HubError>;
+type HubResult<T> = Result<T, Refused>;
 
 /// A list's `limit`: 100 when absent, else 1 to 10000 (out of range is refused,
 /// not quietly clamped).
@@ -104,21 +110,19 @@ async fn telemetry(
     p: Option<Extension<Principal>>,
     Path(id): Path<String>,
     Query(q): Query<TelemetryQuery>,
-) -> HubResult<Json<Value>> {
+) -> HubResult<Json<HistoryAnswer>> {
     admit(&p, &id)?;
-    let body = history::answer(
-        &hub,
-        HistoryRequest {
+    let answer = hub
+        .history(HistoryRequest {
             device: id,
             key: q.key,
             from: q.from,
             to: q.to,
             limit: q.limit,
             bucket: q.bucket.map(Value::String),
-        },
-    )
-    .await?;
-    Ok(Json(body))
+        })
+        .await?;
+    Ok(Json(answer))
 }
 
 /// Every hub device with its presence.
@@ -233,7 +237,7 @@ async fn command(
     p: Option<Extension<Principal>>,
     Path(id): Path<String>,
 ) -> HubResult<Json<Value>> {
-    let not_found = || HubError(Failure::new(Code::UnknownCommand, format!("no command {id}")));
+    let not_found = || Refused(Failure::new(Code::UnknownCommand, format!("no command {id}")));
     let c = hub.store().command(&id).await?.ok_or_else(not_found)?;
     if !crate::auth::admits(p.as_ref().map(|e| &e.0), &c.device, None) {
         return Err(not_found());

@@ -5,14 +5,16 @@
 
 use serde_json::json;
 
-use super::command_request::CommandRequest;
-use super::fanout::{Filter, Registration};
-use super::history::{self, HistoryRequest};
-use super::link::{Link, Read};
-use super::protocol::{self, Code, Failure, Frame, Incoming};
-use super::Hub;
+use serde_json::Value;
+
+use super::failure::{Code, Failure};
+use super::frame::{self, Frame};
+use super::framed::{Framed, Read};
+use super::message::{self, ClientMessage};
 use crate::auth::Principal;
 use crate::http::ws::{Closed, End, Ends, Inbound};
+use crate::hub::fanout::{Filter, Registration};
+use crate::hub::{CommandRequest, Event, HistoryRequest, Hub};
 use crate::outbox::Outbox;
 use crate::store::{now_ms, PointQuery};
 
@@ -24,7 +26,7 @@ struct State<'a> {
     principal: Option<&'a Principal>,
     /// Live messages queued together go out as one `batch` frame.
     batch: bool,
-    out: Outbox<Frame>,
+    out: Outbox<Event>,
     subscriptions: Vec<u64>,
 }
 
@@ -37,7 +39,7 @@ impl State<'_> {
 /// Runs a client connection; returns why it ended.
 pub(super) async fn run(
     hub: &Hub,
-    link: &mut Link,
+    link: &mut Framed,
     principal: Option<&Principal>,
     batch: bool,
     ends: &mut Ends,
@@ -45,10 +47,12 @@ pub(super) async fn run(
     let mut state = State {
         principal,
         batch,
+        // Weighed by the frame it becomes: encoded as it is queued, once for
+        // every subscriber that gets it.
         out: Outbox::with_byte_budget(
             hub.config().client_queue,
             hub.config().client_queue_bytes,
-            Frame::weight,
+            |event| frame::of_event(event).weight(),
         ),
         subscriptions: Vec::new(),
     };
@@ -57,9 +61,9 @@ pub(super) async fn run(
     reason
 }
 
-async fn serve(hub: &Hub, link: &mut Link, state: &mut State<'_>, ends: &mut Ends) -> &'static str {
+async fn serve(hub: &Hub, link: &mut Framed, state: &mut State<'_>, ends: &mut Ends) -> &'static str {
     if link
-        .send(protocol::frame(&json!({"type": "welcome", "role": "client"})))
+        .send(frame::frame(&json!({"type": "welcome", "role": "client"})))
         .await
         .is_err()
     {
@@ -70,9 +74,9 @@ async fn serve(hub: &Hub, link: &mut Link, state: &mut State<'_>, ends: &mut End
         // Wait here; handle in a boxed step, so an idle connection holds only the wait.
         let event = tokio::select! {
             biased;
-            frame = out.next() => Event::Queued(frame),
-            inbound = link.conn.recv() => Event::Read(inbound),
-            end = ends.wait() => Event::End(end),
+            event = out.next() => Waited::Queued(event),
+            inbound = link.conn.recv() => Waited::Read(inbound),
+            end = ends.wait() => Waited::End(end),
         };
         if let Some(reason) = Box::pin(on_event(hub, link, state, &out, event)).await {
             return reason;
@@ -81,9 +85,9 @@ async fn serve(hub: &Hub, link: &mut Link, state: &mut State<'_>, ends: &mut End
 }
 
 /// What a client connection waits for.
-enum Event {
+enum Waited {
     /// A live message for the client (telemetry, presence, a command status).
-    Queued(Frame),
+    Queued(Event),
     Read(Inbound),
     End(End),
 }
@@ -91,25 +95,25 @@ enum Event {
 /// Handles one event; why the connection ends, if it does.
 async fn on_event(
     hub: &Hub,
-    link: &mut Link,
+    link: &mut Framed,
     state: &mut State<'_>,
-    out: &Outbox<Frame>,
-    event: Event,
+    out: &Outbox<Event>,
+    waited: Waited,
 ) -> Option<&'static str> {
-    match event {
-        Event::Queued(frame) => drain(link, out, frame, state.batch).await.err().map(|_| "closed"),
-        Event::Read(inbound) => match link.read(inbound).await {
+    match waited {
+        Waited::Queued(event) => drain(link, out, event, state.batch).await.err().map(|_| "closed"),
+        Waited::Read(inbound) => match link.read(inbound).await {
             Read::Closed => Some("closed"),
             Read::Refused => None,
-            Read::Message(m) => {
-                let id = m.id.clone();
-                let Err(f) = handle(hub, link, state, *m).await else {
+            Read::Message(envelope) => {
+                let message = ClientMessage::read(&envelope);
+                let Err(f) = handle(hub, link, state, &envelope.id, message).await else {
                     return None;
                 };
-                link.fail(&id, &f).await.err().map(|_| "closed")
+                link.fail(&envelope.id, &f).await.err().map(|_| "closed")
             }
         },
-        Event::End(end) => Some(link.end(end).await),
+        Waited::End(end) => Some(link.end(end).await),
     }
 }
 
@@ -120,79 +124,84 @@ const DRAIN: usize = 64;
 /// Sends `first` and whatever else is queued (up to [`DRAIN`]) with one flush, then
 /// `lagged` if the queue overflowed. With `batch`, the frames go as one
 /// `{"type":"batch","messages":[…]}` frame.
-async fn drain(link: &mut Link, out: &Outbox<Frame>, first: Frame, batch: bool) -> Result<(), Closed> {
+async fn drain(link: &mut Framed, out: &Outbox<Event>, first: Event, batch: bool) -> Result<(), Closed> {
     if batch {
-        let mut frames = vec![first];
+        let mut frames = vec![frame::of_event(&first)];
         while frames.len() < DRAIN {
             match out.try_next() {
-                Some(frame) => frames.push(frame),
+                Some(event) => frames.push(frame::of_event(&event)),
                 None => break,
             }
         }
         link.feed(match frames.len() {
             1 => frames.remove(0),
-            _ => protocol::batch(&frames),
+            _ => frame::batch(&frames),
         })
         .await?;
     } else {
-        link.feed(first).await?;
+        link.feed(frame::of_event(&first)).await?;
         for _ in 1..DRAIN {
             match out.try_next() {
-                Some(frame) => link.feed(frame).await?,
+                Some(event) => link.feed(frame::of_event(&event)).await?,
                 None => break,
             }
         }
     }
     let missed = out.take_lost();
     if missed > 0 {
-        link.feed(protocol::lagged(missed)).await?;
+        link.feed(frame::lagged(missed)).await?;
     }
     link.flush().await
 }
 
-async fn handle(hub: &Hub, link: &mut Link, state: &mut State<'_>, m: Incoming) -> Result<(), Failure> {
-    match m.kind.as_str() {
-        "subscribe" => subscribe(hub, link, state, &m).await,
-        "unsubscribe" => {
+async fn handle(
+    hub: &Hub,
+    link: &mut Framed,
+    state: &mut State<'_>,
+    id: &Value,
+    message: Result<ClientMessage, Failure>,
+) -> Result<(), Failure> {
+    match message? {
+        ClientMessage::Subscribe(m) => subscribe(hub, link, state, id, m).await,
+        ClientMessage::Unsubscribe(m) => {
             let ids: Vec<u64> = match m.subscription {
                 Some(s) => vec![s],
                 None => state.subscriptions.clone(),
             };
             let n = hub.fanout().unsubscribe(&ids);
             state.subscriptions.retain(|s| !ids.contains(s));
-            send(link, protocol::reply("unsubscribed", &m.id, json!({"count": n}))).await
+            send(link, frame::reply("unsubscribed", id, json!({"count": n}))).await
         }
-        "command" => command(hub, link, state, m).await,
-        "cancel" => {
-            let command_id = m.required(&m.command_id, "command_id")?.clone();
+        ClientMessage::Command(m) => command(hub, link, state, id, m).await,
+        ClientMessage::Cancel(m) => {
             let principal = state.principal.cloned();
             hub.commands()
-                .cancel(command_id.clone(), move |device| crate::auth::admits(principal.as_ref(), device, None))
+                .cancel(m.command_id.clone(), move |device| {
+                    crate::auth::admits(principal.as_ref(), device, None)
+                })
                 .await?;
-            send(link, protocol::reply("cancelled", &m.id, json!({"command_id": command_id}))).await
+            send(
+                link,
+                frame::reply("cancelled", id, json!({"command_id": m.command_id})),
+            )
+            .await
         }
-        "history" => history(hub, link, state, &m).await,
-        "presence" => {
-            let wanted = m.devices.clone().unwrap_or_default();
+        ClientMessage::History(m) => history(hub, link, state, id, m).await,
+        ClientMessage::Presence(m) => {
+            let wanted = m.devices.unwrap_or_default();
             let mut list = hub
                 .presence()
                 .snapshot(&wanted)
                 .await
                 .map_err(|e| Failure::new(Code::StoreError, e.to_string()))?;
             list.retain(|d| crate::auth::admits(state.principal, &d.device, None));
-            send(link, protocol::reply("presence", &m.id, json!({"devices": list}))).await
+            send(link, frame::reply("presence", id, json!({"devices": list}))).await
         }
-        "ping" => send(link, protocol::reply("pong", &m.id, json!({"ts": now_ms()}))).await,
-        other => Err(Failure::new(
-            Code::UnknownType,
-            format!(
-                "a client sends subscribe, unsubscribe, command, cancel, history, presence or ping, not {other:?}"
-            ),
-        )),
+        ClientMessage::Ping => send(link, frame::reply("pong", id, json!({"ts": now_ms()}))).await,
     }
 }
 
-async fn send(link: &mut Link, frame: Frame) -> Result<(), Failure> {
+async fn send(link: &mut Framed, frame: Frame) -> Result<(), Failure> {
     // A failed send ends the connection at the next read; nothing to answer.
     let _ = link.send(frame).await;
     Ok(())
@@ -220,7 +229,13 @@ fn device_filter(state: &State<'_>, asked: Option<&[String]>) -> Result<Filter, 
     }
 }
 
-async fn subscribe(hub: &Hub, link: &mut Link, state: &mut State<'_>, m: &Incoming) -> Result<(), Failure> {
+async fn subscribe(
+    hub: &Hub,
+    link: &mut Framed,
+    state: &mut State<'_>,
+    id: &Value,
+    m: message::Subscribe,
+) -> Result<(), Failure> {
     let most = hub.config().max_subscriptions;
     if state.subscriptions.len() >= most {
         return Err(Failure::new(
@@ -232,11 +247,14 @@ async fn subscribe(hub: &Hub, link: &mut Link, state: &mut State<'_>, m: &Incomi
     let keys = Filter::from_list(m.keys.as_deref());
     let query_devices = devices.to_list();
     let query_keys = keys.to_list();
-    let Registration { id, watermark } = hub.fanout().subscribe(devices, keys, state.out.clone());
-    state.subscriptions.push(id);
+    let Registration {
+        id: subscription,
+        watermark,
+    } = hub.fanout().subscribe(devices, keys, state.out.clone());
+    state.subscriptions.push(subscription);
     send(
         link,
-        protocol::reply("subscribed", &m.id, json!({"subscription": id})),
+        frame::reply("subscribed", id, json!({"subscription": subscription})),
     )
     .await?;
     if m.since.is_none() && m.after_id.is_none() {
@@ -262,8 +280,8 @@ async fn subscribe(hub: &Hub, link: &mut Link, state: &mut State<'_>, m: &Incomi
             .await
             .map_err(|e| Failure::new(Code::StoreError, e.to_string()))?;
         replayed += page.len();
-        for frame in protocol::replay_frames(&page) {
-            send(link, frame).await?;
+        for replayed in frame::replay_frames(&page) {
+            send(link, replayed).await?;
         }
         match page.last() {
             Some(last) if page.len() == PAGE as usize => query.after_id = Some(last.id),
@@ -272,18 +290,27 @@ async fn subscribe(hub: &Hub, link: &mut Link, state: &mut State<'_>, m: &Incomi
     }
     send(
         link,
-        protocol::reply("replayed", &m.id, json!({"subscription": id, "points": replayed})),
+        frame::reply(
+            "replayed",
+            id,
+            json!({"subscription": subscription, "points": replayed}),
+        ),
     )
     .await
 }
 
-async fn command(hub: &Hub, link: &mut Link, state: &mut State<'_>, m: Incoming) -> Result<(), Failure> {
-    let device = m.required(&m.device, "device")?.clone();
-    hub.may_command(state.principal, &device)?;
+async fn command(
+    hub: &Hub,
+    link: &mut Framed,
+    state: &mut State<'_>,
+    id: &Value,
+    m: message::Command,
+) -> Result<(), Failure> {
+    hub.may_command(state.principal, &m.device)?;
     let record = CommandRequest {
-        device,
-        name: m.required(&m.name, "name")?.clone(),
-        params: m.params.clone(),
+        device: m.device,
+        name: m.name,
+        params: m.params,
         timeout: m.timeout,
         priority: m.priority,
         ttl: m.ttl,
@@ -293,29 +320,32 @@ async fn command(hub: &Hub, link: &mut Link, state: &mut State<'_>, m: Incoming)
     hub.commands().submit(record, Some(state.out.clone())).await?;
     send(
         link,
-        protocol::reply(
+        frame::reply(
             "command_accepted",
-            &m.id,
+            id,
             json!({"command_id": command_id, "status": "queued"}),
         ),
     )
     .await
 }
 
-async fn history(hub: &Hub, link: &mut Link, state: &mut State<'_>, m: &Incoming) -> Result<(), Failure> {
-    let device = m.required(&m.device, "device")?.clone();
-    state.check_device(&device)?;
-    let answer = history::answer(
-        hub,
-        HistoryRequest {
-            device,
-            key: m.key.clone(),
+async fn history(
+    hub: &Hub,
+    link: &mut Framed,
+    state: &mut State<'_>,
+    id: &Value,
+    m: message::History,
+) -> Result<(), Failure> {
+    state.check_device(&m.device)?;
+    let answer = hub
+        .history(HistoryRequest {
+            device: m.device,
+            key: m.key,
             from: m.from,
             to: m.to,
             limit: m.limit,
-            bucket: m.bucket.clone(),
-        },
-    )
-    .await?;
-    send(link, protocol::reply("history", &m.id, answer)).await
+            bucket: m.bucket,
+        })
+        .await?;
+    send(link, frame::reply("history", id, json!(answer))).await
 }

@@ -6,11 +6,14 @@ use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::link::{Link, Read};
-use super::protocol::{self, Code, Failure};
-use super::{client, device, Hub};
+use super::failure::{Code, Failure};
+use super::frame;
+use super::framed::{Framed, Read};
+use super::message::Auth;
+use super::{client_role, device_role};
 use crate::auth::{Principal, Scope};
 use crate::http::ws::{self, Connection, Deadline, Ends, Full, Ticket};
+use crate::hub::Hub;
 use crate::limits::TokenBucket;
 use crate::metrics::Endpoint;
 use crate::store::{now_ms, ConnectionRecord};
@@ -61,7 +64,7 @@ pub fn handle_socket(
     )
     .with_rate_limit(TokenBucket::new(c.rate_per_connection, c.burst_per_connection));
     let mut socket = Socket {
-        link: Link {
+        link: Framed {
             conn,
             cbor: hello.cbor,
         },
@@ -76,7 +79,7 @@ pub fn handle_socket(
 
 struct Socket {
     hub: Hub,
-    link: Link,
+    link: Framed,
     /// What the upgrade asked, until the connection is identified; boxed so that
     /// afterwards only the principal stays in the task.
     hello: Option<Box<Hello>>,
@@ -101,14 +104,14 @@ impl Socket {
             Role::Device(id) => {
                 // One allocation of the id, shared by presence and command routing.
                 let id: std::sync::Arc<str> = id.into();
-                ("device", Box::pin(device::run(hub, link, &id, ends)).await)
+                ("device", Box::pin(device_role::run(hub, link, &id, ends)).await)
             }
             Role::Client => {
                 let principal = self.principal.as_deref();
                 let batch = opened.batch;
                 (
                     "client",
-                    Box::pin(client::run(hub, link, principal, batch, ends)).await,
+                    Box::pin(client_role::run(hub, link, principal, batch, ends)).await,
                 )
             }
         };
@@ -178,7 +181,7 @@ struct Opened {
 }
 
 /// Who is connecting, and as what.
-async fn identify(hub: &Hub, link: &mut Link, hello: &mut Hello) -> Result<Role, Failure> {
+async fn identify(hub: &Hub, link: &mut Framed, hello: &mut Hello) -> Result<Role, Failure> {
     if hub.auth().enabled() && hello.principal.is_none() {
         hello.principal = Some(first_message_auth(hub, link, hello.auth_deadline).await?);
     }
@@ -222,14 +225,14 @@ async fn identify(hub: &Hub, link: &mut Link, hello: &mut Hello) -> Result<Role,
         (None, Some(d)) => d.clone(),
         (None, None) => return Err(Failure::params("a device connection needs device=ID in the URL")),
     };
-    super::accept::device_id(&id)?;
+    crate::hub::accept::device_id(&id)?;
     Ok(Role::Device(id))
 }
 
 /// Waits for `{"type":"auth","token":…}` as the first message.
 async fn first_message_auth(
     hub: &Hub,
-    link: &mut Link,
+    link: &mut Framed,
     within: std::time::Duration,
 ) -> Result<Principal, Failure> {
     let missing = || {
@@ -241,18 +244,15 @@ async fn first_message_auth(
     let inbound = tokio::time::timeout(within, link.conn.recv())
         .await
         .map_err(|_| missing())?;
-    let Read::Message(m) = link.read(inbound).await else {
+    let Read::Message(envelope) = link.read(inbound).await else {
         return Err(missing());
     };
-    if m.kind != "auth" {
-        return Err(missing());
-    }
-    let token = m.token.as_deref().ok_or_else(missing)?;
-    let p = hub.auth().verify(token)?;
+    let auth = Auth::read(&envelope).ok_or_else(missing)?;
+    let p = hub.auth().verify(&auth.token)?;
     let _ = link
-        .send(protocol::reply(
+        .send(frame::reply(
             "authenticated",
-            &m.id,
+            &envelope.id,
             json!({"subject": p.subject}),
         ))
         .await;

@@ -4,7 +4,7 @@
 
 use super::Router;
 use crate::hub::commands::Delivery;
-use crate::hub::protocol::{self, Frame};
+use crate::hub::event::Event;
 use crate::outbox::Outbox;
 use crate::store::{CommandRecord, CommandStatus};
 
@@ -15,7 +15,7 @@ impl Router {
     pub(super) fn adopt_or_forget(
         &mut self,
         record: CommandRecord,
-        issuer: Option<Outbox<Frame>>,
+        issuer: Option<Outbox<Event>>,
         order: Option<u64>,
     ) {
         let here = self.online.contains_key(record.device.as_str());
@@ -29,7 +29,7 @@ impl Router {
 
     /// Tracks a command with its status, taking the slot its device holds here
     /// when it is sent or delivered to a connection here.
-    fn track_taken(&mut self, record: CommandRecord, issuer: Option<Outbox<Frame>>, order: Option<u64>) {
+    fn track_taken(&mut self, record: CommandRecord, issuer: Option<Outbox<Event>>, order: Option<u64>) {
         if matches!(record.status, CommandStatus::Sent | CommandStatus::Delivered)
             && self.online.contains_key(record.device.as_str())
         {
@@ -75,7 +75,7 @@ impl Router {
             let device = record.device.clone();
             if record.status.is_final() {
                 if let Some(out) = &open.issuer {
-                    out.reply(protocol::command_status(&record));
+                    out.reply(Event::command_status(&record));
                 }
             }
             self.adopt_or_forget(record, open.issuer, Some(open.order));
@@ -103,11 +103,11 @@ impl Router {
             }
             None => (self.issued_here.remove(&id), None),
         };
-        let frame = protocol::command_status(&record);
+        let event = Event::command_status(&record);
         if let Some(out) = &issuer {
-            out.reply(frame.clone());
+            out.reply(event.clone());
         }
-        self.fanout.device_event(&device, frame, issuer.as_ref());
+        self.fanout.device_event(event, issuer.as_ref());
         self.adopt_or_forget(record, issuer, order);
         self.dispatch(&device).await;
     }

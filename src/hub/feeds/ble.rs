@@ -15,12 +15,12 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::commands::{CommandSink, Delivery};
-use super::presence::Replaced;
-use super::{Hub, Inner};
 use crate::ble::decode::decode;
 use crate::ble::{Uuid, WriteKind};
 use crate::gateway::{ConnectOptions, Gateway, SubscriptionEvent};
+use crate::hub::commands::{CommandSink, Delivery};
+use crate::hub::presence::Replaced;
+use crate::hub::{Hub, Inner};
 use crate::store::{now_ms, CommandStatus, DeviceBatch, Point};
 use crate::sync::AbortOnDrop;
 
@@ -110,7 +110,7 @@ impl BleCommand {
 
 /// Everything one BLE device contributes.
 #[derive(Clone, Debug, Default)]
-pub(super) struct Feed {
+pub(in crate::hub) struct Feed {
     device: String,
     hub_id: Option<String>,
     telemetry: Vec<BleTelemetry>,
@@ -119,7 +119,7 @@ pub(super) struct Feed {
 
 impl Feed {
     /// The hub ids known before connecting whose commands become BLE writes.
-    pub(super) fn written_ids(&self) -> Vec<String> {
+    pub(in crate::hub) fn written_ids(&self) -> Vec<String> {
         if self.commands.is_empty() {
             return Vec::new();
         }
@@ -169,7 +169,7 @@ fn sim_defaults() -> (Vec<BleTelemetry>, Vec<BleCommand>) {
 }
 
 /// The feeds the configuration asks for, one per BLE device.
-pub(super) fn feeds(config: &super::HubConfig, gateway: &Gateway) -> Vec<Feed> {
+pub(in crate::hub) fn feeds(config: &crate::hub::HubConfig, gateway: &Gateway) -> Vec<Feed> {
     let (telemetry, commands) = if config.ble.is_empty() && config.ble_commands.is_empty() {
         if !(config.sim_feed && gateway.is_simulated()) {
             return Vec::new();
@@ -194,7 +194,7 @@ pub(super) fn feeds(config: &super::HubConfig, gateway: &Gateway) -> Vec<Feed> {
     by_device.into_values().collect()
 }
 
-pub(super) fn spawn(feeds: Vec<Feed>, gateway: Gateway, hub: Weak<Inner>) -> Vec<AbortOnDrop> {
+pub(in crate::hub) fn spawn(feeds: Vec<Feed>, gateway: Gateway, hub: Weak<Inner>) -> Vec<AbortOnDrop> {
     feeds
         .into_iter()
         .map(|feed| AbortOnDrop(tokio::spawn(run(feed, gateway.clone(), hub.clone()))))

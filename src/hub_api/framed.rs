@@ -1,15 +1,18 @@
-//! A hub connection's socket as the role loops use it: metered sends in the
-//! connection's encoding (JSON text, or `gattway.cbor` binary), batched writes,
-//! typed refusals, reads that answer what cannot be a message (bad JSON or CBOR,
-//! too large, too fast), and what ends a connection from the server's side.
+//! A hub connection's socket as the role loops use it, as mini-redis's
+//! `Connection` is: metered sends of [`Frame`]s in the connection's encoding
+//! (JSON text, or `gattway.cbor` binary), batched writes, typed refusals, reads
+//! that answer what cannot be a message (bad JSON or CBOR, too large, too fast),
+//! and what ends a connection from the server's side.
 
 use serde_json::Value;
 
-use super::protocol::{self, Code, Failure, Frame, Incoming};
+use super::failure::{Code, Failure};
+use super::frame::{self, Frame};
+use super::message::Envelope;
 use crate::http::ws::{self, Closed, Connection, Inbound, Out};
 
 /// The socket as the hub's role loops use it.
-pub(super) struct Link {
+pub(super) struct Framed {
     pub conn: Connection,
     /// The client chose `gattway.cbor`: frames go as CBOR (binary).
     pub cbor: bool,
@@ -17,13 +20,13 @@ pub(super) struct Link {
 
 /// What one read from the socket gave.
 pub(super) enum Read {
-    Message(Box<Incoming>),
+    Message(Box<Envelope>),
     /// Answered already (bad input, a limit); carry on.
     Refused,
     Closed,
 }
 
-impl Link {
+impl Framed {
     pub async fn send(&mut self, frame: Frame) -> Result<(), Closed> {
         self.conn.send(encode(&frame, self.cbor)).await
     }
@@ -38,7 +41,7 @@ impl Link {
     }
 
     pub async fn fail(&mut self, id: &Value, f: &Failure) -> Result<(), Closed> {
-        self.send(protocol::error(id, f)).await
+        self.send(frame::error(id, f)).await
     }
 
     /// Turns the connection away: the error, then the close frame.
@@ -55,8 +58,7 @@ impl Link {
     /// the reason the connection log records.
     pub async fn end(&mut self, end: ws::End) -> &'static str {
         let cbor = self.cbor;
-        let tell =
-            |error: crate::auth::AuthError| encode(&protocol::error(&Value::Null, &error.into()), cbor);
+        let tell = |error: crate::auth::AuthError| encode(&frame::error(&Value::Null, &error.into()), cbor);
         self.conn.end(end, tell).await;
         match end {
             ws::End::Deadline(_) => "credential expired",
@@ -67,8 +69,8 @@ impl Link {
     /// Turns what the connection read into a message, answering what cannot be one.
     pub async fn read(&mut self, inbound: Inbound) -> Read {
         let parsed = match inbound {
-            Inbound::Text(t) => Incoming::parse(&t),
-            Inbound::Binary(b) if self.cbor => Incoming::parse_cbor(&b),
+            Inbound::Text(t) => Envelope::parse(t),
+            Inbound::Binary(b) if self.cbor => Envelope::parse_cbor(&b),
             Inbound::Closed => return Read::Closed,
             Inbound::Binary(_) => {
                 let f = Failure::new(
@@ -86,8 +88,8 @@ impl Link {
             }
             Inbound::TooFast(m) => {
                 let id = match *m {
-                    Inbound::Text(t) => Incoming::parse(&t).map_or(Value::Null, |m| m.id),
-                    Inbound::Binary(b) => Incoming::parse_cbor(&b).map_or(Value::Null, |m| m.id),
+                    Inbound::Text(t) => Envelope::parse(t).map_or(Value::Null, |m| m.id),
+                    Inbound::Binary(b) => Envelope::parse_cbor(&b).map_or(Value::Null, |m| m.id),
                     _ => Value::Null,
                 };
                 let f = Failure::new(Code::RateLimited, "too many messages: slow down");

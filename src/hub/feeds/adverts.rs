@@ -10,16 +10,16 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{Hub, Inner};
 use crate::ble::{DeviceId, ScanFilter};
 use crate::gateway::Gateway;
+use crate::hub::{Hub, Inner};
 use crate::store::{now_ms, DeviceBatch, Point};
 use crate::sync::AbortOnDrop;
 
 /// A scan is started afresh this often (a scan that fails is retried sooner).
 const SCAN_FOR: Duration = Duration::from_secs(3600);
 
-pub(super) fn spawn(gateway: Gateway, hub: Weak<Inner>) -> AbortOnDrop {
+pub(in crate::hub) fn spawn(gateway: Gateway, hub: Weak<Inner>) -> AbortOnDrop {
     AbortOnDrop(tokio::spawn(run(gateway, hub)))
 }
 

@@ -10,11 +10,13 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::link::{Link, Read};
-use super::presence::Replaced;
-use super::protocol::{self, Code, Failure, Frame, Incoming};
-use super::Hub;
+use super::failure::{Code, Failure};
+use super::frame::{self, Frame};
+use super::framed::{Framed, Read};
+use super::message::{DeviceMessage, Telemetry};
 use crate::http::ws::{End, Ends, Inbound};
+use crate::hub::commands::Delivery;
+use crate::hub::{Hub, Replaced};
 use crate::outbox::Outbox;
 use crate::store::{now_ms, DeviceBatch};
 
@@ -36,13 +38,13 @@ struct State<'a> {
 /// greeting and each event's handling are boxed steps: an idle connection holds
 /// only the wait for the next event (rustc would otherwise lay every step's state
 /// out beside the `select!`'s futures).
-pub(super) async fn run(hub: &Hub, link: &mut Link, device: &Arc<str>, ends: &mut Ends) -> &'static str {
-    let out: Outbox<Frame> = Outbox::new(1);
+pub(super) async fn run(hub: &Hub, link: &mut Framed, device: &Arc<str>, ends: &mut Ends) -> &'static str {
+    let out: Outbox<Delivery> = Outbox::new(1);
     // A newer connection of this device closes the queue; the loop ends.
     let conn = hub
         .presence()
         .connect(device, "network", Replaced::Outbox(out.clone()));
-    // Commands for the device are frames in its connection's queue.
+    // Commands for the device wait in its connection's queue.
     hub.commands().online(device, conn, Arc::new(out.clone()));
     let reason = match Box::pin(greet(hub, link, device)).await {
         Err(reason) => reason,
@@ -56,7 +58,7 @@ pub(super) async fn run(hub: &Hub, link: &mut Link, device: &Arc<str>, ends: &mu
             loop {
                 let event = tokio::select! {
                     biased;
-                    frame = out.next_or_closed() => Event::Queued(frame),
+                    delivery = out.next_or_closed() => Event::Queued(delivery),
                     (seq, stored) = next_ack(&mut state.acks), if !state.acks.is_empty() => {
                         Event::Stored(seq, stored)
                     }
@@ -79,7 +81,7 @@ pub(super) async fn run(hub: &Hub, link: &mut Link, device: &Arc<str>, ends: &mu
 
 /// Settles what an earlier connection left, then welcomes the device with the last
 /// seq stored; `Err` holds why the connection ends instead.
-async fn greet(hub: &Hub, link: &mut Link, device: &str) -> Result<u64, &'static str> {
+async fn greet(hub: &Hub, link: &mut Framed, device: &str) -> Result<u64, &'static str> {
     // Whatever an earlier connection of this device left in the writer is stored
     // or refused first; its batches are taken again from here on.
     let stored = match hub.writer().resume(device.into()).await {
@@ -102,7 +104,7 @@ async fn greet(hub: &Hub, link: &mut Link, device: &str) -> Result<u64, &'static
         "last_seq": last_seq,
         "heartbeat_interval": hub.config().heartbeat_secs,
     });
-    match link.send(protocol::frame(&welcome)).await {
+    match link.send(frame::frame(&welcome)).await {
         Ok(()) => Ok(last_seq),
         Err(_) => Err("closed"),
     }
@@ -110,9 +112,9 @@ async fn greet(hub: &Hub, link: &mut Link, device: &str) -> Result<u64, &'static
 
 /// What a device connection waits for.
 enum Event {
-    /// A frame from the device's queue (a command), or `None`: a newer connection
-    /// of this device took over, or presence's sweep found it silent.
-    Queued(Option<Frame>),
+    /// A command (or its cancel) from the device's queue, or `None`: a newer
+    /// connection of this device took over, or presence's sweep found it silent.
+    Queued(Option<Delivery>),
     /// The store answered for a batch: its seq, and whether the points were stored.
     Stored(Option<u64>, Result<(), String>),
     Read(Inbound),
@@ -120,7 +122,7 @@ enum Event {
 }
 
 /// Handles one event; why the connection ends, if it does.
-async fn on_event(hub: &Hub, link: &mut Link, state: &mut State<'_>, event: Event) -> Option<&'static str> {
+async fn on_event(hub: &Hub, link: &mut Framed, state: &mut State<'_>, event: Event) -> Option<&'static str> {
     match event {
         Event::Queued(None) if hub.presence().ended_silent(state.device, state.conn) => {
             let silence = hub.config().heartbeat_timeout();
@@ -136,30 +138,35 @@ async fn on_event(hub: &Hub, link: &mut Link, state: &mut State<'_>, event: Even
             link.turn_away(&f, 4009, "replaced").await;
             Some("replaced")
         }
-        Event::Queued(Some(frame)) => link.send(frame).await.err().map(|_| "closed"),
+        Event::Queued(Some(delivery)) => link
+            .send(frame::of_delivery(&delivery))
+            .await
+            .err()
+            .map(|_| "closed"),
         Event::Stored(seq, Ok(())) => link.send(ack(seq)).await.err().map(|_| "closed"),
         Event::Stored(seq, Err(e)) => {
             let f = Failure::new(Code::StoreError, format!("telemetry not stored: {e}"));
             let body = json!({"code": f.code.as_str(), "message": f.message, "seq": seq});
-            let _ = link.send(protocol::reply("error", &Value::Null, body)).await;
+            let _ = link.send(frame::reply("error", &Value::Null, body)).await;
             link.close(1011, "store error").await;
             Some("store error")
         }
         Event::Read(inbound) => match link.read(inbound).await {
             Read::Closed => Some("closed"),
             Read::Refused => None,
-            Read::Message(m) => {
+            Read::Message(envelope) => {
+                let message = DeviceMessage::read(&envelope);
                 // Telemetry the writer would not take ends the connection (the device
                 // resends from last_seq); a command result that was not stored is
                 // answered, and the device may send it again.
-                let telemetry = m.kind == "telemetry";
-                let Err(f) = handle(hub, link, state, *m).await else {
+                let telemetry = matches!(message, Ok(DeviceMessage::Telemetry(_)));
+                let Err(f) = handle(hub, link, state, &envelope.id, message).await else {
                     return None;
                 };
-                if link.fail(&f.0, &f.1).await.is_err() {
+                if link.fail(&envelope.id, &f).await.is_err() {
                     return Some("closed");
                 }
-                if telemetry && f.1.code == Code::StoreError {
+                if telemetry && f.code == Code::StoreError {
                     link.close(1011, "store error").await;
                     return Some("store error");
                 }
@@ -182,61 +189,45 @@ async fn next_ack(acks: &mut VecDeque<PendingAck>) -> (Option<u64>, Result<(), S
 
 fn ack(seq: Option<u64>) -> Frame {
     match seq {
-        Some(s) => protocol::frame(&json!({"type": "telemetry_ack", "seq": s})),
-        None => protocol::frame(&json!({"type": "telemetry_ack"})),
+        Some(s) => frame::frame(&json!({"type": "telemetry_ack", "seq": s})),
+        None => frame::frame(&json!({"type": "telemetry_ack"})),
     }
 }
 
 /// Handles one device message; an error goes back with the message's id.
 async fn handle(
     hub: &Hub,
-    link: &mut Link,
+    link: &mut Framed,
     state: &mut State<'_>,
-    m: Incoming,
-) -> Result<(), (Value, Failure)> {
-    let id = m.id.clone();
-    let fail = |f: Failure| (id.clone(), f);
-    match m.kind.as_str() {
-        "telemetry" => telemetry(hub, state, m).await.map_err(fail),
-        "command_result" => {
-            let command_id = m.required(&m.command_id, "command_id").map_err(fail)?.clone();
-            let status = m.required(&m.status, "status").map_err(fail)?;
-            let status = protocol::device_status(status).ok_or_else(|| {
-                fail(Failure::params(format!(
-                    "status {status:?}: a device reports delivered, succeeded or failed"
-                )))
-            })?;
-            hub.commands()
-                .report(state.device, command_id, status, m.result, m.error)
-                .await
-                .map_err(fail)
+    id: &Value,
+    message: Result<DeviceMessage, Failure>,
+) -> Result<(), Failure> {
+    match message? {
+        DeviceMessage::Telemetry(t) => telemetry(hub, state, t).await,
+        DeviceMessage::CommandResult(r) => {
+            let status = r.reported()?;
+            Ok(hub
+                .commands()
+                .report(state.device, r.command_id, status, r.result, r.error)
+                .await?)
         }
-        "heartbeat" => {
+        DeviceMessage::Heartbeat => {
             let _ = link
-                .send(protocol::reply("heartbeat_ack", &m.id, json!({"ts": now_ms()})))
+                .send(frame::reply("heartbeat_ack", id, json!({"ts": now_ms()})))
                 .await;
             Ok(())
         }
-        "ping" => {
-            let _ = link
-                .send(protocol::reply("pong", &m.id, json!({"ts": now_ms()})))
-                .await;
+        DeviceMessage::Ping => {
+            let _ = link.send(frame::reply("pong", id, json!({"ts": now_ms()}))).await;
             Ok(())
         }
-        other => Err(fail(Failure::new(
-            Code::UnknownType,
-            format!("a device sends telemetry, command_result or heartbeat, not {other:?}"),
-        ))),
     }
 }
 
 /// Validates the points and hands them to the writer; the ack follows in order.
-async fn telemetry(hub: &Hub, state: &mut State<'_>, m: Incoming) -> Result<(), Failure> {
-    let Some(points) = m.points else {
-        return Err(Failure::params("telemetry needs \"points\": [{key, value, ts?}]"));
-    };
-    let batch = super::accept::points(points, now_ms())?;
-    if let Some(seq) = m.seq {
+async fn telemetry(hub: &Hub, state: &mut State<'_>, t: Telemetry) -> Result<(), Failure> {
+    let batch = crate::hub::accept::points(t.points, now_ms())?;
+    if let Some(seq) = t.seq {
         if seq <= state.last_seq {
             // A retry of something already accepted: acknowledged (in order)
             // without storing it twice.
@@ -249,12 +240,12 @@ async fn telemetry(hub: &Hub, state: &mut State<'_>, m: Incoming) -> Result<(), 
         .writer()
         .submit(DeviceBatch {
             device: state.device.into(),
-            seq: m.seq,
+            seq: t.seq,
             points: batch,
         })
         .await
         .map_err(|e| Failure::new(Code::StoreError, e.to_string()))?;
-    let seq = m.seq;
+    let seq = t.seq;
     state.acks.push_back(Box::pin(async move {
         (
             seq,
