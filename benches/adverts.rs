@@ -34,7 +34,7 @@ fn bench(c: &mut Criterion) {
     };
     let keys = Keys::new(&bthome, &DeviceKeys::default()).unwrap();
     // The simulator's encrypted thermometer's first packet.
-    let secure = gattway::ble::sim::profiles::bthome_encrypted_thermometer().adverts[0].service_data[0]
+    let secure = gattway::ble::sim::catalog::bthome_encrypted_thermometer().adverts[0].service_data[0]
         .data
         .clone();
     let cases = [

@@ -28,7 +28,7 @@ fn main() -> anyhow::Result<()> {
     if let Command::Profile(ProfileCommand::Check { file }) = &cli.command {
         match gattway::profiles::Profile::from_file(file) {
             Ok(profile) => {
-                print!("{}", profile.summary(&gattway::ble::sim::profiles::builtin()));
+                print!("{}", profile.summary(&gattway::ble::sim::catalog::builtin()));
                 return Ok(());
             }
             Err(e) => {

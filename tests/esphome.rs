@@ -316,11 +316,11 @@ async fn two_proxies_route_to_the_stronger_and_fail_over_to_the_other_mid_sessio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_heard_through_a_proxy_is_kept_longer_than_one_heard_locally() {
-    use gattway::ble::sim::{profiles, SimBackend, SimConfig};
+    use gattway::ble::sim::{catalog, SimBackend, SimConfig};
     use gattway::ble::DeviceId;
     use gattway::gateway::{GatewayConfig, RadioSpec};
     // A local radio hearing one tag, and a proxy hearing the built-in devices.
-    let mut tag = profiles::battery_tag();
+    let mut tag = catalog::battery_tag();
     tag.address = "AA:00:00:00:00:01".into();
     let local = SimBackend::new(&SimConfig {
         time_scale: 100.0,

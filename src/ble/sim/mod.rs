@@ -9,13 +9,13 @@
 //! 10 ms). Delays that scale below the timer's 1 ms resolution are skipped.
 //!
 //! Here: the adapter (power, scanning, stalls, the world's clock) and the
-//! [`Backend`] calls; one device in `device.rs`; the builtin devices in
-//! `profiles.rs`, their spec in `spec.rs`, the CS108 reader in `cs108.rs`.
+//! [`Backend`] calls; one simulated peripheral in `peripheral.rs`; the built-in
+//! devices in `catalog.rs`, their spec in `spec.rs`, the CS108 reader in `cs108.rs`.
 
+pub mod catalog;
 pub mod cs108;
-mod device;
 mod generators;
-pub mod profiles;
+mod peripheral;
 mod radio;
 pub mod spec;
 
@@ -38,8 +38,8 @@ use super::{
 };
 use crate::sync::{lock, AbortOnDrop};
 
-pub use self::device::SimDeviceControl;
-use self::device::{pause, scaled, Link, SimDevice};
+pub use self::peripheral::SimDeviceControl;
+use self::peripheral::{pause, scaled, OpenLink, SimDevice};
 pub use self::radio::SimRadio;
 
 /// The MTU the simulated central asks for (what Android and iOS ask for).
@@ -110,7 +110,7 @@ impl SimBackend {
             )));
         }
         let mut specs = if config.builtin {
-            profiles::builtin()
+            catalog::builtin()
         } else {
             Vec::new()
         };
@@ -316,7 +316,7 @@ impl Backend for SimBackend {
             }
             let mtu = dev.spec.mtu.min(CENTRAL_MTU);
             let (notify_tx, _) = broadcast::channel(1024);
-            st.link = Some(Link {
+            st.link = Some(OpenLink {
                 mtu,
                 notify_tx,
                 subscribed: HashSet::new(),

@@ -1,5 +1,6 @@
 //! What a simulated device is: its advertisement, GATT database and behaviour, as
-//! plain data that the built-in profiles construct and that a TOML file can add to.
+//! plain data that the built-in devices (`catalog.rs`) are built from and that a
+//! TOML file can add to.
 //!
 //! ```toml
 //! [[sim.devices]]

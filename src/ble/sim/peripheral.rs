@@ -32,7 +32,7 @@ pub(super) struct Faults {
 
 /// An open link to a device; dropping it stops the device's generators and ends the
 /// notification stream.
-pub(super) struct Link {
+pub(super) struct OpenLink {
     pub(super) mtu: u16,
     pub(super) notify_tx: broadcast::Sender<Notification>,
     /// (service, characteristic) with notifications enabled.
@@ -41,7 +41,7 @@ pub(super) struct Link {
 }
 
 pub(super) struct DeviceState {
-    pub(super) link: Option<Link>,
+    pub(super) link: Option<OpenLink>,
     pub(super) values: HashMap<(Uuid, Uuid), Vec<u8>>,
     pub(super) descriptor_values: HashMap<(Uuid, Uuid, Uuid), Vec<u8>>,
     /// Current RSSI; drifts around the spec's mean.
