@@ -14,10 +14,10 @@
 //! through the proxy is let go after `esphome.lease_idle_timeout_ms` without use.
 //!
 //! - `session.rs`: one client: hello, device info, subscriptions, routing.
-//! - `device.rs`: one device a client connected, its requests in order.
+//! - `client_link.rs`: one link a client made to a device, its requests in order.
 //! - `gatt.rs`: handles ↔ the gateway's UUIDs.
 
-mod device;
+mod client_link;
 mod gatt;
 mod session;
 

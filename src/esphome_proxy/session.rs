@@ -1,6 +1,6 @@
 //! One ESPHome client's session: the handshake's aftermath (hello, device info, an
 //! empty entity list), advertisement subscriptions, connection-slot reports, and
-//! the routing of Bluetooth requests to each device's actor (`device.rs`).
+//! the routing of Bluetooth requests to each link's actor (`client_link.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::device::{self, Request};
+use super::client_link::{self, Request};
 use super::Settings;
 use crate::ble::esphome::api::proto::*;
 use crate::ble::esphome::api::{
@@ -62,7 +62,7 @@ pub(super) async fn run(
         settings,
         out,
         holder,
-        devices: HashMap::new(),
+        links: HashMap::new(),
         adverts: None,
         report_slots: false,
         greeted: false,
@@ -97,7 +97,7 @@ pub(super) async fn run(
         }
     }
     tracing::info!(client = %session.holder, "ESPHome client left");
-    // Device actors hold senders too: they disconnect their links and finish, and
+    // Link actors hold senders too: they disconnect their links and finish, and
     // the writer flushes what they said.
     drop(session);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
@@ -109,7 +109,8 @@ struct Session {
     out: mpsc::Sender<Message>,
     /// Who holds the leases: `esphome:<peer address>`.
     holder: String,
-    devices: HashMap<u64, mpsc::Sender<Request>>,
+    /// Each link's actor, by device address.
+    links: HashMap<u64, mpsc::Sender<Request>>,
     /// The advertisement subscription's forwarder.
     adverts: Option<AbortOnDrop>,
     report_slots: bool,
@@ -219,16 +220,17 @@ impl Session {
     async fn device_request(&mut self, r: BluetoothDeviceRequest) {
         match r.request_type {
             request::CONNECT | request::CONNECT_V3_WITH_CACHE | request::CONNECT_V3_WITHOUT_CACHE => {
-                if let Some(tx) = self.devices.get(&r.address).filter(|tx| !tx.is_closed()) {
+                if let Some(tx) = self.links.get(&r.address).filter(|tx| !tx.is_closed()) {
                     let _ = tx.send(Request::Connect).await;
                     return;
                 }
                 let id = device_id_of(r.address);
                 match self.gateway.lease(&id, &self.holder, false) {
                     Ok(lease) => {
-                        let tx = device::spawn(lease, r.address, self.out.clone(), self.settings.lease_idle);
+                        let tx =
+                            client_link::spawn(lease, r.address, self.out.clone(), self.settings.lease_idle);
                         let _ = tx.send(Request::Connect).await;
-                        self.devices.insert(r.address, tx);
+                        self.links.insert(r.address, tx);
                     }
                     Err(e) => {
                         tracing::info!(device = %id, error = %e, "ESPHome client cannot have the device");
@@ -236,7 +238,7 @@ impl Session {
                     }
                 }
             }
-            request::DISCONNECT => match self.devices.remove(&r.address) {
+            request::DISCONNECT => match self.links.remove(&r.address) {
                 Some(tx) => {
                     let _ = tx.send(Request::Disconnect).await;
                 }
@@ -268,15 +270,15 @@ impl Session {
         }
     }
 
-    /// Hands a GATT request to the device's actor; a device the client has not
+    /// Hands a GATT request to the link's actor; a device the client has not
     /// connected answers "disconnected", as an ESP32 does.
     async fn route(&mut self, address: u64, request: Request) {
-        let delivered = match self.devices.get(&address) {
+        let delivered = match self.links.get(&address) {
             Some(tx) => tx.send(request).await.is_ok(),
             None => false,
         };
         if !delivered {
-            self.devices.remove(&address);
+            self.links.remove(&address);
             self.connection_closed(address, CONN_NONE).await;
         }
     }
@@ -289,7 +291,7 @@ impl Session {
                 ..
             } => {
                 if let Some(address) = address_of(&id) {
-                    if self.devices.remove(&address).is_some() {
+                    if self.links.remove(&address).is_some() {
                         self.connection_closed(address, CONN_TERMINATED).await;
                     }
                 }

@@ -3,13 +3,13 @@
 //! proxy's raw advertisements and opens links through its connection slots.
 //!
 //! - `api/`: the protocol itself, which the proxy server (`esphome_proxy/`) speaks too.
-//! - `link.rs`: the session with the proxy, kept up with back-off.
+//! - `session.rs`: the API session with the proxy, kept up with back-off.
 //! - `gatt.rs`: a device's tree as the proxy lists it, and its handles.
 //! - `state.rs`: what the radio and its session share.
 
 pub mod api;
 mod gatt;
-mod link;
+mod session;
 mod state;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use self::api::proto::*;
 use self::api::{address_of, device_id_of, request, Message};
 use self::gatt::{gatt_error, RemoteGatt};
-use self::state::{Key, Link, Shared, State};
+use self::state::{Key, ProxiedLink, Shared, State};
 use super::{
     Backend, BackendEvent, BleError, BleResult, DeviceId, DisconnectReason, NotificationStream, ScanFilter,
     Service, Uuid, WriteKind,
@@ -75,7 +75,7 @@ impl EsphomeRadio {
             }),
         });
         let stop = CancellationToken::new();
-        tokio::spawn(link::run(shared.clone(), stop.clone()));
+        tokio::spawn(session::run(shared.clone(), stop.clone()));
         Ok(Arc::new(EsphomeRadio { shared, stop }))
     }
 
@@ -139,7 +139,7 @@ impl EsphomeRadio {
             let st = lock(&self.shared.state);
             match st.links.get(&address) {
                 None => return Err(BleError::NotConnected(id.clone())),
-                Some(Link { gatt: Some(g), .. }) => return Ok(g.clone()),
+                Some(ProxiedLink { gatt: Some(g), .. }) => return Ok(g.clone()),
                 Some(_) => {}
             }
         }
@@ -292,7 +292,7 @@ impl Backend for EsphomeRadio {
 
     async fn start_scan(&self, _filter: &ScanFilter) -> BleResult<()> {
         self.shared.scanning.store(true, Ordering::Relaxed);
-        self.send(link::subscribe_adverts()).await
+        self.send(session::subscribe_adverts()).await
     }
 
     async fn stop_scan(&self) -> BleResult<()> {
@@ -319,7 +319,7 @@ impl Backend for EsphomeRadio {
             let mut st = lock(&self.shared.state);
             st.links.insert(
                 address,
-                Link {
+                ProxiedLink {
                     gatt: None,
                     listing: Vec::new(),
                     notify,

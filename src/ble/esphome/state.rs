@@ -34,8 +34,9 @@ impl Key {
     }
 }
 
-/// A device linked through the proxy.
-pub(super) struct Link {
+/// A link this radio opened through the proxy: the device's GATT tree as the proxy
+/// lists it, and its notifications.
+pub(super) struct ProxiedLink {
     pub gatt: Option<Arc<RemoteGatt>>,
     /// Services arriving before the proxy says it has listed them all.
     pub listing: Vec<BluetoothGattService>,
@@ -47,7 +48,7 @@ pub(super) struct State {
     /// The live session's outbox; `None` while the proxy is unreachable.
     pub out: Option<mpsc::Sender<Message>>,
     pub down_reason: Option<String>,
-    pub links: HashMap<u64, Link>,
+    pub links: HashMap<u64, ProxiedLink>,
     pub pending: HashMap<Key, oneshot::Sender<BleResult<Message>>>,
     pub adverts: HashMap<u64, Advertisement>,
     /// Public (0) or random (1), as the proxy heard each address: a connect must

@@ -1,7 +1,7 @@
-//! One device a client connected through the proxy: its requests run in order (a
-//! write then a read stays a write then a read), devices run side by side. The
-//! device is leased to the client's session, so other front ends get `busy` while
-//! Home Assistant holds it, as they would for any client. A device the client
+//! One link a client made through the proxy, to one device: its requests run in
+//! order (a write then a read stays a write then a read), links run side by side.
+//! The device is leased to the client's session, so other front ends get `busy`
+//! while Home Assistant holds it, as they would for any client. A device the client
 //! leaves unused (no request, no notification) for `esphome.lease_idle_timeout_ms`
 //! is disconnected and its lease released: a client cannot hold it for ever.
 
@@ -52,7 +52,7 @@ pub(super) enum Request {
     },
 }
 
-/// The device's actor; `idle`: how long it may go unused before it is let go.
+/// The link's actor; `idle`: how long it may go unused before it is let go.
 pub(super) fn spawn(
     lease: Lease,
     address: u64,
@@ -60,7 +60,7 @@ pub(super) fn spawn(
     idle: Option<Duration>,
 ) -> mpsc::Sender<Request> {
     let (tx, rx) = mpsc::channel(QUEUE);
-    let device = Device {
+    let link = ClientLink {
         lease,
         address,
         out,
@@ -68,7 +68,7 @@ pub(super) fn spawn(
         notifying: HashMap::new(),
         used: Arc::new(LastUse::new()),
     };
-    tokio::spawn(device.run(rx, idle));
+    tokio::spawn(link.run(rx, idle));
     tx
 }
 
@@ -98,7 +98,7 @@ impl LastUse {
     }
 }
 
-struct Device {
+struct ClientLink {
     lease: Lease,
     address: u64,
     out: mpsc::Sender<Message>,
@@ -108,7 +108,7 @@ struct Device {
     used: Arc<LastUse>,
 }
 
-impl Device {
+impl ClientLink {
     async fn run(mut self, mut rx: mpsc::Receiver<Request>, idle: Option<Duration>) {
         loop {
             let request = match idle {
