@@ -14,8 +14,8 @@
 //! (the set of radios and routing), `scan.rs`, `connect.rs`, `device/` (the
 //! per-device actor; `link.rs` its link's lifecycle), `device_ref.rs` (operations on
 //! a device), `lease.rs`, `backend_events.rs` (each radio's events routed),
-//! `watchdog.rs`, `radio.rs` (each radio's state for operators), `info.rs` (what the
-//! gateway reports), `packet_log.rs`, `config.rs`, `error.rs`.
+//! `watchdog.rs`, `radio_status.rs` (each radio's state for operators), `info.rs`
+//! (what the gateway reports), `packet_log.rs`, `config.rs`, `error.rs`.
 
 mod backend_events;
 mod config;
@@ -26,7 +26,7 @@ mod error;
 mod info;
 mod lease;
 pub mod packet_log;
-mod radio;
+mod radio_status;
 mod radios;
 mod scan;
 pub mod serde_helpers;
@@ -49,7 +49,7 @@ pub use self::info::{ConnectOptions, ConnectionInfo, DeviceInfo, GatewayEvent, G
 pub(crate) use self::info::{LiveCount, Stats};
 pub use self::lease::{Lease, LeaseInfo};
 use self::packet_log::PacketLog;
-pub use self::radio::{RadioState, RadioStatus};
+pub use self::radio_status::{RadioState, RadioStatus};
 pub use self::radios::RadioSpec;
 use self::radios::Radios;
 pub use self::scan::ScanSession;
