@@ -1,6 +1,6 @@
 //! Recording for assistants: `ble_collect_start`, `ble_collect_stop` and
 //! `ble_collect_list`. The data is a resource (`gattway://collections/{id}`, JSON with
-//! summary statistics and CSV); see `collections.rs` for the recording itself.
+//! summary statistics and CSV); see `recording.rs` for the recording itself.
 
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router, Json};
@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::collections::{Decoding, Plan};
 use super::error::{seconds_arg, uuid_arg, ToolError};
+use super::recording::{Decoding, Plan};
 use super::BleMcp;
 use crate::ble::Uuid;
 
@@ -191,7 +191,7 @@ impl BleMcp {
 }
 
 impl BleMcp {
-    fn collection(&self, id: &str) -> Result<std::sync::Arc<super::collections::Collection>, ToolError> {
+    fn collection(&self, id: &str) -> Result<std::sync::Arc<super::recording::Collection>, ToolError> {
         self.settings
             .collections
             .get(id.trim())

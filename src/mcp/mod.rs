@@ -7,10 +7,12 @@
 //! ble_connections, get_connection_state), `gatt.rs` (ble_services, ble_read,
 //! ble_write, descriptors), `notify.rs` (ble_subscribe, ble_unsubscribe,
 //! ble_notifications), `diagnostics.rs` (get_logs, search_packets, status,
-//! get_metrics). Wire shapes are in `types.rs`; per-session state in `session.rs`.
+//! get_metrics), `profiles.rs` (ble_profile, device_command), `collect.rs`
+//! (ble_collect_start, ble_collect_stop, ble_collect_list). Wire shapes are in
+//! `types.rs`; per-session state in `session.rs`; the recording the collect tools
+//! start, server-wide, in `recording.rs`.
 
 mod collect;
-mod collections;
 mod connection;
 mod diagnostics;
 mod error;
@@ -19,6 +21,7 @@ pub mod json_answers;
 mod lenient;
 mod notify;
 mod profiles;
+mod recording;
 mod resources;
 mod scan;
 mod session;
@@ -108,7 +111,7 @@ pub struct McpSettings {
     /// The device profiles: resources, `ble_profile` and `device_command`.
     pub profiles: Arc<ProfileSet>,
     /// Every session's recordings (server-wide: a client that reconnects finds them).
-    pub collections: Arc<collections::Collections>,
+    pub collections: Arc<recording::Collections>,
     /// The device hub's telemetry writer, when there is a hub: recordings asked to
     /// go to the hub are stored through it.
     pub telemetry: Option<crate::store::TelemetryWriter>,
