@@ -214,16 +214,17 @@ pub(crate) enum Heard {
     Command(Box<CommandRecord>),
 }
 
-/// This instance's side of the cluster: its name among the others, and the queue
-/// its messages go out through (publishing never waits on the network).
+/// This instance's membership of the cluster, what [`join`] gives it: its name
+/// among the others, and the queue its messages to them go out through
+/// (publishing never waits on the network).
 #[derive(Clone)]
-pub(crate) struct Link {
+pub(crate) struct Membership {
     pub instance: Arc<str>,
     prefix: Arc<str>,
     out: mpsc::UnboundedSender<(String, Bytes)>,
 }
 
-impl Link {
+impl Membership {
     fn send(&self, topic: &str, body: &impl Serialize) {
         match serde_json::to_vec(body) {
             Ok(bytes) => {
@@ -265,13 +266,13 @@ impl Link {
     }
 }
 
-/// Connects to NATS and subscribes; returns this instance's [`Link`], the stream
-/// of what the others say, and the tasks that move both (they stop when dropped).
-/// What is heard and does not verify is dropped and counted in `rejected`.
+/// Connects to NATS and subscribes; returns this instance's [`Membership`], the
+/// stream of what the others say, and the tasks that move both (they stop when
+/// dropped). What is heard and does not verify is dropped and counted in `rejected`.
 pub(crate) async fn join(
     config: &ClusterConfig,
     rejected: Counter,
-) -> Result<(Link, mpsc::UnboundedReceiver<Heard>, Vec<AbortOnDrop>), ClusterError> {
+) -> Result<(Membership, mpsc::UnboundedReceiver<Heard>, Vec<AbortOnDrop>), ClusterError> {
     config.validate().map_err(ClusterError::Config)?;
     let instance: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
     let client = config
@@ -352,12 +353,12 @@ pub(crate) async fn join(
             tracing::error!("the NATS subscription ended: this instance no longer hears the others");
         }))
     };
-    let link = Link {
+    let membership = Membership {
         instance,
         prefix,
         out,
     };
-    Ok((link, heard, vec![publisher, receiver]))
+    Ok((membership, heard, vec![publisher, receiver]))
 }
 
 fn decode(topic: &str, body: &[u8]) -> Result<Option<Heard>, serde_json::Error> {
@@ -378,23 +379,23 @@ mod tests {
     fn a_cluster_needs_a_secret_and_one_kind_of_credentials() {
         let alone = ClusterConfig::default();
         assert_eq!(alone.validate(), Ok(()), "no NATS: no secret needed");
-        let nats = ClusterConfig {
+        let clustered = ClusterConfig {
             nats: "nats://127.0.0.1:4222".into(),
             ..Default::default()
         };
-        let e = nats.validate().unwrap_err();
+        let e = clustered.validate().unwrap_err();
         assert!(
             e.contains("cluster.secret") && e.contains("GATTWAY_CLUSTER_SECRET"),
             "{e}"
         );
         let short = ClusterConfig {
             secret: "too short".into(),
-            ..nats.clone()
+            ..clustered.clone()
         };
         assert!(short.validate().is_err());
         let sealed = ClusterConfig {
             secret: "0123456789abcdef".into(),
-            ..nats
+            ..clustered
         };
         assert_eq!(sealed.validate(), Ok(()));
         let token = ClusterConfig {

@@ -78,7 +78,7 @@ pub struct Presence {
     devices: Mutex<HashMap<Arc<str>, Entry>>,
     next_conn: AtomicU64,
     /// This instance in a cluster; `None` on its own.
-    cluster: Option<cluster::Link>,
+    cluster: Option<cluster::Membership>,
     /// Devices online on other instances (a cluster's).
     elsewhere: Mutex<HashMap<String, Elsewhere>>,
     /// When each other instance was last heard.
@@ -99,7 +99,7 @@ impl Presence {
         log: Arc<ConnectionLog>,
         fanout: Arc<Fanout>,
         online: Gauge,
-        cluster: Option<cluster::Link>,
+        cluster: Option<cluster::Membership>,
     ) -> Self {
         Presence {
             store,

@@ -107,7 +107,7 @@ impl Commands {
         fanout: Arc<Fanout>,
         limits: Limits,
         metrics: Family<CommandStatusLabels, Counter>,
-        cluster: Option<crate::cluster::Link>,
+        cluster: Option<crate::cluster::Membership>,
     ) -> Result<Commands, crate::store::StoreError> {
         let router = Router::load(store, fanout, limits, metrics, cluster).await?;
         let (tx, rx) = mpsc::unbounded_channel();

@@ -52,7 +52,7 @@ pub(super) struct Router {
     next_order: u64,
     metrics: Family<CommandStatusLabels, Counter>,
     /// This instance in a cluster: status changes are published; `None` alone.
-    cluster: Option<crate::cluster::Link>,
+    cluster: Option<crate::cluster::Membership>,
     /// Commands another instance has taken over, and who here sent them: they
     /// hear its status changes (through [`Msg::Heard`]) until a final one.
     issued_here: HashMap<String, Outbox<Event>>,
@@ -75,7 +75,7 @@ impl Router {
         fanout: Arc<Fanout>,
         limits: super::Limits,
         metrics: Family<CommandStatusLabels, Counter>,
-        cluster: Option<crate::cluster::Link>,
+        cluster: Option<crate::cluster::Membership>,
     ) -> Result<Router, crate::store::StoreError> {
         let mut router = Router {
             store: store.clone(),
