@@ -24,7 +24,7 @@
 //! - [`hub_api`]: the hub's front end for the network: `/hub` (JSON or CBOR over
 //!   WebSocket) and its REST.
 //! - [`store`]: where the hub keeps telemetry, commands, devices and the connection
-//!   log (SQLite embedded, PostgreSQL for fleets), with batched writes (group commit).
+//!   log (SQLite embedded, PostgreSQL for a cluster), with batched writes (group commit).
 //! - [`cluster`]: several instances as one hub: the messages they exchange over
 //!   NATS, and the connection that carries them.
 //! - [`http`]: the one door every network front end stands on: `Host` and `Origin`

@@ -16,7 +16,7 @@ fn nats_url() -> String {
 }
 
 /// The secret every instance of a test's hub seals its messages with.
-const SECRET: &str = "the-test-fleets-shared-secret";
+const SECRET: &str = "the-test-clusters-shared-secret";
 
 /// One instance: its process and address.
 struct Instance {
@@ -48,14 +48,14 @@ impl Instance {
 }
 
 /// Instances of one hub on one database.
-struct Fleet {
+struct Cluster {
     db: TempDb,
     name: String,
 }
 
-impl Fleet {
-    fn new() -> Fleet {
-        Fleet {
+impl Cluster {
+    fn new() -> Cluster {
+        Cluster {
             db: TempDb::postgres(),
             name: format!("test-{}", uuid::Uuid::new_v4().simple()),
         }
@@ -112,8 +112,12 @@ async fn collect(client: &mut JsonWs, last: &HashMap<&str, i64>) -> HashMap<Stri
 
 #[tokio::test]
 async fn three_instances_are_one_hub_for_telemetry_presence_and_commands() {
-    let fleet = Fleet::new();
-    let (a, b, c) = (fleet.start().await, fleet.start().await, fleet.start().await);
+    let cluster = Cluster::new();
+    let (a, b, c) = (
+        cluster.start().await,
+        cluster.start().await,
+        cluster.start().await,
+    );
 
     // Live telemetry with replay across instances: devices on A and B stream;
     // a client on C subscribes with since=0 while they are halfway.
@@ -212,7 +216,7 @@ async fn three_instances_are_one_hub_for_telemetry_presence_and_commands() {
         .await;
     assert_eq!(record["status"], "failed", "{record}");
 
-    // One connection log for the fleet, its ids unique across instances.
+    // One connection log for the cluster, its ids unique across instances.
     let log = within("the connection log to be written", async {
         loop {
             let log = b.get("/api/v1/hub/connections").await;
@@ -259,8 +263,8 @@ async fn three_instances_are_one_hub_for_telemetry_presence_and_commands() {
 
 #[tokio::test]
 async fn a_device_that_moves_to_another_instance_ends_its_older_connection() {
-    let fleet = Fleet::new();
-    let (a, b) = (fleet.start().await, fleet.start().await);
+    let cluster = Cluster::new();
+    let (a, b) = (cluster.start().await, cluster.start().await);
     let (mut old, _) = a.device("roamer").await;
     old.send(json!({"type": "telemetry", "seq": 1, "points": [{"key": "n", "value": 1}]}))
         .await;
@@ -297,8 +301,8 @@ async fn a_device_that_moves_to_another_instance_ends_its_older_connection() {
 /// sent again there (at least once).
 #[tokio::test]
 async fn killing_the_instance_holding_a_device_loses_nothing_and_its_commands_follow() {
-    let fleet = Fleet::new();
-    let (mut a, b) = (fleet.start().await, fleet.start().await);
+    let cluster = Cluster::new();
+    let (mut a, b) = (cluster.start().await, cluster.start().await);
     let mut watcher = b.client().await;
     watcher
         .send(json!({"type": "subscribe", "id": 1, "devices": ["pump"], "keys": ["n"]}))
@@ -380,11 +384,11 @@ async fn a_cluster_without_a_shared_postgresql_database_is_refused_with_the_reas
 
 #[tokio::test]
 async fn an_unreachable_nats_server_stops_start_up_with_the_reason() {
-    let fleet = Fleet::new();
+    let cluster = Cluster::new();
     let mut command = common::process::gattway();
     command
         .args(["--backend", "sim", "serve", "--listen", "127.0.0.1:0"])
-        .args(["--database", &fleet.db.url()])
+        .args(["--database", &cluster.db.url()])
         .env("GATTWAY_CLUSTER_NATS", "nats://127.0.0.1:1")
         .env("GATTWAY_CLUSTER_SECRET", SECRET);
     let output = within("start-up to fail", command.output()).await.unwrap();
@@ -400,8 +404,8 @@ async fn an_unreachable_nats_server_stops_start_up_with_the_reason() {
 /// hearing its heartbeat and say so, to subscribers and in presence queries.
 #[tokio::test]
 async fn a_dead_instances_devices_go_offline_on_the_others() {
-    let fleet = Fleet::new();
-    let (mut a, b) = (fleet.start().await, fleet.start().await);
+    let cluster = Cluster::new();
+    let (mut a, b) = (cluster.start().await, cluster.start().await);
     let mut watcher = b.client().await;
     watcher
         .send(json!({"type": "subscribe", "id": 1, "devices": ["ghost"]}))
@@ -438,8 +442,8 @@ async fn a_dead_instances_devices_go_offline_on_the_others() {
 /// the store decides, the device is told, and everyone hears `cancelled` once.
 #[tokio::test]
 async fn a_command_sent_by_another_instance_is_cancelled_from_here() {
-    let fleet = Fleet::new();
-    let (a, b) = (fleet.start().await, fleet.start().await);
+    let cluster = Cluster::new();
+    let (a, b) = (cluster.start().await, cluster.start().await);
     let (mut dev, _) = a.device("valve").await;
     let mut client = b.client().await;
     client

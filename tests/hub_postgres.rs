@@ -1,4 +1,4 @@
-//! The hub's test suites (`tests/suites/`) on the fleet's store: PostgreSQL, a
+//! The hub's test suites (`tests/suites/`) on the cluster's store: PostgreSQL, a
 //! database of its own per test on the server `./test.sh` starts.
 
 mod common;
@@ -12,7 +12,7 @@ fn store() -> common::TempDb {
     common::TempDb::postgres()
 }
 
-/// Two stores on one database, as two instances of a fleet are: their appends
+/// Two stores on one database, as two instances of a cluster are: their appends
 /// take turns, so point ids are consecutive and a reader following the commit
 /// order never sees a later id before an earlier one; and a device's retry that
 /// reaches the other instance is recognised by its seq, not stored twice.

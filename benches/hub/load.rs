@@ -120,7 +120,7 @@ async fn serve(database: &str, cluster: Option<&str>, env: &[(&str, &str)]) -> S
         command
             .env("GATTWAY_CLUSTER_NATS", crate::peers::NATS_URL)
             .env("GATTWAY_CLUSTER_NAME", name)
-            .env("GATTWAY_CLUSTER_SECRET", "the-benchmark-fleets-secret");
+            .env("GATTWAY_CLUSTER_SECRET", "the-benchmark-clusters-secret");
     }
     let mut child = command.spawn().expect("gattway binary");
     let pid = child.id().unwrap_or(0);

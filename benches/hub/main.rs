@@ -1,4 +1,4 @@
-//! The hub's benchmark: every figure the fleet issue sets a bar for, each beside
+//! The hub's benchmark: every figure the cluster issue sets a bar for, each beside
 //! its peer measured in the same run on the same machine, printed as a table.
 //!
 //! `cargo bench --bench hub` runs them all (about four minutes); the rows are:

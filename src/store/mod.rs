@@ -2,7 +2,7 @@
 //! their status history, the devices it has seen, and the connection log.
 //!
 //! - [`Store`]: the one trait the hub uses. SQLite ([`sqlite`]) is the embedded
-//!   default; PostgreSQL ([`postgres`]) serves fleets, several instances sharing
+//!   default; PostgreSQL ([`postgres`]) serves a cluster, several instances sharing
 //!   one database. Both run the same queries ([`sql`]) on schemas that mirror each
 //!   other column for column (`migrations/`); only the telemetry append differs.
 //! - [`writer`]: batched telemetry writes (group commit): many devices' points in

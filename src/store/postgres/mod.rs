@@ -1,11 +1,11 @@
-//! The fleet's store: PostgreSQL, which several gattway instances can share.
+//! The cluster's store: PostgreSQL, which several gattway instances can share.
 //! Migrated at open (sqlx's migrator holds an advisory lock, so instances starting
 //! together migrate once). Every query but the telemetry append is shared with
 //! SQLite ([`super::sql`]).
 //!
 //! An append is one transaction that locks the `telemetry_head` row first: appends
 //! from every instance take turns on it, so point ids are consecutive and in commit
-//! order across the fleet, and the seq de-duplication reads a device's `last_seq`
+//! order across the cluster, and the seq de-duplication reads a device's `last_seq`
 //! where no other instance can store between the read and the write. Rows go in
 //! as one `INSERT … SELECT FROM UNNEST` of column arrays: one statement, one plan,
 //! whatever the batch's size.
