@@ -12,6 +12,8 @@
 //! - [`gateway`]: the core service and the only owner of the backends. One actor task
 //!   per connected device; scans, connects with retries, subscriptions with fan-out,
 //!   leases, LRU and idle clean-up.
+//! - [`adverts`]: what sensors broadcast, decoded to named readings (BTHome,
+//!   Xiaomi, Ruuvi, Govee, pvvx, beacons), as Home Assistant decodes it.
 //! - [`mcp`]: the MCP server (stdio and Streamable HTTP) for AI assistants.
 //! - [`profiles`]: device profiles: what a device speaks (services, command frames,
 //!   answers), declared in TOML; built-ins for the simulated devices.
@@ -35,9 +37,11 @@
 //! - [`config`]: the one `Config`, from a TOML file, `GATTWAY_*` variables and flags.
 //! - [`cli`]: the command line (`gattway scan`, `gattway serve`).
 //! - [`doctor`]: `gattway doctor`, what a real radio needs and what is wrong.
-//! - [`mqtt`]: the hub's telemetry to an MQTT broker, with Home Assistant discovery,
-//!   and commands from it.
-//! - [`metrics`]: the Prometheus registry every layer records into.
+//! - [`mqtt`]: the hub's telemetry, and the gateway's decoded advertisements
+//!   (Theengs' format), to an MQTT broker, with Home Assistant discovery, and
+//!   commands from it.
+//! - [`metrics`]: the Prometheus registry every layer records into, made in `main`
+//!   and handed down.
 //! - [`error`]: [`error::ErrorKind`], what kind of failure an error is, which every
 //!   layer's error names and each front end maps to its wire code.
 //! - [`sync`]: task ownership and locking helpers shared by every layer.
