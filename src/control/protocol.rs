@@ -5,7 +5,8 @@
 use serde_json::{json, Map, Value};
 
 use crate::auth::AuthError;
-use crate::ble::{BleError, DeviceId, Uuid};
+use crate::ble::{DeviceId, Uuid};
+use crate::error::ErrorKind;
 use crate::gateway::GatewayError;
 
 /// Error codes of `{"type":"ERROR","id":..,"code":..,"message":..}`.
@@ -84,47 +85,51 @@ impl Failure {
     }
 }
 
+/// The wire code of each kind of failure. Every kind named, no catch-all: a new
+/// kind does not compile until it is given its code here.
+pub fn code(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::DeviceNotFound | ErrorKind::Ambiguous => Code::DeviceNotFound,
+        ErrorKind::ServiceNotFound | ErrorKind::CharacteristicNotFound | ErrorKind::DescriptorNotFound => {
+            Code::AttributeNotFound
+        }
+        ErrorKind::NotConnected => Code::NotConnected,
+        ErrorKind::RadioUnavailable => Code::BleNotAvailable,
+        ErrorKind::InvalidInput
+        | ErrorKind::NotPermitted
+        | ErrorKind::ValueTooLong
+        | ErrorKind::UnknownCommand => Code::InvalidParams,
+        ErrorKind::Busy => Code::Busy,
+        ErrorKind::ConnectionLimit => Code::ConnectionLimitReached,
+        ErrorKind::NoFreeSlot => Code::NoFreeSlot,
+        ErrorKind::ConnectFailed
+        | ErrorKind::LinkLost
+        | ErrorKind::Timeout
+        | ErrorKind::Radio
+        | ErrorKind::ShuttingDown
+        | ErrorKind::InvalidLease
+        | ErrorKind::CommandClosed
+        | ErrorKind::Store => Code::OperationFailed,
+        ErrorKind::NotAuthenticated => Code::NotAuthenticated,
+        ErrorKind::InvalidApiKey => Code::InvalidApiKey,
+        ErrorKind::InvalidToken => Code::InvalidToken,
+        ErrorKind::Expired => Code::SessionExpired,
+        ErrorKind::Forbidden => Code::Forbidden,
+        ErrorKind::RateLimited => Code::RateLimitExceeded,
+        ErrorKind::TooLarge => Code::MessageTooLarge,
+        ErrorKind::QueueFull => Code::QueueFull,
+    }
+}
+
 impl From<GatewayError> for Failure {
     fn from(e: GatewayError) -> Self {
-        // Every kind named, no catch-all: a new error kind must be given its code.
-        let code = match &e {
-            GatewayError::Ble(b) => match b {
-                BleError::DeviceNotFound(_) => Code::DeviceNotFound,
-                BleError::NotConnected(_) => Code::NotConnected,
-                BleError::AdapterUnavailable(_) => Code::BleNotAvailable,
-                BleError::ServiceNotFound(_)
-                | BleError::CharacteristicNotFound { .. }
-                | BleError::DescriptorNotFound { .. } => Code::AttributeNotFound,
-                BleError::NotPermitted { .. } | BleError::ValueTooLong { .. } => Code::InvalidParams,
-                BleError::ConnectFailed { .. }
-                | BleError::LinkLost(_)
-                | BleError::Timeout { .. }
-                | BleError::Other(_) => Code::OperationFailed,
-            },
-            GatewayError::Ambiguous { .. } => Code::DeviceNotFound,
-            GatewayError::Busy { .. } => Code::Busy,
-            GatewayError::ConnectionLimit(_) => Code::ConnectionLimitReached,
-            GatewayError::NoFreeSlot { .. } => Code::NoFreeSlot,
-            GatewayError::InvalidInput(_) => Code::InvalidParams,
-            GatewayError::Timeout { .. }
-            | GatewayError::ConnectFailed { .. }
-            | GatewayError::ShuttingDown
-            | GatewayError::InvalidLease => Code::OperationFailed,
-        };
-        Failure::new(code, e.to_string())
+        Failure::new(code(e.kind()), e.to_string())
     }
 }
 
 impl From<AuthError> for Failure {
     fn from(e: AuthError) -> Self {
-        let code = match e {
-            AuthError::NotAuthenticated => Code::NotAuthenticated,
-            AuthError::InvalidApiKey => Code::InvalidApiKey,
-            AuthError::Expired => Code::SessionExpired,
-            _ if e.http_status() == 403 => Code::Forbidden,
-            _ => Code::InvalidToken,
-        };
-        Failure::new(code, e.to_string())
+        Failure::new(code(e.kind()), e.to_string())
     }
 }
 
