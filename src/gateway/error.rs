@@ -7,6 +7,58 @@ use std::time::Duration;
 use crate::ble::{BleError, DeviceId};
 use crate::error::ErrorKind;
 
+/// What the gateway asked of a device's radio, as a timeout names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Connect,
+    Discover,
+    /// Opening the link's notification stream.
+    Notifications,
+    Subscribe,
+    Unsubscribe,
+    Read,
+    Write,
+    ReadDescriptor,
+    WriteDescriptor,
+}
+
+impl Operation {
+    /// The operation's name in messages ("read descriptor on … timed out").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Connect => "connect",
+            Operation::Discover => "discover",
+            Operation::Notifications => "notifications",
+            Operation::Subscribe => "subscribe",
+            Operation::Unsubscribe => "unsubscribe",
+            Operation::Read => "read",
+            Operation::Write => "write",
+            Operation::ReadDescriptor => "read descriptor",
+            Operation::WriteDescriptor => "write descriptor",
+        }
+    }
+
+    /// A value read or written: its round trip is a transfer's latency.
+    pub fn is_transfer(self) -> bool {
+        match self {
+            Operation::Read | Operation::Write | Operation::ReadDescriptor | Operation::WriteDescriptor => {
+                true
+            }
+            Operation::Connect
+            | Operation::Discover
+            | Operation::Notifications
+            | Operation::Subscribe
+            | Operation::Unsubscribe => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
     #[error(transparent)]
@@ -20,7 +72,7 @@ pub enum GatewayError {
     #[error("{operation} on {id} timed out after {after:?}")]
     Timeout {
         id: DeviceId,
-        operation: &'static str,
+        operation: Operation,
         after: Duration,
     },
     #[error("connecting to {id} failed after {attempts} attempt(s): {last}")]

@@ -44,7 +44,7 @@ pub use self::config::GatewayConfig;
 pub use self::device::LinkState;
 use self::device::{Command, DeviceHandle, DeviceShared};
 pub use self::device_ref::{DeviceRef, Subscription, SubscriptionEvent};
-pub use self::error::{GatewayError, GatewayResult};
+pub use self::error::{GatewayError, GatewayResult, Operation};
 pub use self::info::{ConnectOptions, ConnectionInfo, DeviceInfo, GatewayEvent, GatewayStats, Heard};
 pub(crate) use self::info::{LiveCount, Stats};
 pub use self::lease::{Lease, LeaseInfo};
