@@ -5,10 +5,11 @@
 //! credentials are configured), scoped and rate-limited.
 //!
 //! - `protocol.rs`: wire shapes, strict parsing, error codes.
-//! - `scan.rs`, `device.rs`, `gatt.rs`: one file per message family.
-//! - `rest.rs`: the same operations over REST at `/api/v1`, with OpenAPI.
+//! - `scan.rs`, `connection.rs` (connect, disconnect, the GATT tree), `gatt.rs`:
+//!   one file per message family.
+//! - `rest/`: the same operations over REST at `/api/v1`, with OpenAPI.
 
-mod device;
+mod connection;
 mod gatt;
 pub mod protocol;
 pub mod rest;
@@ -234,9 +235,9 @@ impl Conn {
                 "START_SCAN" => scan::start(self, &req).await,
                 "STOP_SCAN" => scan::stop(self, &req),
                 "GET_DEVICES" => scan::devices(self, &req),
-                "CONNECT" => device::connect(self, &req).await,
-                "DISCONNECT" => device::disconnect(self, &req).await,
-                "GET_SERVICES" => device::services(self, &req).await,
+                "CONNECT" => connection::connect(self, &req).await,
+                "DISCONNECT" => connection::disconnect(self, &req).await,
+                "GET_SERVICES" => connection::services(self, &req).await,
                 "CHARACTERISTIC_READ" => gatt::read(self, &req).await,
                 "CHARACTERISTIC_WRITE" => gatt::write(self, &req).await,
                 "DESCRIPTOR_READ" => gatt::read_descriptor(self, &req).await,

@@ -1,4 +1,5 @@
-//! CONNECT (→ CONNECTED), DISCONNECT (→ DISCONNECTED), GET_SERVICES (→ SERVICES).
+//! CONNECT (→ CONNECTED), DISCONNECT (→ DISCONNECTED), GET_SERVICES (→ SERVICES):
+//! a device's connection and the GATT tree it discovers.
 
 use std::time::Duration;
 
