@@ -6,12 +6,14 @@
 //!
 //! Run: `cargo bench --bench bridge` (GATTWAY_BENCH_FRAMES sets frames per phase).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{SinkExt, StreamExt};
 use gattway::app::{serve, AppState};
 use gattway::ble::sim::{SimBackend, SimConfig};
 use gattway::gateway::{Gateway, GatewayConfig};
+use gattway::metrics::Metrics;
 use tokio_tungstenite::tungstenite::Message;
 
 const QUERY: &str = "service=6e400001-b5a3-f393-e0a9-e50e24dcca9e&write=6e400002-b5a3-f393-e0a9-e50e24dcca9e\
@@ -39,7 +41,7 @@ async fn run(frames: usize) {
         ..SimConfig::default()
     })
     .expect("simulator");
-    let gateway = Gateway::new(sim, GatewayConfig::default()).expect("gateway");
+    let gateway = Gateway::new(sim, GatewayConfig::default(), Arc::new(Metrics::new())).expect("gateway");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let auth =

@@ -8,12 +8,14 @@
 //!
 //! Run: `cargo bench --bench gateway`
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use gattway::ble::sim::{SimBackend, SimConfig};
 use gattway::ble::{well_known as wk, DeviceId, WriteKind};
 use gattway::gateway::{ConnectOptions, Gateway, GatewayConfig, SubscriptionEvent};
+use gattway::metrics::Metrics;
 
 fn setup(rt: &tokio::runtime::Runtime) -> Gateway {
     rt.block_on(async {
@@ -28,6 +30,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> Gateway {
                 subscriber_buffer: 4096,
                 ..GatewayConfig::default()
             },
+            Arc::new(Metrics::new()),
         )
         .expect("gateway");
         for d in ["C0:FF:EE:00:00:01", "C0:FF:EE:00:00:04"] {

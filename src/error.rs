@@ -2,7 +2,9 @@
 //! error type says its [`ErrorKind`] (`kind()`); each front end turns a kind into
 //! its own wire code in one `match`, so no front end matches another layer's
 //! variants or, worse, the strings of their codes. A new kind fails to compile in
-//! every front end until it is given a code there.
+//! the control protocol (`control::protocol::code`) until it is given a code
+//! there; front ends whose wire has one code for "anything else" (the bridge's
+//! `gatt_connection_failed`, ESPHome's ESP_GATT_ERROR) say so with a `_` arm.
 
 /// The kinds of failure a caller can act on differently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -13,8 +15,14 @@ pub enum ErrorKind {
     DeviceNotFound,
     /// A name prefix matches several devices.
     Ambiguous,
-    /// The device has no such service, characteristic or descriptor.
-    AttributeNotFound,
+    /// The device has no such service. The three kinds of missing attribute are
+    /// apart because callers act on them apart: the bridge closes with a code of
+    /// its own for each, an assistant is pointed at a different listing.
+    ServiceNotFound,
+    /// The service has no such characteristic.
+    CharacteristicNotFound,
+    /// The characteristic has no such descriptor.
+    DescriptorNotFound,
     /// The attribute does not allow the operation (no write property, say).
     NotPermitted,
     /// The value is longer than the attribute takes.
@@ -66,7 +74,9 @@ impl ErrorKind {
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::DeviceNotFound => "device_not_found",
             ErrorKind::Ambiguous => "ambiguous",
-            ErrorKind::AttributeNotFound => "attribute_not_found",
+            ErrorKind::ServiceNotFound => "service_not_found",
+            ErrorKind::CharacteristicNotFound => "characteristic_not_found",
+            ErrorKind::DescriptorNotFound => "descriptor_not_found",
             ErrorKind::NotPermitted => "not_permitted",
             ErrorKind::ValueTooLong => "value_too_long",
             ErrorKind::NotConnected => "not_connected",

@@ -16,6 +16,7 @@ use gattway::cli::{Cli, Command, ProfileCommand, ScanArgs, TokenArgs};
 use gattway::config::{Config, LogFormat};
 use gattway::gateway::{DeviceInfo, Gateway, RadioSpec};
 use gattway::mcp::McpSettings;
+use gattway::metrics::Metrics;
 use gattway::profiles::ProfileSet;
 
 fn main() -> anyhow::Result<()> {
@@ -79,9 +80,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    // One registry for the process: the gateway, the hub and every front end record
+    // into it, and /metrics renders it.
+    let metrics = Arc::new(Metrics::new());
     let gateway = if config.radios.is_empty() {
         let backend = open_backend(config.backend, &config.adapter, &config.sim).await?;
-        Gateway::new(backend, config.gateway.clone())?
+        Gateway::new(backend, config.gateway.clone(), metrics)?
     } else {
         let backends = open_radios(&config.radios, &config.sim).await?;
         let radios = config
@@ -94,7 +98,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
                 slots: r.slots,
             })
             .collect();
-        Gateway::with_radios(radios, config.gateway.clone())?
+        Gateway::with_radios(radios, config.gateway.clone(), metrics)?
     };
     gateway.set_advert_keys(
         gattway::adverts::Keys::new(&config.bthome, &config.xiaomi).map_err(anyhow::Error::msg)?,

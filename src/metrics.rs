@@ -1,5 +1,6 @@
-//! Prometheus metrics: one registry per gateway (so several gateways in one process,
-//! as in tests, never share counters). The BLE names are the original performance
+//! Prometheus metrics: one registry, made by `main` and handed to the gateway,
+//! which the hub and the front ends reach through it (tests make one per gateway,
+//! so gateways in one process never share counters). The BLE names are the original performance
 //! guide's; the rest are `gattway_*`. Labels never carry unbounded values: no device
 //! ids, only endpoint, direction, tool, outcome and the configured radios' names.
 //!

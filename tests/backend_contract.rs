@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::bluez::FakeBluez;
@@ -12,6 +13,7 @@ use common::*;
 use gattway::ble::native::NativeBackend;
 use gattway::ble::{CharProps, DeviceId, ScanFilter, Uuid, WriteKind};
 use gattway::gateway::{ConnectOptions, Gateway, GatewayEvent};
+use gattway::metrics::Metrics;
 
 const NUS: &str = "6e400001-b5a3-f393-e0a9-e50e24dcca9e";
 const NUS_RX: &str = "6e400002-b5a3-f393-e0a9-e50e24dcca9e";
@@ -170,7 +172,7 @@ async fn the_contract_holds_on_the_native_backend_over_bluez() {
     // The only native test in this binary: the bus address is process-wide.
     std::env::set_var("DBUS_SYSTEM_BUS_ADDRESS", &bluez.address);
     let backend = NativeBackend::open(None).await.expect("native backend");
-    let gateway = Gateway::new(backend, fast_gateway()).expect("gateway");
+    let gateway = Gateway::new(backend, fast_gateway(), Arc::new(Metrics::new())).expect("gateway");
     contract(&gateway, &Radio::Native(Box::new(bluez))).await;
 }
 
@@ -179,7 +181,8 @@ async fn the_contract_holds_on_one_radio_of_a_shared_simulated_world() {
     let sim = gattway::ble::sim::SimBackend::new(&sim_config(100.0, vec![])).expect("simulator");
     // Another radio in the same world, which the contract never touches.
     let _other = sim.radio("far", -30);
-    let gateway = Gateway::new(sim.radio("near", -5), fast_gateway()).expect("gateway");
+    let gateway =
+        Gateway::new(sim.radio("near", -5), fast_gateway(), Arc::new(Metrics::new())).expect("gateway");
     assert_eq!(gateway.backend_name(), "near");
     contract(
         &gateway,

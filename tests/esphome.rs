@@ -6,9 +6,12 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::{rig, HRM};
 use gattway::esphome_proxy::{self, EsphomeConfig};
 use gattway::gateway::Gateway;
+use gattway::metrics::Metrics;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -230,7 +233,7 @@ fn proxy_gateway(
         backend: radio,
         slots: 3,
     };
-    Gateway::with_radios(vec![spec], common::fast_gateway()).unwrap()
+    Gateway::with_radios(vec![spec], common::fast_gateway(), Arc::new(Metrics::new())).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -251,6 +254,7 @@ async fn two_proxies_route_to_the_stronger_and_fail_over_to_the_other_mid_sessio
     let gateway = Gateway::with_radios(
         vec![remote("kitchen", kitchen_port), remote("garage", garage_port)],
         common::fast_gateway(),
+        Arc::new(Metrics::new()),
     )
     .unwrap();
     common::within("both proxies", async {
@@ -350,7 +354,7 @@ async fn a_device_heard_through_a_proxy_is_kept_longer_than_one_heard_locally() 
             slots: 3,
         },
     ];
-    let gateway = Gateway::with_radios(radios, config).unwrap();
+    let gateway = Gateway::with_radios(radios, config, Arc::new(Metrics::new())).unwrap();
     common::within("the proxy's session", async {
         while gateway.adapter_status().await.is_err() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

@@ -10,7 +10,9 @@ use common::*;
 use gattway::ble::sim::cs108;
 use gattway::ble::sim::spec::{CharSpec, DeviceSpec, ServiceSpec, WriteAction};
 use gattway::ble::{well_known as wk, BleError, DeviceId, DisconnectReason, ScanFilter, Uuid, WriteKind};
-use gattway::gateway::{ConnectOptions, GatewayConfig, GatewayError, GatewayEvent, SubscriptionEvent};
+use gattway::gateway::{
+    ConnectOptions, GatewayConfig, GatewayError, GatewayEvent, Operation, SubscriptionEvent,
+};
 
 fn id(s: &str) -> DeviceId {
     DeviceId::new(s)
@@ -465,7 +467,7 @@ async fn a_read_that_never_answers_times_out_and_the_device_stays_usable() {
         matches!(
             err,
             GatewayError::Timeout {
-                operation: "read",
+                operation: Operation::Read,
                 ..
             }
         ),

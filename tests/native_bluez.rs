@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::bluez::FakeBluez;
@@ -13,6 +14,7 @@ use common::*;
 use gattway::ble::native::NativeBackend;
 use gattway::ble::{Backend, DeviceId, ScanFilter, Uuid};
 use gattway::gateway::{ConnectOptions, Gateway, GatewayEvent};
+use gattway::metrics::Metrics;
 use tokio::process::Command;
 
 const HRM_PATH: &str = "/org/bluez/hci0/dev_C0_FF_EE_00_00_01";
@@ -33,7 +35,7 @@ async fn the_gateway_drives_bluez_scan_connect_gatt_notify_and_recovers_dropped_
         NativeBackend::open(Some("hci7")).await.is_err(),
         "a missing adapter is refused"
     );
-    let gateway = Gateway::new(backend.clone(), fast_gateway()).expect("gateway");
+    let gateway = Gateway::new(backend.clone(), fast_gateway(), Arc::new(Metrics::new())).expect("gateway");
     assert_eq!(gateway.backend_name(), "hci0");
     gateway.adapter_status().await.expect("powered");
 

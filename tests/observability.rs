@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use common::*;
 use futures::{SinkExt, StreamExt};
 use gattway::ble::{well_known as wk, DeviceId, ScanFilter};
+use gattway::error::ErrorKind;
 use gattway::gateway::ConnectOptions;
 use rmcp::model::CallToolRequestParams;
 use rmcp::ServiceExt;
@@ -212,7 +213,7 @@ async fn readyz_follows_the_adapter() {
         .connect(HRM, ConnectOptions::default())
         .await
         .unwrap_err();
-    assert_eq!(err.code(), "adapter_unavailable");
+    assert_eq!(err.kind(), ErrorKind::RadioUnavailable);
     rig.sim.set_powered(true);
     assert_eq!(get().await.0, 200);
     assert_eq!(reqwest::get(server.url("/healthz")).await.unwrap().status(), 200);

@@ -8,7 +8,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         match gattway::control::protocol::parse(text) {
             Ok(req) => {
-                let _ = req.opt_str("deviceId");
+                let _ = req.message.scope();
             }
             Err((id, f)) => {
                 let _ = gattway::control::protocol::error(&id, &f);

@@ -18,6 +18,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::error::ErrorKind;
+
 pub use self::allow_list::DeviceAllowList;
 use self::jwt::verify_jwt;
 pub use self::jwt::{issue_jwt, TokenRequest};
@@ -179,8 +181,8 @@ pub enum AuthError {
 }
 
 impl AuthError {
-    pub fn kind(&self) -> crate::error::ErrorKind {
-        use crate::error::ErrorKind;
+    /// What kind of failure this is, for front ends to turn into their wire code.
+    pub fn kind(&self) -> ErrorKind {
         match self {
             AuthError::NotAuthenticated => ErrorKind::NotAuthenticated,
             AuthError::InvalidApiKey => ErrorKind::InvalidApiKey,
@@ -196,30 +198,10 @@ impl AuthError {
         }
     }
 
-    /// The control protocol's error code.
-    pub fn code(&self) -> &'static str {
-        match self {
-            AuthError::NotAuthenticated => "NOT_AUTHENTICATED",
-            AuthError::InvalidApiKey => "INVALID_API_KEY",
-            AuthError::Expired => "SESSION_EXPIRED",
-            AuthError::NotYetValid
-            | AuthError::WrongAudience
-            | AuthError::WrongIssuer
-            | AuthError::InvalidToken(_) => "INVALID_TOKEN",
-            AuthError::MissingScope(_)
-            | AuthError::DeviceNotAllowed(_)
-            | AuthError::NoDeviceIdentity(_)
-            | AuthError::NotThisDevice { .. } => "FORBIDDEN",
-        }
-    }
-
     /// 401 for "who are you", 403 for "you may not".
     pub fn http_status(&self) -> u16 {
-        match self {
-            AuthError::MissingScope(_)
-            | AuthError::DeviceNotAllowed(_)
-            | AuthError::NoDeviceIdentity(_)
-            | AuthError::NotThisDevice { .. } => 403,
+        match self.kind() {
+            ErrorKind::Forbidden => 403,
             _ => 401,
         }
     }
@@ -565,7 +547,7 @@ mod tests {
         old.nbf = Some(jsonwebtoken::get_current_timestamp() + 600);
         let early = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &old, &enc).unwrap();
         assert_eq!(a.verify(&early).unwrap_err(), AuthError::NotYetValid);
-        assert_eq!(AuthError::Expired.code(), "SESSION_EXPIRED");
+        assert_eq!(AuthError::Expired.kind(), ErrorKind::Expired);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::{DeviceId, Uuid};
+use crate::error::ErrorKind;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BleError {
@@ -40,6 +41,26 @@ pub enum BleError {
     AdapterUnavailable(String),
     #[error("{0}")]
     Other(String),
+}
+
+impl BleError {
+    /// What kind of failure this is, for front ends to turn into their wire code.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            BleError::DeviceNotFound(_) => ErrorKind::DeviceNotFound,
+            BleError::NotConnected(_) => ErrorKind::NotConnected,
+            BleError::ServiceNotFound(_) => ErrorKind::ServiceNotFound,
+            BleError::CharacteristicNotFound { .. } => ErrorKind::CharacteristicNotFound,
+            BleError::DescriptorNotFound { .. } => ErrorKind::DescriptorNotFound,
+            BleError::NotPermitted { .. } => ErrorKind::NotPermitted,
+            BleError::ValueTooLong { .. } => ErrorKind::ValueTooLong,
+            BleError::ConnectFailed { .. } => ErrorKind::ConnectFailed,
+            BleError::LinkLost(_) => ErrorKind::LinkLost,
+            BleError::Timeout { .. } => ErrorKind::Timeout,
+            BleError::AdapterUnavailable(_) => ErrorKind::RadioUnavailable,
+            BleError::Other(_) => ErrorKind::Radio,
+        }
+    }
 }
 
 pub type BleResult<T> = Result<T, BleError>;

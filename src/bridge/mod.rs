@@ -26,7 +26,8 @@ use self::protocol::{close, ConnectParams, ServerMessage};
 use self::session::{Outgoing, ReleaseReason, SessionHandle};
 pub use self::socket::handle_socket;
 use crate::auth::constant_time_eq;
-use crate::ble::{BleError, DeviceId, GattTree, ScanFilter};
+use crate::ble::{DeviceId, GattTree, ScanFilter};
+use crate::error::ErrorKind;
 use crate::gateway::{Gateway, GatewayError};
 use crate::sync::lock;
 
@@ -305,11 +306,9 @@ impl Bridge {
                 .gateway
                 .resolve(target, &[], timeout)
                 .await
-                .map_err(|e| match e {
-                    GatewayError::Ble(BleError::DeviceNotFound(_)) => {
-                        not_found(format!("device matching {target:?}"))
-                    }
-                    other => OpenError::new("device_not_found", close::DEVICE_NOT_FOUND, other.to_string()),
+                .map_err(|e| match e.kind() {
+                    ErrorKind::DeviceNotFound => not_found(format!("device matching {target:?}")),
+                    _ => OpenError::new("device_not_found", close::DEVICE_NOT_FOUND, e.to_string()),
                 });
         }
         let filter = ScanFilter {
@@ -375,15 +374,16 @@ impl Bridge {
     }
 }
 
+/// The bridge's open error for a failed connect, GATT listing or subscription, by
+/// the kind of failure.
 fn connect_error(e: GatewayError) -> OpenError {
-    let (code, close_code) = match &e {
-        GatewayError::Ble(BleError::DeviceNotFound(_)) | GatewayError::Ambiguous { .. } => {
-            ("device_not_found", close::DEVICE_NOT_FOUND)
-        }
-        GatewayError::Ble(BleError::ServiceNotFound(_)) => ("service_not_found", close::SERVICE_NOT_FOUND),
-        GatewayError::Ble(BleError::CharacteristicNotFound { .. } | BleError::NotPermitted { .. }) => {
+    let (code, close_code) = match e.kind() {
+        ErrorKind::DeviceNotFound | ErrorKind::Ambiguous => ("device_not_found", close::DEVICE_NOT_FOUND),
+        ErrorKind::ServiceNotFound => ("service_not_found", close::SERVICE_NOT_FOUND),
+        ErrorKind::CharacteristicNotFound | ErrorKind::NotPermitted => {
             ("characteristic_not_found", close::CHARACTERISTICS_NOT_FOUND)
         }
+        // The bridge's wire has one code for every other failure.
         _ => ("gatt_connection_failed", close::GATT_CONNECTION_FAILED),
     };
     OpenError::new(code, close_code, format!("GATT connection failed: {e}"))

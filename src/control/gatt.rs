@@ -5,25 +5,27 @@
 
 use serde_json::{json, Value};
 
-use super::protocol::{b64, event, reply, Failure, Request};
+use super::protocol::{
+    b64, event, reply, CharacteristicWrite, DescriptorWrite, Failure, OnCharacteristic, OnDescriptor,
+};
 use super::Conn;
 use crate::ble::{DeviceId, Uuid, WriteKind};
 use crate::gateway::serde_helpers::to_unix_ms;
 use crate::gateway::SubscriptionEvent;
 use crate::sync::AbortOnDrop;
 
-fn target(conn: &Conn, req: &Request) -> Result<(DeviceId, Uuid, Uuid), Failure> {
-    let id = req.device()?;
-    conn.check_device(&id)?;
-    Ok((id, req.uuid("serviceUuid")?, req.uuid("characteristicUuid")?))
+/// The characteristic a request names, once the device list admits its device.
+fn target(conn: &Conn, at: OnCharacteristic) -> Result<(DeviceId, Uuid, Uuid), Failure> {
+    conn.check_device(&at.device_id)?;
+    Ok((at.device_id, at.service_uuid, at.characteristic_uuid))
 }
 
-pub async fn read(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failure> {
-    let (id, service, characteristic) = target(conn, req)?;
+pub async fn read(conn: &mut Conn, reply_to: &Value, at: OnCharacteristic) -> Result<Option<Value>, Failure> {
+    let (id, service, characteristic) = target(conn, at)?;
     let value = conn.gateway.device(&id).read(service, characteristic).await?;
     Ok(Some(reply(
         "CHARACTERISTIC_VALUE",
-        &req.id,
+        reply_to,
         json!({"deviceId": id, "serviceUuid": service.to_string(), "characteristicUuid": characteristic.to_string(),
             "value": b64(&value), "decoded": decoded(characteristic, &value)}),
     )))
@@ -37,10 +39,14 @@ fn decoded(characteristic: Uuid, bytes: &[u8]) -> Value {
         .unwrap_or(Value::Null)
 }
 
-pub async fn write(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failure> {
-    let (id, service, characteristic) = target(conn, req)?;
-    let value = req.base64("value")?;
-    let kind = if req.opt_bool("withResponse")?.unwrap_or(true) {
+pub async fn write(
+    conn: &mut Conn,
+    reply_to: &Value,
+    w: CharacteristicWrite,
+) -> Result<Option<Value>, Failure> {
+    let (id, service, characteristic) = target(conn, w.characteristic)?;
+    let value = w.value;
+    let kind = if w.with_response.unwrap_or(true) {
         WriteKind::WithResponse
     } else {
         WriteKind::WithoutResponse
@@ -52,43 +58,54 @@ pub async fn write(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Fail
         .await?;
     Ok(Some(reply(
         "CHARACTERISTIC_WRITTEN",
-        &req.id,
+        reply_to,
         json!({"deviceId": id, "serviceUuid": service.to_string(), "characteristicUuid": characteristic.to_string(), "bytes": len}),
     )))
 }
 
-pub async fn read_descriptor(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failure> {
-    let (id, service, characteristic) = target(conn, req)?;
-    let descriptor = req.uuid("descriptorUuid")?;
+pub async fn read_descriptor(
+    conn: &mut Conn,
+    reply_to: &Value,
+    at: OnDescriptor,
+) -> Result<Option<Value>, Failure> {
+    let descriptor = at.descriptor_uuid;
+    let (id, service, characteristic) = target(conn, at.characteristic)?;
     let value = (conn.gateway.device(&id))
         .read_descriptor(service, characteristic, descriptor)
         .await?;
     Ok(Some(reply(
         "DESCRIPTOR_VALUE",
-        &req.id,
+        reply_to,
         json!({"deviceId": id, "serviceUuid": service.to_string(), "characteristicUuid": characteristic.to_string(),
             "descriptorUuid": descriptor.to_string(), "value": b64(&value)}),
     )))
 }
 
-pub async fn write_descriptor(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failure> {
-    let (id, service, characteristic) = target(conn, req)?;
-    let descriptor = req.uuid("descriptorUuid")?;
-    let value = req.base64("value")?;
+pub async fn write_descriptor(
+    conn: &mut Conn,
+    reply_to: &Value,
+    w: DescriptorWrite,
+) -> Result<Option<Value>, Failure> {
+    let (descriptor, value) = (w.descriptor.descriptor_uuid, w.value);
+    let (id, service, characteristic) = target(conn, w.descriptor.characteristic)?;
     let len = value.len();
     (conn.gateway.device(&id))
         .write_descriptor(service, characteristic, descriptor, value)
         .await?;
     Ok(Some(reply(
         "DESCRIPTOR_WRITTEN",
-        &req.id,
+        reply_to,
         json!({"deviceId": id, "serviceUuid": service.to_string(), "characteristicUuid": characteristic.to_string(),
             "descriptorUuid": descriptor.to_string(), "bytes": len}),
     )))
 }
 
-pub async fn subscribe(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failure> {
-    let (id, service, characteristic) = target(conn, req)?;
+pub async fn subscribe(
+    conn: &mut Conn,
+    reply_to: &Value,
+    at: OnCharacteristic,
+) -> Result<Option<Value>, Failure> {
+    let (id, service, characteristic) = target(conn, at)?;
     let mut sub = conn
         .gateway
         .device(&id)
@@ -119,13 +136,17 @@ pub async fn subscribe(conn: &mut Conn, req: &Request) -> Result<Option<Value>, 
         .insert((id.clone(), service, characteristic), AbortOnDrop(task));
     Ok(Some(reply(
         "SUBSCRIBED",
-        &req.id,
+        reply_to,
         json!({"deviceId": id, "serviceUuid": service.to_string(), "characteristicUuid": characteristic.to_string()}),
     )))
 }
 
-pub fn unsubscribe(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failure> {
-    let (id, service, characteristic) = target(conn, req)?;
+pub fn unsubscribe(
+    conn: &mut Conn,
+    reply_to: &Value,
+    at: OnCharacteristic,
+) -> Result<Option<Value>, Failure> {
+    let (id, service, characteristic) = target(conn, at)?;
     if conn.subs.remove(&(id.clone(), service, characteristic)).is_none() {
         return Err(Failure::params(format!(
             "not subscribed to {characteristic} on {id}"
@@ -133,7 +154,7 @@ pub fn unsubscribe(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Fail
     }
     Ok(Some(reply(
         "UNSUBSCRIBED",
-        &req.id,
+        reply_to,
         json!({"deviceId": id, "serviceUuid": service.to_string(), "characteristicUuid": characteristic.to_string()}),
     )))
 }

@@ -5,10 +5,11 @@
 //! credentials are configured), scoped and rate-limited.
 //!
 //! - `protocol.rs`: wire shapes, strict parsing, error codes.
-//! - `scan.rs`, `device.rs`, `gatt.rs`: one file per message family.
-//! - `rest.rs`: the same operations over REST at `/api/v1`, with OpenAPI.
+//! - `scan.rs`, `connection.rs` (connect, disconnect, the GATT tree), `gatt.rs`:
+//!   one file per message family.
+//! - `rest/`: the same operations over REST at `/api/v1`, with OpenAPI.
 
-mod device;
+mod connection;
 mod gatt;
 pub mod protocol;
 pub mod rest;
@@ -25,8 +26,8 @@ use tokio::sync::Notify;
 
 pub use self::socket::handle_socket;
 
-use self::protocol::{reply, Code, Failure, Request};
-use crate::auth::{AuthError, Authenticator, Principal, Scope};
+use self::protocol::{reply, Authenticate, Batch, Failure, Message, Request};
+use crate::auth::{AuthError, Authenticator, Principal};
 use crate::ble::{DeviceId, Uuid};
 use crate::gateway::Gateway;
 use crate::http::limit::RateLimit;
@@ -167,19 +168,15 @@ impl Conn {
         !self.auth_required() || self.principal.is_some()
     }
 
-    /// Checks authentication, expiry and the scope a request type needs.
-    fn authorize(&self, kind: &str) -> Result<(), Failure> {
-        if !self.auth_required() || matches!(kind, "AUTHENTICATE" | "PING") {
+    /// Checks authentication, expiry and the scope a message needs.
+    fn authorize(&self, message: &Message) -> Result<(), Failure> {
+        let Some(scope) = message.scope().filter(|_| self.auth_required()) else {
             return Ok(());
-        }
+        };
         let p = self.principal.as_ref().ok_or(AuthError::NotAuthenticated)?;
         if p.expired() {
             return Err(AuthError::Expired.into());
         }
-        let scope = match kind {
-            "CHARACTERISTIC_WRITE" | "DESCRIPTOR_WRITE" => Scope::BleWrite,
-            _ => Scope::BleRead,
-        };
         p.require(scope)?;
         Ok(())
     }
@@ -192,14 +189,13 @@ impl Conn {
             .is_some_and(|p| !self.control.take_principal_token(&p.subject))
     }
 
-    fn authenticate(&mut self, req: &Request) -> Result<Option<Value>, Failure> {
+    fn authenticate(&mut self, id: &Value, with: Authenticate) -> Result<Option<Value>, Failure> {
         let inner = &self.control.0;
-        let principal = if let Some(session) = req.opt_str("sessionToken")? {
+        let principal = if let Some(session) = &with.session_token {
             lock(&inner.sessions).get(session)?
         } else {
-            let credential = req
-                .opt_str("apiKey")?
-                .or(req.opt_str("token")?)
+            let credential = (with.api_key.as_deref())
+                .or(with.token.as_deref())
                 .ok_or_else(|| Failure::params("AUTHENTICATE needs apiKey, token (JWT) or sessionToken"))?;
             inner.auth.verify(credential)?
         };
@@ -213,70 +209,71 @@ impl Conn {
         let scopes: Vec<&str> = principal.scopes.iter().map(|s| s.as_str()).collect();
         let out = reply(
             "AUTHENTICATED",
-            &req.id,
+            id,
             json!({"subject": principal.subject, "scopes": scopes, "sessionToken": token, "expiresAt": expires_at * 1000}),
         );
         self.principal = Some(principal);
         Ok(Some(out))
     }
 
-    /// Answers one request; `None` when the reply comes later (START_SCAN).
+    /// Answers one request; `Value::Null` when the reply comes later (START_SCAN).
     async fn dispatch(&mut self, req: Request) -> Value {
-        let result = match self.authorize(&req.kind) {
+        let Request { id, message } = req;
+        let result = match self.authorize(&message) {
             Err(f) => Err(f),
-            Ok(()) => match req.kind.as_str() {
-                "AUTHENTICATE" => self.authenticate(&req),
-                "PING" => Ok(Some(reply(
-                    "PONG",
-                    &req.id,
-                    json!({"timestamp": crate::gateway::serde_helpers::to_unix_ms(std::time::SystemTime::now())}),
-                ))),
-                "START_SCAN" => scan::start(self, &req).await,
-                "STOP_SCAN" => scan::stop(self, &req),
-                "GET_DEVICES" => scan::devices(self, &req),
-                "CONNECT" => device::connect(self, &req).await,
-                "DISCONNECT" => device::disconnect(self, &req).await,
-                "GET_SERVICES" => device::services(self, &req).await,
-                "CHARACTERISTIC_READ" => gatt::read(self, &req).await,
-                "CHARACTERISTIC_WRITE" => gatt::write(self, &req).await,
-                "DESCRIPTOR_READ" => gatt::read_descriptor(self, &req).await,
-                "DESCRIPTOR_WRITE" => gatt::write_descriptor(self, &req).await,
-                "SUBSCRIBE" => gatt::subscribe(self, &req).await,
-                "UNSUBSCRIBE" => gatt::unsubscribe(self, &req),
-                "BATCH" => Box::pin(self.batch(&req)).await,
-                other => Err(Failure::new(
-                    Code::InvalidMessageType,
-                    format!("unknown message type {other:?}"),
-                )),
-            },
+            Ok(()) => self.apply(&id, message).await,
         };
         match result {
             Ok(Some(v)) => v,
             Ok(None) => Value::Null,
-            Err(f) => protocol::error(&req.id, &f),
+            Err(f) => protocol::error(&id, &f),
+        }
+    }
+
+    /// What an authorized message does; `None` when its reply comes later.
+    async fn apply(&mut self, id: &Value, message: Message) -> Result<Option<Value>, Failure> {
+        match message {
+            Message::Authenticate(with) => self.authenticate(id, with.get()?),
+            Message::Ping => Ok(Some(reply(
+                "PONG",
+                id,
+                json!({"timestamp": crate::gateway::serde_helpers::to_unix_ms(std::time::SystemTime::now())}),
+            ))),
+            Message::StartScan(scan) => scan::start(self, id, scan).await,
+            Message::StopScan => scan::stop(self, id),
+            Message::GetDevices => scan::devices(self, id),
+            Message::Connect(to) => connection::connect(self, id, to.get()?).await,
+            Message::Disconnect(from) => connection::disconnect(self, id, from.get()?).await,
+            Message::GetServices(of) => connection::services(self, id, of.get()?).await,
+            Message::CharacteristicRead(at) => gatt::read(self, id, at.get()?).await,
+            Message::CharacteristicWrite(w) => gatt::write(self, id, w.get()?).await,
+            Message::DescriptorRead(at) => gatt::read_descriptor(self, id, at.get()?).await,
+            Message::DescriptorWrite(w) => gatt::write_descriptor(self, id, w.get()?).await,
+            Message::Subscribe(at) => gatt::subscribe(self, id, at.get()?).await,
+            Message::Unsubscribe(at) => gatt::unsubscribe(self, id, at.get()?),
+            Message::Batch(batch) => Box::pin(self.batch(id, batch.get()?)).await,
         }
     }
 
     /// Runs the requests in order; the reply lists their replies in the same order.
-    async fn batch(&mut self, req: &Request) -> Result<Option<Value>, Failure> {
-        let Some(Value::Array(requests)) = req.body.get("requests") else {
-            return Err(Failure::params("BATCH needs requests: an array of messages"));
-        };
-        if requests.len() > 100 {
-            return Err(Failure::params("a BATCH holds at most 100 requests"));
-        }
-        let mut results = Vec::with_capacity(requests.len());
-        for r in requests.clone() {
-            let result = match protocol::parse_value(r) {
+    async fn batch(&mut self, id: &Value, batch: Batch) -> Result<Option<Value>, Failure> {
+        let mut results = Vec::with_capacity(batch.requests.0.len());
+        for parsed in batch.requests.0 {
+            let result = match parsed {
                 Err((id, f)) => protocol::error(&id, &f),
-                Ok(sub) if matches!(sub.kind.as_str(), "BATCH" | "START_SCAN") => protocol::error(
-                    &sub.id,
-                    &Failure::params(format!("{} cannot be batched", sub.kind)),
-                ),
-                Ok(sub) => self.dispatch(sub).await,
+                Ok(sub) => match sub.message {
+                    // A BATCH's reply lists every reply: none may come later.
+                    Message::Batch(_) => unbatchable(&sub.id, "BATCH"),
+                    Message::StartScan(_) => unbatchable(&sub.id, "START_SCAN"),
+                    _ => self.dispatch(sub).await,
+                },
             };
             results.push(result);
         }
-        Ok(Some(reply("BATCH_RESULT", &req.id, json!({"results": results}))))
+        Ok(Some(reply("BATCH_RESULT", id, json!({"results": results}))))
     }
+}
+
+fn unbatchable(id: &Value, kind: &str) -> Value {
+    protocol::error(id, &Failure::params(format!("{kind} cannot be batched")))
 }

@@ -10,6 +10,7 @@ use crate::ble::esphome::api::proto::{
 };
 use crate::ble::esphome::api::split_uuid;
 use crate::ble::{BleError, Service, Uuid};
+use crate::error::ErrorKind;
 use crate::gateway::GatewayError;
 
 /// What a handle names.
@@ -130,17 +131,20 @@ impl Handles {
     }
 }
 
-/// The ATT error an ESPHome proxy reports for a failed operation.
+/// The ATT error an ESPHome proxy reports for a failed operation, by its kind.
 pub(super) fn att_error(e: &GatewayError) -> i32 {
-    match e {
-        GatewayError::Ble(BleError::NotPermitted { operation, .. }) if operation.starts_with("read") => 0x02,
-        GatewayError::Ble(BleError::NotPermitted { .. }) => 0x03,
-        GatewayError::Ble(BleError::ValueTooLong { .. }) => 0x0d,
-        GatewayError::Ble(
-            BleError::ServiceNotFound(_)
-            | BleError::CharacteristicNotFound { .. }
-            | BleError::DescriptorNotFound { .. },
-        ) => 0x01,
+    match e.kind() {
+        // Read or write not permitted: which, the operation the radio refused says.
+        ErrorKind::NotPermitted => match e {
+            GatewayError::Ble(BleError::NotPermitted { operation, .. }) if operation.starts_with("read") => {
+                0x02
+            }
+            _ => 0x03,
+        },
+        ErrorKind::ValueTooLong => 0x0d,
+        ErrorKind::ServiceNotFound | ErrorKind::CharacteristicNotFound | ErrorKind::DescriptorNotFound => {
+            0x01
+        }
         // ESP_GATT_ERROR: what ESPHome reports for everything else.
         _ => 0x85,
     }

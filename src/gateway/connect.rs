@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::device::{self, Command, DeviceHandle};
-use super::{lock, ConnectOptions, ConnectionInfo, Gateway, GatewayError, GatewayResult};
+use super::{lock, ConnectOptions, ConnectionInfo, Gateway, GatewayError, GatewayResult, Operation};
 use crate::ble::{BleError, DeviceId};
 
 impl Gateway {
@@ -75,7 +75,7 @@ impl Gateway {
                 Err(_) => {
                     return Err(GatewayError::Timeout {
                         id,
-                        operation: "connect",
+                        operation: Operation::Connect,
                         after: limit,
                     })
                 }

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::sync::{broadcast, oneshot};
 
 use super::device::{Command, DeviceShared};
-use super::{lock, Gateway, GatewayError, GatewayResult, LiveCount};
+use super::{lock, Gateway, GatewayError, GatewayResult, LiveCount, Operation};
 use crate::ble::{BleError, DeviceId, Notification, Service, Uuid, WriteKind};
 
 impl Gateway {
@@ -26,7 +26,7 @@ impl Gateway {
         &self,
         id: &DeviceId,
         token: Option<&str>,
-        operation: &'static str,
+        operation: Operation,
         make: impl FnOnce(oneshot::Sender<GatewayResult<T>>) -> Command,
     ) -> GatewayResult<T> {
         self.ensure_running()?;
@@ -74,13 +74,13 @@ impl DeviceRef<'_> {
     /// The GATT tree, discovered once per connection.
     pub async fn services(&self) -> GatewayResult<Arc<Vec<Service>>> {
         self.gateway
-            .call(&self.id, self.token, "discover", Command::Services)
+            .call(&self.id, self.token, Operation::Discover, Command::Services)
             .await
     }
 
     pub async fn read(&self, service: Uuid, characteristic: Uuid) -> GatewayResult<Bytes> {
         self.gateway
-            .call(&self.id, self.token, "read", |reply| Command::Read {
+            .call(&self.id, self.token, Operation::Read, |reply| Command::Read {
                 key: (service, characteristic),
                 reply,
             })
@@ -98,7 +98,7 @@ impl DeviceRef<'_> {
     ) -> GatewayResult<()> {
         let value = value.into();
         self.gateway
-            .call(&self.id, self.token, "write", |reply| Command::Write {
+            .call(&self.id, self.token, Operation::Write, |reply| Command::Write {
                 key: (service, characteristic),
                 value,
                 kind,
@@ -114,7 +114,7 @@ impl DeviceRef<'_> {
         descriptor: Uuid,
     ) -> GatewayResult<Bytes> {
         self.gateway
-            .call(&self.id, self.token, "read descriptor", |reply| {
+            .call(&self.id, self.token, Operation::ReadDescriptor, |reply| {
                 Command::ReadDescriptor {
                     key: (service, characteristic),
                     descriptor,
@@ -133,7 +133,7 @@ impl DeviceRef<'_> {
     ) -> GatewayResult<()> {
         let value = value.into();
         self.gateway
-            .call(&self.id, self.token, "write descriptor", |reply| {
+            .call(&self.id, self.token, Operation::WriteDescriptor, |reply| {
                 Command::WriteDescriptor {
                     key: (service, characteristic),
                     descriptor,
@@ -149,9 +149,11 @@ impl DeviceRef<'_> {
     pub async fn subscribe(&self, service: Uuid, characteristic: Uuid) -> GatewayResult<Subscription> {
         let rx = self
             .gateway
-            .call(&self.id, self.token, "subscribe", |reply| Command::Subscribe {
-                key: (service, characteristic),
-                reply,
+            .call(&self.id, self.token, Operation::Subscribe, |reply| {
+                Command::Subscribe {
+                    key: (service, characteristic),
+                    reply,
+                }
             })
             .await?;
         let shared = lock(&self.gateway.inner.devices)

@@ -1,9 +1,63 @@
 //! The gateway's errors: the radio's, plus what the gateway itself decides (leases,
-//! limits, timeouts). Front ends turn these into their wire errors via [`GatewayError::code`].
+//! limits, timeouts). Front ends turn these into their wire errors by their
+//! [`ErrorKind`] (`kind()`).
 
 use std::time::Duration;
 
 use crate::ble::{BleError, DeviceId};
+use crate::error::ErrorKind;
+
+/// What the gateway asked of a device's radio, as a timeout names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Operation {
+    Connect,
+    Discover,
+    /// Opening the link's notification stream.
+    Notifications,
+    Subscribe,
+    Unsubscribe,
+    Read,
+    Write,
+    ReadDescriptor,
+    WriteDescriptor,
+}
+
+impl Operation {
+    /// The operation's name in messages ("read descriptor on … timed out").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Connect => "connect",
+            Operation::Discover => "discover",
+            Operation::Notifications => "notifications",
+            Operation::Subscribe => "subscribe",
+            Operation::Unsubscribe => "unsubscribe",
+            Operation::Read => "read",
+            Operation::Write => "write",
+            Operation::ReadDescriptor => "read descriptor",
+            Operation::WriteDescriptor => "write descriptor",
+        }
+    }
+
+    /// A value read or written: its round trip is a transfer's latency.
+    pub fn is_transfer(self) -> bool {
+        match self {
+            Operation::Read | Operation::Write | Operation::ReadDescriptor | Operation::WriteDescriptor => {
+                true
+            }
+            Operation::Connect
+            | Operation::Discover
+            | Operation::Notifications
+            | Operation::Subscribe
+            | Operation::Unsubscribe => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GatewayError {
@@ -18,7 +72,7 @@ pub enum GatewayError {
     #[error("{operation} on {id} timed out after {after:?}")]
     Timeout {
         id: DeviceId,
-        operation: &'static str,
+        operation: Operation,
         after: Duration,
     },
     #[error("connecting to {id} failed after {attempts} attempt(s): {last}")]
@@ -38,33 +92,25 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
-    /// A stable, machine-readable code for wire errors and metrics labels.
-    pub fn code(&self) -> &'static str {
+    /// What kind of failure this is, for front ends to turn into their wire code.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            GatewayError::Ble(e) => match e {
-                BleError::DeviceNotFound(_) => "device_not_found",
-                BleError::NotConnected(_) => "not_connected",
-                BleError::ServiceNotFound(_) => "service_not_found",
-                BleError::CharacteristicNotFound { .. } => "characteristic_not_found",
-                BleError::DescriptorNotFound { .. } => "descriptor_not_found",
-                BleError::NotPermitted { .. } => "not_permitted",
-                BleError::ValueTooLong { .. } => "value_too_long",
-                BleError::ConnectFailed { .. } => "connect_failed",
-                BleError::LinkLost(_) => "link_lost",
-                BleError::Timeout { .. } => "timeout",
-                BleError::AdapterUnavailable(_) => "adapter_unavailable",
-                BleError::Other(_) => "backend_error",
-            },
-            GatewayError::Busy { .. } => "busy",
-            GatewayError::ConnectionLimit(_) => "connection_limit",
-            GatewayError::NoFreeSlot { .. } => "no_free_slot",
-            GatewayError::Ambiguous { .. } => "ambiguous",
-            GatewayError::Timeout { .. } => "timeout",
-            GatewayError::ConnectFailed { .. } => "connect_failed",
-            GatewayError::ShuttingDown => "shutting_down",
-            GatewayError::InvalidLease => "invalid_lease",
-            GatewayError::InvalidInput(_) => "invalid_input",
+            GatewayError::Ble(e) => e.kind(),
+            GatewayError::Busy { .. } => ErrorKind::Busy,
+            GatewayError::ConnectionLimit(_) => ErrorKind::ConnectionLimit,
+            GatewayError::NoFreeSlot { .. } => ErrorKind::NoFreeSlot,
+            GatewayError::Ambiguous { .. } => ErrorKind::Ambiguous,
+            GatewayError::Timeout { .. } => ErrorKind::Timeout,
+            GatewayError::ConnectFailed { .. } => ErrorKind::ConnectFailed,
+            GatewayError::ShuttingDown => ErrorKind::ShuttingDown,
+            GatewayError::InvalidLease => ErrorKind::InvalidLease,
+            GatewayError::InvalidInput(_) => ErrorKind::InvalidInput,
         }
+    }
+
+    /// The kind's stable name, for logs and tests.
+    pub fn code(&self) -> &'static str {
+        self.kind().as_str()
     }
 }
 

@@ -44,7 +44,7 @@ pub use self::config::GatewayConfig;
 pub use self::device::LinkState;
 use self::device::{Command, DeviceHandle, DeviceShared};
 pub use self::device_ref::{DeviceRef, Subscription, SubscriptionEvent};
-pub use self::error::{GatewayError, GatewayResult};
+pub use self::error::{GatewayError, GatewayResult, Operation};
 pub use self::info::{ConnectOptions, ConnectionInfo, DeviceInfo, GatewayEvent, GatewayStats, Heard};
 pub(crate) use self::info::{LiveCount, Stats};
 pub use self::lease::{Lease, LeaseInfo};
@@ -55,6 +55,7 @@ use self::radios::Radios;
 pub use self::scan::ScanSession;
 pub use self::visibility::DeviceFilter;
 use crate::ble::{Backend, DeviceId, Notification};
+use crate::metrics::Metrics;
 pub(crate) use crate::sync::{lock, AbortOnDrop};
 
 pub(crate) struct Inner {
@@ -75,7 +76,7 @@ pub(crate) struct Inner {
     scanners: tokio::sync::Mutex<usize>,
     stats: Arc<Stats>,
     packets: Arc<PacketLog>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<Metrics>,
     shutting_down: std::sync::atomic::AtomicBool,
     /// One task per radio, reading its events.
     router: Mutex<Vec<AbortOnDrop>>,
@@ -121,20 +122,29 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Starts the gateway over one radio, with `gateway.max_connections` slots.
-    /// Must run inside a tokio runtime.
-    pub fn new(backend: Arc<dyn Backend>, config: GatewayConfig) -> Result<Self, GatewayError> {
+    /// Starts the gateway over one radio, with `gateway.max_connections` slots,
+    /// recording into `metrics` (the process's registry, which the hub and the
+    /// front ends record into too). Must run inside a tokio runtime.
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        config: GatewayConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, GatewayError> {
         let radio = RadioSpec {
             name: backend.name().to_string(),
             slots: config.max_connections,
             backend,
         };
-        Self::with_radios(vec![radio], config)
+        Self::with_radios(vec![radio], config, metrics)
     }
 
-    /// Starts the gateway over several radios (`[[radios]]`). Must run inside a
-    /// tokio runtime.
-    pub fn with_radios(radios: Vec<RadioSpec>, config: GatewayConfig) -> Result<Self, GatewayError> {
+    /// Starts the gateway over several radios (`[[radios]]`), recording into
+    /// `metrics`. Must run inside a tokio runtime.
+    pub fn with_radios(
+        radios: Vec<RadioSpec>,
+        config: GatewayConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, GatewayError> {
         config.validate().map_err(GatewayError::InvalidInput)?;
         radios::validate(&radios).map_err(GatewayError::InvalidInput)?;
         let packets = Arc::new(PacketLog::new(config.packet_log_size));
@@ -152,7 +162,7 @@ impl Gateway {
             scanners: tokio::sync::Mutex::new(0),
             stats: Arc::new(Stats::default()),
             packets,
-            metrics: Arc::new(crate::metrics::Metrics::new()),
+            metrics,
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             router: Mutex::new(Vec::new()),
             lag_probe: Mutex::new(None),
@@ -166,7 +176,7 @@ impl Gateway {
                 AbortOnDrop(tokio::spawn(route))
             })
             .collect();
-        *lock(&inner.lag_probe) = Some(crate::metrics::Metrics::spawn_lag_probe(inner.metrics.clone()));
+        *lock(&inner.lag_probe) = Some(Metrics::spawn_lag_probe(inner.metrics.clone()));
         *lock(&inner.watchdog) = watchdog::spawn(Arc::downgrade(&inner), &inner.config);
         Ok(Gateway { inner })
     }
@@ -216,8 +226,8 @@ impl Gateway {
         self.inner.notifications.subscribe()
     }
 
-    /// The metrics registry every layer records into.
-    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+    /// The metrics registry every layer records into (the one it was given).
+    pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
     }
 

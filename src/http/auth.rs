@@ -11,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::auth::{AuthError, Authenticator, Principal, Scope};
+use crate::error::ErrorKind;
 
 /// What a route requires.
 #[derive(Clone)]
@@ -122,12 +123,24 @@ pub fn origin(headers: &HeaderMap) -> String {
 /// An `application/problem+json` answer for an authentication failure.
 pub fn problem(e: &AuthError) -> Response {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::UNAUTHORIZED);
-    let mut resp = super::problem(status, e.code(), &e.to_string());
+    let mut resp = super::problem(status, problem_code(e), &e.to_string());
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         header::HeaderValue::from_static("Bearer"),
     );
     resp
+}
+
+/// The problem's `code`: the names the control protocol gives these failures too.
+fn problem_code(e: &AuthError) -> &'static str {
+    match e.kind() {
+        ErrorKind::NotAuthenticated => "NOT_AUTHENTICATED",
+        ErrorKind::InvalidApiKey => "INVALID_API_KEY",
+        ErrorKind::Expired => "SESSION_EXPIRED",
+        ErrorKind::InvalidToken => "INVALID_TOKEN",
+        // Forbidden, the one kind of an AuthError left: the credential may not.
+        _ => "FORBIDDEN",
+    }
 }
 
 /// The credential check of a WebSocket upgrade (the guard checked `Host` and
@@ -150,4 +163,18 @@ pub fn upgrade_credential(
         (None, None) => Ok(None),
     };
     result.map_err(|e| Box::new(problem(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_expired_credential_is_a_session_expired_problem() {
+        assert_eq!(problem_code(&AuthError::Expired), "SESSION_EXPIRED");
+        assert_eq!(
+            problem_code(&AuthError::MissingScope(Scope::BleWrite)),
+            "FORBIDDEN"
+        );
+    }
 }

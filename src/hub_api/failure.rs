@@ -99,7 +99,9 @@ impl Code {
             // is the caller's request that could not be carried out.
             ErrorKind::DeviceNotFound
             | ErrorKind::Ambiguous
-            | ErrorKind::AttributeNotFound
+            | ErrorKind::ServiceNotFound
+            | ErrorKind::CharacteristicNotFound
+            | ErrorKind::DescriptorNotFound
             | ErrorKind::NotPermitted
             | ErrorKind::ValueTooLong
             | ErrorKind::NotConnected

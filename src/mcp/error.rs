@@ -3,6 +3,7 @@
 //! `isError: true`, never protocol errors.
 
 use crate::ble::{BleError, Uuid};
+use crate::error::ErrorKind;
 use crate::gateway::GatewayError;
 
 /// A tool failure: the text the assistant reads.
@@ -17,35 +18,48 @@ impl From<ToolError> for String {
 
 impl From<GatewayError> for ToolError {
     fn from(e: GatewayError) -> Self {
-        let hint = match &e {
-            GatewayError::Ble(BleError::NotConnected(id)) => {
-                format!("device {id} is not connected: call ble_connect first")
-            }
+        ToolError(hint(&e))
+    }
+}
+
+/// The error as the assistant reads it: what went wrong, and the tool to call next.
+/// Keyed on the kind; the few hints that name a field of the error read it from
+/// the variant.
+fn hint(e: &GatewayError) -> String {
+    match e.kind() {
+        ErrorKind::NotConnected => format!("{e}: call ble_connect first"),
+        ErrorKind::DeviceNotFound => match e {
             GatewayError::Ble(BleError::DeviceNotFound(id)) => format!(
                 "device {id} not found: call ble_scan to see what is advertising, then use an id or name prefix from its result"
             ),
-            GatewayError::Ble(BleError::ServiceNotFound(_) | BleError::CharacteristicNotFound { .. }) => {
-                format!("{e}: call ble_services to list what the device offers")
-            }
-            GatewayError::Ble(BleError::DescriptorNotFound { .. }) => {
-                format!("{e}: ble_services lists each characteristic's descriptors")
-            }
-            GatewayError::Ble(BleError::NotPermitted { .. }) => {
-                format!("{e}: ble_services lists each characteristic's properties")
-            }
-            GatewayError::Ble(BleError::LinkLost(id)) => {
-                format!("the link to {id} was lost during the operation; gattway reconnects on its own when it can: retry, or call ble_connect")
-            }
+            _ => e.to_string(),
+        },
+        ErrorKind::ServiceNotFound | ErrorKind::CharacteristicNotFound => {
+            format!("{e}: call ble_services to list what the device offers")
+        }
+        ErrorKind::DescriptorNotFound => {
+            format!("{e}: ble_services lists each characteristic's descriptors")
+        }
+        ErrorKind::NotPermitted => {
+            format!("{e}: ble_services lists each characteristic's properties")
+        }
+        ErrorKind::LinkLost => match e {
+            GatewayError::Ble(BleError::LinkLost(id)) => format!(
+                "the link to {id} was lost during the operation; gattway reconnects on its own when it can: retry, or call ble_connect"
+            ),
+            _ => e.to_string(),
+        },
+        ErrorKind::Busy => match e {
             GatewayError::Busy { holder, .. } => format!(
                 "{e}; another client ({holder}) has exclusive use: wait until it releases the device"
             ),
-            GatewayError::Ambiguous { .. } => e.to_string(),
-            GatewayError::Timeout { .. } => {
-                format!("{e}: the device may be out of range or busy; try again or ble_disconnect and ble_connect")
-            }
             _ => e.to_string(),
-        };
-        ToolError(hint)
+        },
+        ErrorKind::Timeout => {
+            format!("{e}: the device may be out of range or busy; try again or ble_disconnect and ble_connect")
+        }
+        // The message says it all (an ambiguous prefix lists the candidates).
+        _ => e.to_string(),
     }
 }
 

@@ -45,6 +45,22 @@ pub enum StoreError {
     Locked(#[from] sqlite::lock::LockError),
 }
 
+impl StoreError {
+    /// What kind of failure this is, for front ends to turn into their wire code:
+    /// every one a store failure, after which nothing was acknowledged.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            StoreError::Database(_)
+            | StoreError::Unreachable(_)
+            | StoreError::Migrate(_)
+            | StoreError::UnsupportedUrl(_)
+            | StoreError::Corrupt(_)
+            | StoreError::WriterStopped
+            | StoreError::Locked(_) => crate::error::ErrorKind::Store,
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {

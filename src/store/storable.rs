@@ -27,6 +27,15 @@ pub enum Unstorable {
     Nul { field: &'static str },
 }
 
+impl Unstorable {
+    /// What kind of failure this is: the caller sent a value the store cannot keep.
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        match self {
+            Unstorable::TooDeep { .. } | Unstorable::Nul { .. } => crate::error::ErrorKind::InvalidInput,
+        }
+    }
+}
+
 /// Checks a JSON value the store will keep in a JSON column.
 pub fn check_json(field: &'static str, value: &Value) -> Result<(), Unstorable> {
     // Iterative, with the depth beside each value: the limit is checked before

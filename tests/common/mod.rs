@@ -17,6 +17,7 @@ use gattway::ble::sim::spec::DeviceSpec;
 use gattway::ble::sim::{SimBackend, SimConfig, SimDeviceControl, SimRadio};
 use gattway::ble::DeviceId;
 use gattway::gateway::{Gateway, GatewayConfig, GatewayEvent, RadioSpec};
+use gattway::metrics::Metrics;
 use tokio::sync::broadcast;
 
 pub const HRM: &str = "C0:FF:EE:00:00:01";
@@ -67,7 +68,7 @@ pub fn sim_config(time_scale: f64, extra: Vec<DeviceSpec>) -> SimConfig {
 
 pub fn rig_with(gateway: GatewayConfig, sim: SimConfig) -> Rig {
     let sim = SimBackend::new(&sim).expect("simulator");
-    let gateway = Gateway::new(sim.clone(), gateway).expect("gateway");
+    let gateway = Gateway::new(sim.clone(), gateway, Arc::new(Metrics::new())).expect("gateway");
     Rig { gateway, sim }
 }
 
@@ -86,7 +87,7 @@ pub fn two_radios(near_slots: usize, far_slots: usize) -> (Gateway, Arc<SimRadio
         slots,
     };
     let radios = vec![radio("near", &near, near_slots), radio("far", &far, far_slots)];
-    let gateway = Gateway::with_radios(radios, fast_gateway()).expect("gateway");
+    let gateway = Gateway::with_radios(radios, fast_gateway(), Arc::new(Metrics::new())).expect("gateway");
     (gateway, near, far)
 }
 

@@ -11,7 +11,7 @@ use futures::StreamExt;
 
 use super::{Actor, CharKey, LinkState};
 use crate::ble::{BleError, DisconnectReason};
-use crate::gateway::error::{GatewayError, GatewayResult};
+use crate::gateway::error::{GatewayError, GatewayResult, Operation};
 use crate::gateway::packet_log::Direction;
 use crate::gateway::{lock, AbortOnDrop, GatewayEvent, LiveCount};
 
@@ -113,16 +113,22 @@ impl Actor {
     pub(super) async fn link_up_through(&mut self) -> GatewayResult<u16> {
         let limit = self.config.connect_timeout();
         let backend = self.backend.clone();
-        let mtu = self.timed("connect", limit, backend.connect(&self.id)).await?;
+        let mtu = self
+            .timed(Operation::Connect, limit, backend.connect(&self.id))
+            .await?;
         self.shared.mtu.store(mtu, Ordering::Relaxed);
         let setup = async {
             let services = self
-                .timed("discover", self.config.op_timeout(), backend.discover(&self.id))
+                .timed(
+                    Operation::Discover,
+                    self.config.op_timeout(),
+                    backend.discover(&self.id),
+                )
                 .await?;
             self.services = Some(Arc::new(services));
             let stream = self
                 .timed(
-                    "notifications",
+                    Operation::Notifications,
                     self.config.op_timeout(),
                     backend.notifications(&self.id),
                 )
@@ -131,7 +137,7 @@ impl Actor {
             let keys: Vec<CharKey> = lock(&self.shared.subs).keys().copied().collect();
             for (service, characteristic) in keys {
                 self.timed(
-                    "subscribe",
+                    Operation::Subscribe,
                     self.config.op_timeout(),
                     backend.subscribe(&self.id, service, characteristic),
                 )

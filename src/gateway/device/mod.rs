@@ -18,10 +18,11 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 
-use super::error::{GatewayError, GatewayResult};
+use super::error::{GatewayError, GatewayResult, Operation};
 use super::packet_log::Direction;
 use super::{lock, AbortOnDrop, Inner, LiveCount};
 use crate::ble::{BleError, DeviceId, DisconnectReason, GattTree, Notification, Service, Uuid, WriteKind};
+use crate::error::ErrorKind;
 
 /// (service, characteristic).
 pub(crate) type CharKey = (Uuid, Uuid);
@@ -311,17 +312,14 @@ impl Actor {
     /// died under it even if the backend never says so.
     async fn timed<T>(
         &self,
-        operation: &'static str,
+        operation: Operation,
         limit: Duration,
         fut: impl std::future::Future<Output = Result<T, BleError>>,
     ) -> GatewayResult<T> {
         let started = std::time::Instant::now();
         match tokio::time::timeout(limit, fut).await {
             Ok(Ok(v)) => {
-                if matches!(
-                    operation,
-                    "read" | "write" | "read descriptor" | "write descriptor"
-                ) {
+                if operation.is_transfer() {
                     self.metrics
                         .transfer_latency
                         .observe(started.elapsed().as_secs_f64());
@@ -329,7 +327,7 @@ impl Actor {
                 Ok(v)
             }
             Ok(Err(e)) => {
-                if matches!(e, BleError::LinkLost(_) | BleError::NotConnected(_)) {
+                if matches!(e.kind(), ErrorKind::LinkLost | ErrorKind::NotConnected) {
                     self.shared.link_lost.notify_one();
                 }
                 Err(e.into())
@@ -356,8 +354,12 @@ impl Actor {
         }
         let backend = self.backend.clone();
         let services = Arc::new(
-            self.timed("discover", self.config.op_timeout(), backend.discover(&self.id))
-                .await?,
+            self.timed(
+                Operation::Discover,
+                self.config.op_timeout(),
+                backend.discover(&self.id),
+            )
+            .await?,
         );
         self.services = Some(services.clone());
         Ok(services)
@@ -395,7 +397,7 @@ impl Actor {
         }
         let backend = self.backend.clone();
         self.timed(
-            "read",
+            Operation::Read,
             self.config.op_timeout(),
             backend.read(&self.id, key.0, key.1),
         )
@@ -436,7 +438,7 @@ impl Actor {
             self.packets
                 .record(Direction::Tx, &self.id, key.0, key.1, value.slice_ref(part));
             self.timed(
-                "write",
+                Operation::Write,
                 self.config.op_timeout(),
                 backend.write(&self.id, key.0, key.1, part, kind),
             )
@@ -444,7 +446,7 @@ impl Actor {
         }
         if value.is_empty() {
             self.timed(
-                "write",
+                Operation::Write,
                 self.config.op_timeout(),
                 backend.write(&self.id, key.0, key.1, &[], kind),
             )
@@ -470,7 +472,7 @@ impl Actor {
         self.descriptor_check(key, descriptor).await?;
         let backend = self.backend.clone();
         self.timed(
-            "read descriptor",
+            Operation::ReadDescriptor,
             self.config.op_timeout(),
             backend.read_descriptor(&self.id, key.0, key.1, descriptor),
         )
@@ -481,7 +483,7 @@ impl Actor {
         self.descriptor_check(key, descriptor).await?;
         let backend = self.backend.clone();
         self.timed(
-            "write descriptor",
+            Operation::WriteDescriptor,
             self.config.op_timeout(),
             backend.write_descriptor(&self.id, key.0, key.1, descriptor, &value),
         )
@@ -502,7 +504,7 @@ impl Actor {
         }
         let backend = self.backend.clone();
         self.timed(
-            "subscribe",
+            Operation::Subscribe,
             self.config.op_timeout(),
             backend.subscribe(&self.id, key.0, key.1),
         )
@@ -533,7 +535,7 @@ impl Actor {
         for (service, characteristic) in abandoned {
             if let Err(e) = self
                 .timed(
-                    "unsubscribe",
+                    Operation::Unsubscribe,
                     self.config.op_timeout(),
                     backend.unsubscribe(&self.id, service, characteristic),
                 )

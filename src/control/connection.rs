@@ -1,20 +1,21 @@
-//! CONNECT (→ CONNECTED), DISCONNECT (→ DISCONNECTED), GET_SERVICES (→ SERVICES).
-
-use std::time::Duration;
+//! CONNECT (→ CONNECTED), DISCONNECT (→ DISCONNECTED), GET_SERVICES (→ SERVICES):
+//! a device's connection and the GATT tree it discovers.
 
 use serde_json::{json, Value};
 
-use super::protocol::{reply, Code, Failure, Request};
+use super::protocol::{reply, Code, Connect, Failure, OnDevice};
 use super::Conn;
 use crate::gateway::{ConnectOptions, LinkState};
 
-pub async fn connect(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failure> {
+pub async fn connect(conn: &mut Conn, reply_to: &Value, to: Connect) -> Result<Option<Value>, Failure> {
+    let timeout = to.timeout;
     // A name prefix is resolved first, and the device list checked against the
     // device it names, not the raw text.
-    let target = req.device()?;
-    let timeout = req.opt_u64("timeout", 120_000)?.map(Duration::from_millis);
     let resolving = timeout.unwrap_or(conn.gateway.config().connect_timeout());
-    let id = conn.gateway.resolve(target.as_str(), &[], resolving).await?;
+    let id = conn
+        .gateway
+        .resolve(to.device_id.as_str(), &[], resolving)
+        .await?;
     conn.check_device(&id)?;
     if conn
         .gateway
@@ -39,21 +40,21 @@ pub async fn connect(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Fa
         .await?;
     Ok(Some(reply(
         "CONNECTED",
-        &req.id,
+        reply_to,
         json!({"deviceId": info.id, "name": info.name, "mtu": info.mtu}),
     )))
 }
 
-pub async fn disconnect(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failure> {
-    let id = req.device()?;
+pub async fn disconnect(conn: &mut Conn, reply_to: &Value, from: OnDevice) -> Result<Option<Value>, Failure> {
+    let id = from.device_id;
     conn.check_device(&id)?;
     conn.subs.retain(|(d, _, _), _| d != &id);
     conn.gateway.device(&id).disconnect().await?;
-    Ok(Some(reply("DISCONNECTED", &req.id, json!({"deviceId": id}))))
+    Ok(Some(reply("DISCONNECTED", reply_to, json!({"deviceId": id}))))
 }
 
-pub async fn services(conn: &mut Conn, req: &Request) -> Result<Option<Value>, Failure> {
-    let id = req.device()?;
+pub async fn services(conn: &mut Conn, reply_to: &Value, of: OnDevice) -> Result<Option<Value>, Failure> {
+    let id = of.device_id;
     conn.check_device(&id)?;
     let tree = conn.gateway.device(&id).services().await?;
     let services: Vec<Value> = tree
@@ -74,7 +75,7 @@ pub async fn services(conn: &mut Conn, req: &Request) -> Result<Option<Value>, F
         .collect();
     Ok(Some(reply(
         "SERVICES",
-        &req.id,
+        reply_to,
         json!({"deviceId": id, "services": services}),
     )))
 }
