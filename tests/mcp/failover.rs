@@ -11,12 +11,8 @@ async fn an_assistant_keeps_its_device_through_a_radio_failover() {
     let client = http_client(&server.url("/mcp"), None).await.expect("connect");
     ok(&client, "ble_scan", json!({"duration_ms": 300})).await;
     ok(&client, "ble_connect", json!({"device": HRM})).await;
-    let radio_of_hrm = |conns: &Value| {
-        conns["connections"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["id"] == HRM))
-            .map(|c| c["radio"].clone())
-    };
+    let radio_of_hrm =
+        |conns: &Value| find_listed(conns, "connections", "id", HRM).map(|c| c["radio"].clone());
     let conns = ok(&client, "ble_connections", json!({})).await;
     assert_eq!(radio_of_hrm(&conns), Some(json!("near")), "{conns}");
 

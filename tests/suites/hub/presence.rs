@@ -31,15 +31,7 @@ async fn presence_follows_connections_and_heartbeats() {
         .await;
     let listed = client.next_of("presence").await;
     assert_eq!(listed["id"], 2);
-    let by_id = |id: &str| {
-        listed["devices"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["device"] == id)
-            .cloned()
-            .unwrap()
-    };
+    let by_id = |id: &str| find_listed(&listed, "devices", "device", id).unwrap();
     assert_eq!(
         (by_id("p1")["online"].clone(), by_id("never")["online"].clone()),
         (json!(true), json!(false))

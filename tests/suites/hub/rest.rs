@@ -46,12 +46,7 @@ async fn rest_sends_commands_and_lists_devices() {
     let log = within("connection log", async {
         loop {
             let log = hub.get("/api/v1/hub/connections").await;
-            let entry = log["connections"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["device"] == "leaver")
-                .cloned();
+            let entry = find_listed(&log, "connections", "device", "leaver");
             if let Some(e) = entry.filter(|e| !e["reason"].is_null()) {
                 return e;
             }
