@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{rig, HRM};
+use common::{find_listed, rig, HRM};
 use gattway::esphome_proxy::{self, EsphomeConfig};
 use gattway::gateway::Gateway;
 use gattway::metrics::Metrics;
@@ -186,12 +186,7 @@ async fn one_gattway_uses_another_as_an_encrypted_remote_radio() {
         .json()
         .await
         .unwrap();
-    let hrm = scan["devices"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == HRM)
-        .unwrap_or_else(|| panic!("{scan}"));
+    let hrm = find_listed(&scan, "devices", "id", HRM).unwrap_or_else(|| panic!("{scan}"));
     assert_eq!(hrm["name"], "Gattway HRM");
     assert_eq!(hrm["radio"], "upstairs");
 

@@ -1,7 +1,7 @@
 //! The hub's test suites (`tests/suites/`) on the embedded store: SQLite.
 
 mod common;
-#[path = "suites/hub.rs"]
+#[path = "suites/hub/mod.rs"]
 mod hub;
 #[path = "suites/hub_crash.rs"]
 mod hub_crash;

@@ -2,7 +2,7 @@
 //! database of its own per test on the server `./test.sh` starts.
 
 mod common;
-#[path = "suites/hub.rs"]
+#[path = "suites/hub/mod.rs"]
 mod hub;
 #[path = "suites/hub_crash.rs"]
 mod hub_crash;

@@ -16,13 +16,8 @@ async fn finished(client: &Client, id: &str) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let list = ok(client, "ble_collect_list", json!({})).await;
-        let this = list["collections"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["id"] == id)
-            .cloned()
-            .unwrap_or_else(|| panic!("{id} not listed: {list}"));
+        let this =
+            find_listed(&list, "collections", "id", id).unwrap_or_else(|| panic!("{id} not listed: {list}"));
         if this["state"] == "finished" {
             return this;
         }

@@ -322,13 +322,7 @@ async fn a_broadcasting_sensor_is_listed_with_its_decoded_readings_and_raw_data(
         .unwrap_or_else(|| panic!("{sensor}"));
     assert!(fcd2.starts_with("4000"), "raw BTHome bytes: {fcd2}");
     let reading = |key: &str| {
-        sensor["readings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["key"] == key)
-            .cloned()
-            .unwrap_or_else(|| panic!("no {key} in {sensor}"))
+        find_listed(sensor, "readings", "key", key).unwrap_or_else(|| panic!("no {key} in {sensor}"))
     };
     let t = reading("temperature");
     assert_eq!(t["unit"], "°C");
@@ -364,11 +358,7 @@ async fn an_encrypted_sensor_is_read_only_with_its_key() {
     rig.gateway
         .set_advert_keys(gattway::adverts::Keys::new(&keys, &Default::default()).unwrap());
     let open = scan().await;
-    let readings = open["readings"].as_array().unwrap();
-    let t = readings
-        .iter()
-        .find(|r| r["key"] == "temperature")
-        .expect("temperature");
+    let t = find_listed(&open, "readings", "key", "temperature").expect("temperature");
     assert!((25.0..=25.4).contains(&t["value"].as_f64().unwrap()), "{open}");
     server.stop().await;
 }

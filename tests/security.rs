@@ -437,12 +437,7 @@ async fn only_an_admin_may_release_a_device_from_its_holder() {
         .json()
         .await
         .unwrap();
-    let row = list["connections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == UART)
-        .cloned();
+    let row = find_listed(&list, "connections", "id", UART);
     assert_eq!(row.unwrap()["lease_holder"], "bridge session 9");
     assert_eq!(release("reader").await.status(), 403);
     assert_eq!(

@@ -155,6 +155,19 @@ pub async fn wait_event(
     .await
 }
 
+/// The element of the JSON list `body[list]` whose `field` is `value`: one device,
+/// connection, collection or reading picked out of a listing (a REST answer, a tool
+/// result, a socket message) by its id. `None` when it is not listed, or `body[list]`
+/// is not a list.
+pub fn find_listed(
+    body: &serde_json::Value,
+    list: &str,
+    field: &str,
+    value: &str,
+) -> Option<serde_json::Value> {
+    body[list].as_array()?.iter().find(|e| e[field] == value).cloned()
+}
+
 /// Polls a condition the code under test updates without an event of its own
 /// (counters); fails after [`WAIT`].
 pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
