@@ -41,7 +41,7 @@
 //!   (Theengs' format), to an MQTT broker, with Home Assistant discovery, and
 //!   commands from it.
 //! - [`metrics`]: the Prometheus registry every layer records into, made in `main`
-//!   and handed down.
+//!   and handed down; one file per concern (gateway, front ends, process, MQTT, hub).
 //! - [`error`]: [`error::ErrorKind`], what kind of failure an error is, which every
 //!   layer's error names and each front end maps to its wire code.
 //! - [`sync`]: task ownership and locking helpers shared by every layer.
