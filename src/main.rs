@@ -53,14 +53,18 @@ fn main() -> anyhow::Result<()> {
     }
     let filter = EnvFilter::try_new(&config.log_level)
         .with_context(|| format!("invalid log level {:?}", config.log_level))?;
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let json = match config.log_format {
         LogFormat::Json => true,
         LogFormat::Text => false,
-        LogFormat::Auto => !std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        LogFormat::Auto => !terminal,
     };
+    // Colours only for a person at a terminal: in a pipe or a file they are
+    // escape codes that every reader (grep, journald, a CI log) has to strip.
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(terminal);
     if json {
         logs.json().init();
     } else {

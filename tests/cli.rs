@@ -139,14 +139,14 @@ async fn serve_logs_its_address_answers_healthz_and_stops_on_sigterm() {
     assert!(status.success(), "{status:?}");
 }
 
-#[tokio::test]
-async fn json_logs_are_one_object_per_line_on_stderr() {
-    let out = gattway()
+/// A short scan on the simulator that logs at debug level in `format`.
+async fn scan_logging(format: &str) -> std::process::Output {
+    gattway()
         .args([
             "--backend",
             "sim",
             "--log-format",
-            "json",
+            format,
             "--log-level",
             "debug",
             "scan",
@@ -156,7 +156,12 @@ async fn json_logs_are_one_object_per_line_on_stderr() {
         ])
         .output()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_on_stderr() {
+    let out = scan_logging("json").await;
     assert!(out.status.success());
     let stderr = String::from_utf8(out.stderr).unwrap();
     let lines: Vec<&str> = stderr.lines().collect();
@@ -167,6 +172,15 @@ async fn json_logs_are_one_object_per_line_on_stderr() {
     }
     // stdout stays clean JSON for the caller.
     let _: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+}
+
+#[tokio::test]
+async fn text_logs_into_a_pipe_carry_no_colour_codes() {
+    let out = scan_logging("text").await;
+    assert!(out.status.success());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("DEBUG") || stderr.contains("INFO"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "escape codes in a pipe: {stderr:?}");
 }
 
 #[tokio::test]

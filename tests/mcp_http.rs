@@ -1,7 +1,8 @@
 //! MCP over Streamable HTTP as clients see it on the wire: a plain call answered as
 //! `application/json` (so a keep-alive client reuses its connection), a call that
 //! reports progress first answered as SSE with nothing lost, and a session's state
-//! (a subscription and its notifications) kept across calls by a pooled client.
+//! (a subscription and its notifications) kept across calls by a pooled client, and
+//! a session ended with `DELETE`.
 
 mod common;
 
@@ -102,6 +103,33 @@ async fn plain_answers_are_json_and_progress_keeps_the_stream() {
         .as_array()
         .unwrap()
         .is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ending_a_session_answers_no_content_and_the_session_is_gone() {
+    let rig = rig();
+    let server = start_server(&rig.gateway, Default::default()).await;
+    let client = reqwest::Client::new();
+    let url = server.url("/mcp");
+    let id = session(&client, &url).await;
+    let ended = client
+        .delete(&url)
+        .header("mcp-session-id", &id)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    // MCP clients take 200 or 204 as ended; 202 reads as a failure.
+    assert_eq!(ended.status(), 204);
+    let after = post(
+        &client,
+        &url,
+        Some(&id),
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}),
+    )
+    .await;
+    assert_eq!(after.status(), 404, "the session is gone");
     server.stop().await;
 }
 

@@ -1,6 +1,7 @@
 //! The packaging: `packaging/gattway.service` verifies with systemd's own checker
 //! (`systemd-analyze verify`), pointed at the binary these tests built; the
-//! `Dockerfile` passes hadolint (pinned, from PyPI) with no finding at all.
+//! `Dockerfile` passes hadolint (pinned, from PyPI) with no finding at all; no tool
+//! cache is tracked.
 
 mod common;
 
@@ -44,4 +45,30 @@ fn the_dockerfile_passes_hadolint() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Running a tool in a clone (schemathesis, say) must not change a tracked file:
+/// its cache is ignored, and none is committed.
+#[test]
+fn no_tool_cache_is_tracked() {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("git")
+    };
+    let tracked = git(&["ls-files", ".schemathesis"]);
+    assert!(tracked.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&tracked.stdout),
+        "",
+        "committed tool cache"
+    );
+    let ignored = git(&[
+        "check-ignore",
+        "-q",
+        ".schemathesis/default/cache/crashes/manifest.json",
+    ]);
+    assert!(ignored.status.success(), "schemathesis' cache is not ignored");
 }

@@ -128,6 +128,7 @@ pub fn router(state: AppState) -> Router {
     let mcp_routes = Router::new()
         .nest_service("/mcp", mcp_service)
         .layer(axum::middleware::from_fn(mcp::json_answers::prefer_json))
+        .layer(axum::middleware::from_fn(mcp::session_end::ended_is_no_content))
         // Inside authentication, so the credential's subject is the caller.
         .layer(axum::middleware::from_fn_with_state(mcp_rate, limit::limit))
         .layer(axum::middleware::from_fn_with_state(

@@ -10,7 +10,8 @@
 //! get_metrics), `profiles.rs` (ble_profile, device_command), `collect.rs`
 //! (ble_collect_start, ble_collect_stop, ble_collect_list). Wire shapes are in
 //! `types.rs`; per-session state in `session.rs`; the recording the collect tools
-//! start, server-wide, in `recording.rs`.
+//! start, server-wide, in `recording.rs`. On HTTP, `json_answers.rs` answers plain
+//! calls as JSON and `session_end.rs` answers an ended session 204.
 
 mod collect;
 mod connection;
@@ -25,6 +26,7 @@ mod recording;
 mod resources;
 mod scan;
 mod session;
+pub mod session_end;
 pub mod types;
 
 use std::sync::Arc;

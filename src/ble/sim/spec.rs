@@ -72,6 +72,8 @@ pub struct DeviceSpec {
     /// In range for `in_ms`, then out of range for `out_ms`, repeating.
     #[serde(default)]
     pub range_cycle: Option<RangeCycle>,
+    /// The GATT database; none for a sensor that only broadcasts.
+    #[serde(default)]
     pub services: Vec<ServiceSpec>,
 }
 
@@ -312,4 +314,23 @@ fn default_op_latency_ms() -> u64 {
 }
 fn default_max_len() -> usize {
     512
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broadcast_only_device_needs_no_services_key() {
+        let spec: DeviceSpec = toml::from_str(
+            r#"
+            name = "Porch BTHome"
+            address = "AA:BB:CC:00:00:02"
+            service_data = [{ uuid = "fcd2", data = "400001015c02ca0903bf13" }]
+            "#,
+        )
+        .unwrap();
+        assert!(spec.services.is_empty());
+        assert_eq!(spec.service_data.len(), 1);
+    }
 }
