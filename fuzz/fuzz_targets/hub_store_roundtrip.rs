@@ -104,14 +104,7 @@ fuzz_target!(|data: &[u8]| {
                 }
         }
         if let Ok(ClientMessage::Command(m)) = ClientMessage::read(&envelope) {
-                let request = CommandRequest {
-                    device: m.device,
-                    name: m.name,
-                    params: m.params,
-                    timeout: m.timeout,
-                    priority: m.priority,
-                    ttl: m.ttl,
-                };
+                let request = CommandRequest::from(m);
                 let Ok(record) = request.into_record(&bed.config, None) else { return };
                 bed.store.insert_command(&record).await.expect("accepted commands are stored");
                 let back = bed.store.command(&record.id).await.expect("stored commands read back");

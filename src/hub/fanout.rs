@@ -17,7 +17,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use super::event::{Event, PublishedPoint};
 use crate::outbox::Outbox;
-use crate::store::Committed;
+use crate::store::{Committed, Point};
 
 /// Which devices or keys a subscription takes.
 #[derive(Clone, Debug, PartialEq)]
@@ -138,13 +138,13 @@ impl Fanout {
             if inner.subscribers.is_empty() || batch.points.is_empty() {
                 continue;
             }
-            let points = || {
-                batch.points.iter().enumerate().map(move |(i, p)| PublishedPoint {
-                    id: first + i as i64,
-                    key: p.key.clone(),
-                    value: p.value.clone(),
-                    ts: p.ts,
-                })
+            // Numbered in commit order; a point is copied only into an event that carries it.
+            let numbered = || batch.points.iter().enumerate();
+            let published = |(i, p): (usize, &Point)| PublishedPoint {
+                id: first + i as i64,
+                key: p.key.clone(),
+                value: p.value.clone(),
+                ts: p.ts,
             };
             let mut whole: Option<Event> = None;
             for s in inner
@@ -154,10 +154,15 @@ impl Fanout {
             {
                 let event = match &s.keys {
                     Filter::All => whole
-                        .get_or_insert_with(|| Event::telemetry(&batch.device, points().collect(), false))
+                        .get_or_insert_with(|| {
+                            Event::telemetry(&batch.device, numbered().map(published).collect(), false)
+                        })
                         .clone(),
                     keys => {
-                        let some: Vec<PublishedPoint> = points().filter(|p| keys.admits(&p.key)).collect();
+                        let some: Vec<PublishedPoint> = numbered()
+                            .filter(|(_, p)| keys.admits(&p.key))
+                            .map(published)
+                            .collect();
                         if some.is_empty() {
                             continue;
                         }
@@ -191,7 +196,7 @@ impl Fanout {
 mod tests {
     use super::*;
     use crate::hub::event::Happened;
-    use crate::store::{DeviceBatch, Point};
+    use crate::store::DeviceBatch;
     use serde_json::json;
 
     fn commit(first_id: i64, device: &str, keys: &[&str]) -> Committed {

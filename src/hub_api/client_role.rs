@@ -3,9 +3,7 @@
 //! presence and command statuses arrive through the connection's bounded queue; a
 //! client that falls behind loses messages and is sent `lagged` with how many.
 
-use serde_json::json;
-
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::failure::{Code, Failure};
 use super::frame::{self, Frame};
@@ -189,11 +187,7 @@ async fn handle(
         ClientMessage::History(m) => history(hub, link, state, id, m).await,
         ClientMessage::Presence(m) => {
             let wanted = m.devices.unwrap_or_default();
-            let mut list = hub
-                .presence()
-                .snapshot(&wanted)
-                .await
-                .map_err(|e| Failure::new(Code::StoreError, e.to_string()))?;
+            let mut list = hub.presence().snapshot(&wanted).await?;
             list.retain(|d| crate::auth::admits(state.principal, &d.device, None));
             send(link, frame::reply("presence", id, json!({"devices": list}))).await
         }
@@ -274,14 +268,10 @@ async fn subscribe(
     };
     let mut replayed = 0usize;
     loop {
-        let page = hub
-            .store()
-            .points(&query)
-            .await
-            .map_err(|e| Failure::new(Code::StoreError, e.to_string()))?;
+        let page = hub.store().points(&query).await?;
         replayed += page.len();
-        for replayed in frame::replay_frames(&page) {
-            send(link, replayed).await?;
+        for replay in frame::replay_frames(&page) {
+            send(link, replay).await?;
         }
         match page.last() {
             Some(last) if page.len() == PAGE as usize => query.after_id = Some(last.id),
@@ -307,15 +297,8 @@ async fn command(
     m: message::Command,
 ) -> Result<(), Failure> {
     hub.may_command(state.principal, &m.device)?;
-    let record = CommandRequest {
-        device: m.device,
-        name: m.name,
-        params: m.params,
-        timeout: m.timeout,
-        priority: m.priority,
-        ttl: m.ttl,
-    }
-    .into_record(hub.config(), state.principal.map(|p| p.subject.clone()))?;
+    let record =
+        CommandRequest::from(m).into_record(hub.config(), state.principal.map(|p| p.subject.clone()))?;
     let command_id = record.id.clone();
     hub.commands().submit(record, Some(state.out.clone())).await?;
     send(

@@ -91,9 +91,7 @@ async fn greet(hub: &Hub, link: &mut Framed, device: &str) -> Result<u64, &'stat
     let last_seq = match stored {
         Ok(d) => d.map_or(0, |d| d.last_seq),
         Err(e) => {
-            let _ = link
-                .fail(&Value::Null, &Failure::new(Code::StoreError, e.to_string()))
-                .await;
+            let _ = link.fail(&Value::Null, &Failure::from(e)).await;
             return Err("store error");
         }
     };
@@ -243,8 +241,7 @@ async fn telemetry(hub: &Hub, state: &mut State<'_>, t: Telemetry) -> Result<(),
             seq: t.seq,
             points: batch,
         })
-        .await
-        .map_err(|e| Failure::new(Code::StoreError, e.to_string()))?;
+        .await?;
     let seq = t.seq;
     state.acks.push_back(Box::pin(async move {
         (

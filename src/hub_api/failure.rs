@@ -4,6 +4,7 @@
 use crate::auth::AuthError;
 use crate::error::ErrorKind;
 use crate::hub::HubError;
+use crate::store::StoreError;
 
 /// Machine-readable error codes of `{"type":"error"}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +122,12 @@ impl Code {
 
 impl From<HubError> for Failure {
     fn from(e: HubError) -> Self {
+        Failure::new(Code::of(e.kind()), e.to_string())
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
         Failure::new(Code::of(e.kind()), e.to_string())
     }
 }

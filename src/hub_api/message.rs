@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use super::failure::{Code, Failure};
 use crate::hub::accept::InPoint;
+use crate::hub::CommandRequest;
 use crate::store::CommandStatus;
 
 /// A message read up to its `type`, holding the rest to be read by the variant.
@@ -220,6 +221,19 @@ pub struct Command {
     /// Seconds it may wait `queued`.
     #[serde(default)]
     pub ttl: Option<f64>,
+}
+
+impl From<Command> for CommandRequest {
+    fn from(m: Command) -> Self {
+        CommandRequest {
+            device: m.device,
+            name: m.name,
+            params: m.params,
+            timeout: m.timeout,
+            priority: m.priority,
+            ttl: m.ttl,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

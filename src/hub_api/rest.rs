@@ -51,7 +51,7 @@ impl From<HubError> for Refused {
 
 impl From<crate::store::StoreError> for Refused {
     fn from(e: crate::store::StoreError) -> Self {
-        Refused(HubError::from(e).into())
+        Refused(e.into())
     }
 }
 

@@ -16,8 +16,7 @@ use crate::auth::Principal;
 use crate::gateway::Gateway;
 use crate::hub::{CommandRequest, Event as HubEvent, Happened, Hub, StatusReport};
 use crate::outbox::Outbox;
-use crate::store::CommandRecord;
-use crate::store::{PointQuery, StoredPoint};
+use crate::store::{CommandRecord, PointQuery, StoredPoint};
 use crate::sync::AbortOnDrop;
 
 /// Points published and not yet acknowledged, at most. The store is read again
